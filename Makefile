@@ -1,0 +1,48 @@
+# orchestrator: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ORCH := $(VENV)/bin/orchestrator
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test unit kafka-up kafka-down kafka-status bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the package with its test dependencies
+
+run: venv ## local Kafka + worker + example journeys + demo traffic, with a live progress line (Ctrl-C stops all)
+	$(ORCH) demo
+
+test: venv ## unit and integration tests against a real local Kafka (started and stopped here)
+	@started=0; \
+	if [ -z "$$ORCH_BOOTSTRAP" ] && ! $(ORCH) kafka status | grep -q '"running": true'; then \
+	  $(ORCH) kafka up || exit 1; started=1; \
+	fi; \
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$started = 1 ]; then $(ORCH) kafka down; fi; \
+	exit $$rc
+
+unit: venv ## only the tests that need no Kafka
+	$(PY) -m pytest -m 'not integration' $(PYTEST_ARGS)
+
+kafka-up: venv ## start the local single-node Kafka (KRaft), fetched from Maven Central on first use
+	$(ORCH) kafka up
+
+kafka-down: venv ## stop the local Kafka
+	$(ORCH) kafka down
+
+kafka-status: venv ## is the local Kafka running?
+	$(ORCH) kafka status
+
+clean: ## remove the venv, local broker data and worker state
+	-$(ORCH) kafka down 2>/dev/null
+	rm -rf $(VENV) .orch *.egg-info

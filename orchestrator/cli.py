@@ -1,0 +1,203 @@
+"""The ``orchestrator`` command (SPEC §6)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+from orchestrator import __version__
+from orchestrator.errors import ConfigError, DefinitionError, OrchestratorError
+
+
+def _settings():
+    from orchestrator.config import Settings
+    return Settings.from_env()
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    from orchestrator.observability.logs import setup_logging
+    setup_logging(level, fmt)
+
+
+# ---------------------------------------------------------------------------- worker
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _setup_logging(args.loglevel, settings.log_format)
+    from orchestrator.runtime.app import run_worker
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+# ---------------------------------------------------------------------------- produce
+def cmd_produce(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from orchestrator.runtime.client import produce_lines
+    stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
+    with stream:
+        sent = asyncio.run(produce_lines(settings, stream, topic=settings.topic(args.topic)))
+    print(f"sent {sent} events to {settings.topic(args.topic)}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- journeys
+def _load_policies(path: str | None):
+    from orchestrator.core import load_policies
+    return load_policies(path)
+
+
+def cmd_journeys_validate(args: argparse.Namespace) -> int:
+    from orchestrator.core.journeys import journey_files, load_journey_file
+    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
+    paths: list[Path] = []
+    for item in args.paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(journey_files(p))
+        elif p.exists():
+            paths.append(p)
+        else:
+            print(f"{p}: no such file or folder", file=sys.stderr)
+            return 2
+    bad = 0
+    for path in paths:
+        try:
+            j = load_journey_file(path, channels=policies.channels)
+        except DefinitionError as exc:
+            bad += 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes)")
+    if not paths:
+        print("no journey files found", file=sys.stderr)
+        return 2
+    return 1 if bad else 0
+
+
+def cmd_journeys_list(args: argparse.Namespace) -> int:
+    from orchestrator.core import load_journey_dir
+    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
+    journeys, problems = load_journey_dir(args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys",
+                                          channels=policies.channels)
+    for j in sorted(journeys, key=lambda j: j.id):
+        print(f"{j.id}\tv{j.version}\tentry={j.entry_on}\tpriority={j.priority}\tgroup={j.group or '-'}"
+              f"\t{'enabled' if j.enabled else 'disabled'}\t{j.source}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------------- simulate
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from orchestrator.core import Engine, JourneySet, load_journey_dir
+    from orchestrator.simulate import Simulation
+    policies = _load_policies(args.policies)
+    journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if not journeys:
+        print(f"{args.journeys}: no journeys found", file=sys.stderr)
+        return 1
+    sim = Simulation(Engine(JourneySet(journeys), policies))
+    stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
+    out = sys.stdout.buffer
+    with stream:
+        for record in sim.run(stream):
+            out.write(orjson.dumps(record) + b"\n")
+    out.flush()
+    return 0
+
+
+# ---------------------------------------------------------------------------- kafka
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from orchestrator import kafka_local
+    try:
+        if args.action == "up":
+            if os.environ.get("ORCH_BOOTSTRAP"):
+                print(f"ORCH_BOOTSTRAP is set ({os.environ['ORCH_BOOTSTRAP']}); not starting a local broker")
+                return 0
+            bootstrap = kafka_local.up()
+            print(f"kafka is up at {bootstrap}")
+        elif args.action == "down":
+            stopped = kafka_local.down()
+            print("kafka stopped" if stopped else "kafka was not running")
+        else:
+            print(orjson.dumps(kafka_local.status(), option=orjson.OPT_INDENT_2).decode())
+    except kafka_local.LocalKafkaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestrator.demo import run_demo
+    return run_demo(rate=args.rate, duration_s=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orchestrator", description="Real-time journey orchestration on Kafka.")
+    p.add_argument("--version", action="version", version=f"orchestrator {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    w = sub.add_parser("worker", help="run a worker (consumes events, produces actions)")
+    w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    w.set_defaults(fn=cmd_worker)
+
+    pr = sub.add_parser("produce", help="send JSON-lines events (FILE or stdin) to <prefix>.events")
+    pr.add_argument("file", nargs="?", metavar="FILE")
+    pr.add_argument("--topic", default="events", help="topic suffix (default: events)")
+    pr.set_defaults(fn=cmd_produce)
+
+    j = sub.add_parser("journeys", help="validate or list journey definitions")
+    jsub = j.add_subparsers(dest="action", required=True, metavar="ACTION")
+    jv = jsub.add_parser("validate", help="check journey files; prints file:line: message for each problem")
+    jv.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $ORCH_JOURNEYS)")
+    jv.add_argument("--policies", help="policies file (channels); default $ORCH_POLICIES")
+    jv.set_defaults(fn=cmd_journeys_validate)
+    jl = jsub.add_parser("list", help="list the journeys in a folder")
+    jl.add_argument("dir", nargs="?", help="folder (default: $ORCH_JOURNEYS)")
+    jl.add_argument("--policies")
+    jl.set_defaults(fn=cmd_journeys_list)
+
+    s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
+    s.add_argument("--journeys", required=True, metavar="DIR")
+    s.add_argument("--policies", metavar="F")
+    s.add_argument("events", metavar="EVENTS.jsonl")
+    s.set_defaults(fn=cmd_simulate)
+
+    k = sub.add_parser("kafka", help="local single-node Kafka (KRaft) for development and tests")
+    k.add_argument("action", choices=["up", "down", "status"])
+    k.set_defaults(fn=cmd_kafka)
+
+    d = sub.add_parser("demo", help="worker + demo traffic + live progress line (what `make run` runs)")
+    d.add_argument("--rate", type=float, default=200.0, help="demo events per second")
+    d.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, DefinitionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

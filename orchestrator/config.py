@@ -1,0 +1,150 @@
+"""Settings from the environment (SPEC §6), and the one place that maps them to
+aiokafka and Faust options.
+
+Every variable, its default and meaning:
+
+===============================  =====================  ==============================================
+``ORCH_BOOTSTRAP``               ``localhost:9092``     Kafka bootstrap servers (comma separated)
+``ORCH_TOPIC_PREFIX``            ``orch``               prefix of every topic (``orch.events`` ...)
+``ORCH_PARTITIONS``              ``8``                  partitions of the topics the worker creates
+``ORCH_REPLICATION``             ``1``                  replication factor of the topics it creates
+``ORCH_DATA_DIR``                ``.orch/data``         the worker's RocksDB state (one per worker)
+``ORCH_JOURNEYS``                ``journeys/``          folder of journey YAML files
+``ORCH_POLICIES``                ``policies.yaml``      policies file (defaults if absent)
+``ORCH_WEB_HOST``                ``127.0.0.1``          address of ``/metrics``, ``/health``
+``ORCH_WEB_PORT``                ``6066``               port of the same
+``ORCH_MAX_EVENT_BYTES``         ``65536``              larger events are dead-lettered ``too_large``
+``ORCH_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``          PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+``ORCH_KAFKA_SASL_MECHANISM``    ``PLAIN``              PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+``ORCH_KAFKA_SASL_USERNAME``     (none)
+``ORCH_KAFKA_SASL_PASSWORD``     (none)                 never logged
+``ORCH_KAFKA_SSL_CAFILE``        (none)                 CA bundle for SSL / SASL_SSL
+``ORCH_LOG_FORMAT``              ``text``               ``json`` for one JSON object per log line
+===============================  =====================  ==============================================
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.errors import ConfigError
+
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: str = "localhost:9092"
+    topic_prefix: str = "orch"
+    partitions: int = 8
+    replication: int = 1
+    data_dir: str = ".orch/data"
+    journeys: str = "journeys"
+    policies: str = "policies.yaml"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    max_event_bytes: int = 65536
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        protocol = env.get("ORCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper() or "PLAINTEXT"
+        if protocol not in _PROTOCOLS:
+            raise ConfigError(f"ORCH_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(_PROTOCOLS)}, got {protocol!r}")
+        mechanism = env.get("ORCH_KAFKA_SASL_MECHANISM", "PLAIN").upper() or "PLAIN"
+        if mechanism not in _MECHANISMS:
+            raise ConfigError(f"ORCH_KAFKA_SASL_MECHANISM must be one of {', '.join(_MECHANISMS)}, got {mechanism!r}")
+        prefix = env.get("ORCH_TOPIC_PREFIX", "orch") or "orch"
+        if not all(c.isalnum() or c in "._-" for c in prefix):
+            raise ConfigError(f"ORCH_TOPIC_PREFIX may only use letters, digits, '.', '_' and '-', got {prefix!r}")
+        log_format = env.get("ORCH_LOG_FORMAT", "text").lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"ORCH_LOG_FORMAT must be text or json, got {log_format!r}")
+        s = cls(
+            bootstrap=env.get("ORCH_BOOTSTRAP") or "localhost:9092",
+            topic_prefix=prefix,
+            partitions=_int(env, "ORCH_PARTITIONS", 8),
+            replication=_int(env, "ORCH_REPLICATION", 1),
+            data_dir=env.get("ORCH_DATA_DIR") or ".orch/data",
+            journeys=env.get("ORCH_JOURNEYS") or "journeys",
+            policies=env.get("ORCH_POLICIES") or "policies.yaml",
+            web_host=env.get("ORCH_WEB_HOST") or "127.0.0.1",
+            web_port=_int(env, "ORCH_WEB_PORT", 6066, minimum=0),
+            max_event_bytes=_int(env, "ORCH_MAX_EVENT_BYTES", 65536),
+            security_protocol=protocol,
+            sasl_mechanism=mechanism,
+            sasl_username=env.get("ORCH_KAFKA_SASL_USERNAME") or None,
+            sasl_password=env.get("ORCH_KAFKA_SASL_PASSWORD") or None,
+            ssl_cafile=env.get("ORCH_KAFKA_SSL_CAFILE") or None,
+            log_format=log_format,
+        )
+        if protocol.startswith("SASL") and not (s.sasl_username and s.sasl_password):
+            raise ConfigError(f"ORCH_KAFKA_SECURITY_PROTOCOL={protocol} needs ORCH_KAFKA_SASL_USERNAME "
+                              "and ORCH_KAFKA_SASL_PASSWORD")
+        return s
+
+    # ---------------------------------------------------------------- topic names
+    def topic(self, suffix: str) -> str:
+        return f"{self.topic_prefix}.{suffix}"
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic("events")
+
+    @property
+    def keyed_topic(self) -> str:
+        """Internal: valid events re-keyed by customer_id (so state is per customer whatever the key)."""
+        return self.topic("internal.events-by-customer")
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}-orchestrator"
+
+    # ---------------------------------------------------------------- client options
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        return ssl.create_default_context(cafile=self.ssl_cafile)
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection options for any aiokafka client (producer, consumer, admin)."""
+        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap.split(","),
+                              "security_protocol": self.security_protocol}
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kw["ssl_context"] = ctx
+        if self.security_protocol.startswith("SASL"):
+            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.sasl_password)
+        return kw
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to log: no password."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if out.get("sasl_password"):
+            out["sasl_password"] = "***"
+        return out

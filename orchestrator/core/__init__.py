@@ -1,0 +1,13 @@
+"""The pure core: stdlib, msgspec and PyYAML only. No Kafka, no Faust, no RocksDB."""
+
+from orchestrator.core.engine import Engine, JourneySet, Output, Result
+from orchestrator.core.events import Event, Rejection, dead_letter, parse_event
+from orchestrator.core.journeys import Journey, load_journey_dir, load_journey_file, parse_journey
+from orchestrator.core.policies import Policies, load_policies, parse_policies
+from orchestrator.core.state import CustomerState, decode_state, encode_state
+
+__all__ = [
+    "CustomerState", "Engine", "Event", "Journey", "JourneySet", "Output", "Policies", "Rejection", "Result",
+    "dead_letter", "decode_state", "encode_state", "load_journey_dir", "load_journey_file", "load_policies",
+    "parse_event", "parse_journey", "parse_policies",
+]

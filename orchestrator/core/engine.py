@@ -1,0 +1,553 @@
+"""The decision engine: one customer's state + one event (or timer) -> new state + effects.
+
+Pure and synchronous: no I/O, no wall clock (``now_ms`` is passed in), no
+exceptions out of a decision. The Kafka worker and ``orchestrator simulate`` both
+drive this same code, so they make the same decisions for the same input.
+
+Effects are returned as :class:`Output` records addressed by topic *suffix*
+(``actions.email``, ``suppressions``, ``decisions``); the runtime adds the prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, NamedTuple
+
+from orchestrator.core import events as ev_mod
+from orchestrator.core.events import Event
+from orchestrator.core.journeys import (
+    REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode, SplitNode, WaitForNode, WaitNode,
+)
+from orchestrator.core.policies import Policies, zone
+from orchestrator.core.state import (
+    ACTION_REFS_MAX, DAY_MS, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance,
+    engagement_for, prune_stamps, record_activity, remember_event,
+)
+from orchestrator.core.timeutil import format_ts
+
+MAX_STEPS = 64          # nodes one event may walk through before the instance is stopped
+
+
+class Output(NamedTuple):
+    topic: str          # suffix: "actions.<channel>", "suppressions", "decisions"
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass
+class Result:
+    state: CustomerState | None          # None: delete the customer's state (erasure)
+    outputs: list[Output] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def stable_hash(*parts: object) -> str:
+    h = hashlib.blake2b(digest_size=10)
+    h.update("\x1f".join(str(p) for p in parts).encode())
+    return h.hexdigest()
+
+
+def bucket(*parts: object) -> float:
+    """A deterministic number in [0, 1) for (journey, customer, ...)."""
+    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**64
+
+
+class JourneySet:
+    """Every loaded journey version; the newest version of each id takes new entries."""
+
+    def __init__(self, journeys: Iterable[Journey] = ()) -> None:
+        self.versions: dict[str, dict[int, Journey]] = {}
+        self.current: dict[str, Journey] = {}
+        self.by_entry: dict[str, list[Journey]] = {}
+        for j in journeys:
+            self.add(j)
+
+    def add(self, j: Journey) -> None:
+        self.versions.setdefault(j.id, {})[j.version] = j
+        cur = self.current.get(j.id)
+        if cur is None or j.version >= cur.version:
+            self.current[j.id] = j
+        self._index()
+
+    def _index(self) -> None:
+        by_entry: dict[str, list[Journey]] = {}
+        for j in self.current.values():
+            by_entry.setdefault(j.entry_on, []).append(j)
+        for lst in by_entry.values():
+            lst.sort(key=lambda j: (-j.priority, j.id))
+        self.by_entry = by_entry
+
+    def get(self, jid: str, version: int) -> Journey | None:
+        return self.versions.get(jid, {}).get(version)
+
+    def __iter__(self) -> Iterator[Journey]:
+        return iter(self.current.values())
+
+    def __len__(self) -> int:
+        return len(self.current)
+
+
+class _Namespaces(Mapping[str, Any]):
+    """Expression namespaces, each built only when an expression reads it."""
+
+    def __init__(self, engine: "Engine", state: CustomerState, event: Event | None,
+                 inst: Instance | None, now_ms: int) -> None:
+        self._engine, self._state, self._event, self._inst, self._now = engine, state, event, inst, now_ms
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._cache:
+            return self._cache[key]
+        value = self._build(key)
+        self._cache[key] = value
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("event", "profile", "journey", "engagement", "activity", "session", "now"))
+
+    def __len__(self) -> int:
+        return 7
+
+    def _build(self, key: str) -> Any:
+        s, now = self._state, self._now
+        if key == "event":
+            return self._event.as_namespace() if self._event else None
+        if key == "profile":
+            return s.profile
+        if key == "journey":
+            i = self._inst
+            if i is None:
+                return {"vars": {}, "touches": 0, "entered_at": None}
+            return {"id": i.journey, "version": i.version, "vars": i.vars, "touches": i.touches,
+                    "entered_at": format_ts(i.entered_ms)}
+        if key == "now":
+            return format_ts(now)
+        if key == "engagement":
+            out: dict[str, Any] = {}
+            for ch in self._engine.policies.channels:
+                e = s.engagement.get(ch)
+                row: dict[str, Any] = {}
+                for kind in ("sent", "opened", "clicked"):
+                    stamps = getattr(e, kind) if e else []
+                    row[f"{kind}_7d"] = sum(1 for t in stamps if t >= now - 7 * DAY_MS)
+                    row[f"{kind}_30d"] = sum(1 for t in stamps if t >= now - 30 * DAY_MS)
+                row["last_opened_at"] = format_ts(e.last_opened_ms) if e and e.last_opened_ms else None
+                out[ch] = row
+            return out
+        if key == "activity":
+            out = {}
+            today = now // DAY_MS
+            for etype, act in s.activity.items():
+                leaf = {"count_30d": sum(c for d, c in act.days.items() if d > today - 30),
+                        "last_at": format_ts(act.last_ms)}
+                node = out
+                parts = etype.split(".")
+                for part in parts[:-1]:
+                    nxt = node.get(part)
+                    if not isinstance(nxt, dict):
+                        nxt = node[part] = {}
+                    node = nxt
+                existing = node.get(parts[-1])
+                node[parts[-1]] = {**existing, **leaf} if isinstance(existing, dict) else leaf
+                out[etype] = leaf       # also reachable as activity["cart.updated"]
+            return out
+        if key == "session":
+            ss = s.session
+            if not ss.event_count:
+                return {"started_at": None, "event_count": 0, "categories": []}
+            return {"started_at": format_ts(ss.started_ms), "event_count": ss.event_count,
+                    "categories": list(ss.categories)}
+        raise KeyError(key)
+
+
+class Engine:
+    """Decides what happens for one customer. Holds no per-customer data itself."""
+
+    def __init__(self, journeys: JourneySet | Iterable[Journey], policies: Policies | None = None) -> None:
+        self.journeys = journeys if isinstance(journeys, JourneySet) else JourneySet(journeys)
+        self.policies = policies or Policies()
+
+    # ------------------------------------------------------------------ entry points
+    def on_event(self, state: CustomerState | None, event: Event, now_ms: int) -> Result:
+        """Apply one validated event. Timers already due fire first."""
+        state = state if state is not None else CustomerState()
+        if not remember_event(state, event.event_id, now_ms):
+            return Result(state, [], duplicate=True)
+        out: list[Output] = []
+        self._fire_due(state, event.customer_id, now_ms, out)
+        etype = event.type
+        if etype == ev_mod.PROFILE_ERASED:
+            self._erase(state, event, now_ms, out)
+            return Result(None, out)
+        record_activity(state, etype, event.ts_ms, event.properties)
+        if etype == ev_mod.PROFILE_UPDATED:
+            self._merge_profile(state, event.properties)
+        elif etype in ev_mod.FEEDBACK_TYPES:
+            self._feedback(state, event, now_ms, out)
+
+        for jid in sorted(state.instances):
+            inst = state.instances.get(jid)
+            if inst is None:
+                continue
+            j = self._journey_of(inst)
+            if j is None:
+                continue
+            if j.goal_on == etype:
+                self._finish(state, event.customer_id, inst, j, "goal", now_ms, out,
+                             suppress_reason="goal", suppress_channels=j.goal_suppress, cause=event.event_id)
+            elif etype in j.exit_on:
+                self._finish(state, event.customer_id, inst, j, "exit", now_ms, out,
+                             suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
+            elif inst.waiting_for == etype and self._feedback_matches(state, inst, event):
+                node = j.nodes[inst.node]
+                assert isinstance(node, WaitForNode)
+                inst.waiting_for, inst.due_ms = None, None
+                inst.trigger_event_id, inst.trigger_ts_ms = event.event_id, event.ts_ms
+                self._run(state, event.customer_id, inst, j, node.on_event, event, now_ms, out)
+
+        if etype in self.journeys.by_entry and event.ts_ms >= now_ms - self.policies.max_event_age_ms:
+            for j in self.journeys.by_entry[etype]:
+                self._try_enter(state, j, event, now_ms, out)
+        return Result(state, out)
+
+    def on_timer(self, state: CustomerState | None, customer_id: str, now_ms: int) -> Result:
+        """Fire every timer of this customer that is due at ``now_ms``."""
+        if state is None:
+            return Result(None, [])
+        out: list[Output] = []
+        self._fire_due(state, customer_id, now_ms, out)
+        return Result(state, out)
+
+    # ------------------------------------------------------------------ timers
+    def _fire_due(self, state: CustomerState, cid: str, now_ms: int, out: list[Output]) -> None:
+        for _ in range(MAX_STEPS):
+            due = [(min(t for t in (i.due_ms, i.deadline_ms) if t is not None), jid)
+                   for jid, i in state.instances.items()
+                   if (i.due_ms is not None and i.due_ms <= now_ms)
+                   or (i.deadline_ms is not None and i.deadline_ms <= now_ms)]
+            if not due:
+                return
+            _, jid = min(due)
+            inst = state.instances[jid]
+            j = self._journey_of(inst)
+            if j is None:
+                continue
+            if inst.deadline_ms is not None and inst.deadline_ms <= now_ms and (
+                    inst.due_ms is None or inst.deadline_ms <= inst.due_ms):
+                self._finish(state, cid, inst, j, "max_duration", now_ms, out, suppress_reason="expired",
+                             suppress_channels=(), cause=f"deadline:{inst.deadline_ms}")
+                continue
+            node = j.nodes.get(inst.node)
+            fired_at = inst.due_ms
+            inst.due_ms = None
+            inst.trigger_event_id = f"timer:{inst.instance_id}:{inst.node}:{fired_at}"
+            if isinstance(node, WaitNode):
+                self._run(state, cid, inst, j, node.next, None, now_ms, out)
+            elif isinstance(node, WaitForNode):
+                inst.waiting_for = None
+                self._run(state, cid, inst, j, node.on_timeout, None, now_ms, out)
+            elif isinstance(node, SendNode) and inst.deferred:
+                inst.deferred, inst.deferred_action, inst.deferred_channel = False, None, None
+                self._run(state, cid, inst, j, node.name, None, now_ms, out, revisit=True)
+            else:
+                self._finish(state, cid, inst, j, "invalid_node", now_ms, out)
+
+    # ------------------------------------------------------------------ entry
+    def _try_enter(self, state: CustomerState, j: Journey, event: Event, now_ms: int, out: list[Output]) -> None:
+        cid = event.customer_id
+        if not j.enabled or j.id in state.instances:
+            return
+        last_exit = state.exits.get(j.id)
+        if last_exit is not None:
+            if j.reentry_ms == REENTRY_NEVER:
+                return
+            if j.reentry_ms != REENTRY_ALWAYS and now_ms - last_exit < j.reentry_ms:
+                return
+        if j.entry_if is not None and not j.entry_if.truthy(_Namespaces(self, state, event, None, now_ms), now_ms):
+            return
+        if j.group is not None:
+            for other_id in sorted(state.instances):
+                other = state.instances[other_id]
+                oj = self._journey_of(other)
+                if oj is None or oj.group != j.group:
+                    continue
+                if oj.priority >= j.priority:
+                    out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused",
+                                              f"group {j.group} is held by {oj.id} (priority {oj.priority} >= {j.priority})", now_ms))
+                    return
+                self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason="preempted",
+                             suppress_channels=tuple(other.channels), cause=event.event_id,
+                             detail=f"preempted by {j.id} (priority {j.priority} > {oj.priority})")
+        inst = Instance(journey=j.id, version=j.version, instance_id=event.event_id, node=j.start,
+                        entered_ms=now_ms, trigger_event_id=event.event_id, trigger_ts_ms=event.ts_ms,
+                        holdout=j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout,
+                        deadline_ms=now_ms + j.max_duration_ms if j.max_duration_ms else None)
+        ns = _Namespaces(self, state, event, inst, now_ms)
+        inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
+        state.instances[j.id] = inst
+        out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
+                                  "holdout" if inst.holdout else "treatment", now_ms))
+        self._run(state, cid, inst, j, j.start, event, now_ms, out)
+
+    # ------------------------------------------------------------------ walking nodes
+    def _run(self, state: CustomerState, cid: str, inst: Instance, j: Journey, name: str | None,
+             event: Event | None, now_ms: int, out: list[Output], revisit: bool = False) -> None:
+        for _ in range(MAX_STEPS):
+            if name is None:
+                self._finish(state, cid, inst, j, "completed", now_ms, out)
+                return
+            node = j.nodes[name]
+            inst.node = name
+            if not revisit:
+                inst.visits[name] = inst.visits.get(name, 0) + 1
+            revisit = False
+            if isinstance(node, SendNode):
+                parked = self._send(state, cid, inst, j, node, event, now_ms, out)
+                if parked:
+                    return
+                if j.max_touches is not None and inst.touches >= j.max_touches:
+                    self._finish(state, cid, inst, j, "max_touches", now_ms, out)
+                    return
+                name = node.next
+            elif isinstance(node, BranchNode):
+                ns = _Namespaces(self, state, event, inst, now_ms)
+                name = None
+                for cond, nxt in node.cases:
+                    if cond is None or cond.truthy(ns, now_ms):
+                        name = nxt
+                        break
+                if name is None:
+                    self._finish(state, cid, inst, j, "no_branch_matched", now_ms, out)
+                    return
+            elif isinstance(node, SplitNode):
+                total = sum(w for w, _ in node.arms)
+                x = bucket("split", j.id, cid, node.name) * total
+                for w, nxt in node.arms:
+                    name = nxt
+                    if x < w:
+                        break
+                    x -= w
+            elif isinstance(node, WaitNode):
+                inst.due_ms = now_ms + node.ms
+                return
+            elif isinstance(node, WaitForNode):
+                inst.waiting_for = node.event_type
+                inst.due_ms = now_ms + node.timeout_ms
+                return
+            elif isinstance(node, ExitNode):
+                self._finish(state, cid, inst, j, node.reason, now_ms, out)
+                return
+        self._finish(state, cid, inst, j, "step_limit", now_ms, out)
+
+    # ------------------------------------------------------------------ the send gate
+    def _send(self, state: CustomerState, cid: str, inst: Instance, j: Journey, node: SendNode,
+              event: Event | None, now_ms: int, out: list[Output]) -> bool:
+        """Gate and send. Returns True if the instance is parked (deferred by quiet hours)."""
+        p = self.policies
+        visit = inst.visits.get(node.name, 1)
+        action_id = "a-" + stable_hash(j.id, j.version, cid, inst.instance_id, node.name, visit)
+        consented = [ch for ch in node.channels if self._consents(state, ch)]
+        if not consented:
+            out.append(self._decision(cid, j.id, j.version, node.name, node.channel, "no_consent",
+                                      f"no consent for {', '.join(node.channels)}", now_ms))
+            return False
+        channel = consented[0] if len(consented) == 1 else self._best_channel(state, consented, now_ms)
+        if inst.holdout or (p.global_holdout > 0 and bucket("global-holdout", cid) < p.global_holdout):
+            detail = "journey holdout" if inst.holdout else "global holdout"
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms))
+            return False
+        for rule in p.frequency:
+            if rule.applies_to(channel):
+                since = now_ms - rule.per_ms
+                count = sum(1 for t, ch in state.sends if t > since and rule.applies_to(ch))
+                if count >= rule.max:
+                    scope = rule.channel or "all channels"
+                    out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap",
+                                              f"{count} sends on {scope} in the last {_fmt_ms(rule.per_ms)} (max {rule.max})",
+                                              now_ms))
+                    return False
+        resume = self._quiet_until(state, channel, now_ms)
+        if resume is not None:
+            inst.deferred, inst.deferred_action, inst.deferred_channel = True, action_id, channel
+            inst.due_ms = resume
+            if action_id not in inst.action_ids:
+                inst.action_ids.append(action_id)
+            if channel not in inst.channels:
+                inst.channels.append(channel)
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, "quiet_hours_deferred",
+                                      f"deferred to {format_ts(resume)}", now_ms, action_id))
+            return True
+        ns = _Namespaces(self, state, event, inst, now_ms)
+        params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
+        action = {
+            "action_id": action_id, "customer_id": cid, "channel": channel, "template": node.template,
+            "params": params, "journey": j.id, "journey_version": j.version, "node": node.name,
+            "trigger_event_id": inst.trigger_event_id if event is None else event.event_id,
+            "event_ts": format_ts(inst.trigger_ts_ms if event is None else event.ts_ms),
+            "decided_at": format_ts(now_ms),
+        }
+        out.append(Output(f"actions.{channel}", cid, action))
+        out.append(self._decision(cid, j.id, j.version, node.name, channel, "sent", node.template, now_ms, action_id))
+        inst.touches += 1
+        if action_id not in inst.action_ids:
+            inst.action_ids.append(action_id)
+        if channel not in inst.channels:
+            inst.channels.append(channel)
+        longest = max((r.per_ms for r in p.frequency), default=0)
+        state.sends = [(t, ch) for t, ch in state.sends if t > now_ms - longest] if longest else []
+        if longest:
+            state.sends.append((now_ms, channel))
+        eng = engagement_for(state, channel)
+        eng.sent = prune_stamps(eng.sent, now_ms - ENGAGEMENT_WINDOW_MS) + [now_ms]
+        state.actions[action_id] = ActionRef(j.id, inst.instance_id, channel, now_ms)
+        if len(state.actions) > ACTION_REFS_MAX:
+            del state.actions[next(iter(state.actions))]
+        return False
+
+    def _consents(self, state: CustomerState, channel: str) -> bool:
+        consent = state.profile.get("consent")
+        value = consent.get(channel) if isinstance(consent, dict) else None
+        if self.policies.consent_mode(channel) == "opt_in":
+            return value is True
+        return value is not False
+
+    def _best_channel(self, state: CustomerState, candidates: list[str], now_ms: int) -> str:
+        """Highest smoothed engagement ((opens + clicks + 1) / (sends + 2)); ties keep listed order."""
+        cutoff = now_ms - ENGAGEMENT_WINDOW_MS
+
+        def score(ch: str) -> float:
+            e = state.engagement.get(ch)
+            if e is None:
+                return 0.5
+            sent = sum(1 for t in e.sent if t >= cutoff)
+            engaged = sum(1 for t in e.opened if t >= cutoff) + sum(1 for t in e.clicked if t >= cutoff)
+            return (min(engaged, sent) + 1) / (sent + 2)
+
+        return max(candidates, key=lambda ch: (score(ch), -candidates.index(ch)))
+
+    def _quiet_until(self, state: CustomerState, channel: str, now_ms: int) -> int | None:
+        q = self.policies.quiet_hours
+        if q is None or channel not in q.channels:
+            return None
+        tz = zone(state.profile.get("timezone")) or timezone.utc
+        local = datetime.fromtimestamp(now_ms / 1000, tz)
+        minute = local.hour * 60 + local.minute
+        start, end = q.start_min, q.end_min
+        inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
+        if not inside:
+            return None
+        day = local.date()
+        if start > end and minute >= start:
+            day = day + timedelta(days=1)
+        naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
+        resume = naive.replace(tzinfo=tz)
+        return int(resume.timestamp() * 1000)
+
+    # ------------------------------------------------------------------ leaving
+    def _finish(self, state: CustomerState, cid: str, inst: Instance, j: Journey, reason: str, now_ms: int,
+                out: list[Output], *, suppress_reason: str | None = None,
+                suppress_channels: tuple[str, ...] = (), cause: str = "", detail: str | None = None) -> None:
+        state.instances.pop(j.id, None)
+        state.exits[j.id] = now_ms
+        if suppress_reason is not None and (suppress_channels or inst.action_ids):
+            # A goal suppresses exactly the channels it lists; other exits withdraw what was used.
+            channels = list(suppress_channels) if suppress_channels else list(inst.channels)
+            out.append(self._suppression(cid, channels, j.id, suppress_reason, list(inst.action_ids), cause, now_ms))
+        outcome = "goal" if reason == "goal" else "preempted" if reason == "preempted" else "exited"
+        out.append(self._decision(cid, j.id, inst.version, inst.node, None, outcome, detail or reason, now_ms))
+
+    def _erase(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
+        cancels: list[str] = []
+        for jid in sorted(state.instances):
+            inst = state.instances[jid]
+            cancels.extend(inst.action_ids)
+            out.append(self._decision(event.customer_id, jid, inst.version, inst.node, None, "exited", "erased", now_ms))
+        out.append(self._suppression(event.customer_id, list(self.policies.channels), None, "erased", cancels,
+                                     event.event_id, now_ms))
+
+    # ------------------------------------------------------------------ inputs that change state
+    @staticmethod
+    def _merge_profile(state: CustomerState, props: dict[str, Any]) -> None:
+        profile = dict(state.profile)
+        for key, value in props.items():
+            if value is None:
+                profile.pop(key, None)
+            else:
+                profile[key] = value
+        state.profile = profile
+
+    def _feedback(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
+        channel = event.properties["channel"]
+        kind = event.type.split(".", 1)[1]
+        if kind in ("opened", "clicked"):
+            eng = engagement_for(state, channel)
+            cutoff = now_ms - ENGAGEMENT_WINDOW_MS
+            if kind == "opened":
+                eng.opened = prune_stamps(eng.opened, cutoff) + [event.ts_ms]
+                eng.last_opened_ms = max(eng.last_opened_ms or 0, event.ts_ms)
+            else:
+                eng.clicked = prune_stamps(eng.clicked, cutoff) + [event.ts_ms]
+        elif kind == "unsubscribed":
+            consent = dict(state.profile.get("consent") or {}) if isinstance(state.profile.get("consent"), dict) else {}
+            consent[channel] = False
+            state.profile = {**state.profile, "consent": consent}
+            cancels = [a for inst in state.instances.values() for a in inst.action_ids
+                       if (a in state.actions and state.actions[a].channel == channel)
+                       or (inst.deferred and a == inst.deferred_action and inst.deferred_channel == channel)]
+            out.append(self._suppression(event.customer_id, [channel], None, "unsubscribed",
+                                         list(dict.fromkeys(cancels)), event.event_id, now_ms))
+
+    @staticmethod
+    def _feedback_matches(state: CustomerState, inst: Instance, event: Event) -> bool:
+        if event.type not in ev_mod.FEEDBACK_TYPES:
+            return True
+        return event.properties.get("action_id") in inst.action_ids
+
+    # ------------------------------------------------------------------ records
+    def _journey_of(self, inst: Instance) -> Journey | None:
+        j = self.journeys.get(inst.journey, inst.version)
+        if j is None:
+            cur = self.journeys.current.get(inst.journey)
+            if cur is not None and inst.node in cur.nodes:
+                return cur
+        return j
+
+    @staticmethod
+    def _decision(cid: str, journey: str, version: int, node: str | None, channel: str | None, outcome: str,
+                  detail: str, now_ms: int, action_id: str | None = None) -> Output:
+        value: dict[str, Any] = {"customer_id": cid, "journey": journey, "journey_version": version, "node": node,
+                                 "channel": channel, "outcome": outcome, "detail": detail}
+        if action_id is not None:
+            value["action_id"] = action_id
+        value["ts"] = format_ts(now_ms)
+        return Output("decisions", cid, value)
+
+    @staticmethod
+    def _suppression(cid: str, channels: list[str], journey: str | None, reason: str, cancels: list[str],
+                     cause: str, now_ms: int) -> Output:
+        sid = "s-" + stable_hash(cid, journey or "", reason, cause)
+        return Output("suppressions", cid, {
+            "suppression_id": sid, "customer_id": cid, "channels": channels, "journey": journey,
+            "reason": reason, "cancels": cancels, "ts": format_ts(now_ms)})
+
+
+def _plain(value: Any) -> Any:
+    """Expression results are JSON-safe already; Mapping views become dicts."""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _fmt_ms(ms: int) -> str:
+    from orchestrator.core.durations import format_duration_ms
+    return format_duration_ms(ms)

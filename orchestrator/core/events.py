@@ -1,0 +1,123 @@
+"""Inbound events (SPEC §2): validation, normalisation and dead-letter reasons.
+
+:func:`parse_event` never raises. It returns either an :class:`Event` (with the
+timestamp normalised to epoch ms) or a :class:`Rejection` whose ``reason`` is one
+of the dead-letter reasons of SPEC §3.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+from orchestrator.core.timeutil import format_ts, parse_ts_ms
+
+FUTURE_TOLERANCE_MS = 5 * 60_000
+FEEDBACK_TYPES = frozenset({
+    "message.delivered", "message.opened", "message.clicked",
+    "message.bounced", "message.unsubscribed", "message.failed",
+})
+PROFILE_UPDATED = "profile.updated"
+PROFILE_ERASED = "profile.erased"
+_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+
+DEAD_LETTER_REASONS = ("invalid_json", "invalid_schema", "too_large", "future_timestamp", "invalid_feedback")
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=False):
+    """The JSON an event producer sends."""
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")]
+    ts: str | int
+    properties: dict[str, Any] | None = None
+    account_id: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """A validated event, as the engine sees it."""
+
+    event_id: str
+    customer_id: str
+    type: str
+    ts_ms: int
+    properties: dict[str, Any] = {}
+    account_id: str | None = None
+
+    def as_namespace(self) -> dict[str, Any]:
+        """The ``event`` namespace of expressions."""
+        return {
+            "event_id": self.event_id, "customer_id": self.customer_id, "type": self.type,
+            "ts": format_ts(self.ts_ms), "properties": self.properties, "account_id": self.account_id,
+        }
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    reason: str
+    detail: str
+
+
+_decoder = msgspec.json.Decoder(_Wire)
+
+
+def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str, ...] | None = None) -> Event | Rejection:
+    """Validate one Kafka message value. Never raises."""
+    if raw is None:
+        return Rejection("invalid_json", "empty message (null value)")
+    if len(raw) > max_bytes:
+        return Rejection("too_large", f"event is {len(raw)} bytes; the limit (ORCH_MAX_EVENT_BYTES) is {max_bytes}")
+    try:
+        wire = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return Rejection("invalid_schema", str(exc))
+    except msgspec.DecodeError as exc:
+        return Rejection("invalid_json", str(exc))
+    ts_ms = parse_ts_ms(wire.ts)
+    if ts_ms is None or ts_ms < 0:
+        return Rejection("invalid_schema", f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
+    if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
+        return Rejection("future_timestamp", f"ts {format_ts(ts_ms)} is more than 5 minutes ahead of {format_ts(now_ms)}")
+    props = wire.properties if wire.properties is not None else {}
+    if wire.type in FEEDBACK_TYPES:
+        action_id = props.get("action_id")
+        channel = props.get("channel")
+        if not isinstance(action_id, str) or not action_id:
+            return Rejection("invalid_feedback", f"{wire.type} needs properties.action_id (a string)")
+        if not isinstance(channel, str) or not channel:
+            return Rejection("invalid_feedback", f"{wire.type} needs properties.channel (a string)")
+        if channels is not None and channel not in channels:
+            return Rejection("invalid_feedback", f"{wire.type}: unknown channel {channel!r}")
+    elif wire.type.startswith("message."):
+        return Rejection("invalid_schema", f"unknown feedback type {wire.type!r} (expected one of: "
+                         + ", ".join(sorted(FEEDBACK_TYPES)) + ")")
+    if wire.type == PROFILE_UPDATED and wire.properties is None:
+        return Rejection("invalid_schema", "profile.updated needs properties (an object) - at `$.properties`")
+    return Event(wire.event_id, wire.customer_id, wire.type, ts_ms, props, wire.account_id)
+
+
+_event_encoder = msgspec.msgpack.Encoder()
+_event_decoder = msgspec.msgpack.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """Compact internal encoding (the re-keyed topic between the worker's two stages)."""
+    return _event_encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    return _event_decoder.decode(data)
+
+
+def dead_letter(rejection: Rejection, *, topic: str, partition: int | None, offset: int | None,
+                raw: bytes | None, now_ms: int, max_raw_bytes: int = 4096) -> dict[str, Any]:
+    """The DeadLetter JSON of SPEC §3. ``raw`` is cut to ``max_raw_bytes`` (a 1 MB event stays out)."""
+    data = raw or b""
+    text = data[:max_raw_bytes].decode("utf-8", errors="replace")
+    detail = rejection.detail
+    if len(data) > max_raw_bytes:
+        detail += f" (raw cut to the first {max_raw_bytes} of {len(data)} bytes)"
+    return {"reason": rejection.reason, "detail": detail, "topic": topic, "partition": partition,
+            "offset": offset, "raw": text, "ts": format_ts(now_ms)}

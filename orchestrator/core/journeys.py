@@ -1,0 +1,473 @@
+"""Journey definitions: the model, and loading/validation from YAML (SPEC §4).
+
+A definition is refused as a whole: :func:`load_journey` collects every problem
+and raises one :class:`DefinitionError` whose lines read ``file:line: message``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.core import yamlsrc
+from orchestrator.core.durations import parse_duration_ms, parse_percent
+from orchestrator.core.expressions import Expression, compile_expression
+from orchestrator.errors import DefinitionError, ExpressionError
+
+JOURNEY_ID = re.compile(r"^[a-z0-9-]{1,64}$")
+EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TEMPLATE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+EXIT_REASON = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+@dataclass(frozen=True)
+class SendNode:
+    name: str
+    channel: str                 # a channel name, or "best"
+    channels: tuple[str, ...]    # candidates for "best"; (channel,) otherwise
+    template: str
+    params: dict[str, Expression]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class BranchNode:
+    name: str
+    cases: tuple[tuple[Expression | None, str], ...]   # None = else
+
+
+@dataclass(frozen=True)
+class SplitNode:
+    name: str
+    arms: tuple[tuple[float, str], ...]                 # (weight, next)
+
+
+@dataclass(frozen=True)
+class WaitNode:
+    name: str
+    ms: int
+    next: str
+
+
+@dataclass(frozen=True)
+class WaitForNode:
+    name: str
+    event_type: str
+    timeout_ms: int
+    on_event: str
+    on_timeout: str
+
+
+@dataclass(frozen=True)
+class ExitNode:
+    name: str
+    reason: str
+
+
+Node = SendNode | BranchNode | SplitNode | WaitNode | WaitForNode | ExitNode
+
+REENTRY_NEVER = -1
+REENTRY_ALWAYS = 0
+
+
+@dataclass(frozen=True)
+class Journey:
+    id: str
+    version: int
+    start: str
+    nodes: dict[str, Node]
+    entry_on: str
+    entry_if: Expression | None = None
+    reentry_ms: int = REENTRY_NEVER          # -1 never, 0 always, >0 after that long since exit
+    priority: int = 0
+    group: str | None = None
+    capture: dict[str, Expression] = field(default_factory=dict)
+    holdout: float = 0.0
+    goal_on: str | None = None
+    goal_suppress: tuple[str, ...] = ()
+    exit_on: tuple[str, ...] = ()
+    max_touches: int | None = None
+    max_duration_ms: int | None = None
+    enabled: bool = True
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}@{self.version}"
+
+
+_TOP_KEYS = {"journey", "version", "priority", "group", "entry", "capture", "holdout", "goal", "exit",
+             "start", "nodes", "enabled", "description"}
+_NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "exit")
+_NODE_KEYS = {
+    "send": {"send", "channels", "template", "params", "next"},
+    "branch": {"branch"},
+    "split": {"split"},
+    "wait": {"wait", "next"},
+    "wait_for": {"wait_for", "timeout", "on_event", "on_timeout"},
+    "exit": {"exit"},
+}
+
+
+class _Checker:
+    """Collects problems with their ``file:line`` while a definition is read."""
+
+    def __init__(self, doc: yamlsrc.Located) -> None:
+        self.doc = doc
+        self.problems: list[str] = []
+
+    def error(self, path: tuple[Any, ...], message: str) -> None:
+        self.problems.append(f"{self.doc.where(path)}: {message}")
+
+    def expr(self, path: tuple[Any, ...], source: Any) -> Expression | None:
+        try:
+            return compile_expression(source)
+        except ExpressionError as exc:
+            self.error(path, f"{'.'.join(map(str, path))}: {exc}")
+            return None
+
+    def duration(self, path: tuple[Any, ...], value: Any) -> int | None:
+        try:
+            ms = parse_duration_ms(value)
+        except ValueError as exc:
+            self.error(path, f"{'.'.join(map(str, path))}: {exc}")
+            return None
+        if ms <= 0:
+            self.error(path, f"{'.'.join(map(str, path))}: duration must be positive")
+            return None
+        return ms
+
+    def mapping(self, path: tuple[Any, ...], value: Any, allowed: set[str] | None = None) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.error(path, f"{'.'.join(map(str, path)) or 'document'} must be a mapping")
+            return {}
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    self.error(path + (key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(allowed))})")
+        return value
+
+    def event_types(self, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for i, item in enumerate(items):
+            p = path + (i,) if isinstance(value, list) else path
+            if not isinstance(item, str) or not EVENT_TYPE.match(item):
+                self.error(p, f"{'.'.join(map(str, path))}: {item!r} is not an event type ([a-z0-9_.-], at most 64)")
+            else:
+                out.append(item)
+        return tuple(out)
+
+
+def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journey:
+    """Read and check one journey definition; raise :class:`DefinitionError` if anything is wrong."""
+    doc = yamlsrc.load(text, filename)
+    c = _Checker(doc)
+    channels = tuple(channels)
+    raw = c.mapping((), doc.data, _TOP_KEYS)
+    if c.problems or not raw:
+        raise DefinitionError(c.problems or [f"{filename}:1: empty journey definition"])
+
+    jid = raw.get("journey")
+    if not isinstance(jid, str) or not JOURNEY_ID.match(jid):
+        c.error(("journey",), "journey: id must match [a-z0-9-]+ (at most 64 characters)")
+    version = raw.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        c.error(("version",), "version must be a whole number >= 1")
+    priority = raw.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        c.error(("priority",), "priority must be a whole number")
+    group = raw.get("group")
+    if group is not None and (not isinstance(group, str) or not JOURNEY_ID.match(group)):
+        c.error(("group",), "group must match [a-z0-9-]+")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        c.error(("enabled",), "enabled must be true or false")
+
+    entry = c.mapping(("entry",), raw.get("entry"), {"on", "if", "reentry"}) if "entry" in raw else {}
+    if "entry" not in raw:
+        c.error((), "missing entry: (entry.on names the event type that enrols a customer)")
+    entry_on = ""
+    if entry:
+        if "on" not in entry:
+            c.error(("entry",), "entry.on is required")
+        else:
+            types = c.event_types(("entry", "on"), entry["on"])
+            if isinstance(entry["on"], list):
+                c.error(("entry", "on"), "entry.on takes one event type")
+            entry_on = types[0] if types else ""
+    entry_if = c.expr(("entry", "if"), entry["if"]) if "if" in entry else None
+    reentry_ms = REENTRY_NEVER
+    if "reentry" in entry:
+        value = entry["reentry"]
+        if value == "never":
+            reentry_ms = REENTRY_NEVER
+        elif value == "always":
+            reentry_ms = REENTRY_ALWAYS
+        else:
+            ms = c.duration(("entry", "reentry"), value)
+            reentry_ms = ms if ms is not None else REENTRY_NEVER
+
+    capture: dict[str, Expression] = {}
+    for name, source in c.mapping(("capture",), raw.get("capture", {})).items():
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            c.error(("capture", name), f"capture name {name!r} must match [A-Za-z0-9_-]+")
+            continue
+        e = c.expr(("capture", name), source)
+        if e is not None:
+            capture[name] = e
+
+    holdout = 0.0
+    if "holdout" in raw:
+        try:
+            holdout = parse_percent(raw["holdout"])
+        except ValueError as exc:
+            c.error(("holdout",), f"holdout: {exc}")
+
+    goal_on, goal_suppress = None, ()
+    if "goal" in raw:
+        goal = c.mapping(("goal",), raw["goal"], {"on", "suppress"})
+        if "on" not in goal:
+            c.error(("goal",), "goal.on is required")
+        else:
+            types = c.event_types(("goal", "on"), goal["on"])
+            goal_on = types[0] if types else None
+        goal_suppress = _channel_list(c, ("goal", "suppress"), goal.get("suppress", []), channels)
+
+    exit_on: tuple[str, ...] = ()
+    max_touches = max_duration_ms = None
+    if "exit" in raw:
+        ex = c.mapping(("exit",), raw["exit"], {"on", "max_touches", "max_duration"})
+        if "on" in ex:
+            exit_on = c.event_types(("exit", "on"), ex["on"])
+        if "max_touches" in ex:
+            mt = ex["max_touches"]
+            if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
+                c.error(("exit", "max_touches"), "exit.max_touches must be a whole number >= 1")
+            else:
+                max_touches = mt
+        if "max_duration" in ex:
+            max_duration_ms = c.duration(("exit", "max_duration"), ex["max_duration"])
+
+    nodes = _parse_nodes(c, raw.get("nodes"), channels)
+    start = raw.get("start")
+    if start is None and nodes:
+        c.error(("start",), "missing start: (the first node)")
+    elif start is not None and start not in nodes:
+        c.error(("start",), f"start: no node named {start!r}")
+    if nodes and isinstance(start, str) and start in nodes:
+        _check_reachability(c, nodes, start)
+
+    if c.problems:
+        raise DefinitionError(c.problems)
+    return Journey(
+        id=jid, version=version, start=start, nodes=nodes, entry_on=entry_on, entry_if=entry_if,
+        reentry_ms=reentry_ms, priority=priority, group=group, capture=capture, holdout=holdout,
+        goal_on=goal_on, goal_suppress=goal_suppress, exit_on=exit_on, max_touches=max_touches,
+        max_duration_ms=max_duration_ms, enabled=enabled, source=filename,
+    )
+
+
+def _channel_list(c: _Checker, path: tuple[Any, ...], value: Any, channels: tuple[str, ...]) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if item not in channels:
+            c.error(path + (i,) if isinstance(value, list) else path,
+                    f"{'.'.join(map(str, path))}: unknown channel {item!r} (channels: {', '.join(channels)})")
+        elif item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, Node]:
+    if raw is None:
+        c.error((), "missing nodes:")
+        return {}
+    raw = c.mapping(("nodes",), raw)
+    nodes: dict[str, Node] = {}
+    targets: list[tuple[tuple[Any, ...], str]] = []
+
+    def target(path: tuple[Any, ...], value: Any, required: bool = True) -> str | None:
+        if value is None and not required:
+            return None
+        if not isinstance(value, str):
+            c.error(path, f"{'.'.join(map(str, path))} must name a node")
+            return None
+        targets.append((path, value))
+        return value
+
+    for name, spec in raw.items():
+        p = ("nodes", name)
+        if not isinstance(name, str) or not NODE_NAME.match(name):
+            c.error(p, f"node name {name!r} must match [A-Za-z0-9_-]+")
+            continue
+        if not isinstance(spec, dict):
+            c.error(p, f"node {name!r} must be a mapping with one of: {', '.join(_NODE_KINDS)}")
+            continue
+        kinds = [k for k in _NODE_KINDS if k in spec]
+        if len(kinds) != 1:
+            c.error(p, f"node {name!r} must have exactly one of: {', '.join(_NODE_KINDS)}")
+            continue
+        kind = kinds[0]
+        c.mapping(p, spec, _NODE_KEYS[kind])
+        if kind == "send":
+            channel = spec["send"]
+            if channel == "best":
+                cands = _channel_list(c, p + ("channels",), spec.get("channels", []), channels)
+                if not cands:
+                    c.error(p, f"node {name!r}: send: best needs channels: [..] to choose from")
+            elif channel in channels:
+                cands = (channel,)
+                if "channels" in spec:
+                    c.error(p + ("channels",), "channels: is only used with send: best")
+            else:
+                c.error(p + ("send",), f"node {name!r}: unknown channel {channel!r} "
+                                        f"(channels: {', '.join(channels)}, or best)")
+                cands = ()
+            template = spec.get("template")
+            if not isinstance(template, str) or not TEMPLATE.match(template):
+                c.error(p + ("template",) if "template" in spec else p,
+                        f"node {name!r}: template is required ([A-Za-z0-9_.:/-], at most 128)")
+            params: dict[str, Expression] = {}
+            for key, source in c.mapping(p + ("params",), spec.get("params", {})).items():
+                e = c.expr(p + ("params", key), source)
+                if e is not None:
+                    params[str(key)] = e
+            nodes[name] = SendNode(name, channel, cands, template if isinstance(template, str) else "",
+                                   params, target(p + ("next",), spec.get("next"), required=False))
+        elif kind == "branch":
+            cases_raw = spec["branch"]
+            if not isinstance(cases_raw, list) or not cases_raw:
+                c.error(p + ("branch",), f"node {name!r}: branch must be a non-empty list of {{if, next}}")
+                continue
+            cases: list[tuple[Expression | None, str]] = []
+            for i, case in enumerate(cases_raw):
+                cp = p + ("branch", i)
+                case = c.mapping(cp, case, {"if", "next"})
+                e = c.expr(cp + ("if",), case["if"]) if "if" in case else None
+                if "if" not in case and i != len(cases_raw) - 1:
+                    c.error(cp, f"node {name!r}: only the last branch may omit if: (it is the else)")
+                nxt = target(cp + ("next",), case.get("next"))
+                if nxt is not None:
+                    cases.append((e, nxt))
+            nodes[name] = BranchNode(name, tuple(cases))
+        elif kind == "split":
+            arms_raw = spec["split"]
+            if not isinstance(arms_raw, list) or not arms_raw:
+                c.error(p + ("split",), f"node {name!r}: split must be a non-empty list of {{weight, next}}")
+                continue
+            arms: list[tuple[float, str]] = []
+            for i, arm in enumerate(arms_raw):
+                ap = p + ("split", i)
+                arm = c.mapping(ap, arm, {"weight", "next"})
+                w = arm.get("weight")
+                if not isinstance(w, (int, float)) or isinstance(w, bool) or w <= 0:
+                    c.error(ap + ("weight",), f"node {name!r}: split weight must be a positive number")
+                    continue
+                nxt = target(ap + ("next",), arm.get("next"))
+                if nxt is not None:
+                    arms.append((float(w), nxt))
+            nodes[name] = SplitNode(name, tuple(arms))
+        elif kind == "wait":
+            ms = c.duration(p + ("wait",), spec["wait"])
+            nxt = target(p + ("next",), spec.get("next"))
+            if ms is not None and nxt is not None:
+                nodes[name] = WaitNode(name, ms, nxt)
+        elif kind == "wait_for":
+            et = c.event_types(p + ("wait_for",), spec["wait_for"])
+            if "timeout" not in spec:
+                c.error(p, f"node {name!r}: wait_for needs timeout:")
+            ms = c.duration(p + ("timeout",), spec.get("timeout")) if "timeout" in spec else None
+            on_event = target(p + ("on_event",), spec.get("on_event"))
+            on_timeout = target(p + ("on_timeout",), spec.get("on_timeout"))
+            if et and ms and on_event and on_timeout:
+                nodes[name] = WaitForNode(name, et[0], ms, on_event, on_timeout)
+        else:
+            reason = spec["exit"]
+            if not isinstance(reason, str) or not EXIT_REASON.match(reason):
+                c.error(p + ("exit",), f"node {name!r}: exit reason must match [a-z0-9_-]+")
+                continue
+            nodes[name] = ExitNode(name, reason)
+    for path, name in targets:
+        if name not in raw:
+            c.error(path, f"{'.'.join(map(str, path))}: no node named {name!r}")
+    return nodes
+
+
+def _successors(node: Node) -> list[str]:
+    match node:
+        case SendNode(next=nxt):
+            return [nxt] if nxt else []
+        case BranchNode(cases=cases):
+            return [n for _, n in cases]
+        case SplitNode(arms=arms):
+            return [n for _, n in arms]
+        case WaitNode(next=nxt):
+            return [nxt]
+        case WaitForNode(on_event=a, on_timeout=b):
+            return [a, b]
+    return []
+
+
+def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None:
+    """Refuse loops that never wait: they would spin on one event."""
+    # DFS over edges that do not pass through a wait; a cycle there never yields.
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        node = nodes.get(name)
+        if node is None or isinstance(node, (WaitNode, WaitForNode)):
+            return
+        if state.get(name) == 1:
+            cycle = stack[stack.index(name):] + [name]
+            c.error(("nodes", name), f"nodes form a loop without a wait: {' -> '.join(cycle)}")
+            return
+        if state.get(name) == 2:
+            return
+        state[name] = 1
+        for succ in _successors(node):
+            visit(succ, stack + [name])
+        state[name] = 2
+
+    for name in nodes:
+        visit(name, [])
+
+
+def load_journey_file(path: str | Path, *, channels: Iterable[str]) -> Journey:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([f"{p}:1: cannot read file: {exc}"]) from None
+    return parse_journey(text, str(p), channels=channels)
+
+
+def journey_files(directory: str | Path) -> list[Path]:
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_journey_dir(directory: str | Path, *, channels: Iterable[str]) -> tuple[list[Journey], list[str]]:
+    """Load every ``*.yaml`` in ``directory``. Returns (journeys, problems); bad files are skipped."""
+    journeys: list[Journey] = []
+    problems: list[str] = []
+    seen: dict[tuple[str, int], str] = {}
+    for path in journey_files(directory):
+        try:
+            j = load_journey_file(path, channels=channels)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if (j.id, j.version) in seen:
+            problems.append(f"{path}:1: journey {j.id!r} version {j.version} is also defined in {seen[(j.id, j.version)]}")
+            continue
+        seen[(j.id, j.version)] = str(path)
+        journeys.append(j)
+    return journeys, problems

@@ -1,0 +1,180 @@
+"""Policies (SPEC §5): channels, frequency caps, quiet hours, consent, holdout, event age."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from orchestrator.core import yamlsrc
+from orchestrator.core.durations import parse_duration_ms, parse_percent
+from orchestrator.errors import DefinitionError
+
+DEFAULT_CHANNELS = ("email", "sms", "push", "inapp", "web", "ads")
+CHANNEL = re.compile(r"^[a-z0-9_-]{1,32}$")
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class FrequencyRule:
+    max: int
+    per_ms: int
+    channel: str | None = None       # None: counts sends on every channel
+
+    def applies_to(self, channel: str) -> bool:
+        return self.channel is None or self.channel == channel
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    channels: tuple[str, ...]
+    start_min: int                   # minutes after local midnight, window start
+    end_min: int                     # window end (sends are deferred to it)
+
+
+@dataclass(frozen=True)
+class Policies:
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    frequency: tuple[FrequencyRule, ...] = ()
+    quiet_hours: QuietHours | None = None
+    consent: dict[str, str] = field(default_factory=dict)   # channel -> "opt_in" | "opt_out"
+    global_holdout: float = 0.0
+    max_event_age_ms: int = 86_400_000
+    source: str = "(defaults)"
+
+    def consent_mode(self, channel: str) -> str:
+        return self.consent.get(channel, "opt_out")
+
+
+_KEYS = {"channels", "frequency", "quiet_hours", "consent", "global_holdout", "max_event_age"}
+
+
+def parse_policies(text: str, filename: str) -> Policies:
+    doc = yamlsrc.load(text, filename)
+    problems: list[str] = []
+
+    def err(path: tuple[Any, ...], msg: str) -> None:
+        problems.append(f"{doc.where(path)}: {msg}")
+
+    raw = doc.data if doc.data is not None else {}
+    if not isinstance(raw, dict):
+        raise DefinitionError([f"{filename}:1: a policies file must be a mapping"])
+    for key in raw:
+        if key not in _KEYS:
+            err((key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(_KEYS))})")
+
+    channels = DEFAULT_CHANNELS
+    if "channels" in raw:
+        value = raw["channels"]
+        if not isinstance(value, list) or not value or not all(isinstance(c, str) and CHANNEL.match(c) for c in value):
+            err(("channels",), "channels must be a non-empty list of names ([a-z0-9_-]+)")
+        elif len(set(value)) != len(value):
+            err(("channels",), "channels lists a channel twice")
+        else:
+            channels = tuple(value)
+
+    rules: list[FrequencyRule] = []
+    freq = raw.get("frequency", [])
+    if not isinstance(freq, list):
+        err(("frequency",), "frequency must be a list of {max, per, channel?}")
+        freq = []
+    for i, rule in enumerate(freq):
+        p = ("frequency", i)
+        if not isinstance(rule, dict):
+            err(p, "a frequency rule must be a mapping like {max: 5, per: 7d}")
+            continue
+        for key in rule:
+            if key not in ("max", "per", "channel"):
+                err(p + (key,), f"unknown key {key!r} in a frequency rule (max, per, channel)")
+        mx = rule.get("max")
+        if not isinstance(mx, int) or isinstance(mx, bool) or mx < 0:
+            err(p, "frequency max must be a whole number >= 0")
+            continue
+        try:
+            per = parse_duration_ms(rule.get("per"))
+        except ValueError as exc:
+            err(p, f"frequency per: {exc}")
+            continue
+        ch = rule.get("channel")
+        if ch is not None and ch not in channels:
+            err(p + ("channel",), f"unknown channel {ch!r} (channels: {', '.join(channels)})")
+            continue
+        rules.append(FrequencyRule(mx, per, ch))
+
+    quiet = None
+    if "quiet_hours" in raw:
+        q = raw["quiet_hours"]
+        if not isinstance(q, dict):
+            err(("quiet_hours",), 'quiet_hours must be a mapping like {channels: [sms], from: "21:00", to: "08:00"}')
+        else:
+            qch = q.get("channels", list(channels))
+            bad = [c for c in qch if c not in channels] if isinstance(qch, list) else [qch]
+            if bad:
+                err(("quiet_hours", "channels"), f"quiet_hours.channels: unknown channel(s) {bad}")
+            times = []
+            for key in ("from", "to"):
+                value = q.get(key)
+                m = _CLOCK.match(value) if isinstance(value, str) else None
+                if not m:
+                    err(("quiet_hours", key), f'quiet_hours.{key} must be a time like "21:00" (quote it)')
+                else:
+                    times.append(int(m.group(1)) * 60 + int(m.group(2)))
+            if not bad and len(times) == 2:
+                if times[0] == times[1]:
+                    err(("quiet_hours",), "quiet_hours.from and .to must differ")
+                else:
+                    quiet = QuietHours(tuple(qch), times[0], times[1])
+
+    consent: dict[str, str] = {}
+    c = raw.get("consent", {})
+    if not isinstance(c, dict):
+        err(("consent",), "consent must be a mapping of channel to opt_in or opt_out")
+        c = {}
+    for ch, mode in c.items():
+        if ch not in channels:
+            err(("consent", ch), f"unknown channel {ch!r} (channels: {', '.join(channels)})")
+        elif mode not in ("opt_in", "opt_out"):
+            err(("consent", ch), f"consent for {ch} must be opt_in or opt_out, got {mode!r}")
+        else:
+            consent[ch] = mode
+
+    holdout = 0.0
+    if "global_holdout" in raw:
+        try:
+            holdout = parse_percent(raw["global_holdout"])
+        except ValueError as exc:
+            err(("global_holdout",), f"global_holdout: {exc}")
+    age = 86_400_000
+    if "max_event_age" in raw:
+        try:
+            age = parse_duration_ms(raw["max_event_age"])
+        except ValueError as exc:
+            err(("max_event_age",), f"max_event_age: {exc}")
+    if problems:
+        raise DefinitionError(problems)
+    return Policies(channels, tuple(rules), quiet, consent, holdout, age, filename)
+
+
+def load_policies(path: str | Path | None) -> Policies:
+    """Load a policies file; a missing default file means the documented defaults."""
+    if path is None:
+        return Policies()
+    p = Path(path)
+    if not p.exists():
+        return Policies()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([f"{p}:1: cannot read file: {exc}"]) from None
+    return parse_policies(text, str(p))
+
+
+def zone(name: object) -> ZoneInfo | None:
+    if not isinstance(name, str) or not name or len(name) > 64:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None

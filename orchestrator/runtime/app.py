@@ -1,0 +1,232 @@
+"""The Faust worker: Kafka in, core decisions, Kafka out.
+
+Two stages, both Faust agents:
+
+1. ``ingest`` reads ``<prefix>.events`` (any key). It validates each message with
+   the core; bad ones go to ``<prefix>.dlq`` with a reason, good ones are
+   forwarded, re-keyed by ``customer_id``, to an internal topic. Producers may
+   key events however they like; per-customer state stays correct.
+2. ``decide`` reads the re-keyed topic. For each event it reads the customer's
+   state from the ``customers`` table (RocksDB via rocksdict, changelogged to
+   Kafka), runs :class:`orchestrator.core.Engine`, queues the outputs, then
+   writes the new state.
+
+Durability: Faust commits an input offset only after flushing the producer,
+which carries both the outputs and the table's changelog records. If the worker
+dies in between, the input is replayed. The state may already contain that
+event (RocksDB write happened), so each state keeps the outputs of its recent
+events (the *outbox*) with the input coordinates; a replayed message re-sends
+exactly those outputs (same ids), a genuine duplicate event is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web
+
+from orchestrator.config import Settings
+from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
+from orchestrator.core.events import Event, Rejection, dead_letter, decode_event, encode_event, parse_event
+from orchestrator.core.state import decode_state, encode_state, remember_outputs
+from orchestrator.core.timeutil import parse_ts_ms
+from orchestrator.observability.metrics import Metrics
+from orchestrator.runtime.topics import output_topics
+
+log = logging.getLogger("orchestrator.worker")
+
+ROCKSDB_OPTIONS = {
+    "driver": "rocksdict",
+    "write_buffer_size": 16 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 32 * 1024 * 1024,
+    "block_cache_compressed_size": 0,
+}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Worker:
+    """Builds the Faust app, its topics, table and agents for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.policies = load_policies(settings.policies)
+        journeys, problems = load_journey_dir(settings.journeys, channels=self.policies.channels)
+        for problem in problems:
+            log.error("journey refused: %s", problem)
+        self.engine = Engine(JourneySet(journeys), self.policies)
+        self.metrics = Metrics(self.policies.channels)
+        self.metrics.journeys_loaded.set(len(journeys))
+        self.app = self._make_app()
+        self._define()
+
+    # ------------------------------------------------------------------ wiring
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        credentials = None
+        if s.security_protocol.startswith("SASL"):
+            credentials = faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                                mechanism=s.sasl_mechanism, ssl_context=s.ssl_context())
+        elif s.security_protocol == "SSL":
+            credentials = faust.SSLCredentials(s.ssl_context())
+        return faust.App(
+            s.app_id,
+            broker=[f"kafka://{b}" for b in s.bootstrap.split(",")],
+            broker_credentials=credentials,
+            store="rocksdb://",
+            datadir=s.data_dir,
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication,
+            topic_allow_declare=True,
+            web_enabled=False,               # our own server below: no /table endpoints
+            consumer_auto_offset_reset="earliest",
+            processing_guarantee="at_least_once",
+            broker_commit_interval=1.0,
+            producer_linger_ms=5,
+            producer_max_batch_size=256 * 1024,
+            producer_acks=-1,
+            producer_max_request_size=2 * 1024 * 1024,
+            consumer_max_fetch_size=4 * 1024 * 1024,
+            stream_buffer_maxsize=4096,
+            table_cleanup_interval=60.0,
+            logging_config=None,
+        )
+
+    def _define(self) -> None:
+        app, s = self.app, self.settings
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.events_topic = app.topic(s.events_topic, **raw)
+        self.keyed_topic = app.topic(s.keyed_topic, partitions=s.partitions, internal=True, **raw)
+        self.out: dict[str, Any] = {}
+        for name in output_topics(s, self.policies.channels):
+            self.out[name[len(s.topic_prefix) + 1:]] = app.topic(name, **raw)
+        self.customers = app.Table("customers", default=None, partitions=s.partitions,
+                                   key_type=bytes, value_type=bytes,  # bytes -> "raw" serializer
+                                   options=dict(ROCKSDB_OPTIONS))
+        app.agent(self.events_topic, name="ingest")(self._ingest)
+        app.agent(self.keyed_topic, name="decide")(self._decide)
+        app.task(self._serve_web)
+
+    # ------------------------------------------------------------------ stage 1: validate, re-key
+    async def _ingest(self, stream: faust.StreamT) -> None:
+        s, m = self.settings, self.metrics
+        channels = self.policies.channels
+        async for event in stream.events():
+            message = event.message
+            value = event.value
+            try:
+                parsed = parse_event(value, max_bytes=s.max_event_bytes, now_ms=now_ms(), channels=channels)
+            except Exception as exc:  # the core promises not to raise; never crash on input anyway
+                log.exception("event validation failed unexpectedly")
+                parsed = Rejection("invalid_schema", f"validation error: {type(exc).__name__}")
+            if isinstance(parsed, Rejection):
+                m.events_in.labels("dead_letter").inc()
+                m.dead_letters.labels(parsed.reason).inc()
+                record = dead_letter(parsed, topic=message.topic, partition=message.partition,
+                                     offset=message.offset, raw=value, now_ms=now_ms())
+                await self.out["dlq"].send(key=event.key, value=orjson.dumps(record))
+                continue
+            await self.keyed_topic.send(key=parsed.customer_id.encode(), value=encode_event(parsed))
+
+    # ------------------------------------------------------------------ stage 2: decide
+    async def _decide(self, stream: faust.StreamT) -> None:
+        m, table, engine = self.metrics, self.customers, self.engine
+        async for event in stream.events():
+            started = time.perf_counter()
+            message = event.message
+            coord = f"{message.partition}:{message.offset}"
+            try:
+                ev: Event = decode_event(event.value)
+            except Exception:
+                log.exception("undecodable record on the internal topic at %s", coord)
+                continue
+            key = event.key
+            now = now_ms()
+            try:
+                state = decode_state(table.get(key))
+                result = engine.on_event(state, ev, now)
+            except Exception:
+                # A bug in the engine must not stop the partition: record it and move on.
+                log.exception("engine error on an event of type %s", ev.type)
+                continue
+            if result.duplicate:
+                m.events_in.labels("duplicate").inc()
+                box = result.state.outbox.get(ev.event_id) if result.state else None
+                if box is not None and box.coord == coord:
+                    for topic, okey, value in box.outputs:
+                        await self.out[topic].send(key=okey.encode(), value=value)
+                    m.replayed_outputs.inc(len(box.outputs))
+                continue
+            m.events_in.labels("valid").inc()
+            encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
+            for (topic, okey, value), o in zip(encoded, result.outputs):
+                await self.out[topic].send(key=okey.encode(), value=value)
+                self._count(o.topic, o.value, now)
+            if result.state is None:
+                table.pop(key, None)
+            else:
+                remember_outputs(result.state, ev.event_id, coord, now, encoded)
+                table[key] = encode_state(result.state)
+            m.last_event_ts.set(ev.ts_ms / 1000)
+            m.processing.observe(time.perf_counter() - started)
+
+    def _count(self, topic: str, value: dict[str, Any], now: int) -> None:
+        m = self.metrics
+        if topic.startswith("actions."):
+            m.actions.labels(value["channel"]).inc()
+            ts = parse_ts_ms(value.get("event_ts"))
+            if ts is not None:
+                m.event_to_action.observe(max(0.0, (now - ts) / 1000))
+        elif topic == "suppressions":
+            m.suppressions.labels(value["reason"]).inc()
+        elif topic == "decisions":
+            m.decisions.labels(value["outcome"]).inc()
+
+    # ------------------------------------------------------------------ web
+    async def _serve_web(self) -> None:
+        s = self.settings
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8",
+                                headers={"X-Content-Type-Options": "nosniff"})
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok", "journeys": len(self.engine.journeys)})
+
+        webapp = web.Application()
+        webapp.router.add_get("/metrics", metrics)
+        webapp.router.add_get("/health", health)
+        runner = web.AppRunner(webapp, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, s.web_host, s.web_port)
+        await site.start()
+        log.info("metrics on http://%s:%d/metrics", s.web_host, s.web_port)
+        try:
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            await runner.cleanup()
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Create topics, then run the worker until SIGINT/SIGTERM."""
+    import uvloop
+
+    from orchestrator.runtime.topics import ensure_topics
+
+    uvloop.install()
+    worker = Worker(settings)
+    asyncio.run(ensure_topics(settings, worker.policies.channels))
+    log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
+             len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
+    from faust.worker import Worker as FaustWorker
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    FaustWorker(worker.app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()

@@ -1,0 +1,54 @@
+"""Topic names and creation (SPEC §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from orchestrator.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def output_topics(settings: Settings, channels: tuple[str, ...]) -> list[str]:
+    return ([settings.topic(f"actions.{c}") for c in channels]
+            + [settings.topic("suppressions"), settings.topic("decisions"), settings.topic("dlq")])
+
+
+def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Every topic the product uses, with its topic-level configs."""
+    topics: dict[str, dict[str, str]] = {settings.events_topic: {}, settings.keyed_topic: {}}
+    for name in output_topics(settings, channels):
+        topics[name] = {}
+    topics[settings.topic("journeys")] = {"cleanup.policy": "compact"}
+    return topics
+
+
+async def ensure_topics(settings: Settings, channels: tuple[str, ...], *, timeout_s: float = 60.0) -> list[str]:
+    """Create missing topics with ``ORCH_PARTITIONS`` partitions. Returns the names created."""
+    wanted = all_topics(settings, channels)
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(), request_timeout_ms=int(timeout_s * 1000))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if not missing:
+            return []
+        new = [NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication,
+                        topic_configs=wanted[name]) for name in missing]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # another worker won the race
+        # Wait until metadata shows them, so producers started next see every partition.
+        for _ in range(100):
+            if set(missing) <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.1)
+        log.info("created %d topics with %d partitions", len(missing), settings.partitions)
+        return missing
+    finally:
+        await admin.close()

@@ -1,0 +1,194 @@
+"""A real worker process against the real local broker, and helpers to read its topics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+HERE = Path(__file__).parent
+BOOTSTRAP = os.environ.get("ORCH_BOOTSTRAP") or f"localhost:{os.environ.get('ORCH_LOCAL_KAFKA_PORT', '9092')}"
+READY_TIMEOUT_S = 120.0
+OUTPUT_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def broker_reachable(timeout_s: float = 5.0) -> bool:
+    host, _, port = BOOTSTRAP.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def scrape(port: int) -> dict[str, float] | None:
+    from prometheus_client.parser import text_string_to_metric_families
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def total(metrics: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith(prefix))
+
+
+class WorkerProcess:
+    """``orchestrator worker`` in a subprocess with its own topic prefix, data dir and port."""
+
+    def __init__(self, tmp: Path, *, prefix: str | None = None, partitions: int = 4,
+                 journeys: Path = HERE / "journeys", policies: Path = HERE / "policies.yaml",
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.prefix = prefix or f"it-{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.data_dir = tmp / f"data-{self.prefix}"
+        self.log_path = tmp / f"worker-{self.prefix}.log"
+        self.env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": self.prefix,
+                    "ORCH_PARTITIONS": str(partitions), "ORCH_DATA_DIR": str(self.data_dir),
+                    "ORCH_WEB_PORT": str(self.port), "ORCH_JOURNEYS": str(journeys),
+                    "ORCH_POLICIES": str(policies), **(extra_env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+    def start(self) -> "WorkerProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if scrape(self.port) is not None:
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {READY_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.port) or {}
+
+    def consumed(self) -> float:
+        return total(self.metrics(), "orch_events_in_total")
+
+    def wait_consumed(self, n: float, timeout_s: float = OUTPUT_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.consumed() >= n:
+                return
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"worker died:\n{self.log_tail()}")
+            time.sleep(0.1)
+        raise AssertionError(f"worker consumed {self.consumed()} < {n} events in {timeout_s}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+
+def event(customer: str, etype: str, *, eid: str | None = None, props: dict[str, Any] | None = None,
+          ts: int | str | None = None) -> dict[str, Any]:
+    return {"event_id": eid or f"e-{uuid.uuid4().hex[:12]}", "customer_id": customer, "type": etype,
+            "ts": ts if ts is not None else int(time.time() * 1000), "properties": props or {}}
+
+
+async def produce(topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    """Send (key, value) pairs in order, waiting for every acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, max_request_size=2 * 1024 * 1024,
+                                enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+def dumps(e: dict[str, Any]) -> bytes:
+    return orjson.dumps(e)
+
+
+async def read_all(topics: list[str], *, until: Callable[[list[dict[str, Any]]], bool] | None = None,
+                   timeout_s: float = OUTPUT_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Read every record of ``topics`` from the start; keep reading until ``until(records)`` holds.
+
+    Records are dicts: topic, partition, offset, key (str|None), value (parsed JSON).
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        # Without a group id, a subscription is assigned every partition, starting at the beginning.
+        consumer.subscribe(topics)
+        deadline = time.monotonic() + timeout_s
+        while len({tp.topic for tp in consumer.assignment()}) < len(set(topics)):
+            _collect(records, await consumer.getmany(timeout_ms=100))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topics {topics} not assigned within {timeout_s}s")
+        tps = sorted(consumer.assignment())
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            _collect(records, batch)
+            if not batch:
+                ends = await consumer.end_offsets(tps)
+                caught_up = True
+                for tp in tps:
+                    caught_up = caught_up and await consumer.position(tp) >= ends[tp]
+                if caught_up and (until is None or until(records)):
+                    return records
+            if time.monotonic() > deadline:
+                if until is None:
+                    return records
+                raise AssertionError(f"condition not met within {timeout_s}s; read {len(records)} records: "
+                                     f"{[r['value'] for r in records][-10:]}")
+    finally:
+        await consumer.stop()
+
+
+def _collect(records: list[dict[str, Any]], batch: dict[TopicPartition, list[Any]]) -> None:
+    for msgs in batch.values():
+        for m in msgs:
+            records.append({"topic": m.topic, "partition": m.partition, "offset": m.offset,
+                            "key": m.key.decode() if m.key is not None else None,
+                            "value": orjson.loads(m.value)})
