@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create .venv and install the package with its test dependencies
 
 run: venv ## local Kafka + worker + example journeys + demo traffic, with a live progress line (Ctrl-C stops all)
-	$(ORCH) demo
+	$(ORCH) demo $(DEMO_ARGS)
 
 test: venv ## unit and integration tests against a real local Kafka (started and stopped here)
 	@started=0; \

@@ -32,7 +32,7 @@ class DemoTraffic:
     def next(self) -> bytes:
         r, rng = self.rng, self.rng.random()
         self.n += 1
-        cid = f"demo-{self.run_id}-{int(r.paretovariate(1.2)) % self.customers}"
+        cid = f"demo-{self.run_id}-{int(r.paretovariate(0.6)) % self.customers}"
         ts = int(time.time() * 1000)
         eid = f"d-{self.run_id}-{self.n}"
         if rng < 0.01:
@@ -74,28 +74,50 @@ def _sum(metrics: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in metrics.items() if k.startswith(prefix))
 
 
-async def consumer_lag(settings: Settings) -> int | None:
-    """Events not yet consumed by the worker's group, over all partitions of the events topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
-    try:
-        await admin.start()
-        await consumer.start()
-        parts = consumer.partitions_for_topic(settings.events_topic) or set()
-        tps = [TopicPartition(settings.events_topic, p) for p in parts]
-        if not tps:
+class LagProbe:
+    """Events not yet consumed by the worker's group, over all partitions of the events topic.
+
+    One consumer and one admin client for the whole run (a consumer stopped right after it
+    started trips an aiokafka shutdown race).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+        self.settings = settings
+        self.parts: list[int] | None = None
+        self.admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
+        self.consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.consumer.start()
+
+    async def close(self) -> None:
+        await asyncio.sleep(0)
+        await self.consumer.stop()
+        await self.admin.close()
+
+    async def lag(self) -> int | None:
+        from aiokafka import TopicPartition
+        topic = self.settings.events_topic
+        try:
+            if self.parts is None:
+                described = await self.admin.describe_topics([topic])
+                self.parts = [p["partition"] for d in described if d["error_code"] == 0 for p in d["partitions"]]
+            parts = self.parts
+            tps = [TopicPartition(topic, p) for p in parts]
+            if not tps:
+                return None
+            ends = await self.consumer.end_offsets(tps)
+            committed = await self.admin.list_consumer_group_offsets(self.settings.app_id, partitions=tps)
+        except Exception:
             return None
-        ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(settings.app_id, partitions=tps)
-        return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
-                   for tp in tps)
-    except Exception:
-        return None
-    finally:
-        await consumer.stop()
-        await admin.close()
+        lag = 0
+        for tp in tps:
+            done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
+            lag += max(0, ends[tp] - done)
+        return lag
 
 
 class ProgressLine:
@@ -132,6 +154,8 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
     channels = load_policies(settings.policies).channels
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), linger_ms=10)
     await producer.start()
+    probe = LagProbe(settings)
+    await probe.start()
     traffic = DemoTraffic()
     progress = ProgressLine(channels)
     url = f"http://{settings.web_host}:{settings.web_port}/metrics"
@@ -151,7 +175,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
                 sent += 1
             if time.monotonic() >= next_report:
                 metrics = await asyncio.to_thread(scrape, url)
-                lag = await consumer_lag(settings)
+                lag = await probe.lag()
                 line = progress.render(metrics, lag, sent)
                 sys.stdout.write("\r\x1b[2K" + line if sys.stdout.isatty() else line + "\n")
                 sys.stdout.flush()
@@ -159,6 +183,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
             await asyncio.sleep(min(interval, 0.05))
     finally:
         await producer.stop()
+        await probe.close()
 
 
 def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:

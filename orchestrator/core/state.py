@@ -72,14 +72,13 @@ class Session(msgspec.Struct, kw_only=True):
 
 
 class Outbox(msgspec.Struct, array_like=True):
-    """Outputs of one recent event, kept until its offset is surely committed.
+    """Outputs of one recent input message, kept until its offset is surely committed.
 
     If the worker dies after the state write but before the outputs were
-    acknowledged, the event is replayed, found in ``seen``, and these exact
-    outputs (same ids) are sent again instead of being lost.
+    acknowledged, the message is replayed; finding its coordinates here, the
+    worker re-sends these exact outputs (same ids) instead of deciding again.
     """
 
-    coord: str                        # "partition:offset" of the input message
     at_ms: int
     outputs: list[tuple[str, str, bytes]]   # (topic suffix, key, JSON value)
 
@@ -98,7 +97,7 @@ class CustomerState(msgspec.Struct, kw_only=True):
     engagement: dict[str, Engagement] = {}
     activity: dict[str, Activity] = {}
     session: Session = msgspec.field(default_factory=Session)
-    outbox: dict[str, Outbox] = {}                # event_id -> outputs (see Outbox)
+    outbox: dict[str, Outbox] = {}                # "partition:offset" of an input -> its outputs
 
     def next_due_ms(self) -> int | None:
         """The earliest timer of any instance, or ``None``."""
@@ -137,8 +136,9 @@ def remember_event(state: CustomerState, event_id: str, now_ms: int) -> bool:
     return True
 
 
-def remember_outputs(state: CustomerState, event_id: str, coord: str, now_ms: int,
+def remember_outputs(state: CustomerState, coord: str, now_ms: int,
                      outputs: list[tuple[str, str, bytes]]) -> None:
+    """Keep ``outputs`` of the input at ``coord`` (see :class:`Outbox`); drop old entries."""
     box = state.outbox
     if box:
         cutoff = now_ms - OUTBOX_KEEP_MS
@@ -147,7 +147,7 @@ def remember_outputs(state: CustomerState, event_id: str, coord: str, now_ms: in
         while len(box) >= OUTBOX_MAX:
             del box[next(iter(box))]
     if outputs:
-        box[event_id] = Outbox(coord, now_ms, outputs)
+        box[coord] = Outbox(now_ms, outputs)
 
 
 def prune_stamps(stamps: list[int], cutoff: int) -> list[int]:

@@ -44,6 +44,10 @@ class Metrics:
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.processing = Histogram("orch_processing_seconds", "Engine time per event (state read, decide, "
                                     "state write).", buckets=PROCESSING_BUCKETS, registry=r)
+        self.timers_fired = Counter("orch_timers_fired", "Timer wake-ups processed.", registry=r)
+        self.timers_pending = Gauge("orch_timers_pending", "Pending timers on this worker's partitions "
+                                    "(refreshed every minute).", registry=r)
+        self.timers_due = Gauge("orch_timers_due", "Timers due but not yet fired at the last scan.", registry=r)
         self.last_event_ts = Gauge("orch_last_processed_event_timestamp_seconds",
                                    "Event ts of the last processed event (unix seconds).", registry=r)
         self.journeys_loaded = Gauge("orch_journeys_loaded", "Journey versions loaded.", registry=r)

@@ -29,6 +29,7 @@ from typing import Any
 import faust
 import orjson
 from aiohttp import web
+from faust.types import TP
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
@@ -47,6 +48,16 @@ ROCKSDB_OPTIONS = {
     "block_cache_size": 32 * 1024 * 1024,
     "block_cache_compressed_size": 0,
 }
+
+
+TICK = b"T"                       # internal-topic value of a timer wake-up: b"T" + due ms (8 bytes)
+TIMER_SCAN_INTERVAL_S = 0.2
+INFLIGHT_RETRY_S = 30.0
+MAX_TICKS_PER_SCAN = 5000
+
+
+def timer_key(due_ms: int, customer_key: bytes) -> bytes:
+    return due_ms.to_bytes(8, "big") + customer_key
 
 
 def now_ms() -> int:
@@ -90,6 +101,10 @@ class Worker:
             consumer_auto_offset_reset="earliest",
             processing_guarantee="at_least_once",
             broker_commit_interval=1.0,
+            # A SIGKILLed worker keeps its partitions until its session times out; Faust's
+            # default (60 s) would stall every timer of those partitions that long.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=2.0,
             producer_linger_ms=5,
             producer_max_batch_size=256 * 1024,
             producer_acks=-1,
@@ -111,9 +126,23 @@ class Worker:
         self.customers = app.Table("customers", default=None, partitions=s.partitions,
                                    key_type=bytes, value_type=bytes,  # bytes -> "raw" serializer
                                    options=dict(ROCKSDB_OPTIONS))
-        app.agent(self.events_topic, name="ingest")(self._ingest)
+        self.timers = app.Table("timers", default=None, partitions=s.partitions,
+                                key_type=bytes, value_type=bytes, options=dict(ROCKSDB_OPTIONS))
+        self._inflight: dict[bytes, float] = {}
+        self._started = False
         app.agent(self.keyed_topic, name="decide")(self._decide)
+        app.agent(self.events_topic, name="ingest")(self._ingest)
         app.task(self._serve_web)
+        app.timer(TIMER_SCAN_INTERVAL_S)(self._scan_timers)
+        app.timer(60.0)(self._count_timers)
+
+        @app.on_partitions_revoked.connect
+        async def _revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+            self._inflight.clear()
+
+        @app.on_rebalance_complete.connect
+        async def _balanced(sender: Any, **kwargs: Any) -> None:
+            self._started = True
 
     # ------------------------------------------------------------------ stage 1: validate, re-key
     async def _ingest(self, stream: faust.StreamT) -> None:
@@ -138,45 +167,123 @@ class Worker:
 
     # ------------------------------------------------------------------ stage 2: decide
     async def _decide(self, stream: faust.StreamT) -> None:
-        m, table, engine = self.metrics, self.customers, self.engine
+        m, table, timers, engine = self.metrics, self.customers, self.timers, self.engine
         async for event in stream.events():
             started = time.perf_counter()
             message = event.message
             coord = f"{message.partition}:{message.offset}"
+            key: bytes = event.key
+            value: bytes = event.value
+            is_tick = value[:1] == TICK
+            now = now_ms()
             try:
-                ev: Event = decode_event(event.value)
+                ev = None if is_tick else decode_event(value)
             except Exception:
                 log.exception("undecodable record on the internal topic at %s", coord)
                 continue
-            key = event.key
-            now = now_ms()
+            raw_state = table.get(key)
+            state = decode_state(raw_state) if raw_state is not None else None
+            box = state.outbox.get(coord) if state is not None else None
+            if box is not None:
+                # This exact message was applied before a crash: re-send its outputs, decide nothing.
+                for topic, okey, out in box.outputs:
+                    await self.out[topic].send(key=okey.encode(), value=out)
+                m.replayed_outputs.inc(len(box.outputs))
+                continue
+            old_due = state.next_due_ms() if state is not None else None
             try:
-                state = decode_state(table.get(key))
-                result = engine.on_event(state, ev, now)
+                if is_tick:
+                    self._inflight.pop(timer_key(int.from_bytes(value[1:9], "big"), key), None)
+                    result = engine.on_timer(state, key.decode(), now)
+                else:
+                    result = engine.on_event(state, ev, now)
             except Exception:
                 # A bug in the engine must not stop the partition: record it and move on.
-                log.exception("engine error on an event of type %s", ev.type)
+                log.exception("engine error on %s", "a timer" if is_tick else f"an event of type {ev.type}")
                 continue
-            if result.duplicate:
+            if is_tick:
+                m.timers_fired.inc()
+            elif result.duplicate:
                 m.events_in.labels("duplicate").inc()
-                box = result.state.outbox.get(ev.event_id) if result.state else None
-                if box is not None and box.coord == coord:
-                    for topic, okey, value in box.outputs:
-                        await self.out[topic].send(key=okey.encode(), value=value)
-                    m.replayed_outputs.inc(len(box.outputs))
                 continue
-            m.events_in.labels("valid").inc()
+            else:
+                m.events_in.labels("valid").inc()
+                m.last_event_ts.set(ev.ts_ms / 1000)
             encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
-            for (topic, okey, value), o in zip(encoded, result.outputs):
-                await self.out[topic].send(key=okey.encode(), value=value)
+            for (topic, okey, out), o in zip(encoded, result.outputs):
+                await self.out[topic].send(key=okey.encode(), value=out)
                 self._count(o.topic, o.value, now)
+            new_due = result.state.next_due_ms() if result.state is not None else None
+            if new_due != old_due:
+                if old_due is not None:
+                    timers.pop(timer_key(old_due, key), None)
+                if new_due is not None:
+                    timers[timer_key(new_due, key)] = b"1"
             if result.state is None:
                 table.pop(key, None)
-            else:
-                remember_outputs(result.state, ev.event_id, coord, now, encoded)
+            elif result.outputs or raw_state is None or not is_tick or new_due != old_due:
+                remember_outputs(result.state, coord, now, encoded)
                 table[key] = encode_state(result.state)
-            m.last_event_ts.set(ev.ts_ms / 1000)
             m.processing.observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------------ timers
+    async def _scan_timers(self) -> None:
+        """Send a tick to the customer's partition for every due timer of our active partitions.
+
+        The timer index is the ``timers`` table (RocksDB, changelogged): key = due ms (8 bytes,
+        big-endian) + customer id, so the due ones come first in key order. A tick is only a
+        wake-up call: the engine fires what the customer's state says is due, so a repeated
+        tick fires nothing twice.
+        """
+        app = self.app
+        if app.rebalancing or not app.consumer or not self._started:
+            return
+        store = self.timers.data
+        actives = app.assignor.assigned_actives()
+        changelog = self.timers.changelog_topic.get_topic_name()
+        now = now_ms()
+        mono = time.monotonic()
+        sent = 0
+        pending = 0
+        for partition, db in list(store._dbs.items()):
+            if TP(changelog, partition) not in actives:
+                continue
+            it = db.iter()
+            it.seek_to_first()
+            while it.valid():
+                k = it.key()
+                if len(k) < 9 or k == store.offset_key:
+                    it.next()
+                    continue
+                due = int.from_bytes(k[:8], "big")
+                if due > now:
+                    break
+                pending += 1
+                flight = self._inflight.get(k)
+                if flight is None or mono - flight > INFLIGHT_RETRY_S:
+                    self._inflight[k] = mono
+                    await self.keyed_topic.send(key=k[8:], value=TICK + k[:8], partition=partition)
+                    sent += 1
+                    if sent >= MAX_TICKS_PER_SCAN:
+                        return
+                it.next()
+            del it
+        self.metrics.timers_due.set(pending)
+
+    async def _count_timers(self) -> None:
+        """Pending timers on this worker's active partitions (a metric; scans keys only)."""
+        app = self.app
+        if app.rebalancing or not self._started:
+            return
+        store = self.timers.data
+        actives = app.assignor.assigned_actives()
+        changelog = self.timers.changelog_topic.get_topic_name()
+        count = 0
+        for partition, db in list(store._dbs.items()):
+            if TP(changelog, partition) in actives:
+                count += sum(1 for k in db.keys() if k != store.offset_key)
+                await asyncio.sleep(0)
+        self.metrics.timers_pending.set(count)
 
     def _count(self, topic: str, value: dict[str, Any], now: int) -> None:
         m = self.metrics
