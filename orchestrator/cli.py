@@ -137,6 +137,18 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- explain
+def cmd_explain(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from orchestrator.runtime.explain import explain, render_text
+    report = asyncio.run(explain(settings, args.customer_id, limit=args.limit))
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_text(report))
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
@@ -173,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policies", metavar="F")
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.set_defaults(fn=cmd_simulate)
+
+    e = sub.add_parser("explain", help="a customer's state and recent decisions (why did / didn't they get it?)")
+    e.add_argument("customer_id", metavar="CUSTOMER_ID")
+    e.add_argument("--limit", type=int, default=20, help="recent decisions to show (default 20)")
+    e.add_argument("--json", action="store_true", help="print JSON instead of text")
+    e.set_defaults(fn=cmd_explain)
 
     k = sub.add_parser("kafka", help="local single-node Kafka (KRaft) for development and tests")
     k.add_argument("action", choices=["up", "down", "status"])

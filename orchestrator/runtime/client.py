@@ -40,3 +40,16 @@ async def produce_lines(settings: Settings, lines: Iterable[bytes] | BinaryIO, *
     finally:
         await producer.stop()
     return sent
+
+
+async def partitions_of(settings: Settings, topics: list[str]) -> dict[str, list[int]]:
+    """Partition numbers of each existing topic among ``topics`` (missing topics are left out)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {d["topic"]: sorted(p["partition"] for p in d["partitions"])
+            for d in described if d["error_code"] == 0 and d["partitions"]}

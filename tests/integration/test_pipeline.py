@@ -157,3 +157,27 @@ async def test_metrics_count_what_happened(worker):
     assert after['orch_events_in_total{result=valid}'] - before['orch_events_in_total{result=valid}'] == 1
     assert "orch_build_info" in "".join(after)
     assert not any(customer in name for name in after)
+
+
+async def test_explain_shows_state_and_recent_decisions(worker):
+    customer = cid()
+    await produce(worker.topic("events"), [
+        (customer.encode(), dumps(event(customer, "profile.updated", props={"first_name": "Grace"}))),
+        (customer.encode(), dumps(event(customer, "signup.completed", props={"plan": "pro"}))),
+    ])
+    await read_all([worker.topic("decisions")],
+                   until=lambda rs: any(r["value"]["outcome"] == "sent" for r in of(rs, customer)))
+    # The state reaches the changelog when the worker commits (about every second): poll for it.
+    for _ in range(100):
+        out = subprocess.run([sys.executable, "-m", "orchestrator", "explain", customer, "--json"],
+                             env=worker.env, check=True, capture_output=True, timeout=60)
+        report = orjson.loads(out.stdout)
+        if report["state"] is not None:
+            break
+    assert report["state"]["profile"] == {"first_name": "Grace"}
+    welcome = report["state"]["journeys"]["it-welcome"]
+    assert welcome["node"] == "pause" and welcome["touches"] == 1 and welcome["next_timer_at"]
+    assert [d["outcome"] for d in report["decisions"]] == ["entered", "sent"]
+    text = subprocess.run([sys.executable, "-m", "orchestrator", "explain", customer], env=worker.env,
+                          check=True, capture_output=True, timeout=60).stdout.decode()
+    assert "it-welcome v1 at node pause" in text and "sent" in text

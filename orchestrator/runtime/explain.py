@@ -1,0 +1,127 @@
+"""``orchestrator explain CUSTOMER_ID``: a customer's state and recent decisions.
+
+Reads Kafka only, so it works from any machine that can reach the cluster:
+the state is the latest record for the customer in the ``customers`` table's
+changelog, the decisions come from ``<prefix>.decisions``. Both are keyed by
+customer id, so only one partition of each is read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from orchestrator.config import Settings
+from orchestrator.runtime.client import partitions_of
+from orchestrator.core.state import CustomerState, decode_state
+from orchestrator.core.timeutil import format_ts
+
+DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-customers-changelog"
+
+
+async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, newest: int | None,
+                deadline_s: float) -> list[tuple[int, bytes | None]]:
+    """(offset, value) of every record with ``key`` in ``tp`` (the newest ``newest`` offsets only)."""
+    consumer.assign([tp])
+    end = (await consumer.end_offsets([tp]))[tp]
+    begin = (await consumer.beginning_offsets([tp]))[tp]
+    start = begin if newest is None else max(begin, end - newest)
+    consumer.seek(tp, start)
+    found: list[tuple[int, bytes | None]] = []
+    deadline = time.monotonic() + deadline_s
+    while await consumer.position(tp) < end and time.monotonic() < deadline:
+        batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+        for msg in batch.get(tp, []):
+            if msg.key == key:
+                found.append((msg.offset, msg.value))
+    return found
+
+
+async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> dict[str, Any]:
+    key = customer_id.encode()
+    changelog, decisions = changelog_topic(settings), settings.topic("decisions")
+    partitions = await partitions_of(settings, [changelog, decisions])
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        result: dict[str, Any] = {"customer_id": customer_id, "state": None, "decisions": []}
+        parts = partitions.get(changelog)
+        if parts:
+            tp = TopicPartition(changelog, DefaultPartitioner()(key, parts, parts))
+            records = await _scan(consumer, tp, key, newest=None, deadline_s=60)
+            if records and records[-1][1] is not None:
+                result["state"] = describe_state(decode_state(records[-1][1]))
+        parts = partitions.get(decisions)
+        if parts:
+            tp = TopicPartition(decisions, DefaultPartitioner()(key, parts, parts))
+            records = await _scan(consumer, tp, key, newest=DECISIONS_SCAN, deadline_s=60)
+            result["decisions"] = [orjson.loads(v) for _, v in records[-limit:] if v is not None]
+        return result
+    finally:
+        await consumer.stop()
+
+
+def describe_state(state: CustomerState) -> dict[str, Any]:
+    """The state, made readable: timestamps as RFC 3339, no internal bookkeeping."""
+    return {
+        "profile": state.profile,
+        "journeys": {
+            jid: {"version": i.version, "node": i.node, "entered_at": format_ts(i.entered_ms),
+                  "touches": i.touches, "vars": i.vars, "holdout": i.holdout,
+                  "waiting_for": i.waiting_for,
+                  "next_timer_at": format_ts(i.due_ms) if i.due_ms is not None else None,
+                  "deferred_send": i.deferred_action if i.deferred else None,
+                  "max_duration_until": format_ts(i.deadline_ms) if i.deadline_ms is not None else None,
+                  "action_ids": i.action_ids}
+            for jid, i in sorted(state.instances.items())
+        },
+        "last_exits": {jid: format_ts(ms) for jid, ms in sorted(state.exits.items())},
+        "recent_sends": [{"at": format_ts(ms), "channel": ch} for ms, ch in state.sends],
+        "engagement": {ch: {"sent": len(e.sent), "opened": len(e.opened), "clicked": len(e.clicked),
+                            "last_opened_at": format_ts(e.last_opened_ms) if e.last_opened_ms else None}
+                       for ch, e in sorted(state.engagement.items())},
+        "activity": {t: {"count_by_day": len(a.days), "last_at": format_ts(a.last_ms)}
+                     for t, a in sorted(state.activity.items())},
+        "events_remembered_for_dedup": len(state.seen),
+    }
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = [f"customer {report['customer_id']}"]
+    state = report["state"]
+    if state is None:
+        lines.append("  no state (never seen, or erased)")
+    else:
+        lines.append(f"  profile: {orjson.dumps(state['profile']).decode()}")
+        if state["journeys"]:
+            lines.append("  active journeys:")
+            for jid, j in state["journeys"].items():
+                waiting = (f", waiting for {j['waiting_for']}" if j["waiting_for"] else "")
+                timer = f", next timer {j['next_timer_at']}" if j["next_timer_at"] else ""
+                lines.append(f"    {jid} v{j['version']} at node {j['node']} (entered {j['entered_at']}, "
+                             f"{j['touches']} touches{waiting}{timer}{', holdout' if j['holdout'] else ''})")
+        else:
+            lines.append("  active journeys: none")
+        if state["last_exits"]:
+            lines.append("  last exits: " + ", ".join(f"{k} at {v}" for k, v in state["last_exits"].items()))
+        if state["recent_sends"]:
+            lines.append("  sends counted by frequency caps: "
+                         + ", ".join(f"{s['channel']} at {s['at']}" for s in state["recent_sends"]))
+    if report["decisions"]:
+        lines.append("  recent decisions (oldest first):")
+        for d in report["decisions"]:
+            where = f"{d.get('journey')} v{d.get('journey_version')} {d.get('node') or ''}".strip()
+            chan = f" [{d['channel']}]" if d.get("channel") else ""
+            lines.append(f"    {d.get('ts')}  {d.get('outcome'):<22} {where}{chan}: {d.get('detail')}")
+    else:
+        lines.append("  no decisions found")
+    return "\n".join(lines)
