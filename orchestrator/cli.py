@@ -149,6 +149,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- stats
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from orchestrator.core.stats import render_table
+    from orchestrator.runtime.stats import journey_stats
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rreading decisions: {done}/{total}")
+            sys.stderr.flush()
+
+    reports = asyncio.run(journey_stats(settings, progress=progress))
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[2K")
+    if args.journey:
+        reports = [r for r in reports if r["journey"] == args.journey]
+    if args.json:
+        print(orjson.dumps(reports, option=orjson.OPT_INDENT_2).decode())
+    elif reports:
+        print(render_table(reports))
+    else:
+        print("no journey decisions yet")
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
@@ -191,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=20, help="recent decisions to show (default 20)")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
     e.set_defaults(fn=cmd_explain)
+
+    st = sub.add_parser("stats", help="per journey and version: active, entries, exits, goals, conversion, lift")
+    st.add_argument("--journey", help="only this journey id")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.set_defaults(fn=cmd_stats)
 
     k = sub.add_parser("kafka", help="local single-node Kafka (KRaft) for development and tests")
     k.add_argument("action", choices=["up", "down", "status"])

@@ -37,11 +37,28 @@ class Output(NamedTuple):
     value: dict[str, Any]
 
 
+class Lifecycle(NamedTuple):
+    """A journey entry or exit, for statistics: kind is "entered", "goal" or "exited"."""
+
+    kind: str
+    journey: str
+    version: int
+    group: str          # "treatment" or "holdout"
+    reason: str         # exit reason ("" for an entry)
+
+
+class _Effects(list):  # list[Output] that also collects Lifecycle records
+    def __init__(self) -> None:
+        super().__init__()
+        self.lifecycle: list[Lifecycle] = []
+
+
 @dataclass
 class Result:
     state: CustomerState | None          # None: delete the customer's state (erasure)
     outputs: list[Output] = field(default_factory=list)
     duplicate: bool = False
+    lifecycle: list[Lifecycle] = field(default_factory=list)
 
 
 def stable_hash(*parts: object) -> str:
@@ -183,12 +200,12 @@ class Engine:
         state = state if state is not None else CustomerState()
         if not remember_event(state, event.event_id, now_ms):
             return Result(state, [], duplicate=True)
-        out: list[Output] = []
+        out = _Effects()
         self._fire_due(state, event.customer_id, now_ms, out)
         etype = event.type
         if etype == ev_mod.PROFILE_ERASED:
             self._erase(state, event, now_ms, out)
-            return Result(None, out)
+            return Result(None, out, lifecycle=out.lifecycle)
         record_activity(state, etype, event.ts_ms, event.properties)
         if etype == ev_mod.PROFILE_UPDATED:
             self._merge_profile(state, event.properties)
@@ -218,15 +235,15 @@ class Engine:
         if etype in self.journeys.by_entry and event.ts_ms >= now_ms - self.policies.max_event_age_ms:
             for j in self.journeys.by_entry[etype]:
                 self._try_enter(state, j, event, now_ms, out)
-        return Result(state, out)
+        return Result(state, out, lifecycle=out.lifecycle)
 
     def on_timer(self, state: CustomerState | None, customer_id: str, now_ms: int) -> Result:
         """Fire every timer of this customer that is due at ``now_ms``."""
         if state is None:
             return Result(None, [])
-        out: list[Output] = []
+        out = _Effects()
         self._fire_due(state, customer_id, now_ms, out)
-        return Result(state, out)
+        return Result(state, out, lifecycle=out.lifecycle)
 
     # ------------------------------------------------------------------ timers
     def _fire_due(self, state: CustomerState, cid: str, now_ms: int, out: list[Output]) -> None:
@@ -295,6 +312,8 @@ class Engine:
         ns = _Namespaces(self, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
         state.instances[j.id] = inst
+        if isinstance(out, _Effects):
+            out.lifecycle.append(Lifecycle("entered", j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
         out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
                                   "holdout" if inst.holdout else "treatment", now_ms))
         self._run(state, cid, inst, j, j.start, event, now_ms, out)
@@ -464,6 +483,9 @@ class Engine:
             channels = list(suppress_channels) if suppress_channels else list(inst.channels)
             out.append(self._suppression(cid, channels, j.id, suppress_reason, list(inst.action_ids), cause, now_ms))
         outcome = "goal" if reason == "goal" else "preempted" if reason == "preempted" else "exited"
+        if isinstance(out, _Effects):
+            out.lifecycle.append(Lifecycle("goal" if reason == "goal" else "exited", j.id, inst.version,
+                                           "holdout" if inst.holdout else "treatment", reason))
         out.append(self._decision(cid, j.id, inst.version, inst.node, None, outcome, detail or reason, now_ms))
 
     def _erase(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
@@ -471,6 +493,9 @@ class Engine:
         for jid in sorted(state.instances):
             inst = state.instances[jid]
             cancels.extend(inst.action_ids)
+            if isinstance(out, _Effects):
+                out.lifecycle.append(Lifecycle("exited", jid, inst.version,
+                                               "holdout" if inst.holdout else "treatment", "erased"))
             out.append(self._decision(event.customer_id, jid, inst.version, inst.node, None, "exited", "erased", now_ms))
         out.append(self._suppression(event.customer_id, list(self.policies.channels), None, "erased", cancels,
                                      event.event_id, now_ms))

@@ -15,6 +15,7 @@ import msgspec
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 
 FUTURE_TOLERANCE_MS = 5 * 60_000
+MAX_TS_MS = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
 FEEDBACK_TYPES = frozenset({
     "message.delivered", "message.opened", "message.clicked",
     "message.bounced", "message.unsubscribed", "message.failed",
@@ -63,6 +64,10 @@ class Rejection(msgspec.Struct, frozen=True):
 _decoder = msgspec.json.Decoder(_Wire)
 
 
+def _show_ts(ms: int) -> str:
+    return format_ts(ms) if 0 <= ms <= MAX_TS_MS else f"{ms} ms"
+
+
 def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str, ...] | None = None) -> Event | Rejection:
     """Validate one Kafka message value. Never raises."""
     if raw is None:
@@ -79,7 +84,9 @@ def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str,
     if ts_ms is None or ts_ms < 0:
         return Rejection("invalid_schema", f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
     if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
-        return Rejection("future_timestamp", f"ts {format_ts(ts_ms)} is more than 5 minutes ahead of {format_ts(now_ms)}")
+        return Rejection("future_timestamp", f"ts {_show_ts(ts_ms)} is more than 5 minutes ahead of {_show_ts(now_ms)}")
+    if ts_ms > MAX_TS_MS:  # only reachable with a far-future clock (simulate); not representable downstream
+        return Rejection("invalid_schema", f"ts {wire.ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
     props = wire.properties if wire.properties is not None else {}
     if wire.type in FEEDBACK_TYPES:
         action_id = props.get("action_id")

@@ -21,6 +21,8 @@ DECISION_OUTCOMES = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_ho
                      "preempted", "entry_refused", "entered", "exited", "goal")
 # Latency SLOs: first action within 100 ms p99 at half load; 1 s is the timer SLO.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Timer SLO: fire within 1 s of the due time.
+TIMER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 
@@ -44,6 +46,22 @@ class Metrics:
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.processing = Histogram("orch_processing_seconds", "Engine time per event (state read, decide, "
                                     "state write).", buckets=PROCESSING_BUCKETS, registry=r)
+        self.journey_entries = Counter("orch_journey_entries", "Journey entries, by journey and group "
+                                       "(treatment or holdout).", ["journey", "group"], registry=r)
+        self.journey_goals = Counter("orch_journey_goals", "Journey goals reached (conversions), by journey and "
+                                     "group.", ["journey", "group"], registry=r)
+        self.journey_exits = Counter("orch_journey_exits", "Journey exits other than goals, by journey and "
+                                     "reason (exit node reasons, max_touches, max_duration, preempted, erased...).",
+                                     ["journey", "reason"], registry=r)
+        self.timer_lateness = Histogram("orch_timer_lateness_seconds", "Timer fired at minus timer due at.",
+                                        buckets=TIMER_BUCKETS, registry=r)
+        self.consumer_lag = Gauge("orch_consumer_lag_messages", "Messages not yet consumed, per input topic "
+                                  "partition assigned to this worker.", ["topic", "partition"], registry=r)
+        self.recovery_remaining = Gauge("orch_table_recovery_remaining_records", "Changelog records still to "
+                                        "replay before this worker's tables are ready (0 when recovered).",
+                                        registry=r)
+        self.in_recovery = Gauge("orch_table_recovery_in_progress", "1 while tables are being recovered.",
+                                 registry=r)
         self.timers_fired = Counter("orch_timers_fired", "Timer wake-ups processed.", registry=r)
         self.timers_pending = Gauge("orch_timers_pending", "Pending timers on this worker's partitions "
                                     "(refreshed every minute).", registry=r)
@@ -63,6 +81,13 @@ class Metrics:
             self.suppressions.labels(reason)
         for outcome in DECISION_OUTCOMES:
             self.decisions.labels(outcome)
+
+    def journey_labels(self, journeys: Iterable[str]) -> None:
+        """Create the per-journey series at zero, so dashboards show every journey from the start."""
+        for j in journeys:
+            for group in ("treatment", "holdout"):
+                self.journey_entries.labels(j, group)
+                self.journey_goals.labels(j, group)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -33,6 +33,7 @@ from faust.types import TP
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
+from orchestrator.core.engine import Lifecycle
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event, encode_event, parse_event
 from orchestrator.core.state import decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
@@ -76,6 +77,8 @@ class Worker:
         self.engine = Engine(JourneySet(journeys), self.policies)
         self.metrics = Metrics(self.policies.channels)
         self.metrics.journeys_loaded.set(len(journeys))
+        self.metrics.journey_labels(self.engine.journeys.current)
+        self.stats: dict[tuple[str, int], dict[str, Any]] = {}
         self.app = self._make_app()
         self._define()
 
@@ -135,6 +138,7 @@ class Worker:
         app.task(self._serve_web)
         app.timer(TIMER_SCAN_INTERVAL_S)(self._scan_timers)
         app.timer(60.0)(self._count_timers)
+        app.timer(5.0)(self._observe)
 
         @app.on_partitions_revoked.connect
         async def _revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -203,12 +207,15 @@ class Worker:
                 continue
             if is_tick:
                 m.timers_fired.inc()
+                m.timer_lateness.observe(max(0.0, (now - int.from_bytes(value[1:9], "big")) / 1000))
             elif result.duplicate:
                 m.events_in.labels("duplicate").inc()
                 continue
             else:
                 m.events_in.labels("valid").inc()
                 m.last_event_ts.set(ev.ts_ms / 1000)
+            for lc in result.lifecycle:
+                self._record_lifecycle(lc)
             encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
             for (topic, okey, out), o in zip(encoded, result.outputs):
                 await self.out[topic].send(key=okey.encode(), value=out)
@@ -225,6 +232,46 @@ class Worker:
                 remember_outputs(result.state, coord, now, encoded)
                 table[key] = encode_state(result.state)
             m.processing.observe(time.perf_counter() - started)
+
+    def _record_lifecycle(self, lc: Lifecycle) -> None:
+        m = self.metrics
+        row = self.stats.get((lc.journey, lc.version))
+        if row is None:
+            row = self.stats[(lc.journey, lc.version)] = {
+                "entries": {"treatment": 0, "holdout": 0}, "goals": {"treatment": 0, "holdout": 0}, "exits": {}}
+        if lc.kind == "entered":
+            m.journey_entries.labels(lc.journey, lc.group).inc()
+            row["entries"][lc.group] += 1
+        elif lc.kind == "goal":
+            m.journey_goals.labels(lc.journey, lc.group).inc()
+            row["goals"][lc.group] += 1
+        else:
+            m.journey_exits.labels(lc.journey, lc.reason).inc()
+            row["exits"][lc.reason] = row["exits"].get(lc.reason, 0) + 1
+
+    async def _observe(self) -> None:
+        """Consumer lag per partition and table recovery progress, every few seconds."""
+        app, m = self.app, self.metrics
+        recovery = app.tables.recovery
+        m.in_recovery.set(1 if recovery.in_recovery else 0)
+        try:
+            m.recovery_remaining.set(recovery.active_remaining_total())
+        except Exception:  # noqa: BLE001 - recovery internals change between faust releases
+            pass
+        consumer = app.consumer
+        if consumer is None or app.rebalancing:
+            return
+        wanted = {self.settings.events_topic, self.settings.keyed_topic}
+        for tp in list(consumer.assignment()):
+            if tp.topic not in wanted:
+                continue
+            try:
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - partition moved away meanwhile
+                continue
+            if position is not None and highwater is not None:
+                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     # ------------------------------------------------------------------ timers
     async def _scan_timers(self) -> None:
@@ -308,9 +355,17 @@ class Worker:
         async def health(_: web.Request) -> web.Response:
             return web.json_response({"status": "ok", "journeys": len(self.engine.journeys)})
 
+        async def stats(_: web.Request) -> web.Response:
+            from orchestrator.core.stats import journey_report
+            rows = [{"journey": j, "version": v, **row} for (j, v), row in sorted(self.stats.items())]
+            return web.json_response({"scope": "this worker since it started; `orchestrator stats` reads "
+                                               "every worker's decisions from Kafka",
+                                      "journeys": [journey_report(r) for r in rows]})
+
         webapp = web.Application()
         webapp.router.add_get("/metrics", metrics)
         webapp.router.add_get("/health", health)
+        webapp.router.add_get("/stats", stats)
         runner = web.AppRunner(webapp, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.web_host, s.web_port)

@@ -1,0 +1,116 @@
+"""Journey statistics: entries, exits, goals, conversion per group, and lift with a 95 % interval.
+
+Treatment customers walk the journey and are contacted; holdout customers walk it
+without contact. A journey "works" if treatment converts better than holdout:
+
+- ``lift`` = conversion(treatment) - conversion(holdout), in absolute terms, with a
+  normal-approximation (Wald) 95 % interval;
+- ``relative_lift`` = conversion(treatment) / conversion(holdout) - 1, with a 95 %
+  interval from the delta method on the log of the ratio.
+
+Intervals are ``None`` when a group is too small to say anything (no entries, or no
+conversions where a ratio needs them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+Z95 = 1.959963984540054
+
+
+def _rate(goals: int, entries: int) -> float | None:
+    return goals / entries if entries else None
+
+
+def lift_interval(g_t: int, n_t: int, g_h: int, n_h: int) -> dict[str, Any]:
+    """Absolute and relative lift of treatment over holdout, each with a 95 % interval."""
+    p_t, p_h = _rate(g_t, n_t), _rate(g_h, n_h)
+    out: dict[str, Any] = {"lift": None, "lift_ci95": None, "relative_lift": None, "relative_lift_ci95": None}
+    if p_t is None or p_h is None:
+        return out
+    diff = p_t - p_h
+    se = math.sqrt(p_t * (1 - p_t) / n_t + p_h * (1 - p_h) / n_h)
+    out["lift"] = diff
+    out["lift_ci95"] = [diff - Z95 * se, diff + Z95 * se]
+    if g_t > 0 and g_h > 0:
+        ratio = p_t / p_h
+        se_log = math.sqrt((1 - p_t) / g_t + (1 - p_h) / g_h)
+        out["relative_lift"] = ratio - 1
+        out["relative_lift_ci95"] = [math.exp(math.log(ratio) - Z95 * se_log) - 1,
+                                     math.exp(math.log(ratio) + Z95 * se_log) - 1]
+    return out
+
+
+def journey_report(row: dict[str, Any]) -> dict[str, Any]:
+    """From counts (entries/goals by group, exits by reason) to the full report of one journey version."""
+    entries, goals, exits = row["entries"], row["goals"], row["exits"]
+    n_t, n_h = entries.get("treatment", 0), entries.get("holdout", 0)
+    g_t, g_h = goals.get("treatment", 0), goals.get("holdout", 0)
+    total_entries = n_t + n_h
+    ended = g_t + g_h + sum(exits.values())
+    return {
+        "journey": row["journey"], "version": row["version"],
+        "active": max(0, total_entries - ended),
+        "entries": {"treatment": n_t, "holdout": n_h, "total": total_entries},
+        "goals": {"treatment": g_t, "holdout": g_h, "total": g_t + g_h},
+        "exits": dict(sorted(exits.items())),
+        "conversion": {"treatment": _rate(g_t, n_t), "holdout": _rate(g_h, n_h)},
+        **lift_interval(g_t, n_t, g_h, n_h),
+    }
+
+
+def from_decisions(decisions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reports per journey version from Decision records (the ``decisions`` topic, in order).
+
+    An ``entered`` decision's detail says the group; goals and exits are attributed to the
+    group of the customer's latest entry into that journey.
+    """
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    group_of: dict[tuple[str, str], str] = {}
+    for d in decisions:
+        outcome = d.get("outcome")
+        if outcome not in ("entered", "goal", "exited", "preempted"):
+            continue
+        journey, version, customer = d.get("journey"), d.get("journey_version"), d.get("customer_id")
+        if not isinstance(journey, str) or not isinstance(version, int):
+            continue
+        row = rows.setdefault((journey, version), {"journey": journey, "version": version,
+                                                   "entries": {"treatment": 0, "holdout": 0},
+                                                   "goals": {"treatment": 0, "holdout": 0}, "exits": {}})
+        if outcome == "entered":
+            group = "holdout" if d.get("detail") == "holdout" else "treatment"
+            group_of[(customer, journey)] = group
+            row["entries"][group] += 1
+        elif outcome == "goal":
+            row["goals"][group_of.get((customer, journey), "treatment")] += 1
+        else:
+            reason = "preempted" if outcome == "preempted" else str(d.get("detail") or "exit")
+            row["exits"][reason] = row["exits"].get(reason, 0) + 1
+    return [journey_report(r) for _, r in sorted(rows.items())]
+
+
+def render_table(reports: list[dict[str, Any]]) -> str:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    def ci(x: list[float] | None) -> str:
+        return "-" if x is None else f"[{100 * x[0]:+.2f}, {100 * x[1]:+.2f}]"
+
+    head = ("journey", "ver", "active", "entries", "holdout", "goals", "conv T", "conv H", "lift (pp)", "95% CI")
+    rows = [head]
+    for r in reports:
+        lift = r["lift"]
+        rows.append((r["journey"], str(r["version"]), str(r["active"]), str(r["entries"]["total"]),
+                     str(r["entries"]["holdout"]), str(r["goals"]["total"]), pct(r["conversion"]["treatment"]),
+                     pct(r["conversion"]["holdout"]), "-" if lift is None else f"{100 * lift:+.2f}",
+                     ci(r["lift_ci95"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for r in reports:
+        if r["exits"]:
+            lines.append(f"{r['journey']} v{r['version']} exits: "
+                         + ", ".join(f"{k} {v}" for k, v in r["exits"].items()))
+    return "\n".join(lines)
