@@ -81,6 +81,26 @@ def cmd_journeys_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_journeys_list(args: argparse.Namespace) -> int:
+    if args.published:
+        from orchestrator.core.journeys import parse_journey
+        from orchestrator.runtime.registry import latest_by_id, read_published
+        settings = _settings()
+        policies = _load_policies(args.policies or settings.policies)
+        published, _ = asyncio.run(read_published(settings))
+        for key, pub in sorted(latest_by_id(published).items()):
+            if pub.text is None:
+                print(f"{key}\t(tombstone)")
+                continue
+            try:
+                j = parse_journey(pub.text, pub.source, channels=policies.channels)
+            except DefinitionError as exc:
+                print(f"{key}\tINVALID: {exc.problems[0]}")
+                continue
+            from orchestrator.core.timeutil import format_ts
+            flags = ["enabled" if j.enabled else "disabled"] + (["shadow"] if j.shadow else [])
+            print("\t".join([j.id, f"v{j.version}", f"entry={j.entry_on}", *flags,
+                             f"published {format_ts(pub.timestamp_ms)}"]))
+        return 0
     from orchestrator.core import load_journey_dir
     policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
     journeys, problems = load_journey_dir(args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys",
@@ -91,6 +111,94 @@ def cmd_journeys_list(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0
+
+
+def _local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list[tuple[Path, str, object]], list[str]]:
+    """(path, text, Journey) for every journey file under ``paths``, and every problem found."""
+    from orchestrator.core.journeys import journey_files, parse_journey
+    found: list[Path] = []
+    for item in paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
+        p = Path(item)
+        found.extend(journey_files(p) if p.is_dir() else [p])
+    out, problems = [], []
+    for path in found:
+        try:
+            text = path.read_text(encoding="utf-8")
+            out.append((path, text, parse_journey(text, str(path), channels=channels)))
+        except OSError as exc:
+            problems.append(f"{path}:1: cannot read file: {exc}")
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    return out, problems
+
+
+def cmd_journeys_publish(args: argparse.Namespace) -> int:
+    from orchestrator.runtime.registry import publish, published_versions, read_published
+    settings = _settings()
+    policies = _load_policies(args.policies or settings.policies)
+    local, problems = _local_definitions(args.paths, policies.channels)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("nothing published: fix the definitions above first", file=sys.stderr)
+        return 1
+    published, _ = asyncio.run(read_published(settings))
+    versions = published_versions(published, policies.channels)
+    to_send: list[tuple[str, str]] = []
+    for path, text, j in local:
+        known = versions.get(j.id, {})
+        if j.version in known:
+            if known[j.version] == text:
+                print(f"{path}: {j.id} version {j.version} is already published, unchanged")
+                continue
+            print(f"{path}: {j.id} version {j.version} is already published with different content; "
+                  f"bump version: to publish a change (customers in flight keep their version)", file=sys.stderr)
+            return 1
+        if known and max(known) > j.version and not args.force:
+            print(f"{path}: {j.id} version {j.version} is older than the published version {max(known)}; "
+                  "publish a higher version (or use --force)", file=sys.stderr)
+            return 1
+        to_send.append((j.id, text))
+        print(f"{path}: publishing {j.id} version {j.version}"
+              f"{' (shadow)' if j.shadow else ''}{' (disabled)' if not j.enabled else ''}")
+    if to_send:
+        asyncio.run(publish(settings, to_send))
+        print(f"published {len(to_send)} journey(s) to {settings.topic('journeys')}; workers load them without a restart")
+    return 0
+
+
+def cmd_journeys_diff(args: argparse.Namespace) -> int:
+    import difflib
+
+    from orchestrator.runtime.registry import latest_by_id, read_published
+    settings = _settings()
+    if args.shadow:
+        from orchestrator.core.shadow import compare, render_comparison
+        from orchestrator.runtime.stats import read_decisions
+        decisions = asyncio.run(read_decisions(settings))
+        report = compare(decisions, args.shadow)
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render_comparison(report))
+        return 0
+    policies = _load_policies(args.policies or settings.policies)
+    local, problems = _local_definitions(args.paths, policies.channels)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    published, _ = asyncio.run(read_published(settings))
+    latest = latest_by_id(published)
+    changed = 0
+    for path, text, j in local:
+        cur = latest.get(j.id)
+        if cur is None or cur.text is None:
+            print(f"{j.id}: new (version {j.version}, {path}), not published yet")
+            changed += 1
+        elif cur.text == text:
+            print(f"{j.id}: unchanged (version {j.version})")
+        else:
+            changed += 1
+            diff = difflib.unified_diff(cur.text.splitlines(keepends=True), text.splitlines(keepends=True),
+                                        fromfile=f"{j.id} (published)", tofile=str(path))
+            sys.stdout.writelines(diff)
+    return 1 if problems else (3 if changed and args.exit_code else 0)
 
 
 # ---------------------------------------------------------------------------- simulate
@@ -200,10 +308,23 @@ def build_parser() -> argparse.ArgumentParser:
     jv.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $ORCH_JOURNEYS)")
     jv.add_argument("--policies", help="policies file (channels); default $ORCH_POLICIES")
     jv.set_defaults(fn=cmd_journeys_validate)
-    jl = jsub.add_parser("list", help="list the journeys in a folder")
+    jl = jsub.add_parser("list", help="list the journeys in a folder, or the published ones")
     jl.add_argument("dir", nargs="?", help="folder (default: $ORCH_JOURNEYS)")
+    jl.add_argument("--published", action="store_true", help="list what is published on <prefix>.journeys")
     jl.add_argument("--policies")
     jl.set_defaults(fn=cmd_journeys_list)
+    jp = jsub.add_parser("publish", help="validate, then publish to <prefix>.journeys (workers reload live)")
+    jp.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $ORCH_JOURNEYS)")
+    jp.add_argument("--policies")
+    jp.add_argument("--force", action="store_true", help="publish even if a higher version is published")
+    jp.set_defaults(fn=cmd_journeys_publish)
+    jd = jsub.add_parser("diff", help="local definitions against the published ones; or --shadow JOURNEY")
+    jd.add_argument("paths", nargs="*", metavar="PATH")
+    jd.add_argument("--policies")
+    jd.add_argument("--shadow", metavar="JOURNEY", help="compare a shadow version's decisions with the live one's")
+    jd.add_argument("--json", action="store_true")
+    jd.add_argument("--exit-code", action="store_true", help="exit 3 when something differs (for CI)")
+    jd.set_defaults(fn=cmd_journeys_diff)
 
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
     s.add_argument("--journeys", required=True, metavar="DIR")

@@ -79,23 +79,41 @@ class JourneySet:
     def __init__(self, journeys: Iterable[Journey] = ()) -> None:
         self.versions: dict[str, dict[int, Journey]] = {}
         self.current: dict[str, Journey] = {}
+        self.shadow: dict[str, Journey] = {}
         self.by_entry: dict[str, list[Journey]] = {}
         for j in journeys:
             self.add(j)
 
-    def add(self, j: Journey) -> None:
-        self.versions.setdefault(j.id, {})[j.version] = j
+    def add(self, j: Journey) -> str:
+        """Load a version. Returns what happened: "added", "replaced" or "ignored: <why>"."""
+        known = self.versions.setdefault(j.id, {})
         cur = self.current.get(j.id)
-        if cur is None or j.version >= cur.version:
-            self.current[j.id] = j
+        if j.shadow:
+            if cur is not None and cur.version == j.version:
+                return f"ignored: version {j.version} of {j.id} is live; a shadow needs its own version"
+            sh = self.shadow.get(j.id)
+            if sh is not None and j.version < sh.version:
+                known.setdefault(j.version, j)
+                return "added"
+            self.shadow[j.id] = j
+        else:
+            if cur is None or j.version >= cur.version:
+                self.current[j.id] = j
+            sh = self.shadow.get(j.id)
+            if sh is not None and sh.version <= j.version:
+                del self.shadow[j.id]          # promoted (or superseded) by a live version
+        what = "replaced" if j.version in known else "added"
+        known[j.version] = j
         self._index()
+        return what
 
     def _index(self) -> None:
         by_entry: dict[str, list[Journey]] = {}
-        for j in self.current.values():
+        for j in [*self.current.values(), *self.shadow.values()]:
             by_entry.setdefault(j.entry_on, []).append(j)
         for lst in by_entry.values():
-            lst.sort(key=lambda j: (-j.priority, j.id))
+            # Shadows first: they then see the customer as the live version did, before its sends.
+            lst.sort(key=lambda j: (not j.shadow, -j.priority, j.id))
         self.by_entry = by_entry
 
     def get(self, jid: str, version: int) -> Journey | None:
@@ -176,7 +194,8 @@ class _Namespaces(Mapping[str, Any]):
                     node = nxt
                 existing = node.get(parts[-1])
                 node[parts[-1]] = {**existing, **leaf} if isinstance(existing, dict) else leaf
-                out[etype] = leaf       # also reachable as activity["cart.updated"]
+                if len(parts) > 1:      # (a dot-free type is that node already; keep its children)
+                    out[etype] = leaf   # also reachable as activity["cart.updated"]
             return out
         if key == "session":
             ss = s.session
@@ -185,6 +204,14 @@ class _Namespaces(Mapping[str, Any]):
             return {"started_at": format_ts(ss.started_ms), "event_count": ss.event_count,
                     "categories": list(ss.categories)}
         raise KeyError(key)
+
+
+SHADOW_SUFFIX = "~shadow"     # journey ids are [a-z0-9-], so this never clashes
+
+
+def instance_key(journey_id: str, shadow: bool) -> str:
+    """Key of an instance in ``CustomerState.instances`` (and ``exits``)."""
+    return journey_id + SHADOW_SUFFIX if shadow else journey_id
 
 
 class Engine:
@@ -218,6 +245,7 @@ class Engine:
                 continue
             j = self._journey_of(inst)
             if j is None:
+                self._drop(state, event.customer_id, inst, now_ms, out)
                 continue
             if j.goal_on == etype:
                 self._finish(state, event.customer_id, inst, j, "goal", now_ms, out,
@@ -258,6 +286,7 @@ class Engine:
             inst = state.instances[jid]
             j = self._journey_of(inst)
             if j is None:
+                self._drop(state, cid, inst, now_ms, out)
                 continue
             if inst.deadline_ms is not None and inst.deadline_ms <= now_ms and (
                     inst.due_ms is None or inst.deadline_ms <= inst.due_ms):
@@ -282,9 +311,10 @@ class Engine:
     # ------------------------------------------------------------------ entry
     def _try_enter(self, state: CustomerState, j: Journey, event: Event, now_ms: int, out: list[Output]) -> None:
         cid = event.customer_id
-        if not j.enabled or j.id in state.instances:
+        key = instance_key(j.id, j.shadow)
+        if not j.enabled or key in state.instances:
             return
-        last_exit = state.exits.get(j.id)
+        last_exit = state.exits.get(key)
         if last_exit is not None:
             if j.reentry_ms == REENTRY_NEVER:
                 return
@@ -292,11 +322,11 @@ class Engine:
                 return
         if j.entry_if is not None and not j.entry_if.truthy(_Namespaces(self, state, event, None, now_ms), now_ms):
             return
-        if j.group is not None:
+        if j.group is not None and not j.shadow:
             for other_id in sorted(state.instances):
                 other = state.instances[other_id]
                 oj = self._journey_of(other)
-                if oj is None or oj.group != j.group:
+                if oj is None or oj.group != j.group or other.shadow:
                     continue
                 if oj.priority >= j.priority:
                     out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused",
@@ -307,15 +337,15 @@ class Engine:
                              detail=f"preempted by {j.id} (priority {j.priority} > {oj.priority})")
         inst = Instance(journey=j.id, version=j.version, instance_id=event.event_id, node=j.start,
                         entered_ms=now_ms, trigger_event_id=event.event_id, trigger_ts_ms=event.ts_ms,
-                        holdout=j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout,
+                        holdout=j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout, shadow=j.shadow,
                         deadline_ms=now_ms + j.max_duration_ms if j.max_duration_ms else None)
         ns = _Namespaces(self, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
-        state.instances[j.id] = inst
-        if isinstance(out, _Effects):
+        state.instances[key] = inst
+        if isinstance(out, _Effects) and not j.shadow:
             out.lifecycle.append(Lifecycle("entered", j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
         out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
-                                  "holdout" if inst.holdout else "treatment", now_ms))
+                                  "holdout" if inst.holdout else "treatment", now_ms, shadow=j.shadow))
         self._run(state, cid, inst, j, j.start, event, now_ms, out)
 
     # ------------------------------------------------------------------ walking nodes
@@ -378,12 +408,13 @@ class Engine:
         consented = [ch for ch in node.channels if self._consents(state, ch)]
         if not consented:
             out.append(self._decision(cid, j.id, j.version, node.name, node.channel, "no_consent",
-                                      f"no consent for {', '.join(node.channels)}", now_ms))
+                                      f"no consent for {', '.join(node.channels)}", now_ms, shadow=inst.shadow))
             return False
         channel = consented[0] if len(consented) == 1 else self._best_channel(state, consented, now_ms)
         if inst.holdout or (p.global_holdout > 0 and bucket("global-holdout", cid) < p.global_holdout):
             detail = "journey holdout" if inst.holdout else "global holdout"
-            out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms))
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms,
+                                      shadow=inst.shadow))
             return False
         for rule in p.frequency:
             if rule.applies_to(channel):
@@ -393,7 +424,7 @@ class Engine:
                     scope = rule.channel or "all channels"
                     out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap",
                                               f"{count} sends on {scope} in the last {_fmt_ms(rule.per_ms)} (max {rule.max})",
-                                              now_ms))
+                                              now_ms, shadow=inst.shadow))
                     return False
         resume = self._quiet_until(state, channel, now_ms)
         if resume is not None:
@@ -404,8 +435,18 @@ class Engine:
             if channel not in inst.channels:
                 inst.channels.append(channel)
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "quiet_hours_deferred",
-                                      f"deferred to {format_ts(resume)}", now_ms, action_id))
+                                      f"deferred to {format_ts(resume)}", now_ms, action_id, shadow=inst.shadow))
             return True
+        if inst.shadow:
+            # Shadow: the decision is recorded; nothing is sent and nothing counts against caps.
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, "sent", node.template, now_ms,
+                                      action_id, shadow=True))
+            inst.touches += 1
+            if action_id not in inst.action_ids:
+                inst.action_ids.append(action_id)
+            if channel not in inst.channels:
+                inst.channels.append(channel)
+            return False
         ns = _Namespaces(self, state, event, inst, now_ms)
         params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
         action = {
@@ -476,27 +517,42 @@ class Engine:
     def _finish(self, state: CustomerState, cid: str, inst: Instance, j: Journey, reason: str, now_ms: int,
                 out: list[Output], *, suppress_reason: str | None = None,
                 suppress_channels: tuple[str, ...] = (), cause: str = "", detail: str | None = None) -> None:
-        state.instances.pop(j.id, None)
-        state.exits[j.id] = now_ms
-        if suppress_reason is not None and (suppress_channels or inst.action_ids):
+        key = instance_key(j.id, inst.shadow)
+        state.instances.pop(key, None)
+        state.exits[key] = now_ms
+        if suppress_reason is not None and not inst.shadow and (suppress_channels or inst.action_ids):
             # A goal suppresses exactly the channels it lists; other exits withdraw what was used.
             channels = list(suppress_channels) if suppress_channels else list(inst.channels)
             out.append(self._suppression(cid, channels, j.id, suppress_reason, list(inst.action_ids), cause, now_ms))
         outcome = "goal" if reason == "goal" else "preempted" if reason == "preempted" else "exited"
-        if isinstance(out, _Effects):
+        if isinstance(out, _Effects) and not inst.shadow:
             out.lifecycle.append(Lifecycle("goal" if reason == "goal" else "exited", j.id, inst.version,
                                            "holdout" if inst.holdout else "treatment", reason))
-        out.append(self._decision(cid, j.id, inst.version, inst.node, None, outcome, detail or reason, now_ms))
+        out.append(self._decision(cid, j.id, inst.version, inst.node, None, outcome, detail or reason, now_ms,
+                                  shadow=inst.shadow))
+
+    def _drop(self, state: CustomerState, cid: str, inst: Instance, now_ms: int, out: list[Output]) -> None:
+        """End an instance whose journey version is no longer loaded anywhere (it cannot go on)."""
+        key = instance_key(inst.journey, inst.shadow)
+        state.instances.pop(key, None)
+        state.exits[key] = now_ms
+        if isinstance(out, _Effects) and not inst.shadow:
+            out.lifecycle.append(Lifecycle("exited", inst.journey, inst.version,
+                                           "holdout" if inst.holdout else "treatment", "journey_unavailable"))
+        out.append(self._decision(cid, inst.journey, inst.version, inst.node, None, "exited",
+                                  "journey_unavailable", now_ms, shadow=inst.shadow))
 
     def _erase(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
         cancels: list[str] = []
         for jid in sorted(state.instances):
             inst = state.instances[jid]
-            cancels.extend(inst.action_ids)
-            if isinstance(out, _Effects):
-                out.lifecycle.append(Lifecycle("exited", jid, inst.version,
+            if not inst.shadow:
+                cancels.extend(inst.action_ids)
+            if isinstance(out, _Effects) and not inst.shadow:
+                out.lifecycle.append(Lifecycle("exited", inst.journey, inst.version,
                                                "holdout" if inst.holdout else "treatment", "erased"))
-            out.append(self._decision(event.customer_id, jid, inst.version, inst.node, None, "exited", "erased", now_ms))
+            out.append(self._decision(event.customer_id, inst.journey, inst.version, inst.node, None, "exited",
+                                      "erased", now_ms, shadow=inst.shadow))
         out.append(self._suppression(event.customer_id, list(self.policies.channels), None, "erased", cancels,
                                      event.event_id, now_ms))
 
@@ -526,7 +582,7 @@ class Engine:
             consent = dict(state.profile.get("consent") or {}) if isinstance(state.profile.get("consent"), dict) else {}
             consent[channel] = False
             state.profile = {**state.profile, "consent": consent}
-            cancels = [a for inst in state.instances.values() for a in inst.action_ids
+            cancels = [a for inst in state.instances.values() if not inst.shadow for a in inst.action_ids
                        if (a in state.actions and state.actions[a].channel == channel)
                        or (inst.deferred and a == inst.deferred_action and inst.deferred_channel == channel)]
             out.append(self._suppression(event.customer_id, [channel], None, "unsubscribed",
@@ -549,11 +605,13 @@ class Engine:
 
     @staticmethod
     def _decision(cid: str, journey: str, version: int, node: str | None, channel: str | None, outcome: str,
-                  detail: str, now_ms: int, action_id: str | None = None) -> Output:
+                  detail: str, now_ms: int, action_id: str | None = None, *, shadow: bool = False) -> Output:
         value: dict[str, Any] = {"customer_id": cid, "journey": journey, "journey_version": version, "node": node,
                                  "channel": channel, "outcome": outcome, "detail": detail}
         if action_id is not None:
             value["action_id"] = action_id
+        if shadow:
+            value["shadow"] = True      # extension: only on decisions of shadow journey versions
         value["ts"] = format_ts(now_ms)
         return Output("decisions", cid, value)
 

@@ -93,6 +93,7 @@ class Journey:
     max_touches: int | None = None
     max_duration_ms: int | None = None
     enabled: bool = True
+    shadow: bool = False                     # runs on live traffic, records decisions, sends nothing
     source: str = ""
 
     @property
@@ -101,7 +102,7 @@ class Journey:
 
 
 _TOP_KEYS = {"journey", "version", "priority", "group", "entry", "capture", "holdout", "goal", "exit",
-             "start", "nodes", "enabled", "description"}
+             "start", "nodes", "enabled", "shadow", "description"}
 _NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "exit")
 _NODE_KEYS = {
     "send": {"send", "channels", "template", "params", "next"},
@@ -187,6 +188,9 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         c.error(("enabled",), "enabled must be true or false")
+    shadow = raw.get("shadow", False)
+    if not isinstance(shadow, bool):
+        c.error(("shadow",), "shadow must be true or false")
 
     entry = c.mapping(("entry",), raw.get("entry"), {"on", "if", "reentry"}) if "entry" in raw else {}
     if "entry" not in raw:
@@ -268,7 +272,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
         id=jid, version=version, start=start, nodes=nodes, entry_on=entry_on, entry_if=entry_if,
         reentry_ms=reentry_ms, priority=priority, group=group, capture=capture, holdout=holdout,
         goal_on=goal_on, goal_suppress=goal_suppress, exit_on=exit_on, max_touches=max_touches,
-        max_duration_ms=max_duration_ms, enabled=enabled, source=filename,
+        max_duration_ms=max_duration_ms, enabled=enabled, shadow=shadow, source=filename,
     )
 
 

@@ -37,6 +37,7 @@ class Instance(msgspec.Struct, kw_only=True):
     action_ids: list[str] = []
     channels: list[str] = []
     holdout: bool = False
+    shadow: bool = False              # a shadow instance records decisions and sends nothing
     due_ms: int | None = None         # the timer of the current node, if any
     waiting_for: str | None = None    # event type a wait_for node waits for
     deferred: bool = False            # parked at a send that quiet hours deferred

@@ -72,6 +72,8 @@ def from_decisions(decisions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     group_of: dict[tuple[str, str], str] = {}
     for d in decisions:
         outcome = d.get("outcome")
+        if d.get("shadow"):
+            continue            # shadow versions contact nobody: see `journeys diff --shadow`
         if outcome not in ("entered", "goal", "exited", "preempted"):
             continue
         journey, version, customer = d.get("journey"), d.get("journey_version"), d.get("customer_id")

@@ -78,8 +78,14 @@ def load(text: str, filename: str) -> Located:
     return Located(data, lines, filename)
 
 
+MAX_VALUES = 50_000   # far above any real definition; stops alias bombs (&a [*b, *b, ...]) expanding exponentially
+
+
 def _convert(loader: _Loader, node: yaml.Node, path: Path, lines: dict[Path, int], filename: str) -> Any:
     lines[path] = node.start_mark.line + 1
+    if len(lines) > MAX_VALUES:
+        raise DefinitionError([f"{filename}:{node.start_mark.line + 1}: document has more than {MAX_VALUES} values "
+                               "(YAML aliases are expanded)"])
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:

@@ -69,8 +69,13 @@ class Metrics:
         self.last_event_ts = Gauge("orch_last_processed_event_timestamp_seconds",
                                    "Event ts of the last processed event (unix seconds).", registry=r)
         self.journeys_loaded = Gauge("orch_journeys_loaded", "Journey versions loaded.", registry=r)
+        self.journey_publications = Counter("orch_journey_publications", "Journey publications read from the "
+                                            "journeys topic, by result (loaded, refused, ignored).", ["result"],
+                                            registry=r)
         self.build = Info("orch_build", "Worker build information.", registry=r)
         self.build.info({"version": __version__})
+        for result in ("loaded", "refused", "ignored"):
+            self.journey_publications.labels(result)
         for result in ("valid", "dead_letter", "duplicate"):
             self.events_in.labels(result)
         for reason in DEAD_LETTER_REASONS:

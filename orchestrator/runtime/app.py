@@ -38,6 +38,7 @@ from orchestrator.core.events import Event, Rejection, dead_letter, decode_event
 from orchestrator.core.state import decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
 from orchestrator.observability.metrics import Metrics
+from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.topics import output_topics
 
 log = logging.getLogger("orchestrator.worker")
@@ -68,19 +69,34 @@ def now_ms() -> int:
 class Worker:
     """Builds the Faust app, its topics, table and agents for one process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, published: list[Publication] | None = None,
+                 published_end: dict[int, int] | None = None) -> None:
         self.settings = settings
         self.policies = load_policies(settings.policies)
-        journeys, problems = load_journey_dir(settings.journeys, channels=self.policies.channels)
+        self.metrics = Metrics(self.policies.channels)
+        journeys = JourneySet()
+        self.registry = Registry(settings, journeys, self.policies.channels, on_result=self._on_publication)
+        self.registry.load_cache()                       # older versions customers may still be in
+        from_files, problems = load_journey_dir(settings.journeys, channels=self.policies.channels)
         for problem in problems:
             log.error("journey refused: %s", problem)
-        self.engine = Engine(JourneySet(journeys), self.policies)
-        self.metrics = Metrics(self.policies.channels)
-        self.metrics.journeys_loaded.set(len(journeys))
-        self.metrics.journey_labels(self.engine.journeys.current)
+        for j in from_files:
+            journeys.add(j)
+        for pub in published or []:
+            self.registry.apply(pub)
+        self._published_end = published_end or {}
+        self.engine = Engine(journeys, self.policies)
+        self.metrics.journeys_loaded.set(sum(len(v) for v in journeys.versions.values()))
+        self.metrics.journey_labels(journeys.current)
         self.stats: dict[tuple[str, int], dict[str, Any]] = {}
         self.app = self._make_app()
         self._define()
+
+    def _on_publication(self, result: str) -> None:
+        self.metrics.journey_publications.labels(result).inc()
+        journeys = self.registry.journeys
+        self.metrics.journeys_loaded.set(sum(len(v) for v in journeys.versions.values()))
+        self.metrics.journey_labels(journeys.current)
 
     # ------------------------------------------------------------------ wiring
     def _make_app(self) -> faust.App:
@@ -139,6 +155,10 @@ class Worker:
         app.timer(TIMER_SCAN_INTERVAL_S)(self._scan_timers)
         app.timer(60.0)(self._count_timers)
         app.timer(5.0)(self._observe)
+
+        async def follow_journeys() -> None:
+            await self.registry.follow(self._published_end)
+        app.task(follow_journeys)
 
         @app.on_partitions_revoked.connect
         async def _revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -385,8 +405,10 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     from orchestrator.runtime.topics import ensure_topics
 
     uvloop.install()
-    worker = Worker(settings)
-    asyncio.run(ensure_topics(settings, worker.policies.channels))
+    channels = load_policies(settings.policies).channels
+    asyncio.run(ensure_topics(settings, channels))
+    published, end = asyncio.run(read_published(settings))
+    worker = Worker(settings, published, end)
     log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
              len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
     from faust.worker import Worker as FaustWorker

@@ -53,3 +53,14 @@ async def partitions_of(settings: Settings, topics: list[str]) -> dict[str, list
         await admin.close()
     return {d["topic"]: sorted(p["partition"] for p in d["partitions"])
             for d in described if d["error_code"] == 0 and d["partitions"]}
+
+
+async def seek_to_start(consumer, tps) -> None:  # noqa: ANN001 - AIOKafkaConsumer, list[TopicPartition]
+    """Position ``tps`` at their first offsets.
+
+    ``seek_to_beginning`` right after ``assign`` races with the default "latest" reset of
+    a new assignment (positions came back at the end); an explicit seek does not.
+    """
+    begins = await consumer.beginning_offsets(tps)
+    for tp in tps:
+        consumer.seek(tp, begins[tp])

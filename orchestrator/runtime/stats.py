@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core.stats import from_decisions
-from orchestrator.runtime.client import partitions_of
+from orchestrator.runtime.client import partitions_of, seek_to_start
 
 
 async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progress: Any = None) -> list[dict[str, Any]]:
@@ -19,7 +19,7 @@ async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progr
     parts = (await partitions_of(settings, [topic])).get(topic, [])
     if not parts:
         return []
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     out: list[dict[str, Any]] = []
@@ -27,7 +27,7 @@ async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progr
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_start(consumer, tps)
         total = sum(ends.values())
         deadline = time.monotonic() + deadline_s
         remaining = {tp for tp in tps if ends[tp] > 0}

@@ -1,0 +1,398 @@
+"""SPEC §4 journey definitions: the example parses, invalid ones are refused with file:line."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core import load_journey_dir, load_journey_file, parse_journey
+from orchestrator.core.journeys import (
+    REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, SendNode, SplitNode, WaitForNode, WaitNode,
+)
+from orchestrator.core.yamlsrc import load as load_yaml
+from orchestrator.errors import DefinitionError
+from tests.corehelpers import CHANNELS, DAY, HOUR, line_of
+
+REPO = Path(__file__).resolve().parent.parent
+
+# SPEC §4, verbatim (also journeys/cart-recovery.yaml).
+SPEC_EXAMPLE = """\
+journey: cart-recovery        # id: [a-z0-9-]+
+version: 3                    # customers in flight finish on the version they entered
+priority: 50                  # higher wins inside an exclusivity group
+group: promotions             # optional: at most one active journey per group per customer
+entry:
+  on: cart.updated
+  if: event.properties.value >= 50
+  reentry: 7d                 # never (default) | always | <duration> after exit
+capture: {cart_value: event.properties.value}   # stored, later read as journey.vars.cart_value
+holdout: 10%                  # deterministic control group: walks the journey, never contacted
+goal:
+  on: order.completed         # conversion: exit + counted, + suppression of the channels below
+  suppress: [ads, web, sms]
+exit:
+  on: [account.closed]
+  max_touches: 3
+  max_duration: 14d
+start: wait_1h
+nodes:
+  wait_1h:   {wait: 1h, next: choose}
+  choose:
+    branch:
+      - {if: profile.ltv_tier == "gold", next: sms_offer}
+      - {if: engagement.email.opened_30d > 0, next: email_reminder}
+      - {next: push_reminder}                       # else
+  email_reminder:
+    send: email
+    template: cart-reminder-1
+    params: {cart_value: journey.vars.cart_value}
+    next: wait_open
+  wait_open: {wait_for: message.opened, timeout: 24h, on_event: done, on_timeout: push_reminder}
+  push_reminder: {send: best, channels: [push, sms], template: cart-reminder-2, next: done}
+  sms_offer: {send: sms, template: gold-offer, next: done}
+  ab: {split: [{weight: 50, next: email_reminder}, {weight: 50, next: push_reminder}]}
+  done: {exit: completed}
+"""
+
+MINIMAL = """\
+journey: mini
+entry:
+  on: signup.completed
+start: hello
+nodes:
+  hello:
+    send: email
+    template: welcome-1
+    next: pause
+  pause:
+    wait: 1h
+    next: done
+  done:
+    exit: completed
+"""
+
+
+def parse(text: str, filename: str = "j.yaml"):
+    return parse_journey(text, filename, channels=CHANNELS)
+
+
+def refused(text: str, filename: str = "bad.yaml") -> list[str]:
+    with pytest.raises(DefinitionError) as info:
+        parse(text, filename)
+    problems = info.value.problems
+    assert problems, "a refusal must say why"
+    assert str(info.value) == "\n".join(problems)
+    return problems
+
+
+def assert_problem_at(text: str, needle: str, *words: str, nth: int = 1) -> str:
+    """The definition is refused with a ``bad.yaml:<line of needle>: ...`` problem mentioning ``words``."""
+    problems = refused(text)
+    line = line_of(text, needle, nth)
+    prefix = f"bad.yaml:{line}: "
+    matching = [p for p in problems if p.startswith(prefix)]
+    assert matching, f"no problem at line {line}: {problems}"
+    for w in words:
+        assert any(w in p for p in matching), f"{w!r} not in {matching}"
+    return matching[0]
+
+
+# ---------------------------------------------------------------------------- the SPEC example
+def test_spec_example_parses() -> None:
+    j = parse(SPEC_EXAMPLE, "cart-recovery.yaml")
+    assert (j.id, j.version, j.priority, j.group) == ("cart-recovery", 3, 50, "promotions")
+    assert j.entry_on == "cart.updated"
+    assert j.entry_if is not None and j.entry_if.source == "event.properties.value >= 50"
+    assert j.reentry_ms == 7 * DAY
+    assert set(j.capture) == {"cart_value"}
+    assert j.holdout == pytest.approx(0.10)
+    assert j.goal_on == "order.completed" and j.goal_suppress == ("ads", "web", "sms")
+    assert j.exit_on == ("account.closed",)
+    assert j.max_touches == 3 and j.max_duration_ms == 14 * DAY
+    assert j.start == "wait_1h"
+    n = j.nodes
+    assert n["wait_1h"] == WaitNode("wait_1h", HOUR, "choose")
+    assert isinstance(n["choose"], BranchNode)
+    assert [nxt for _, nxt in n["choose"].cases] == ["sms_offer", "email_reminder", "push_reminder"]
+    assert n["choose"].cases[-1][0] is None  # the else
+    assert isinstance(n["email_reminder"], SendNode)
+    assert (n["email_reminder"].channel, n["email_reminder"].template, n["email_reminder"].next) == \
+        ("email", "cart-reminder-1", "wait_open")
+    assert set(n["email_reminder"].params) == {"cart_value"}
+    assert n["wait_open"] == WaitForNode("wait_open", "message.opened", 24 * HOUR, "done", "push_reminder")
+    assert isinstance(n["push_reminder"], SendNode)
+    assert n["push_reminder"].channel == "best" and n["push_reminder"].channels == ("push", "sms")
+    assert isinstance(n["sms_offer"], SendNode) and n["sms_offer"].channels == ("sms",)
+    assert n["ab"] == SplitNode("ab", ((50.0, "email_reminder"), (50.0, "push_reminder")))
+    assert n["done"] == ExitNode("done", "completed")
+    assert j.source == "cart-recovery.yaml"
+
+
+def test_spec_example_matches_the_shipped_file() -> None:
+    shipped = load_journey_file(REPO / "journeys" / "cart-recovery.yaml", channels=CHANNELS)
+    spec = parse(SPEC_EXAMPLE)
+    assert repr(shipped.nodes) == repr(spec.nodes)  # Expression reprs carry their source
+    assert (shipped.id, shipped.version, shipped.entry_on, shipped.goal_suppress, shipped.reentry_ms) == \
+        (spec.id, spec.version, spec.entry_on, spec.goal_suppress, spec.reentry_ms)
+
+
+def test_shipped_example_journeys_all_load() -> None:
+    journeys, problems = load_journey_dir(REPO / "journeys", channels=CHANNELS)
+    assert problems == []
+    assert {j.id for j in journeys} >= {"cart-recovery", "welcome", "browse-abandon"}
+
+
+def test_defaults() -> None:
+    j = parse(MINIMAL)
+    assert j.version == 1 and j.priority == 0 and j.group is None and j.holdout == 0.0
+    assert j.reentry_ms == REENTRY_NEVER and j.entry_if is None and j.capture == {}
+    assert j.goal_on is None and j.exit_on == () and j.max_touches is None and j.max_duration_ms is None
+    assert j.enabled is True
+
+
+@pytest.mark.parametrize("value, expected", [("never", REENTRY_NEVER), ("always", REENTRY_ALWAYS),
+                                             ("30s", 30_000), ("10m", 600_000), ("2d", 2 * DAY),
+                                             ("1w", 7 * DAY)])
+def test_reentry_values(value: str, expected: int) -> None:
+    text = MINIMAL.replace("  on: signup.completed", f"  on: signup.completed\n  reentry: {value}")
+    assert parse(text).reentry_ms == expected
+
+
+# ---------------------------------------------------------------------------- YAML 1.1 traps
+def test_on_key_is_the_string_on_not_true() -> None:
+    doc = load_yaml("entry:\n  on: cart.updated\ngoal: {on: x}\n", "x.yaml")
+    assert doc.data == {"entry": {"on": "cart.updated"}, "goal": {"on": "x"}}
+    assert True not in doc.data["entry"]
+
+
+def test_clock_times_stay_strings() -> None:
+    doc = load_yaml('quoted: "21:00"\nplain: 21:00\nsingle: \'08:00\'\n', "x.yaml")
+    assert doc.data == {"quoted": "21:00", "plain": "21:00", "single": "08:00"}
+
+
+def test_yes_no_off_are_not_booleans_but_true_false_are() -> None:
+    doc = load_yaml("a: yes\nb: no\nc: off\nd: true\ne: false\nf: 12\ng: 1.5\n", "x.yaml")
+    assert doc.data == {"a": "yes", "b": "no", "c": "off", "d": True, "e": False, "f": 12, "g": 1.5}
+
+
+# ---------------------------------------------------------------------------- refusals with file:line
+def test_unknown_node_in_next() -> None:
+    text = MINIMAL.replace("    next: done", "    next: nowhere")
+    assert_problem_at(text, "next: nowhere", "nowhere")
+
+
+def test_unknown_node_in_branch_and_wait_for() -> None:
+    text = textwrap.dedent("""\
+        journey: mini
+        entry:
+          on: signup.completed
+        start: pick
+        nodes:
+          pick:
+            branch:
+              - {if: profile.x == 1, next: ghost}
+              - {next: wf}
+          wf:
+            wait_for: order.completed
+            timeout: 1d
+            on_event: done
+            on_timeout: phantom
+          done: {exit: completed}
+        """)
+    problems = refused(text)
+    assert any(p.startswith(f"bad.yaml:{line_of(text, 'ghost')}: ") and "ghost" in p for p in problems)
+    assert any(p.startswith(f"bad.yaml:{line_of(text, 'on_timeout: phantom')}: ") and "phantom" in p
+               for p in problems)
+
+
+def test_unknown_start_node() -> None:
+    assert_problem_at(MINIMAL.replace("start: hello", "start: nope"), "start: nope", "nope")
+
+
+def test_unknown_channel() -> None:
+    assert_problem_at(MINIMAL.replace("send: email", "send: fax"), "send: fax", "unknown channel", "fax")
+
+
+def test_unknown_channel_in_best_and_goal_suppress() -> None:
+    text = MINIMAL.replace("    send: email\n", "    send: best\n    channels: [push, pigeon]\n") + \
+        "goal:\n  on: order.completed\n  suppress:\n    - ads\n    - carrier\n"
+    problems = refused(text)
+    assert any(p.startswith(f"bad.yaml:{line_of(text, 'channels: [push, pigeon]')}:") and "pigeon" in p
+               for p in problems)
+    assert any(p.startswith(f"bad.yaml:{line_of(text, '- carrier')}:") and "carrier" in p for p in problems)
+
+
+@pytest.mark.parametrize("bad", ["1 hour", "1y", "-1h", "0s", "60", "h", "1.5h"])
+def test_bad_duration(bad: str) -> None:
+    assert_problem_at(MINIMAL.replace("wait: 1h", f"wait: {bad}"), "wait: ", "wait")
+
+
+def test_bad_duration_in_wait_for_timeout_and_reentry() -> None:
+    text = MINIMAL.replace("  on: signup.completed", "  on: signup.completed\n  reentry: sometimes")
+    assert_problem_at(text, "reentry: sometimes", "reentry")
+    text = MINIMAL.replace("    wait: 1h\n    next: done",
+                           "    wait_for: order.completed\n    timeout: soon\n    on_event: done\n    on_timeout: done")
+    assert_problem_at(text, "timeout: soon", "timeout")
+
+
+@pytest.mark.parametrize("expr", ["open('x')", "event.__class__", "1 +", "x > 1", "[x for x in y]"])
+def test_bad_expression_in_entry_if(expr: str) -> None:
+    text = MINIMAL.replace("  on: signup.completed", f'  on: signup.completed\n  if: "{expr}"')
+    assert_problem_at(text, "  if: ", "entry.if")
+
+
+def test_bad_expression_in_params_and_capture() -> None:
+    text = MINIMAL.replace("    template: welcome-1", "    template: welcome-1\n    params:\n      v: __import__('os')")
+    text += "capture:\n  plan: event.properties.plan\n  evil: \"lambda: 1\"\n"
+    problems = refused(text)
+    assert any(p.startswith(f"bad.yaml:{line_of(text, '__import__')}:") for p in problems)
+    assert any(p.startswith(f"bad.yaml:{line_of(text, 'evil:')}:") for p in problems)
+
+
+def test_unknown_top_level_key() -> None:
+    assert_problem_at(MINIMAL + "colour: red\n", "colour", "unknown key", "colour")
+
+
+def test_unknown_node_key() -> None:
+    text = MINIMAL.replace("    template: welcome-1", "    template: welcome-1\n    tempalte: oops")
+    assert_problem_at(text, "tempalte", "tempalte")
+
+
+def test_missing_entry_on() -> None:
+    text = MINIMAL.replace("  on: signup.completed", "  reentry: always")
+    assert_problem_at(text, "entry:", "entry.on")
+
+
+def test_missing_entry() -> None:
+    text = MINIMAL.replace("entry:\n  on: signup.completed\n", "")
+    assert any("entry" in p for p in refused(text))
+
+
+def test_loop_without_a_wait() -> None:
+    text = MINIMAL.replace("    next: pause", "    next: again").replace("nodes:\n", textwrap.dedent("""\
+        nodes:
+          again:
+            send: push
+            template: t2
+            next: hello
+        """))
+    problem = assert_problem_at(text, "again:", "loop")
+    assert "again" in problem and "hello" in problem
+
+
+def test_self_loop_through_a_branch_without_a_wait() -> None:
+    text = MINIMAL.replace("    next: pause", "    next: check").replace("nodes:\n", textwrap.dedent("""\
+        nodes:
+          check:
+            branch:
+              - {if: profile.vip, next: hello}
+              - {next: done}
+        """))
+    assert any("loop" in p for p in refused(text))
+
+
+def test_loop_through_a_wait_is_allowed() -> None:
+    text = MINIMAL.replace("    next: done", "    next: hello")
+    assert parse(text).nodes["pause"].next == "hello"
+
+
+def test_yaml_syntax_error() -> None:
+    text = MINIMAL.replace("    template: welcome-1", "    template: welcome-1: again")
+    assert_problem_at(text, "welcome-1: again", "invalid YAML")
+
+
+def test_yaml_tab_indentation_is_a_syntax_error() -> None:
+    text = MINIMAL.replace("  pause:\n", "\tpause:\n")
+    assert_problem_at(text, "\tpause", "invalid YAML")
+
+
+def test_duplicate_key_reports_the_second_occurrence() -> None:
+    text = MINIMAL.replace("    template: welcome-1", "    template: welcome-1\n    next: done")
+    assert_problem_at(text, "next: pause", "duplicate")  # the second `next:` of node hello
+    text = MINIMAL + "journey: other\n"
+    assert_problem_at(text, "journey: other", "duplicate")
+
+
+@pytest.mark.parametrize("mutation, needle", [
+    (("journey: mini", "journey: Mini_Journey"), "journey: Mini"),
+    (("journey: mini", "journey: mini\nversion: 0"), "version: 0"),
+    (("journey: mini", "journey: mini\npriority: high"), "priority: high"),
+    (("journey: mini", "journey: mini\nholdout: lots"), "holdout: lots"),
+    (("journey: mini", "journey: mini\nholdout: 150%"), "holdout: 150%"),
+    (("  on: signup.completed", "  on: Signup Completed"), "Signup"),
+    (("    template: welcome-1\n", ""), "hello:"),
+    (("    exit: completed", "    exit: Completed!"), "Completed!"),
+])
+def test_other_invalid_values_are_refused_at_their_line(mutation: tuple[str, str], needle: str) -> None:
+    assert_problem_at(MINIMAL.replace(*mutation), needle)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = MINIMAL.replace("send: email", "send: fax").replace("wait: 1h", "wait: forever") \
+        .replace("next: done", "next: nowhere")
+    problems = refused(text)
+    lines = {int(p.split(":")[1]) for p in problems}
+    assert {line_of(text, "send: fax"), line_of(text, "wait: forever"), line_of(text, "next: nowhere")} <= lines
+    assert all(p.startswith("bad.yaml:") for p in problems)
+
+
+def test_yaml_aliases_work_for_reuse() -> None:
+    text = MINIMAL.replace("    template: welcome-1\n", "    template: welcome-1\n    params: &p {plan: event.properties.plan}\n") \
+        .replace("  done:\n    exit: completed", "  more:\n    send: push\n    template: t2\n    params: *p\n"
+                 "  done:\n    exit: completed")
+    j = parse(text)
+    assert set(j.nodes["hello"].params) == set(j.nodes["more"].params) == {"plan"}
+
+
+def test_yaml_alias_bomb_is_refused_quickly() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):   # 9**10 values if expanded naively
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    text = MINIMAL + "description:\n  " + "\n  ".join(lines) + "\n"
+    started = time.monotonic()
+    problems = refused(text)
+    assert time.monotonic() - started < 2.0
+    assert all(p.startswith("bad.yaml:") for p in problems)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "- a\n- b\n", "just a string\n"])
+def test_empty_or_non_mapping_documents_are_refused(text: str) -> None:
+    assert all(p.startswith("bad.yaml:") for p in refused(text))
+
+
+# ---------------------------------------------------------------------------- files and directories
+def test_load_journey_file_uses_the_path_in_messages(tmp_path: Path) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text(MINIMAL.replace("send: email", "send: fax"))
+    with pytest.raises(DefinitionError) as info:
+        load_journey_file(f, channels=CHANNELS)
+    assert info.value.problems[0].startswith(f"{f}:{line_of(MINIMAL, 'send: email')}: ")
+
+
+def test_load_journey_dir_skips_bad_files_and_reports_them(tmp_path: Path) -> None:
+    (tmp_path / "a-good.yaml").write_text(MINIMAL)
+    (tmp_path / "b-bad.yaml").write_text(MINIMAL.replace("journey: mini", "journey: bad").replace("wait: 1h", "wait: ?"))
+    (tmp_path / "c-good.yml").write_text(MINIMAL.replace("journey: mini", "journey: other"))
+    (tmp_path / "d-syntax.yaml").write_text("journey: [unclosed\n")
+    (tmp_path / "notes.txt").write_text("not a journey")
+    journeys, problems = load_journey_dir(tmp_path, channels=CHANNELS)
+    assert sorted(j.id for j in journeys) == ["mini", "other"]
+    bad_line = line_of(MINIMAL, "wait: 1h")
+    assert any(p.startswith(f"{tmp_path / 'b-bad.yaml'}:{bad_line}: ") for p in problems)
+    assert any(p.startswith(f"{tmp_path / 'd-syntax.yaml'}:") and "invalid YAML" in p for p in problems)
+    assert not any("notes.txt" in p for p in problems)
+
+
+def test_load_journey_dir_reports_a_duplicate_id_and_version(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(MINIMAL)
+    (tmp_path / "b.yaml").write_text(MINIMAL)
+    journeys, problems = load_journey_dir(tmp_path, channels=CHANNELS)
+    assert [j.id for j in journeys] == ["mini"]
+    assert len(problems) == 1 and problems[0].startswith(f"{tmp_path / 'b.yaml'}:")
+
+
+def test_load_journey_dir_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
+    assert load_journey_dir(tmp_path / "nope", channels=CHANNELS) == ([], [])

@@ -1,0 +1,137 @@
+"""SPEC §5 policies: the shipped file parses, errors carry file:line, a missing file means defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core import Policies, load_policies, parse_policies
+from orchestrator.core.policies import DEFAULT_CHANNELS, FrequencyRule, QuietHours
+from orchestrator.errors import DefinitionError
+from tests.corehelpers import DAY, HOUR, line_of
+
+REPO = Path(__file__).resolve().parent.parent
+
+SPEC_POLICIES = """\
+channels: [email, sms, push, inapp, web, ads]
+frequency:                     # rolling windows, across all journeys
+  - {max: 5, per: 7d}
+  - {channel: sms, max: 2, per: 7d}
+quiet_hours: {channels: [sms, push], from: "21:00", to: "08:00"}   # customer's timezone, default UTC; sends are deferred to the window's end
+consent: {sms: opt_in, email: opt_out, push: opt_out}               # opt_in: needs consent.<ch> == true
+global_holdout: 5%
+max_event_age: 24h
+"""
+
+
+def refused(text: str, filename: str = "pol.yaml") -> list[str]:
+    with pytest.raises(DefinitionError) as info:
+        parse_policies(text, filename)
+    assert info.value.problems
+    return info.value.problems
+
+
+def assert_problem_at(text: str, needle: str, *words: str) -> None:
+    problems = refused(text)
+    prefix = f"pol.yaml:{line_of(text, needle)}: "
+    matching = [p for p in problems if p.startswith(prefix)]
+    assert matching, f"no problem at {prefix!r}: {problems}"
+    for w in words:
+        assert any(w in p for p in matching), (w, matching)
+
+
+def check_spec_values(p: Policies) -> None:
+    assert p.channels == ("email", "sms", "push", "inapp", "web", "ads")
+    assert p.frequency == (FrequencyRule(5, 7 * DAY, None), FrequencyRule(2, 7 * DAY, "sms"))
+    assert p.quiet_hours == QuietHours(("sms", "push"), 21 * 60, 8 * 60)
+    assert p.consent == {"sms": "opt_in", "email": "opt_out", "push": "opt_out"}
+    assert p.consent_mode("sms") == "opt_in" and p.consent_mode("email") == "opt_out"
+    assert p.consent_mode("web") == "opt_out"          # unlisted channels need no explicit consent
+    assert p.global_holdout == pytest.approx(0.05)
+    assert p.max_event_age_ms == 24 * HOUR
+
+
+def test_spec_example_parses() -> None:
+    check_spec_values(parse_policies(SPEC_POLICIES, "policies.yaml"))
+
+
+def test_shipped_policies_file_parses() -> None:
+    p = load_policies(REPO / "policies.yaml")
+    check_spec_values(p)
+    assert p.source == str(REPO / "policies.yaml")
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    p = load_policies(tmp_path / "no-such-policies.yaml")
+    assert p == Policies()
+    assert load_policies(None) == Policies()
+    assert p.channels == DEFAULT_CHANNELS == ("email", "sms", "push", "inapp", "web", "ads")
+    assert p.frequency == () and p.quiet_hours is None and p.consent == {} and p.global_holdout == 0.0
+    assert p.max_event_age_ms == 24 * HOUR
+
+
+def test_empty_file_means_defaults() -> None:
+    p = parse_policies("# nothing here\n", "pol.yaml")
+    assert (p.channels, p.frequency, p.quiet_hours, p.consent, p.global_holdout, p.max_event_age_ms) == \
+        (DEFAULT_CHANNELS, (), None, {}, 0.0, 24 * HOUR)
+
+
+def test_custom_channels_and_unquoted_times() -> None:
+    p = parse_policies("channels: [email, whatsapp]\nquiet_hours: {channels: [whatsapp], from: 22:30, to: 7:15}\n"
+                       "consent: {whatsapp: opt_in}\n", "pol.yaml")
+    assert p.channels == ("email", "whatsapp")
+    assert p.quiet_hours == QuietHours(("whatsapp",), 22 * 60 + 30, 7 * 60 + 15)
+    assert p.consent_mode("whatsapp") == "opt_in"
+
+
+def test_quiet_hours_without_channels_cover_every_channel() -> None:
+    p = parse_policies('quiet_hours: {from: "01:00", to: "06:00"}\n', "pol.yaml")
+    assert p.quiet_hours is not None and p.quiet_hours.channels == DEFAULT_CHANNELS
+
+
+# ---------------------------------------------------------------------------- refusals with file:line
+def test_unknown_top_level_key() -> None:
+    assert_problem_at(SPEC_POLICIES + "colour: red\n", "colour", "unknown key", "colour")
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("  - {max: 5, per: 7d}", "  - {max: five, per: 7d}", "max: five"),
+    ("  - {max: 5, per: 7d}", "  - {max: 5, per: weekly}", "per: weekly"),
+    ("  - {max: 5, per: 7d}", "  - {max: 5, per: 7d, burst: 2}", "burst"),
+    ("  - {channel: sms, max: 2, per: 7d}", "  - {channel: fax, max: 2, per: 7d}", "channel: fax"),
+    ('from: "21:00"', 'from: "25:00"', "quiet_hours"),
+    ('to: "08:00"', 'to: "8am"', "quiet_hours"),
+    ("channels: [sms, push], from", "channels: [sms, pager], from", "quiet_hours"),
+    ("sms: opt_in", "sms: maybe", "consent:"),
+    ("push: opt_out}", "push: opt_out, fax: opt_in}", "consent:"),
+    ("global_holdout: 5%", "global_holdout: 500%", "global_holdout"),
+    ("global_holdout: 5%", "global_holdout: some", "global_holdout"),
+    ("max_event_age: 24h", "max_event_age: a day", "max_event_age"),
+    ("channels: [email, sms, push, inapp, web, ads]", "channels: [email, email]", "channels:"),
+    ("channels: [email, sms, push, inapp, web, ads]", "channels: [Email!]", "channels:"),
+])
+def test_invalid_values_are_refused_at_their_line(old: str, new: str, needle: str) -> None:
+    text = SPEC_POLICIES.replace(old, new)
+    assert text != SPEC_POLICIES
+    assert_problem_at(text, needle)
+
+
+def test_yaml_errors_carry_file_and_line() -> None:
+    text = SPEC_POLICIES.replace("global_holdout: 5%", "global_holdout: 5%: oops")
+    assert_problem_at(text, "oops", "invalid YAML")
+    text = SPEC_POLICIES + "max_event_age: 12h\n"
+    assert_problem_at(text, "max_event_age: 12h", "duplicate")
+
+
+def test_non_mapping_file_is_refused() -> None:
+    assert refused("- a\n- b\n")[0].startswith("pol.yaml:1: ")
+
+
+def test_load_policies_reports_the_path(tmp_path: Path) -> None:
+    f = tmp_path / "policies.yaml"
+    f.write_text("frequency: lots\n")
+    with pytest.raises(DefinitionError) as info:
+        load_policies(f)
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(f"{f}:1: ") and "frequency" in info.value.problems[0]
