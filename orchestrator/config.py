@@ -8,6 +8,7 @@ Every variable, its default and meaning:
 ``ORCH_TOPIC_PREFIX``            ``orch``               prefix of every topic (``orch.events`` ...)
 ``ORCH_PARTITIONS``              ``8``                  partitions of the topics the worker creates
 ``ORCH_REPLICATION``             ``1``                  replication factor of the topics it creates
+``ORCH_STANDBY_REPLICAS``        ``1``                  warm copies of each table partition on other workers
 ``ORCH_DATA_DIR``                ``.orch/data``         the worker's RocksDB state (one per worker)
 ``ORCH_JOURNEYS``                ``journeys/``          folder of journey YAML files
 ``ORCH_POLICIES``                ``policies.yaml``      policies file (defaults if absent)
@@ -56,6 +57,7 @@ class Settings:
     topic_prefix: str = "orch"
     partitions: int = 8
     replication: int = 1
+    standby_replicas: int = 1
     data_dir: str = ".orch/data"
     journeys: str = "journeys"
     policies: str = "policies.yaml"
@@ -89,6 +91,7 @@ class Settings:
             topic_prefix=prefix,
             partitions=_int(env, "ORCH_PARTITIONS", 8),
             replication=_int(env, "ORCH_REPLICATION", 1),
+            standby_replicas=_int(env, "ORCH_STANDBY_REPLICAS", 1, minimum=0),
             data_dir=env.get("ORCH_DATA_DIR") or ".orch/data",
             journeys=env.get("ORCH_JOURNEYS") or "journeys",
             policies=env.get("ORCH_POLICIES") or "policies.yaml",

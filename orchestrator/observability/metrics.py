@@ -42,6 +42,8 @@ class Metrics:
                                  registry=r)
         self.replayed_outputs = Counter("orch_replayed_outputs", "Outputs re-sent for events replayed after a "
                                         "crash (same ids as the first time).", registry=r)
+        self.output_errors = Counter("orch_output_errors", "Outputs the producer could not deliver (the worker "
+                                     "stops so that their inputs are replayed).", registry=r)
         self.event_to_action = Histogram("orch_event_to_action_seconds", "Event ts to action produced.",
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.processing = Histogram("orch_processing_seconds", "Engine time per event (state read, decide, "

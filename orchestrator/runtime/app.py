@@ -29,6 +29,7 @@ from typing import Any
 import faust
 import orjson
 from aiohttp import web
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from orchestrator.config import Settings
@@ -39,7 +40,7 @@ from orchestrator.core.state import decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
 from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime.registry import Publication, Registry, read_published
-from orchestrator.runtime.topics import output_topics
+from orchestrator.runtime.topics import check_partitions, output_topics
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -115,6 +116,7 @@ class Worker:
             datadir=s.data_dir,
             topic_partitions=s.partitions,
             topic_replication_factor=s.replication,
+            table_standby_replicas=s.standby_replicas,
             topic_allow_declare=True,
             web_enabled=False,               # our own server below: no /table endpoints
             consumer_auto_offset_reset="earliest",
@@ -137,8 +139,6 @@ class Worker:
     def _define(self) -> None:
         app, s = self.app, self.settings
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.events_topic = app.topic(s.events_topic, **raw)
-        self.keyed_topic = app.topic(s.keyed_topic, partitions=s.partitions, internal=True, **raw)
         self.out: dict[str, Any] = {}
         for name in output_topics(s, self.policies.channels):
             self.out[name[len(s.topic_prefix) + 1:]] = app.topic(name, **raw)
@@ -149,8 +149,9 @@ class Worker:
                                 key_type=bytes, value_type=bytes, options=dict(ROCKSDB_OPTIONS))
         self._inflight: dict[bytes, float] = {}
         self._started = False
-        app.agent(self.keyed_topic, name="decide")(self._decide)
-        app.agent(self.events_topic, name="ingest")(self._ingest)
+        self._topic_names = {suffix: t.get_topic_name() for suffix, t in self.out.items()}
+        both = app.topic(s.events_topic, s.keyed_topic, **raw)
+        app.agent(both, name="process")(self._process)
         app.task(self._serve_web)
         app.timer(TIMER_SCAN_INTERVAL_S)(self._scan_timers)
         app.timer(60.0)(self._count_timers)
@@ -168,90 +169,141 @@ class Worker:
         async def _balanced(sender: Any, **kwargs: Any) -> None:
             self._started = True
 
-    # ------------------------------------------------------------------ stage 1: validate, re-key
-    async def _ingest(self, stream: faust.StreamT) -> None:
-        s, m = self.settings, self.metrics
-        channels = self.policies.channels
-        async for event in stream.events():
-            message = event.message
-            value = event.value
-            try:
-                parsed = parse_event(value, max_bytes=s.max_event_bytes, now_ms=now_ms(), channels=channels)
-            except Exception as exc:  # the core promises not to raise; never crash on input anyway
-                log.exception("event validation failed unexpectedly")
-                parsed = Rejection("invalid_schema", f"validation error: {type(exc).__name__}")
-            if isinstance(parsed, Rejection):
-                m.events_in.labels("dead_letter").inc()
-                m.dead_letters.labels(parsed.reason).inc()
-                record = dead_letter(parsed, topic=message.topic, partition=message.partition,
-                                     offset=message.offset, raw=value, now_ms=now_ms())
-                await self.out["dlq"].send(key=event.key, value=orjson.dumps(record))
-                continue
-            await self.keyed_topic.send(key=parsed.customer_id.encode(), value=encode_event(parsed))
+    # ------------------------------------------------------------------ the agent
+    async def _process(self, stream: faust.StreamT) -> None:
+        """One agent over the events topic and the internal re-keyed topic.
 
-    # ------------------------------------------------------------------ stage 2: decide
-    async def _decide(self, stream: faust.StreamT) -> None:
-        m, table, timers, engine = self.metrics, self.customers, self.timers, self.engine
+        An event whose message key is its customer_id sits in the customer's partition
+        already and is decided here directly; any other event is forwarded re-keyed and
+        decided when it comes back on the internal topic (same partition number, so the
+        same table partition).
+        """
+        events_topic = self.settings.events_topic
         async for event in stream.events():
-            started = time.perf_counter()
             message = event.message
-            coord = f"{message.partition}:{message.offset}"
-            key: bytes = event.key
-            value: bytes = event.value
-            is_tick = value[:1] == TICK
-            now = now_ms()
             try:
-                ev = None if is_tick else decode_event(value)
+                if message.topic == events_topic:
+                    await self._ingest(event)
+                else:
+                    await self._decide(event.key, event.value, f"k{message.partition}:{message.offset}")
+            except Exception:
+                # A bug must not stop the partition (the input is logged by position, not content).
+                log.exception("unexpected error on %s[%d]@%d", message.topic, message.partition, message.offset)
+
+    async def _ingest(self, event: faust.EventT) -> None:
+        s, m = self.settings, self.metrics
+        message, value = event.message, event.value
+        try:
+            parsed = parse_event(value, max_bytes=s.max_event_bytes, now_ms=now_ms(), channels=self.policies.channels)
+        except Exception as exc:  # the core promises not to raise; never crash on input anyway
+            log.exception("event validation failed unexpectedly")
+            parsed = Rejection("invalid_schema", f"validation error: {type(exc).__name__}")
+        if isinstance(parsed, Rejection):
+            m.events_in.labels("dead_letter").inc()
+            m.dead_letters.labels(parsed.reason).inc()
+            record = dead_letter(parsed, topic=message.topic, partition=message.partition,
+                                 offset=message.offset, raw=value, now_ms=now_ms())
+            await self._send("dlq", event.key, orjson.dumps(record))
+            return
+        cid = parsed.customer_id.encode()
+        if event.key == cid and message.partition == self._partition_of(cid):
+            await self._decide(cid, parsed, f"e{message.partition}:{message.offset}")
+        else:
+            await self._send_raw(self.settings.keyed_topic, cid, encode_event(parsed), self._partition_of(cid))
+
+    def _partition_of(self, key: bytes) -> int:
+        return (murmur2(key) & 0x7FFFFFFF) % self.settings.partitions
+
+    async def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
+        await self._send_raw(self._topic_names[suffix], key, value, None)
+
+    async def _send_raw(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
+        """Queue a record on the app's producer; do not wait for its delivery.
+
+        The await only covers the hand-over to the producer's buffer (it waits when the buffer is
+        full, which is the back-pressure we want) and keeps records in order. Faust's commit
+        flushes the producer before committing offsets. A record that cannot be delivered after
+        the producer's retries crashes the worker: its input offset is then never committed and
+        the input is replayed, rather than the output being lost.
+        """
+        try:
+            delivery = await self.app.producer.send(topic, key, value, partition, None, None)
+        except Exception as exc:  # noqa: BLE001 - e.g. a record over the size limit
+            self._on_delivery_failed(exc)
+            raise
+        delivery.add_done_callback(self._on_delivered)
+
+    def _on_delivered(self, fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self._on_delivery_failed(fut.exception())
+
+    def _on_delivery_failed(self, exc: BaseException) -> None:
+        self.metrics.output_errors.inc()
+        log.error("an output could not be delivered (%s); stopping so the input is replayed", exc)
+        asyncio.ensure_future(self.app.crash(exc))
+
+    async def _decide(self, key: bytes, value: bytes | Event, coord: str) -> None:
+        m, table, timers, engine = self.metrics, self.customers, self.timers, self.engine
+        started = time.perf_counter()
+        is_tick = isinstance(value, bytes) and value[:1] == TICK
+        now = now_ms()
+        if is_tick:
+            ev = None
+        elif isinstance(value, Event):
+            ev = value
+        else:
+            try:
+                ev = decode_event(value)
             except Exception:
                 log.exception("undecodable record on the internal topic at %s", coord)
-                continue
-            raw_state = table.get(key)
-            state = decode_state(raw_state) if raw_state is not None else None
-            box = state.outbox.get(coord) if state is not None else None
-            if box is not None:
-                # This exact message was applied before a crash: re-send its outputs, decide nothing.
-                for topic, okey, out in box.outputs:
-                    await self.out[topic].send(key=okey.encode(), value=out)
-                m.replayed_outputs.inc(len(box.outputs))
-                continue
-            old_due = state.next_due_ms() if state is not None else None
-            try:
-                if is_tick:
-                    self._inflight.pop(timer_key(int.from_bytes(value[1:9], "big"), key), None)
-                    result = engine.on_timer(state, key.decode(), now)
-                else:
-                    result = engine.on_event(state, ev, now)
-            except Exception:
-                # A bug in the engine must not stop the partition: record it and move on.
-                log.exception("engine error on %s", "a timer" if is_tick else f"an event of type {ev.type}")
-                continue
+                return
+        raw_state = table.get(key)
+        state = decode_state(raw_state) if raw_state is not None else None
+        box = state.outbox.get(coord) if state is not None else None
+        if box is not None:
+            # This exact message was applied before a crash: re-send its outputs, decide nothing.
+            for topic, okey, out in box.outputs:
+                await self._send(topic, okey.encode(), out)
+            m.replayed_outputs.inc(len(box.outputs))
+            return
+        old_due = state.next_due_ms() if state is not None else None
+        try:
             if is_tick:
-                m.timers_fired.inc()
-                m.timer_lateness.observe(max(0.0, (now - int.from_bytes(value[1:9], "big")) / 1000))
-            elif result.duplicate:
-                m.events_in.labels("duplicate").inc()
-                continue
+                self._inflight.pop(timer_key(int.from_bytes(value[1:9], "big"), key), None)
+                result = engine.on_timer(state, key.decode(), now)
             else:
-                m.events_in.labels("valid").inc()
-                m.last_event_ts.set(ev.ts_ms / 1000)
-            for lc in result.lifecycle:
-                self._record_lifecycle(lc)
-            encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
-            for (topic, okey, out), o in zip(encoded, result.outputs):
-                await self.out[topic].send(key=okey.encode(), value=out)
-                self._count(o.topic, o.value, now)
-            new_due = result.state.next_due_ms() if result.state is not None else None
-            if new_due != old_due:
-                if old_due is not None:
-                    timers.pop(timer_key(old_due, key), None)
-                if new_due is not None:
-                    timers[timer_key(new_due, key)] = b"1"
-            if result.state is None:
-                table.pop(key, None)
-            elif result.outputs or raw_state is None or not is_tick or new_due != old_due:
-                remember_outputs(result.state, coord, now, encoded)
-                table[key] = encode_state(result.state)
-            m.processing.observe(time.perf_counter() - started)
+                result = engine.on_event(state, ev, now)
+        except Exception:
+            # A bug in the engine must not stop the partition: record it and move on.
+            log.exception("engine error on %s", "a timer" if is_tick else f"an event of type {ev.type}")
+            return
+        if is_tick:
+            m.timers_fired.inc()
+            m.timer_lateness.observe(max(0.0, (now - int.from_bytes(value[1:9], "big")) / 1000))
+        elif result.duplicate:
+            m.events_in.labels("duplicate").inc()
+            return
+        else:
+            m.events_in.labels("valid").inc()
+            m.last_event_ts.set(ev.ts_ms / 1000)
+        for lc in result.lifecycle:
+            self._record_lifecycle(lc)
+        encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
+        for (topic, okey, out), o in zip(encoded, result.outputs):
+            await self._send(topic, okey.encode(), out)
+            self._count(o.topic, o.value, now)
+        new_due = result.state.next_due_ms() if result.state is not None else None
+        if new_due != old_due:
+            if old_due is not None:
+                timers.pop(timer_key(old_due, key), None)
+            if new_due is not None:
+                timers[timer_key(new_due, key)] = b"1"
+        if result.state is None:
+            table.pop(key, None)
+        elif result.outputs or raw_state is None or not is_tick or new_due != old_due:
+            remember_outputs(result.state, coord, now, encoded)
+            table[key] = encode_state(result.state)
+        m.processing.observe(time.perf_counter() - started)
 
     def _record_lifecycle(self, lc: Lifecycle) -> None:
         m = self.metrics
@@ -329,7 +381,7 @@ class Worker:
                 flight = self._inflight.get(k)
                 if flight is None or mono - flight > INFLIGHT_RETRY_S:
                     self._inflight[k] = mono
-                    await self.keyed_topic.send(key=k[8:], value=TICK + k[:8], partition=partition)
+                    await self._send_raw(self.settings.keyed_topic, k[8:], TICK + k[:8], partition)
                     sent += 1
                     if sent >= MAX_TICKS_PER_SCAN:
                         return
@@ -407,10 +459,13 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     uvloop.install()
     channels = load_policies(settings.policies).channels
     asyncio.run(ensure_topics(settings, channels))
+    asyncio.run(check_partitions(settings))
     published, end = asyncio.run(read_published(settings))
     worker = Worker(settings, published, end)
     log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
              len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
     from faust.worker import Worker as FaustWorker
     asyncio.set_event_loop(asyncio.new_event_loop())
-    FaustWorker(worker.app, loglevel=loglevel, quiet=True, override_logging=False).execute_from_commandline()
+    faust_worker = FaustWorker(worker.app, loglevel=loglevel, quiet=True, override_logging=False)
+    faust_worker.spinner = None      # its terminal codes would corrupt JSON log lines
+    faust_worker.execute_from_commandline()

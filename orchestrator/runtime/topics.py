@@ -52,3 +52,20 @@ async def ensure_topics(settings: Settings, channels: tuple[str, ...], *, timeou
         return missing
     finally:
         await admin.close()
+
+
+async def check_partitions(settings: Settings) -> None:
+    """The events and internal topics must both have ``ORCH_PARTITIONS`` partitions.
+
+    The worker's tables are partitioned like its input topics, and an event keyed by its
+    customer_id is decided in the partition it arrived in; both need equal counts.
+    """
+    from orchestrator.errors import ConfigError
+    from orchestrator.runtime.client import partitions_of
+    found = await partitions_of(settings, [settings.events_topic, settings.keyed_topic])
+    for topic in (settings.events_topic, settings.keyed_topic):
+        count = len(found.get(topic, []))
+        if count != settings.partitions:
+            raise ConfigError(f"topic {topic} has {count} partitions but ORCH_PARTITIONS is {settings.partitions}; "
+                              f"set ORCH_PARTITIONS={count} if the topic was created elsewhere, or use a new "
+                              "ORCH_TOPIC_PREFIX")
