@@ -334,6 +334,7 @@ class Worker:
         if consumer is None or app.rebalancing:
             return
         wanted = {self.settings.events_topic, self.settings.keyed_topic}
+        m.consumer_lag.clear()            # partitions moved to another worker drop out
         for tp in list(consumer.assignment()):
             if tp.topic not in wanted:
                 continue
@@ -384,6 +385,7 @@ class Worker:
                     await self._send_raw(self.settings.keyed_topic, k[8:], TICK + k[:8], partition)
                     sent += 1
                     if sent >= MAX_TICKS_PER_SCAN:
+                        self.metrics.timers_due.set(pending)   # at least this many; more next scan
                         return
                 it.next()
             del it
@@ -409,7 +411,8 @@ class Worker:
         if topic.startswith("actions."):
             m.actions.labels(value["channel"]).inc()
             ts = parse_ts_ms(value.get("event_ts"))
-            if ts is not None:
+            # Only sends an event triggered directly: a send after a wait is late on purpose.
+            if ts is not None and not str(value.get("trigger_event_id", "")).startswith("timer:"):
                 m.event_to_action.observe(max(0.0, (now - ts) / 1000))
         elif topic == "suppressions":
             m.suppressions.labels(value["reason"]).inc()
