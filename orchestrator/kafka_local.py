@@ -135,8 +135,8 @@ def requested_port(port: int | None = None) -> int:
             raise LocalKafkaError(
                 f"ORCH_LOCAL_KAFKA_PORT={raw!r} is not a port number; set it to a free port such as 9092."
             ) from None
-    if not 1 <= port <= 65534:  # the controller needs port + 1
-        raise LocalKafkaError(f"Port {port} is out of range; choose a port between 1 and 65534.")
+    if not 1 <= port <= 65533:  # the controller needs port + 1, the SCRAM listener port + 2
+        raise LocalKafkaError(f"Port {port} is out of range; choose a port between 1 and 65533.")
     return port
 
 
@@ -159,17 +159,27 @@ def _prop(value: object) -> str:
 
 
 def server_properties(port: int, data_dir: Path) -> str:
-    """The broker's ``server.properties`` for a dev/test node on ``port`` (controller on port+1)."""
+    """The broker's ``server.properties`` for a dev/test node on ``port``.
+
+    Controller on port+1; a SASL_PLAINTEXT listener with SCRAM-SHA-256/512 on port+2 (the
+    dev user :data:`SCRAM_USER` is created at start) so clients can test authentication.
+    """
     controller_port = port + 1
+    scram_port = port + 2
+    scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     settings = {
         "node.id": NODE_ID,
         "process.roles": "broker,controller",
         "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
         "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://localhost:{port}",
+        "listeners": (f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},"
+                      f"SASL_PLAINTEXT://127.0.0.1:{scram_port}"),
+        "advertised.listeners": f"PLAINTEXT://localhost:{port},SASL_PLAINTEXT://localhost:{scram_port}",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512",
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": scram_jaas,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram_jaas,
         "log.dirs": data_dir,
         "num.partitions": 8,
         "offsets.topic.replication.factor": 1,
@@ -297,8 +307,8 @@ def port_is_free(port: int) -> bool:
 
 
 def check_ports_free(port: int) -> None:
-    """Raise if the broker port or the controller port (port+1) is taken."""
-    for candidate, role in ((port, "broker"), (port + 1, "controller")):
+    """Raise if the broker port, the controller port (port+1) or the SCRAM port (port+2) is taken."""
+    for candidate, role in ((port, "broker"), (port + 1, "controller"), (port + 2, "SCRAM listener")):
         if not port_is_free(candidate):
             raise LocalKafkaError(
                 f"Port {candidate} (local Kafka {role} port) is already in use by another program; "
@@ -640,7 +650,24 @@ def up(*, port: int | None = None, wait_s: float = 90) -> str:
                 with contextlib.suppress(OSError):
                     files.pid.unlink()
             raise
+        create_scram_user(java, lib, bootstrap)
         return bootstrap
+
+
+SCRAM_USER = "orch"
+SCRAM_PASSWORD = "orch-dev-secret"      # a dev broker on loopback only; documented in the README
+
+
+def create_scram_user(java: str, lib: Path, bootstrap: str) -> None:
+    """Create (or refresh) the dev SCRAM user on the SASL listener (idempotent)."""
+    for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):   # one mechanism per request
+        config = f"{mechanism}=[password={SCRAM_PASSWORD}]"
+        cmd = [java, "-Xmx256m", "-cp", str(lib / "*"), "kafka.admin.ConfigCommand", "--bootstrap-server",
+               bootstrap, "--alter", "--add-config", config, "--entity-type", "users", "--entity-name", SCRAM_USER]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise LocalKafkaError("Could not create the dev SCRAM user on the local broker; see: " + " | ".join(tail))
 
 
 def _reuse(pid: int, port: int, files: _Files, wait_s: float) -> str:

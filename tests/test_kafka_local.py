@@ -99,8 +99,10 @@ def test_server_properties_for_a_port(tmp_path: Path) -> None:
     assert props["node.id"] == "1"
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
-    assert props["advertised.listeners"] == "PLAINTEXT://localhost:19092"
+    assert props["listeners"] == ("PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,"
+                                  "SASL_PLAINTEXT://127.0.0.1:19094")
+    assert props["advertised.listeners"] == "PLAINTEXT://localhost:19092,SASL_PLAINTEXT://localhost:19094"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
     assert props["controller.listener.names"] == "CONTROLLER"
     assert props["log.dirs"] == str(tmp_path / "data")
     assert props["num.partitions"] == "8"

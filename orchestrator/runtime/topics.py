@@ -27,11 +27,48 @@ def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[
     return topics
 
 
+class _AuthFailures(logging.Handler):
+    """Notices aiokafka's log line about refused credentials (it then raises a plain connection error)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Authentication" in record.getMessage() or "SaslAuthentication" in record.getMessage():
+            self.seen = True
+
+
+async def connect_admin(settings: Settings, timeout_s: float = 60.0) -> AIOKafkaAdminClient:
+    """An admin client, started; a failure to connect is one sentence saying what to check."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from orchestrator.errors import ConfigError
+    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(), request_timeout_ms=int(timeout_s * 1000))
+    watcher = _AuthFailures()
+    aiokafka_log = logging.getLogger("aiokafka")
+    aiokafka_log.addHandler(watcher)
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        await admin.close()
+        if watcher.seen:
+            raise ConfigError(
+                f"Kafka at {settings.bootstrap} refused the credentials: authentication failed for user "
+                f"{settings.sasl_username!r} with {settings.sasl_mechanism}; check ORCH_KAFKA_SASL_USERNAME, "
+                "ORCH_KAFKA_SASL_PASSWORD and ORCH_KAFKA_SASL_MECHANISM") from None
+        raise ConfigError(
+            f"cannot reach Kafka at {settings.bootstrap} ({settings.security_protocol}); start one with "
+            "`make kafka-up` or point ORCH_BOOTSTRAP at a running cluster") from None
+    finally:
+        aiokafka_log.removeHandler(watcher)
+    return admin
+
+
 async def ensure_topics(settings: Settings, channels: tuple[str, ...], *, timeout_s: float = 60.0) -> list[str]:
     """Create missing topics with ``ORCH_PARTITIONS`` partitions. Returns the names created."""
     wanted = all_topics(settings, channels)
-    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs(), request_timeout_ms=int(timeout_s * 1000))
-    await admin.start()
+    admin = await connect_admin(settings, timeout_s)
     try:
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
