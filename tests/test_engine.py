@@ -1074,3 +1074,22 @@ def test_a_shadow_cannot_share_the_live_version_number_and_promotion_replaces_it
     assert js.shadow["promo"].version == 2
     assert js.add(_j(2)) == "replaced"                    # v2 promoted to live
     assert "promo" not in js.shadow and js.current["promo"].version == 2
+
+
+def test_a_send_deferred_by_quiet_hours_keeps_the_params_and_trigger_of_its_event():
+    from orchestrator.core import Engine, JourneySet, parse_journey
+    from orchestrator.core.events import Event
+    from orchestrator.core.policies import Policies, QuietHours
+    policies = Policies(quiet_hours=QuietHours(("sms",), 21 * 60, 8 * 60))
+    src = ("journey: late\nversion: 1\nentry: {on: go}\nstart: m\n"
+           "nodes:\n  m: {send: sms, template: t, params: {v: event.properties.v}}\n")
+    engine = Engine(JourneySet([parse_journey(src, "late.yaml", channels=policies.channels)]), policies)
+    night = 1_795_388_400_000            # 2026-11-22T22:20:00Z: inside 21:00-08:00 UTC
+    r = engine.on_event(None, Event("e-night", "c1", "go", night, {"v": 42}), night)
+    assert [o.value["outcome"] for o in r.outputs if o.topic == "decisions"] == ["entered", "quiet_hours_deferred"]
+    due = r.state.next_due_ms()
+    r2 = engine.on_timer(r.state, "c1", due)
+    [action] = [o.value for o in r2.outputs if o.topic == "actions.sms"]
+    assert action["params"] == {"v": 42}
+    assert action["trigger_event_id"] == "e-night"
+    assert action["decided_at"].endswith("T08:00:00.000Z")

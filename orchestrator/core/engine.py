@@ -296,7 +296,8 @@ class Engine:
             node = j.nodes.get(inst.node)
             fired_at = inst.due_ms
             inst.due_ms = None
-            inst.trigger_event_id = f"timer:{inst.instance_id}:{inst.node}:{fired_at}"
+            if isinstance(node, (WaitNode, WaitForNode)):
+                inst.trigger_event_id = f"timer:{inst.instance_id}:{inst.node}:{fired_at}"
             if isinstance(node, WaitNode):
                 self._run(state, cid, inst, j, node.next, None, now_ms, out)
             elif isinstance(node, WaitForNode):
@@ -426,9 +427,15 @@ class Engine:
                                               f"{count} sends on {scope} in the last {_fmt_ms(rule.per_ms)} (max {rule.max})",
                                               now_ms, shadow=inst.shadow))
                     return False
+        ns = _Namespaces(self, state, event, inst, now_ms)
+        if event is None and inst.deferred_params is not None:
+            params = inst.deferred_params        # evaluated when the send was first decided
+        else:
+            params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
         resume = self._quiet_until(state, channel, now_ms)
         if resume is not None:
             inst.deferred, inst.deferred_action, inst.deferred_channel = True, action_id, channel
+            inst.deferred_params = params
             inst.due_ms = resume
             if action_id not in inst.action_ids:
                 inst.action_ids.append(action_id)
@@ -441,14 +448,14 @@ class Engine:
             # Shadow: the decision is recorded; nothing is sent and nothing counts against caps.
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "sent", node.template, now_ms,
                                       action_id, shadow=True))
+            inst.deferred_params = None
             inst.touches += 1
             if action_id not in inst.action_ids:
                 inst.action_ids.append(action_id)
             if channel not in inst.channels:
                 inst.channels.append(channel)
             return False
-        ns = _Namespaces(self, state, event, inst, now_ms)
-        params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
+        inst.deferred_params = None
         action = {
             "action_id": action_id, "customer_id": cid, "channel": channel, "template": node.template,
             "params": params, "journey": j.id, "journey_version": j.version, "node": node.name,

@@ -43,6 +43,7 @@ class Instance(msgspec.Struct, kw_only=True):
     deferred: bool = False            # parked at a send that quiet hours deferred
     deferred_action: str | None = None
     deferred_channel: str | None = None
+    deferred_params: dict[str, Any] | None = None   # params as evaluated when first decided
     deadline_ms: int | None = None    # exit.max_duration
 
 

@@ -291,7 +291,7 @@ class Worker:
         encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
         for (topic, okey, out), o in zip(encoded, result.outputs):
             await self._send(topic, okey.encode(), out)
-            self._count(o.topic, o.value, now)
+            self._count(o.topic, o.value, now, event_triggered=not is_tick)
         new_due = result.state.next_due_ms() if result.state is not None else None
         if new_due != old_due:
             if old_due is not None:
@@ -406,13 +406,14 @@ class Worker:
                 await asyncio.sleep(0)
         self.metrics.timers_pending.set(count)
 
-    def _count(self, topic: str, value: dict[str, Any], now: int) -> None:
+    def _count(self, topic: str, value: dict[str, Any], now: int, *, event_triggered: bool = True) -> None:
         m = self.metrics
         if topic.startswith("actions."):
             m.actions.labels(value["channel"]).inc()
             ts = parse_ts_ms(value.get("event_ts"))
-            # Only sends an event triggered directly: a send after a wait is late on purpose.
-            if ts is not None and not str(value.get("trigger_event_id", "")).startswith("timer:"):
+            # Only sends an event triggered directly: a send after a wait (or a quiet-hours
+            # deferral) is late on purpose.
+            if ts is not None and event_triggered:
                 m.event_to_action.observe(max(0.0, (now - ts) / 1000))
         elif topic == "suppressions":
             m.suppressions.labels(value["reason"]).inc()
