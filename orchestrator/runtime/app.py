@@ -44,11 +44,14 @@ from orchestrator.runtime.topics import check_partitions, output_topics
 
 log = logging.getLogger("orchestrator.worker")
 
+# Per table x partition (2 tables x ORCH_PARTITIONS DBs per worker): at most 2 x 4 MiB of
+# memtables and an 8 MiB block cache each, i.e. about 256 MiB for 16 DBs. Faust's defaults
+# (64 MiB buffers, 2 GiB cache per DB) let a worker's memory grow with the data it holds.
 ROCKSDB_OPTIONS = {
     "driver": "rocksdict",
-    "write_buffer_size": 16 * 1024 * 1024,
+    "write_buffer_size": 4 * 1024 * 1024,
     "max_write_buffer_number": 2,
-    "block_cache_size": 32 * 1024 * 1024,
+    "block_cache_size": 8 * 1024 * 1024,
     "block_cache_compressed_size": 0,
 }
 
