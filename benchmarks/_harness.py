@@ -83,6 +83,30 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def host_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole host since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = values[3] + (values[4] if len(values) > 4 else 0)      # idle + iowait
+    all_ = sum(values[:8])                                          # guest time is already in user
+    tick = os.sysconf("SC_CLK_TCK")
+    return (all_ - idle) / tick, all_ / tick
+
+
 def dir_bytes(path: Path) -> int:
     size = 0
     for root, _, files in os.walk(path):
@@ -175,6 +199,9 @@ class Worker:
 
     def memory(self) -> dict[str, int]:
         return proc_status(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.pid) or 0.0
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int | None:
         if self.proc is None:

@@ -59,6 +59,7 @@ ROCKSDB_OPTIONS = {
 TICK = b"T"                       # internal-topic value of a timer wake-up: b"T" + due ms (8 bytes)
 TIMER_SCAN_INTERVAL_S = 0.2
 INFLIGHT_RETRY_S = 30.0
+FULL_SCAN_EVERY_S = 10.0
 MAX_TICKS_PER_SCAN = 5000
 
 
@@ -151,6 +152,8 @@ class Worker:
         self.timers = app.Table("timers", default=None, partitions=s.partitions,
                                 key_type=bytes, value_type=bytes, options=dict(ROCKSDB_OPTIONS))
         self._inflight: dict[bytes, float] = {}
+        self._cursor: dict[int, bytes] = {}
+        self._full_scan_at = 0.0
         self._started = False
         self._topic_names = {suffix: t.get_topic_name() for suffix, t in self.out.items()}
         both = app.topic(s.events_topic, s.keyed_topic, **raw)
@@ -167,6 +170,7 @@ class Worker:
         @app.on_partitions_revoked.connect
         async def _revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
             self._inflight.clear()
+            self._cursor.clear()
 
         @app.on_rebalance_complete.connect
         async def _balanced(sender: Any, **kwargs: Any) -> None:
@@ -272,7 +276,6 @@ class Worker:
         old_due = state.next_due_ms() if state is not None else None
         try:
             if is_tick:
-                self._inflight.pop(timer_key(int.from_bytes(value[1:9], "big"), key), None)
                 result = engine.on_timer(state, key.decode(), now)
             else:
                 result = engine.on_event(state, ev, now)
@@ -301,6 +304,9 @@ class Worker:
                 timers.pop(timer_key(old_due, key), None)
             if new_due is not None:
                 timers[timer_key(new_due, key)] = b"1"
+        if is_tick:
+            # Only now that the index is up to date may a scan tick this timer again.
+            self._inflight.pop(timer_key(int.from_bytes(value[1:9], "big"), key), None)
         if result.state is None:
             table.pop(key, None)
         elif result.outputs or raw_state is None or not is_tick or new_due != old_due:
@@ -368,11 +374,25 @@ class Worker:
         mono = time.monotonic()
         sent = 0
         pending = 0
+        # Between full scans, each partition resumes after the last key it ticked: a timer is
+        # always scheduled at or after "now", so nothing new can appear behind the cursor. The
+        # periodic full scan re-sends ticks still unanswered after INFLIGHT_RETRY_S (and covers
+        # a wall clock that stepped back).
+        full = mono >= self._full_scan_at
+        if full:
+            self._full_scan_at = mono + FULL_SCAN_EVERY_S
+            self._cursor.clear()
         for partition, db in list(store._dbs.items()):
             if TP(changelog, partition) not in actives:
                 continue
             it = db.iter()
-            it.seek_to_first()
+            cursor = self._cursor.get(partition)
+            if cursor is None:
+                it.seek_to_first()
+            else:
+                it.seek(cursor)
+                if it.valid() and it.key() == cursor:
+                    it.next()
             while it.valid():
                 k = it.key()
                 if len(k) < 9 or k == store.offset_key:
@@ -382,17 +402,20 @@ class Worker:
                 if due > now:
                     break
                 pending += 1
+                self._cursor[partition] = k
                 flight = self._inflight.get(k)
                 if flight is None or mono - flight > INFLIGHT_RETRY_S:
                     self._inflight[k] = mono
                     await self._send_raw(self.settings.keyed_topic, k[8:], TICK + k[:8], partition)
                     sent += 1
                     if sent >= MAX_TICKS_PER_SCAN:
-                        self.metrics.timers_due.set(pending)   # at least this many; more next scan
+                        if full:
+                            self.metrics.timers_due.set(pending)   # at least this many
                         return
                 it.next()
             del it
-        self.metrics.timers_due.set(pending)
+        if full:                       # incremental scans only see what is past their cursor
+            self.metrics.timers_due.set(pending)
 
     async def _count_timers(self) -> None:
         """Pending timers on this worker's active partitions (a metric; scans keys only)."""
