@@ -217,11 +217,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = Simulation(Engine(JourneySet(journeys), policies))
     stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
     out = sys.stdout.buffer
+    progress = _Progress("simulate", enabled=sys.stderr.isatty())
     with stream:
-        for record in sim.run(stream):
+        for record in sim.run(progress.count(stream)):
             out.write(orjson.dumps(record) + b"\n")
+            progress.outputs += 1
     out.flush()
+    progress.done()
     return 0
+
+
+class _Progress:
+    """A live line on stderr (only on a terminal): lines read, outputs, rate."""
+
+    def __init__(self, what: str, *, enabled: bool) -> None:
+        import time
+        self.what, self.enabled, self.time = what, enabled, time.monotonic
+        self.lines = self.outputs = 0
+        self.started = self.last = self.time()
+
+    def count(self, lines):  # noqa: ANN001, ANN201 - any iterable of lines
+        for line in lines:
+            self.lines += 1
+            if self.enabled and self.lines % 1000 == 0 and self.time() - self.last >= 0.5:
+                self.last = self.time()
+                rate = self.lines / max(self.last - self.started, 1e-9)
+                sys.stderr.write(f"\r{self.what}: {self.lines:,} events read, {self.outputs:,} outputs, "
+                                 f"{rate:,.0f} events/s")
+                sys.stderr.flush()
+            yield line
+
+    def done(self) -> None:
+        if self.enabled:
+            elapsed = self.time() - self.started
+            sys.stderr.write(f"\r\x1b[2K{self.what}: {self.lines:,} events, {self.outputs:,} outputs in "
+                             f"{elapsed:.1f} s\n")
 
 
 # ---------------------------------------------------------------------------- kafka

@@ -336,7 +336,10 @@ class Worker:
         recovery = app.tables.recovery
         m.in_recovery.set(1 if recovery.in_recovery else 0)
         try:
-            m.recovery_remaining.set(recovery.active_remaining_total())
+            remaining = recovery.active_remaining_total()
+            m.recovery_remaining.set(remaining)
+            if recovery.in_recovery:
+                log.info("recovering tables from their changelogs: %d records to go", remaining)
         except Exception:  # noqa: BLE001 - recovery internals change between faust releases
             pass
         consumer = app.consumer
