@@ -42,6 +42,10 @@ promtool: ## install promtool (Debian package prometheus, no recommends; its ser
 unit: venv ## only the tests that need no Kafka
 	$(PY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: venv ## fault suite on its own 3-broker cluster (ports 19092-19097): kills, restarts, scaling, bad input (~10 min)
+	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
+
 kafka-up: venv ## start the local single-node Kafka (KRaft), fetched from Maven Central on first use
 	$(ORCH) kafka up
 
