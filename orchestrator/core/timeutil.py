@@ -32,8 +32,15 @@ def parse_ts_ms(value: object) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+_last: tuple[int, str] = (-1, "")   # one decision stamps many records with the same "now"
+
+
 def format_ts(ms: int) -> str:
     """Epoch ms -> ``2026-11-23T10:00:00.123Z``."""
+    global _last
     seconds, millis = divmod(int(ms), 1000)
-    dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    last = _last                        # one read: safe even if threads share the cache
+    if last[0] != seconds:
+        last = (seconds, datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+        _last = last
+    return f"{last[1]}.{millis:03d}Z"
