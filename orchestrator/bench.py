@@ -308,12 +308,44 @@ def build_backlog(shoppers: Shoppers, n: int, engine: Any, *, start_ms: int | No
     return events, stats
 
 
+class LazyEvents:
+    """The continuation of a :class:`Shoppers` stream, made on demand and kept, so that every
+    system that reads it from the start gets the same events."""
+
+    def __init__(self, shoppers: Shoppers) -> None:
+        self.shoppers = shoppers
+        self.events: list[dict[str, Any]] = []
+
+    def reader(self) -> Callable[[], dict[str, Any]]:
+        i = 0
+
+        def next_event() -> dict[str, Any]:
+            nonlocal i
+            if i >= len(self.events):
+                self.events.append(self.shoppers.next())
+            ev = self.events[i]
+            i += 1
+            return ev
+        return next_event
+
+
 def encode(event: dict[str, Any], ts: int) -> tuple[bytes, bytes]:
     event["ts"] = ts
     return event["customer_id"].encode(), orjson.dumps(event)
 
 
 # ============================================================================ small helpers
+def bucket_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """p50/p95/p99 upper bounds (seconds) from the growth of a Prometheus histogram."""
+    les = sorted(after)
+    cum = [(le, after[le] - before.get(le, 0.0)) for le in les]
+    n = cum[-1][1] if cum else 0.0
+    out: dict[str, Any] = {"count": int(n)}
+    for p in (50, 95, 99):
+        out[f"p{p}_le_s"] = next((le for le, c in cum if n and c >= p / 100 * n), None)
+    return out
+
+
 def percentile(sorted_values: list[float], p: float) -> float | None:
     if not sorted_values:
         return None
@@ -358,17 +390,38 @@ def host_cpu() -> tuple[float, float] | None:
 
 
 def broker_pid() -> int | None:
-    """The local Kafka broker's pid, if it runs on this host (read-only: only for its CPU time)."""
+    """The pid of the process listening on the bootstrap port, if it runs on this host (read-only:
+    only for its CPU time)."""
+    try:
+        port = int(bootstrap().split(",")[0].rpartition(":")[2])
+    except ValueError:
+        return None
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rpartition(":")[2], 16) == port:
+                        inodes.add(parts[9])
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    if not inodes:
+        return None
+    wanted = {f"socket:[{i}]" for i in inodes}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmd = f.read()
+            for fd in os.listdir(f"/proc/{name}/fd"):
+                try:
+                    if os.readlink(f"/proc/{name}/fd/{fd}") in wanted:
+                        return int(name)
+                except OSError:
+                    continue
         except OSError:
             continue
-        if b"kafka.Kafka" in cmd and b"java" in cmd:
-            return int(name)
     return None
 
 
@@ -684,7 +737,7 @@ class Adapter:
                 key, value = encode(ev, now_ms())
                 await self.producer.send(self.topic, value=value, key=key)
                 self.sent += 1
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
         self.enabled = False
@@ -730,7 +783,7 @@ async def paced(producer: Any, topic: str, source: Callable[[], dict[str, Any] |
         if on_tick is not None and now - last_tick >= POLL_S:
             on_tick(sent, el)
             last_tick = now
-        await asyncio.sleep(0.002 if rate > 0 else 0)
+        await asyncio.sleep((0.005 if rate < 5000 else 0.002) if rate > 0 else 0)
     if futures:
         await asyncio.gather(*futures)
     return sent
@@ -942,6 +995,19 @@ class EngineWorkers(System):
             if pending:
                 await asyncio.sleep(POLL_S)
 
+    async def histogram(self, name: str) -> dict[float, float]:
+        """Cumulative bucket counts {le: count} of a histogram, summed over the workers."""
+        out: dict[float, float] = {}
+        for port in self.ports:
+            m = await asyncio.to_thread(scrape, port, 2.0) or {}
+            for k, v in m.items():
+                if k.startswith(f"{name}_bucket{{"):
+                    le = re.search(r"le=([^,}]+)", k)
+                    if le:
+                        b = float(le.group(1))
+                        out[b] = out.get(b, 0.0) + v
+        return out
+
     async def count(self) -> float:
         async def one(i: int) -> float:
             m = await asyncio.to_thread(scrape, self.ports[i], 2.0)
@@ -1010,6 +1076,8 @@ def window_between(samples: list[tuple[float, ...]], t_lo: float, t_hi: float, e
         "broker_cpu_cores_used": round(broker / dt, 2) if broker else None,
         "bench_cpu_cores_used": round(own / dt, 2),
         "host_cpu_busy_pct": round(100 * busy / tot, 1) if tot else None,
+        # Everything else on the host (other people's jobs): skews the numbers when it is not ~0.
+        "other_cpu_cores_used": round(max(0.0, (busy / CLK_TCK) - cpu - broker - own) / dt, 2) if tot else None,
     }
 
 
@@ -1055,9 +1123,107 @@ async def output_times(topic: str, partitions: int, timeout_s: float = 60.0) -> 
     return out
 
 
+class Profiler:
+    """``py-spy record`` (non-blocking, 100 Hz) on the first process of a system, summarised:
+    the share of samples whose innermost Python frame is in each package (self time), the share
+    of samples in which a package appears at all (inclusive), and the top functions by self time."""
+
+    def __init__(self, seconds: float, path: Path) -> None:
+        self.seconds = seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.path = path                 # collapsed stacks, kept with the logs (--keep)
+        self.error: str | None = None
+
+    @staticmethod
+    def executable() -> str | None:
+        here = Path(sys.executable).parent / "py-spy"
+        return str(here) if here.exists() else shutil.which("py-spy")
+
+    def start(self, system: System) -> None:
+        exe = self.executable()
+        if exe is None:
+            self.error = "py-spy not installed (pip install py-spy)"
+            return
+        self.proc = subprocess.Popen([exe, "record", "-p", str(system.procs[0].pid), "-d", str(int(self.seconds)),
+                                      "-r", "100", "--nonblocking", "-f", "raw", "-o", str(self.path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finish(self) -> dict[str, Any]:
+        if self.proc is None:
+            return {"error": self.error or "not started"}
+        try:
+            _, err = self.proc.communicate(timeout=self.seconds + 60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        if not self.path.exists():
+            return {"error": (err or b"").decode(errors="replace").strip()[-300:] or "no output"}
+        summary = summarise_profile(self.path.read_text(errors="replace"))
+        summary["seconds"] = self.seconds
+        return summary
+
+
+PROFILE_PACKAGES = (
+    ("orchestrator/core/", "orchestrator.core (the engine)"),
+    ("orchestrator/runtime/", "orchestrator.runtime (worker glue)"),
+    ("orchestrator/observability/", "orchestrator.observability (metrics)"),
+    ("prometheus_client/", "prometheus_client"),
+    ("faust/", "faust"),
+    ("mode/", "mode"),
+    ("aiokafka/", "aiokafka"),
+    ("rocksdict", "rocksdict"),
+    ("msgspec", "msgspec"),
+    ("orjson", "orjson"),
+    ("asyncio/", "asyncio"),
+    ("uvloop", "uvloop"),
+    ("aiohttp/", "aiohttp"),
+)
+
+
+def _package(frame: str) -> str:
+    for needle, name in PROFILE_PACKAGES:
+        if needle in frame:
+            return name
+    m = re.search(r"\(([^)]*?)(?::\d+)?\)$", frame)
+    return f"other ({m.group(1).split('/')[0]})" if m else "other"
+
+
+def summarise_profile(raw: str) -> dict[str, Any]:
+    """Collapsed stacks ("f1 (file:line);f2 (...) count" per line) -> shares by package and function."""
+    selfp: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    funcs: Counter[str] = Counter()
+    callers: dict[str, Counter[str]] = {}
+    n = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        c = int(count)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        n += c
+        leaf = frames[-1]
+        selfp[_package(leaf)] += c
+        funcs[leaf] += c
+        chain = " <- ".join(reversed(frames[-6:-1]))
+        callers.setdefault(leaf, Counter())[chain] += c
+        for pkg in {_package(f) for f in frames}:
+            incl[pkg] += c
+    if not n:
+        return {"samples": 0}
+    pct = lambda c: round(100 * c / n, 1)  # noqa: E731
+    return {"samples": n,
+            "self_by_package": {k: pct(v) for k, v in selfp.most_common()},
+            "inclusive_by_package": {k: pct(v) for k, v in incl.most_common()},
+            "top_functions_self": {k: pct(v) for k, v in funcs.most_common(25)},
+            "callers_of_top_functions": {f: {k: pct(v) for k, v in callers[f].most_common(4)}
+                                         for f, _ in funcs.most_common(3)}}
+
+
 async def throughput_phase(system: System, backlog: list[dict[str, Any]], *, baseline: float = 0.0,
                            cap_s: float, progress: Progress, produce_first: bool = True,
-                           start_timeout_s: float = 180.0) -> dict[str, Any]:
+                           start_timeout_s: float = 180.0,
+                           on_started: Callable[[System], None] | None = None) -> dict[str, Any]:
     """Drain a backlog and measure. ``produce_first``: produce, then start the system (the main run);
     otherwise the system already runs (scale-out) and the backlog is produced while it is sampled.
 
@@ -1074,6 +1240,8 @@ async def throughput_phase(system: System, backlog: list[dict[str, Any]], *, bas
         t_start = time.time()
         await system.start()
         result["ready_s"] = round(time.time() - t_start, 2)
+        if on_started is not None:
+            on_started(system)
     else:
         t_start = time.time()
         producing = asyncio.create_task(produce_backlog(system.input_topic, system.partitions, backlog,
@@ -1136,7 +1304,7 @@ async def throughput_phase(system: System, backlog: list[dict[str, Any]], *, bas
     return result
 
 
-async def latency_phase(system: System, events: list[dict[str, Any]], *, rate: float, warmup_s: float,
+async def latency_phase(system: System, events: LazyEvents, *, rate: float, warmup_s: float,
                         measure_s: float, adapter: bool, progress: Progress,
                         drain_timeout_s: float = 60.0) -> dict[str, Any]:
     """Paced load at ``rate`` events/s (feedback included) on the running system; latency of outputs."""
@@ -1149,33 +1317,54 @@ async def latency_phase(system: System, events: list[dict[str, Any]], *, rate: f
         adapter_obj.start()
     sampler = Sampler(system, broker_pid())
     base = (await sampler.take())[1]
-    it = iter(events)
+    source = events.reader()
     window: dict[str, int] = {}
     t0 = time.monotonic()
 
+    fed_now = {"fed": 0}
+    hist: dict[str, dict[float, float]] = {}
+
     def tick(sent: int, el: float) -> None:
         fb = adapter_obj.sent if adapter_obj else 0
+        fed_now["fed"] = sent + fb
+        lag = sent + fb - (sampler.samples[-1][1] - base)
         phase = "warm-up" if el < warmup_s else "measuring"
         progress.show(f"{system.name}: latency at {rate:,.0f}/s ({phase} {el:4.0f}s) | sent {sent:,} + feedback {fb:,}"
-                      f" | outputs {sink.count:,} | {len(sink.samples):,} latency samples")
+                      f" | lag {lag:,.0f} | outputs {sink.count:,} | {len(sink.samples):,} latency samples")
 
     async def sample_loop() -> None:
         while True:
             await asyncio.sleep(0.5)
-            await sampler.take()
+            c = (await sampler.take())[1]
             el = time.monotonic() - t0
             if "start" not in window and el >= warmup_s:
                 window["start"] = now_ms()
                 window["i0"] = len(sampler.samples) - 1
+                window["lag0"] = int(max(0, fed_now["fed"] - (c - base)))
+                if isinstance(system, EngineWorkers):
+                    hist["before"] = await system.histogram("orch_event_to_action_seconds")
+
+    loop_lag: list[float] = []
+
+    async def loop_monitor() -> None:
+        """This process's own event-loop delays: a stalled benchmark stamps arrivals late."""
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            loop_lag.append((time.perf_counter() - t - 0.01) * 1000)
 
     sampling = asyncio.create_task(sample_loop())
+    monitoring = asyncio.create_task(loop_monitor())
     error = None
     try:
-        sent = await paced(producer, system.input_topic, lambda: next(it, None), rate=rate,
+        sent = await paced(producer, system.input_topic, source, rate=rate,
                            duration_s=warmup_s + measure_s, extra=(lambda: adapter_obj.sent) if adapter_obj else (lambda: 0),
                            on_tick=tick)
         window["end"] = now_ms()
         s_end = await sampler.take()
+        if isinstance(system, EngineWorkers) and "before" in hist:
+            hist["after"] = await system.histogram("orch_event_to_action_seconds")
+        fed_at_end = sent + (adapter_obj.sent if adapter_obj else 0)
         i1 = len(sampler.samples) - 1
         if adapter_obj is not None:
             await adapter_obj.stop()
@@ -1192,11 +1381,12 @@ async def latency_phase(system: System, events: list[dict[str, Any]], *, rate: f
         error = str(exc).splitlines()[0]
         raise
     finally:
-        sampling.cancel()
-        try:
-            await sampling
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001
-            pass
+        for task in (sampling, monitoring):
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
         await sink.stop()
         if adapter_obj is not None:
             await adapter_obj.stop()
@@ -1217,14 +1407,19 @@ async def latency_phase(system: System, events: list[dict[str, Any]], *, rate: f
         "max_ms": lat[-1] if lat else None,
         "mean_ms": round(sum(lat) / len(lat), 1) if lat else None,
         "consumed_during_phase": int(final), "all_consumed": final >= fed,
-        "lag_at_end_of_measurement": int(max(0, (sent + (adapter_obj.sent if adapter_obj else 0)) - (s_end[1] - base)))
-        if adapter_obj is None else None,
+        "lag_at_start_of_measurement": window.get("lag0"),
+        "lag_at_end_of_measurement": int(max(0, fed_at_end - (s_end[1] - base))),
     }
     if w is not None:
         res["consumed_rate_per_s"] = w["events_per_s"]
-        res["cpu_s_per_1k"] = w["cpu_s_per_1k"]
-        res["cpu_cores_used"] = w["cpu_cores_used"]
-        res["host_cpu_busy_pct"] = w["host_cpu_busy_pct"]
+        for k in ("cpu_s_per_1k", "cpu_cores_used", "broker_cpu_cores_used", "bench_cpu_cores_used",
+                  "host_cpu_busy_pct", "other_cpu_cores_used"):
+            res[k] = w[k]
+    stalls = sorted(loop_lag)
+    res["bench_loop_delay_ms"] = {"p99": round(percentile(stalls, 99) or 0, 1), "max": round(stalls[-1], 1) if stalls else None}
+    if "after" in hist:
+        # The worker's own view: event ts to the moment it queued the action (before the producer).
+        res["worker_reported_event_to_action"] = bucket_quantiles(hist["before"], hist["after"])
     if error:
         res["error"] = error
     return res
@@ -1261,6 +1456,12 @@ def machine_facts() -> dict[str, Any]:
         facts["git"] = None
     facts["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     facts["loadavg_at_start"] = loadavg()
+    a = host_cpu()
+    time.sleep(2.0)
+    b = host_cpu()
+    if a and b and b[1] > a[1]:
+        # Before anything of the benchmark runs: what else keeps this host busy.
+        facts["host_cpu_busy_pct_before"] = round(100 * (b[0] - a[0]) / (b[1] - a[1]), 1)
     return facts
 
 
@@ -1276,13 +1477,19 @@ def load_pure_core():  # -> module benchmarks/pure_core.py
 
 
 async def run_system(system: System, backlog: list[dict[str, Any]], args: argparse.Namespace,
-                     latency_events: list[dict[str, Any]] | None, rate_for: Callable[[dict[str, Any]], float | None],
+                     latency_events: LazyEvents | None, rate_for: Callable[[dict[str, Any]], float | None],
                      progress: Progress) -> dict[str, Any]:
     """Throughput, then (same running system) latency at ``rate_for(throughput result)`` events/s."""
     res: dict[str, Any] = {"label": system.label, "prefix": system.prefix, "partitions": system.partitions}
     try:
         await create_topics(system.topics_to_create())
-        res["throughput"] = await throughput_phase(system, backlog, cap_s=args.drain_cap, progress=progress)
+        profiler = Profiler(args.profile_s, system.workdir / f"{system.prefix}.pyspy.txt") if getattr(args, "profile", False) and isinstance(system, EngineWorkers) else None
+        res["throughput"] = await throughput_phase(system, backlog, cap_s=args.drain_cap, progress=progress,
+                                                   on_started=profiler.start if profiler else None)
+        if profiler is not None:
+            res["profile"] = await asyncio.to_thread(profiler.finish)
+            note(f"{system.name}: py-spy profile: " + ", ".join(
+                f"{k} {v}%" for k, v in list(res["profile"].get("self_by_package", {}).items())[:6]))
         note(f"{system.name}: {res['throughput']['events_per_s']:,.0f} events/s sustained, "
              f"{res['throughput']['cpu_s_per_1k']:.3f} cpu-s per 1k events")
         rate = rate_for(res["throughput"])
@@ -1295,7 +1502,7 @@ async def run_system(system: System, backlog: list[dict[str, Any]], args: argpar
             lat = res["latency"]
             note(f"{system.name}: latency at {rate:,.0f}/s p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                  f"p99 {lat['p99_ms']} ms ({lat['latency_samples']:,} samples)")
-    except (BenchError, OSError, asyncio.TimeoutError) as exc:
+    except Exception as exc:  # noqa: BLE001 - one failed system must not lose the others' results
         res["error"] = f"{type(exc).__name__}: {exc}"
         note(f"{system.name} failed: {exc}")
     finally:
@@ -1364,7 +1571,7 @@ async def run_scale(workdir: Path, run_id: str, k: int, backlog: list[dict[str, 
         res["group_at_end"] = await group_state(system.group)
         note(f"engine x{k}: {res['events_per_s']:,.0f} events/s, {res['cpu_s_per_1k']:.3f} cpu-s per 1k events, "
              f"{res['cpu_cores_used']} cores busy, host {res['host_cpu_busy_pct']}% busy")
-    except (BenchError, OSError, asyncio.TimeoutError) as exc:
+    except Exception as exc:  # noqa: BLE001
         res["error"] = f"{type(exc).__name__}: {exc}"
         note(f"engine x{k} failed: {exc}")
     finally:
@@ -1398,8 +1605,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         note(f"workload: {stats['events']:,} events, {stats['distinct_customers']:,} customers, "
              f"{100 * stats['feedback_share']:.1f}% feedback, {stats['predicted_actions']:,} actions predicted "
              f"({stats['build_s']}s)")
-        # Events for the latency phases: the shoppers' stream continues (feedback comes live).
-        latency_events = [shoppers.next() for _ in range(int(args.latency_cap_rate * (args.warmup + args.latency_s)))]
+        # Events for the latency phases: the shoppers' stream continues (feedback comes live); made
+        # on first use, so every system gets the same ones.
+        latency_events = LazyEvents(shoppers)
+        # The workload stays in memory for the whole run: keep the garbage collector from walking
+        # it (a full collection over it would stall this process and stamp arrivals late).
+        gc.collect()
+        gc.freeze()
 
         # ---- pure core
         if "pure_core" in args.systems:
@@ -1512,13 +1724,13 @@ def derive(result: dict[str, Any]) -> None:
     core = ((s.get("pure_core") or {}).get("engine") or {}).get("events_per_s")
     ratios: dict[str, Any] = {}
     if eng and naive:
-        ratios["engine/naive_faust"] = round(eng / naive, 3)
+        ratios["engine/naive_faust"] = round(eng / naive, 4)
     if eng and passt:
-        ratios["engine/passthrough"] = round(eng / passt, 3)
+        ratios["engine/passthrough"] = round(eng / passt, 5)
     if eng and core:
-        ratios["engine/pure_core"] = round(eng / core, 3)
+        ratios["engine/pure_core"] = round(eng / core, 4)
     if naive and passt:
-        ratios["naive_faust/passthrough"] = round(naive / passt, 3)
+        ratios["naive_faust/passthrough"] = round(naive / passt, 5)
     result["ratios"] = ratios
 
 
@@ -1539,7 +1751,8 @@ def markdown(r: dict[str, Any]) -> str:
     m = r.get("machine", {})
     out = ["# Load benchmark", "",
            f"{m.get('date', '')}, {m.get('nproc')} cores ({m.get('cpu') or '?'}), Kafka {m.get('kafka') or '?'} "
-           f"at {m.get('bootstrap')}, git {m.get('git') or '?'}; load average {m.get('loadavg_at_start')} at start, "
+           f"at {m.get('bootstrap')}, git {m.get('git') or '?'}; load average {m.get('loadavg_at_start')} at start "
+           f"(host CPU {_fmt(m.get('host_cpu_busy_pct_before'), 0)}% busy before the run), "
            f"{m.get('loadavg_at_end')} at the end. Whole run: {r.get('duration_s')} s.", ""]
     w = r.get("workload", {})
     if w:
@@ -1550,9 +1763,10 @@ def markdown(r: dict[str, Any]) -> str:
                 f"channel feedback; the engine decides {w.get('predicted_actions', 0):,} actions and "
                 f"{w.get('predicted_journey_entries', 0):,} journey entries on them. "
                 f"{r['params'].get('partitions')} partitions everywhere.", ""]
-    out += [f"| system | sustained events/s | event-to-output p50 / p95 / p99 ms at {_fmt(rate)}/s "
-            f"| CPU s per 1k events | cores busy | broker CPU s per 1k | peak memory MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| system | sustained events/s | event-to-output p50 / p95 / p99 ms at {_fmt(rate)}/s | consumed/s "
+            f"in the latency phase | CPU s per 1k events | cores busy | broker CPU s per 1k | peak memory MiB "
+            f"| others' cores busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in SYSTEM_ORDER:
         x = s.get(name)
         if not x:
@@ -1563,20 +1777,22 @@ def markdown(r: dict[str, Any]) -> str:
                    if lat.get("latency_samples") else "-")
         err = " (failed: see JSON)" if x.get("error") else ""
         out.append(f"| {x.get('label', name)}{err} | {_fmt(t.get('events_per_s'))} | {latency} | "
+                   f"{_fmt(lat.get('consumed_rate_per_s'))} | "
                    f"{_fmt(t.get('cpu_s_per_1k'), 3)} | {_fmt(t.get('cpu_cores_used'), 2)} | "
                    f"{_fmt(t.get('broker_cpu_s_per_1k'), 3)} | "
-                   f"{_fmt((x.get('peak_memory_bytes') or 0) / MIB if x.get('peak_memory_bytes') else None, 0)} |")
+                   f"{_fmt((x.get('peak_memory_bytes') or 0) / MIB if x.get('peak_memory_bytes') else None, 0)} | "
+                   f"{_fmt(t.get('other_cpu_cores_used'), 2)} |")
     pc = s.get("pure_core")
     if pc:
         e, wp = pc.get("engine", {}), pc.get("worker_path", {})
-        out.append(f"| pure core, engine only (no Kafka), per core | {_fmt(e.get('events_per_s'))} | - | "
-                   f"{_fmt(e.get('cpu_s_per_1k'), 3)} | 1 | - | - |")
-        out.append(f"| pure core + the worker's codecs (no Kafka), per core | {_fmt(wp.get('events_per_s'))} | - | "
-                   f"{_fmt(wp.get('cpu_s_per_1k'), 3)} | 1 | - | - |")
+        out.append(f"| pure core, engine only (no Kafka), per core | {_fmt(e.get('events_per_s'))} | - | - | "
+                   f"{_fmt(e.get('cpu_s_per_1k'), 3)} | 1 | - | - | - |")
+        out.append(f"| pure core + the worker's codecs (no Kafka), per core | {_fmt(wp.get('events_per_s'))} | - | - | "
+                   f"{_fmt(wp.get('cpu_s_per_1k'), 3)} | 1 | - | - | - |")
     out.append("")
     ratios = r.get("ratios", {})
     if ratios:
-        out.append("Ratios of sustained throughput: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + ".")
+        out.append("Ratios of sustained throughput: " + ", ".join(f"{k} = {v:.3g}" for k, v in ratios.items()) + ".")
         out.append("")
     if pc:
         e = pc.get("engine", {})
@@ -1590,7 +1806,15 @@ def markdown(r: dict[str, Any]) -> str:
                 f"feedback events from the simulated adapter in {eng_lat.get('warmup_s', 0) + eng_lat.get('measure_s', 0):.0f} s, "
                 f"{eng_lat.get('latency_samples', 0):,} actions measured; consumed at "
                 f"{_fmt(eng_lat.get('consumed_rate_per_s'))}/s with {_fmt(eng_lat.get('cpu_s_per_1k'), 3)} CPU s per 1k "
-                f"events; everything consumed: {eng_lat.get('all_consumed')}.", ""]
+                f"events; lag {_fmt(eng_lat.get('lag_at_start_of_measurement'))} events at the start of the measurement, "
+                f"{_fmt(eng_lat.get('lag_at_end_of_measurement'))} at its end; everything consumed in the end: "
+                f"{eng_lat.get('all_consumed')}."]
+        wr = eng_lat.get("worker_reported_event_to_action") or {}
+        if wr.get("count"):
+            out[-1] += (f" The worker's own histogram (event `ts` to the action queued on its producer) puts "
+                        f"p50 / p95 / p99 at or below {_fmt(wr.get('p50_le_s'), 3)} / {_fmt(wr.get('p95_le_s'), 3)} / "
+                        f"{_fmt(wr.get('p99_le_s'), 3)} s (bucket bounds).")
+        out.append("")
     sc = r.get("scaling")
     if sc:
         out += [f"## Scale-out: engine worker processes on one broker ({sc.get('events', 0):,} events, "
@@ -1658,16 +1882,17 @@ def chart(r: dict[str, Any], path: Path) -> str | None:
         if lat.get("latency_samples"):
             lnames.append(labels[n])
             for p in series:
-                series[p].append(lat.get(f"{p}_ms") or 0)
+                series[p].append(max(1, lat.get(f"{p}_ms") or 1))
     width = 0.26
     for i, (p, vals) in enumerate(series.items()):
         xs = [j + (i - 1) * width for j in range(len(lnames))]
         ax.bar(xs, vals, width, label=p)
         for x, v in zip(xs, vals):
-            ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=7)
+            ax.annotate(f"{v:,.0f}", (x, max(v, 1)), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(lnames)))
     ax.set_xticklabels(lnames, fontsize=8)
-    ax.set_ylabel("ms")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (log scale)")
     ax.set_title(f"Event-to-output latency at {rate:,.0f} events/s" if rate else "Event-to-output latency")
     ax.legend(fontsize=8)
     if sc:
@@ -1736,12 +1961,12 @@ async def load_main(args: argparse.Namespace) -> int:
 
     def tick(sent: int, el: float) -> None:
         fb = adapter.sent if adapter else 0
-        history.append((el, sent, sink.count))
+        history.append((el, sent + fb, sink.count))
         t0, s0, a0 = history[0]
         dt = max(1e-6, el - t0)
         recent = sorted(l for ts, l in sink.samples[-2000:])
         p50, p99 = percentile(recent, 50), percentile(recent, 99)
-        progress.show(f"sent {sent:,} ({(sent - s0) / dt:,.0f}/s) | feedback {fb:,} | actions {sink.count:,} "
+        progress.show(f"in {(sent + fb - s0) / dt:,.0f}/s: events {sent:,} + feedback {fb:,} | actions {sink.count:,} "
                       f"({(sink.count - a0) / dt:,.0f}/s) | event-to-action p50 {_fmt(p50)} ms p99 {_fmt(p99)} ms "
                       f"| {el:,.0f}s")
 
@@ -1796,7 +2021,7 @@ def parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd")
     r = sub.add_parser("run", help="the side-by-side benchmark (default)")
-    _workload_args(r, 200_000)
+    _workload_args(r, 120_000)
     r.add_argument("--systems", default="engine,passthrough,naive_faust,pure_core",
                    help="which systems (default: engine,passthrough,naive_faust,pure_core)")
     r.add_argument("--partitions", type=int, default=8)
@@ -1809,8 +2034,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--latency-s", type=float, default=30.0, help="seconds of measured paced load (default 30)")
     r.add_argument("--scale", type=_int_list, default=[1, 2, 4], help="worker counts for scale-out (default 1,2,4; "
                                                                     "'' to skip)")
-    r.add_argument("--scale-events", type=int, default=60_000, help="backlog of each scale-out run (default 60,000)")
+    r.add_argument("--scale-events", type=int, default=40_000, help="backlog of each scale-out run (default 40,000)")
     r.add_argument("--quick", action="store_true", help="a short smoke run (20k events, 10 s latency, 10k scale-out)")
+    r.add_argument("--profile", action="store_true",
+                   help="py-spy the engine worker during its drain (pip install py-spy); summary in the JSON")
+    r.add_argument("--profile-s", type=float, default=20.0, help="seconds of profile (default 20)")
     r.add_argument("--keep", action="store_true", help="keep topics, data dirs and logs")
     r.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     r.add_argument("--name", default="load", help="file name of the results (default load: load.json/.md/.png)")

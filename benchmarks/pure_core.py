@@ -1,0 +1,150 @@
+"""The pure core benchmark: the engine with the example journeys and policies, in-process, no Kafka.
+
+    python -m benchmarks.pure_core [--events N] [--seed S]        # or: orchestrator bench core
+
+Two passes over the same pre-generated events (those of ``orchestrator bench``: synthetic shoppers
+plus the channel adapter's feedback), each with fresh state, timed in CPU seconds of this one thread
+(``time.process_time``), so the numbers are events/s **per core**:
+
+* ``engine``: ``Engine.on_event(state, event, now)`` with the states in a dict; each event's cost is
+  also timed on its own, to split events that enrolled a customer in a journey from the rest;
+* ``worker_path``: what the worker does per event besides Kafka, Faust and RocksDB: validate the
+  JSON (``parse_event``), the internal hop (``encode_event``/``decode_event``), decode the customer's
+  msgpack state, decide, encode the outputs with orjson, remember them in the state's outbox and
+  encode the state again. The gap between this and the worker's sustained rate is the framework,
+  the store and the network.
+
+Event timestamps follow a virtual clock (2,000 events/s) and ``now`` = the event's ``ts``. Garbage
+from building the workload is frozen (``gc.freeze``) so the collector does not walk it.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+VIRTUAL_RATE = 2000.0
+
+
+def _engine(journeys: Path, policies: Path):  # -> orchestrator.core.Engine
+    from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
+    pol = load_policies(str(policies))
+    loaded, problems = load_journey_dir(str(journeys), channels=pol.channels)
+    if problems:
+        raise RuntimeError("journeys refused: " + "; ".join(str(p) for p in problems))
+    return Engine(JourneySet(loaded), pol)
+
+
+def measure(events: list[dict[str, Any]], *, journeys: Path = ROOT / "journeys",
+            policies: Path = ROOT / "policies.yaml", start_ms: int | None = None) -> dict[str, Any]:
+    """Time the engine over ``events`` (dicts without ``ts``, as ``orchestrator.bench`` makes them)."""
+    from orchestrator.core.events import Event, decode_event, encode_event, parse_event
+    from orchestrator.core.state import decode_state, encode_state, remember_outputs
+
+    start = start_ms if start_ms is not None else time.time_ns() // 1_000_000
+    step = 1000.0 / VIRTUAL_RATE
+    stamped = [(int(start + i * step), e) for i, e in enumerate(events)]
+    parsed = [Event(e["event_id"], e["customer_id"], e["type"], ts, e["properties"]) for ts, e in stamped]
+    raws = [orjson.dumps({**e, "ts": ts}) for ts, e in stamped]
+    n = len(parsed)
+
+    # ---- pass 1: the engine alone
+    engine = _engine(journeys, policies)
+    states: dict[str, Any] = {}
+    enrolled = enrolled_ns = other_ns = outputs = actions = 0
+    was_frozen = gc.get_freeze_count() > 0
+    gc.collect()
+    gc.freeze()
+    perf = time.perf_counter_ns
+    try:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for ev in parsed:
+            t = perf()
+            r = engine.on_event(states.get(ev.customer_id), ev, ev.ts_ms)
+            if r.state is None:
+                states.pop(ev.customer_id, None)
+            else:
+                states[ev.customer_id] = r.state
+            dt = perf() - t
+            if any(lc.kind == "entered" for lc in r.lifecycle):
+                enrolled += 1
+                enrolled_ns += dt
+            else:
+                other_ns += dt
+            outputs += len(r.outputs)
+            actions += sum(1 for o in r.outputs if o.topic.startswith("actions."))
+        cpu1, wall1 = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        if not was_frozen:
+            gc.unfreeze()
+    others = n - enrolled
+    engine_res = {
+        "events": n, "cpu_s": round(cpu1, 3), "wall_s": round(wall1, 3),
+        "events_per_s": round(n / cpu1, 1) if cpu1 else None,
+        "cpu_s_per_1k": round(cpu1 / n * 1000, 5) if n else None,
+        "us_per_event": round(cpu1 / n * 1e6, 2) if n else None,
+        "enrolled_events": enrolled, "enrolled_share": round(enrolled / n, 4) if n else None,
+        "enrolled_us": round(enrolled_ns / enrolled / 1000, 2) if enrolled else None,
+        "other_us": round(other_ns / others / 1000, 2) if others else None,
+        "enrolled_events_per_s": round(enrolled / (enrolled_ns / 1e9), 1) if enrolled_ns else None,
+        "other_events_per_s": round(others / (other_ns / 1e9), 1) if other_ns else None,
+        "outputs": outputs, "actions": actions, "customers": len(states),
+    }
+    del states
+
+    # ---- pass 2: the worker's per-event path without Kafka, Faust or RocksDB
+    engine = _engine(journeys, policies)
+    store: dict[str, bytes] = {}
+    channels = engine.policies.channels
+    state_bytes = 0
+    gc.collect()
+    gc.freeze()
+    try:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for i, raw in enumerate(raws):
+            now = stamped[i][0]
+            ev = parse_event(raw, max_bytes=65536, now_ms=now, channels=channels)
+            ev = decode_event(encode_event(ev))
+            key = ev.customer_id
+            old = store.get(key)
+            state = decode_state(old) if old is not None else None
+            r = engine.on_event(state, ev, now)
+            encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in r.outputs]
+            if r.state is None:
+                store.pop(key, None)
+            else:
+                remember_outputs(r.state, f"0:{i}", now, encoded)
+                b = store[key] = encode_state(r.state)
+                state_bytes += len(b)
+        cpu2, wall2 = time.process_time() - cpu0, time.perf_counter() - wall0
+    finally:
+        if not was_frozen:
+            gc.unfreeze()
+    sizes = sorted(len(v) for v in store.values())
+    worker_res = {
+        "events": n, "cpu_s": round(cpu2, 3), "wall_s": round(wall2, 3),
+        "events_per_s": round(n / cpu2, 1) if cpu2 else None,
+        "cpu_s_per_1k": round(cpu2 / n * 1000, 5) if n else None,
+        "us_per_event": round(cpu2 / n * 1e6, 2) if n else None,
+        "mean_state_bytes_written": round(state_bytes / n, 1) if n else None,
+        "state_bytes_p50": sizes[len(sizes) // 2] if sizes else None,
+        "state_bytes_max": sizes[-1] if sizes else None,
+    }
+    return {"engine": engine_res, "worker_path": worker_res,
+            "note": "CPU time of one thread (events/s per core); same events as the Kafka systems"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT))
+    from orchestrator.bench import main as bench_main
+    return bench_main(["core", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
