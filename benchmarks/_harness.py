@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
 BOOTSTRAP = os.environ.get("ORCH_BOOTSTRAP") or f"localhost:{os.environ.get('ORCH_LOCAL_KAFKA_PORT', '9092')}"
 POLL_S = 0.25                      # polling interval of every wait loop (never above 0.5 s)
@@ -47,25 +47,7 @@ def broker_reachable(timeout_s: float = 5.0) -> bool:
         return False
 
 
-def scrape(port: int, timeout_s: float = 2.0) -> dict[str, float] | None:
-    """``/metrics`` as {``name{label=value,...}``: value}; None if the worker does not answer."""
-    from prometheus_client.parser import text_string_to_metric_families
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}"] = s.value
-    return out
-
-
-def total(metrics: dict[str, float], prefix: str) -> float:
-    """Sum of every series whose key starts with ``prefix`` (e.g. ``orch_events_in_total{``)."""
-    return sum(v for k, v in metrics.items() if k.startswith(prefix))
+scrape = scrape_port
 
 
 def proc_status(pid: int) -> dict[str, int]:

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
 
 from orchestrator.config import Settings
+from orchestrator.observability.scrape import scrape
+from orchestrator.observability.scrape import total as _sum
 
 CATEGORIES = ("shoes", "bags", "jackets", "watches", "hats")
 
@@ -52,26 +53,6 @@ class DemoTraffic:
         return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "profile.updated", "ts": ts,
                              "properties": {"timezone": r.choice(["Europe/Paris", "America/New_York", "UTC"]),
                                             "consent": {"sms": r.random() < 0.5}}})
-
-
-def scrape(url: str) -> dict[str, float]:
-    """``/metrics`` as {"name{labels}": value}; {} if the worker does not answer yet."""
-    from prometheus_client.parser import text_string_to_metric_families
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-    return out
-
-
-def _sum(metrics: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in metrics.items() if k.startswith(prefix))
 
 
 class LagProbe:

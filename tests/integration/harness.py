@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
 HERE = Path(__file__).parent
 BOOTSTRAP = os.environ.get("ORCH_BOOTSTRAP") or f"localhost:{os.environ.get('ORCH_LOCAL_KAFKA_PORT', '9092')}"
@@ -38,23 +38,7 @@ def broker_reachable(timeout_s: float = 5.0) -> bool:
         return False
 
 
-def scrape(port: int) -> dict[str, float] | None:
-    from prometheus_client.parser import text_string_to_metric_families
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-            out[f"{s.name}{{{labels}}}"] = s.value
-    return out
-
-
-def total(metrics: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in metrics.items() if k.startswith(prefix))
+scrape = scrape_port
 
 
 class WorkerProcess:
