@@ -1343,7 +1343,8 @@ async def latency_phase(system: System, events: LazyEvents, *, rate: float, warm
     error = None
     try:
         sent = await paced(producer, system.input_topic, source, rate=rate,
-                           duration_s=warmup_s + measure_s, extra=(lambda: adapter_obj.sent) if adapter_obj else (lambda: 0),
+                           duration_s=warmup_s + measure_s,
+                           extra=(lambda: adapter_obj.sent) if adapter_obj else (lambda: 0),
                            on_tick=tick)
         window["end"] = now_ms()
         s_end = await sampler.take()
@@ -1401,7 +1402,8 @@ async def latency_phase(system: System, events: LazyEvents, *, rate: float, warm
                   "host_cpu_busy_pct", "other_cpu_cores_used"):
             res[k] = w[k]
     stalls = sorted(loop_lag)
-    res["bench_loop_delay_ms"] = {"p99": round(percentile(stalls, 99) or 0, 1), "max": round(stalls[-1], 1) if stalls else None}
+    res["bench_loop_delay_ms"] = {"p99": round(percentile(stalls, 99) or 0, 1),
+                                  "max": round(stalls[-1], 1) if stalls else None}
     if "after" in hist:
         # The worker's own view: event ts to the moment it queued the action (before the producer).
         res["worker_reported_event_to_action"] = bucket_quantiles(hist["before"], hist["after"])
@@ -1468,7 +1470,9 @@ async def run_system(system: System, backlog: list[dict[str, Any]], args: argpar
     res: dict[str, Any] = {"label": system.label, "prefix": system.prefix, "partitions": system.partitions}
     try:
         await create_topics(system.topics_to_create())
-        profiler = Profiler(args.profile_s, system.workdir / f"{system.prefix}.pyspy.txt") if getattr(args, "profile", False) and isinstance(system, EngineWorkers) else None
+        profiler = None
+        if getattr(args, "profile", False) and isinstance(system, EngineWorkers):
+            profiler = Profiler(args.profile_s, system.workdir / f"{system.prefix}.pyspy.txt")
         res["throughput"] = await throughput_phase(system, backlog, cap_s=args.drain_cap, progress=progress,
                                                    on_started=profiler.start if profiler else None)
         if profiler is not None:
@@ -1804,7 +1808,8 @@ def markdown(r: dict[str, Any]) -> str:
     if sc:
         out += [f"## Scale-out: engine worker processes on one broker ({sc.get('events', 0):,} events, "
                 f"{sc.get('cores')} cores on this machine)", "",
-                "| workers | events/s | scaling ratio | efficiency | CPU s per 1k | worker cores busy | broker cores busy | host CPU busy |",
+                "| workers | events/s | scaling ratio | efficiency | CPU s per 1k | worker cores busy "
+                "| broker cores busy | host CPU busy |",
                 "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in sc.get("rows", []):
             if row.get("error"):
@@ -1835,7 +1840,8 @@ def chart(r: dict[str, Any], path: Path) -> str | None:
         return "matplotlib is not installed (pip install matplotlib)"
     s = r.get("systems", {})
     names, tps = [], []
-    labels = {"passthrough": "aiokafka\npassthrough", "naive_faust": "naive Faust\nget+set", "engine": "engine\n(worker)"}
+    labels = {"passthrough": "aiokafka\npassthrough", "naive_faust": "naive Faust\nget+set",
+              "engine": "engine\n(worker)"}
     for n in SYSTEM_ORDER:
         v = (s.get(n) or {}).get("throughput", {}).get("events_per_s")
         if v:
@@ -1876,8 +1882,12 @@ def chart(r: dict[str, Any], path: Path) -> str | None:
             ax.annotate(f"{v:,.0f}", (x, max(v, 1)), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(lnames)))
     ax.set_xticklabels(lnames, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("ms (log scale)")
+    values = [v for vals in series.values() for v in vals]
+    if values and max(values) / max(1, min(values)) > 30:
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log scale)")
+    else:
+        ax.set_ylabel("ms")
     ax.set_title(f"Event-to-output latency at {rate:,.0f} events/s" if rate else "Event-to-output latency")
     ax.legend(fontsize=8)
     if sc:
