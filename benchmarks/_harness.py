@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from orchestrator.netutil import broker_reachable, default_bootstrap, free_port  # noqa: F401 - re-exported
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
-BOOTSTRAP = os.environ.get("ORCH_BOOTSTRAP") or f"localhost:{os.environ.get('ORCH_LOCAL_KAFKA_PORT', '9092')}"
+BOOTSTRAP = default_bootstrap()
 POLL_S = 0.25                      # polling interval of every wait loop (never above 0.5 s)
 
 
@@ -32,19 +33,8 @@ class BenchError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------- basics
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def broker_reachable(timeout_s: float = 5.0) -> bool:
-    host, _, port = BOOTSTRAP.split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
 
 
 scrape = scrape_port

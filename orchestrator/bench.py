@@ -70,6 +70,8 @@ from typing import Any
 
 import orjson
 
+from orchestrator.netutil import broker_reachable, free_port
+from orchestrator.netutil import default_bootstrap as bootstrap
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +90,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def bootstrap() -> str:
-    return os.environ.get("ORCH_BOOTSTRAP") or f"localhost:{os.environ.get('ORCH_LOCAL_KAFKA_PORT', '9092')}"
 
 
 # ============================================================================ the workload
@@ -436,19 +436,8 @@ def loadavg() -> str | None:
 scrape = scrape_port
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def broker_reachable(timeout_s: float = 5.0) -> bool:
-    host, _, port = bootstrap().split(",")[0].rpartition(":")
-    try:
-        with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 class BenchError(RuntimeError):
