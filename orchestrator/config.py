@@ -124,6 +124,11 @@ class Settings:
         return self.topic("internal.events-by-customer")
 
     @property
+    def changelog_topic(self) -> str:
+        """Internal, compacted: every customer state the worker writes (its RocksDB's source of truth)."""
+        return self.topic("internal.state-changelog")
+
+    @property
     def app_id(self) -> str:
         return f"{self.topic_prefix}-orchestrator"
 

@@ -1,78 +1,159 @@
-"""The Faust worker: Kafka in, core decisions, Kafka out.
+"""The worker: Kafka in, core decisions in batches, Kafka out.
 
-Two stages, both Faust agents:
+One consumer group member reads ``<prefix>.events`` and the internal re-keyed topic
+``<prefix>.internal.events-by-customer`` (co-partitioned: the range assignor gives
+partition *p* of both to the same worker, and *p* is also the partition of the
+customer's state). An event keyed by its customer_id is decided where it arrives;
+any other is forwarded, re-keyed, and decided when it comes back on the internal
+topic. Timer wake-ups (ticks) come back the same way.
 
-1. ``ingest`` reads ``<prefix>.events`` (any key). It validates each message with
-   the core; bad ones go to ``<prefix>.dlq`` with a reason, good ones are
-   forwarded, re-keyed by ``customer_id``, to an internal topic. Producers may
-   key events however they like; per-customer state stays correct.
-2. ``decide`` reads the re-keyed topic. For each event it reads the customer's
-   state from the ``customers`` table (RocksDB via rocksdict, changelogged to
-   Kafka), runs :class:`orchestrator.core.Engine`, queues the outputs, then
-   writes the new state.
+The loop takes whatever the consumer has (up to ``BATCH_MAX`` records), and for
+the whole batch:
 
-Durability: Faust commits an input offset only after flushing the producer,
-which carries both the outputs and the table's changelog records. If the worker
-dies in between, the input is replayed. The state may already contain that
-event (RocksDB write happened), so each state keeps the outputs of its recent
-events (the *outbox*) with the input coordinates; a replayed message re-sends
-exactly those outputs (same ids), a genuine duplicate event is ignored.
+1. decides every record with the pure core, reading each customer's state once
+   (RocksDB, :mod:`orchestrator.runtime.store`) and keeping it in memory for the
+   rest of the batch;
+2. queues every output, then one changelog record per changed customer, and hands
+   the batch to the flusher; then it goes on with the next batch.
+
+The flusher takes the handed-over batches in order and, for all it has:
+
+3. waits until Kafka has acknowledged every output and changelog record;
+4. writes the changed states to RocksDB in one write batch, with the changelog offset;
+5. commits the input offsets.
+
+Until step 4, a batch's new states live in an in-memory overlay that later batches
+read first, so deciding never waits for Kafka round trips (they overlap with the next
+batch instead of adding up). A state change is durable (changelog) before its input
+offset is committed, and the local database is never ahead of the changelog. A crash
+between 3 and 5 replays the batch: each state keeps the outputs of its recent inputs
+(the *outbox*, by input coordinates), so a replayed record re-sends exactly those
+outputs (same ids) and decides nothing again. Partitions being revoked wait until
+every batch in flight is committed, so a graceful hand-over replays nothing.
+
+Measured reason for not running this as a Faust agent: Faust's per-record bookkeeping
+(~200 µs of CPU per record with Kafka I/O on our machines, before any table write)
+capped the worker at ~2,200 events/s; the same engine in this loop spends its time
+in the engine (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
+from collections.abc import Iterable
 from typing import Any
 
-import faust
 import orjson
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.partitioner import murmur2
-from faust.types import TP
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
 from orchestrator.core.engine import Lifecycle
-from orchestrator.core.events import Event, Rejection, dead_letter, decode_event, encode_event, parse_event
-from orchestrator.core.state import decode_state, encode_state, remember_outputs
+from orchestrator.core.events import DEAD_LETTER_REASONS, Event, Rejection, dead_letter, decode_event, encode_event, parse_event
+from orchestrator.core.state import CustomerState, decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
-from orchestrator.observability.metrics import Metrics
+from orchestrator.observability.metrics import DECISION_OUTCOMES, SUPPRESSION_REASONS, Metrics
+from orchestrator.errors import ConfigError
+from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.registry import Publication, Registry, read_published
+from orchestrator.runtime.store import PartitionStore, Stores, due_bytes
 from orchestrator.runtime.topics import check_partitions, output_topics
 
 log = logging.getLogger("orchestrator.worker")
-
-# Per table x partition (2 tables x ORCH_PARTITIONS DBs per worker): at most 2 x 4 MiB of
-# memtables and an 8 MiB block cache each, i.e. about 256 MiB for 16 DBs. Faust's defaults
-# (64 MiB buffers, 2 GiB cache per DB) let a worker's memory grow with the data it holds.
-ROCKSDB_OPTIONS = {
-    "driver": "rocksdict",
-    "write_buffer_size": 4 * 1024 * 1024,
-    "max_write_buffer_number": 2,
-    "block_cache_size": 8 * 1024 * 1024,
-    "block_cache_compressed_size": 0,
-}
-
 
 TICK = b"T"                       # internal-topic value of a timer wake-up: b"T" + due ms (8 bytes)
 TIMER_SCAN_INTERVAL_S = 0.2
 INFLIGHT_RETRY_S = 30.0
 FULL_SCAN_EVERY_S = 10.0
 MAX_TICKS_PER_SCAN = 5000
-
-
-def timer_key(due_ms: int, customer_key: bytes) -> bytes:
-    return due_ms.to_bytes(8, "big") + customer_key
+BATCH_MAX = 500                   # records per loop iteration (bounds the time the loop is busy)
+WARM_STATES = 20_000              # decoded states kept between batches
+MAX_BATCHES_IN_FLIGHT = 8         # handed to the flusher, not yet committed
+POLL_MS = 100
+RESTORE_BATCH = 10_000
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class _Entry:
+    """A customer's state while a batch is decided: read once, written once."""
+
+    __slots__ = ("partition", "old_due", "state", "dirty")
+
+    def __init__(self, partition: int, old_due: bytes | None, state: CustomerState | None) -> None:
+        self.partition = partition
+        self.old_due = old_due                  # due prefix as stored (None: no record), for the timer index
+        self.state = state
+        self.dirty = False
+
+
+class _Outbound:
+    """A batch's records, appended without awaiting, in one producer batch per topic partition."""
+
+    __slots__ = ("producer", "builders")
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.builders: dict[tuple[str, int], list[Any]] = {}
+
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        builders = self.builders.get((topic, partition))
+        if builders is None:
+            builders = self.builders[(topic, partition)] = [self.producer.create_batch()]
+        if builders[-1].append(timestamp=None, key=key, value=value) is None:
+            builder = self.producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value) is None:
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit a producer batch")
+            builders.append(builder)
+
+    async def submit(self) -> list[tuple[str, int, asyncio.Future, int]]:
+        """Hand every batch to the producer: (topic, partition, delivery future, record count)."""
+        sent = []
+        for (topic, partition), builders in self.builders.items():
+            for builder in builders:
+                builder.close()
+                fut = await self.producer.send_batch(builder, topic, partition=partition)
+                sent.append((topic, partition, fut, builder.record_count()))
+        return sent
+
+
+class _Flush:
+    """A decided batch on its way to Kafka, RocksDB and the offset commit."""
+
+    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq")
+
+    def __init__(self, seq: int, futures: list[asyncio.Future], changelog: list[tuple[int, asyncio.Future, int]],
+                 changes: dict[int, list[tuple[bytes, bytes | None, bytes | None]]],
+                 commits: dict[TopicPartition, int], ticks: list[bytes]) -> None:
+        self.seq, self.futures, self.changelog, self.changes = seq, futures, changelog, changes
+        self.commits, self.ticks = commits, ticks
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.worker._revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.worker._assigned({tp.partition for tp in assigned})
+
+
+class Fatal(Exception):
+    """The worker must stop without committing (its inputs are then replayed)."""
+
+
 class Worker:
-    """Builds the Faust app, its topics, table and agents for one process."""
+    """One worker process: consumer, producer, partition stores, engine, web endpoints."""
 
     def __init__(self, settings: Settings, published: list[Publication] | None = None,
                  published_end: dict[int, int] | None = None) -> None:
@@ -94,8 +175,44 @@ class Worker:
         self.metrics.journeys_loaded.set(sum(len(v) for v in journeys.versions.values()))
         self.metrics.journey_labels(journeys.current)
         self.stats: dict[tuple[str, int], dict[str, Any]] = {}
-        self.app = self._make_app()
-        self._define()
+        s = settings
+        self.topic_names = {name[len(s.topic_prefix) + 1:]: name for name in output_topics(s, self.policies.channels)}
+        self.stores = Stores(s.data_dir)
+        self.ready: set[int] = set()           # partitions restored and owned by this worker
+        self.positions: dict[TopicPartition, int] = {}   # next offset to process, for the lag gauge
+        self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
+        self._flushes: asyncio.Queue[_Flush] = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
+        # Customer key -> (flush sequence, value) written by a batch not yet in RocksDB.
+        self._overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        self._seq = 0
+        self._flushing = False
+        self._inflight: dict[bytes, float] = {}
+        self._cursor: dict[int, bytes] = {}
+        self._full_scan_at = 0.0
+        self._stopping = asyncio.Event()
+        self._now = 0
+        self._cache: dict[bytes, _Entry] = {}
+        self._ticks: list[bytes] = []
+        self._decided = 0
+        self._decide_s = 0.0
+        # Decoded states of recently written customers: key -> (due prefix or None, state).
+        self._warm: dict[bytes, tuple[bytes | None, CustomerState | None]] = {}
+        self._fatal: BaseException | None = None
+        m = self.metrics
+        self._valid = m.events_in.labels("valid")
+        self._duplicate = m.events_in.labels("duplicate")
+        self._dead = m.events_in.labels("dead_letter")
+        self._actions = {c: m.actions.labels(c) for c in self.policies.channels}
+        self._decisions = {o: m.decisions.labels(o) for o in DECISION_OUTCOMES}
+        self._suppressions = {r: m.suppressions.labels(r) for r in SUPPRESSION_REASONS}
+        self._dead_letters = {r: m.dead_letters.labels(r) for r in DEAD_LETTER_REASONS}
+        self._partition_counts: dict[str, int] = {}
+        # Input coordinates ("e3" = events partition 3, "k3" = internal topic) -> committed offset.
+        self._committed: dict[str, int] = {}
+        self._round_robin = 0
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.restorer: AIOKafkaConsumer | None = None
 
     def _on_publication(self, result: str) -> None:
         self.metrics.journey_publications.labels(result).inc()
@@ -103,157 +220,335 @@ class Worker:
         self.metrics.journeys_loaded.set(sum(len(v) for v in journeys.versions.values()))
         self.metrics.journey_labels(journeys.current)
 
-    # ------------------------------------------------------------------ wiring
-    def _make_app(self) -> faust.App:
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
         s = self.settings
-        credentials = None
-        if s.security_protocol.startswith("SASL"):
-            credentials = faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
-                                                mechanism=s.sasl_mechanism, ssl_context=s.ssl_context())
-        elif s.security_protocol == "SSL":
-            credentials = faust.SSLCredentials(s.ssl_context())
-        return faust.App(
-            s.app_id,
-            broker=[f"kafka://{b}" for b in s.bootstrap.split(",")],
-            broker_credentials=credentials,
-            store="rocksdb://",
-            datadir=s.data_dir,
-            topic_partitions=s.partitions,
-            topic_replication_factor=s.replication,
-            table_standby_replicas=s.standby_replicas,
-            topic_allow_declare=True,
-            web_enabled=False,               # our own server below: no /table endpoints
-            consumer_auto_offset_reset="earliest",
-            processing_guarantee="at_least_once",
-            broker_commit_interval=1.0,
-            # A SIGKILLed worker keeps its partitions until its session times out; Faust's
-            # default (60 s) would stall every timer of those partitions that long.
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=2.0,
-            producer_linger_ms=5,
-            producer_max_batch_size=256 * 1024,
-            producer_acks=-1,
-            producer_max_request_size=2 * 1024 * 1024,
-            consumer_max_fetch_size=4 * 1024 * 1024,
-            stream_buffer_maxsize=4096,
-            table_cleanup_interval=60.0,
-            logging_config=None,
-        )
+        kw = s.aiokafka_kwargs()
+        self.producer = AIOKafkaProducer(**kw, acks="all", enable_idempotence=True, linger_ms=5,
+                                         max_batch_size=256 * 1024, max_request_size=2 * 1024 * 1024)
+        self.restorer = AIOKafkaConsumer(**kw, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.consumer = AIOKafkaConsumer(
+            **kw, group_id=s.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            # A SIGKILLed worker keeps its partitions until its session times out; the default
+            # (45 s) would stall every timer of those partitions that long.
+            session_timeout_ms=10_000, heartbeat_interval_ms=2_000, max_poll_interval_ms=300_000,
+            fetch_max_wait_ms=50, max_partition_fetch_bytes=1024 * 1024)
+        await self.producer.start()
+        await self.restorer.start()
+        self._out = _Outbound(self.producer)
+        names = [*self.topic_names.values(), s.keyed_topic, s.changelog_topic]
+        self._partition_counts = {t: len(ps) for t, ps in (await partitions_of(s, names)).items()}
+        missing = [t for t in names if t not in self._partition_counts]
+        if missing:
+            raise ConfigError(f"topics missing: {', '.join(missing)}")
+        tasks: list[asyncio.Task] = []
+        try:
+            self.consumer.subscribe([s.events_topic, s.keyed_topic], listener=_Listener(self))
+            await self.consumer.start()
+            tasks = [asyncio.ensure_future(c) for c in (self._flusher(),
+                self._serve_web(), self.registry.follow(self._published_end), self._every(TIMER_SCAN_INTERVAL_S, self._scan_timers),
+                self._every(60.0, self._count_timers), self._every(5.0, self._observe))]
+            await self._loop()
+            await self._drain()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Leave the group now, so partitions move at once. After a clean stop every processed
+            # input is committed; after a fatal error the uncommitted batch is replayed elsewhere.
+            await self._stop_consumer()
+            await self.restorer.stop()
+            await self.producer.stop()
+            self.stores.close()
+        if self._fatal is not None:
+            raise Fatal(str(self._fatal))
 
-    def _define(self) -> None:
-        app, s = self.app, self.settings
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.out: dict[str, Any] = {}
-        for name in output_topics(s, self.policies.channels):
-            self.out[name[len(s.topic_prefix) + 1:]] = app.topic(name, **raw)
-        self.customers = app.Table("customers", default=None, partitions=s.partitions,
-                                   key_type=bytes, value_type=bytes,  # bytes -> "raw" serializer
-                                   options=dict(ROCKSDB_OPTIONS))
-        self.timers = app.Table("timers", default=None, partitions=s.partitions,
-                                key_type=bytes, value_type=bytes, options=dict(ROCKSDB_OPTIONS))
-        self._inflight: dict[bytes, float] = {}
-        self._cursor: dict[int, bytes] = {}
-        self._full_scan_at = 0.0
-        self._started = False
-        self._topic_names = {suffix: t.get_topic_name() for suffix, t in self.out.items()}
-        both = app.topic(s.events_topic, s.keyed_topic, **raw)
-        app.agent(both, name="process")(self._process)
-        app.task(self._serve_web)
-        app.timer(TIMER_SCAN_INTERVAL_S)(self._scan_timers)
-        app.timer(60.0)(self._count_timers)
-        app.timer(5.0)(self._observe)
+    async def _stop_consumer(self) -> None:
+        try:
+            await asyncio.wait_for(self.consumer.stop(), 30)
+        except Exception as exc:  # noqa: BLE001 - stopping anyway
+            log.warning("consumer did not stop cleanly: %s", exc)
 
-        async def follow_journeys() -> None:
-            await self.registry.follow(self._published_end)
-        app.task(follow_journeys)
+    def stop(self) -> None:
+        self._stopping.set()
 
-        @app.on_partitions_revoked.connect
-        async def _revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+    async def _every(self, interval_s: float, fn) -> None:  # noqa: ANN001 - an async method
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a periodic job must keep running
+                log.exception("periodic %s failed", fn.__name__)
+
+    async def _drain(self) -> None:
+        """Wait until every batch handed to the flusher is committed (or the worker failed)."""
+        while self._flushes.qsize() or self._flushing:
+            if self._fatal is not None:
+                return
+            await asyncio.sleep(0.005)
+
+    async def _flusher(self) -> None:
+        """Steps 3-5 for every batch handed over, in order; all waiting batches at once."""
+        queue = self._flushes
+        while True:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            self._flushing = True
+            try:
+                await self._flush(items)
+            except Fatal:
+                self._stopping.set()
+                while True:                # nothing more is committed; let the loop stop
+                    await queue.get()
+            finally:
+                self._flushing = False
+
+    async def _flush(self, items: list[_Flush]) -> None:
+        futures = [f for item in items for f in item.futures]
+        if futures:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    self._delivery_failed(r)
+        commits: dict[TopicPartition, int] = {}
+        overlay = self._overlay
+        for item in items:
+            offsets: dict[int, int] = {}
+            for p, fut, count in item.changelog:
+                offsets[p] = max(offsets.get(p, -1), fut.result().offset + count - 1)
+            for p, rows in item.changes.items():
+                self.stores.get(p).write(rows, offsets.get(p))
+            seq = item.seq
+            for rows in item.changes.values():
+                for key, _, _ in rows:
+                    if overlay.get(key, (None,))[0] == seq:
+                        del overlay[key]
+            for k in item.ticks:
+                self._inflight.pop(k, None)
+            commits.update(item.commits)
+        commits = {tp: o for tp, o in commits.items() if tp.partition in self.ready}
+        if commits:
+            try:
+                await self.consumer.commit(commits)
+            except Exception as exc:  # noqa: BLE001 - e.g. the group rebalanced meanwhile
+                # Harmless: the state is durable; whoever owns the partitions replays these inputs,
+                # finds them in the outbox (same outputs, same ids) and decides nothing twice.
+                log.warning("offset commit failed (%s); those inputs will be replayed", type(exc).__name__)
+            else:
+                self.positions.update(commits)
+                events = self.settings.events_topic
+                for tp, offset in commits.items():
+                    self._committed[f"{'e' if tp.topic == events else 'k'}{tp.partition}"] = offset
+
+    async def _loop(self) -> None:
+        consumer = self.consumer
+        stopping = self._stopping
+        while not stopping.is_set() and self._fatal is None:
+            records = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_MAX)
+            if not records:
+                continue
+            async with self._lock:
+                await self._batch(records)
+
+    # ------------------------------------------------------------------ rebalancing
+    async def _revoked(self, partitions: set[int]) -> None:
+        async with self._lock:            # the batch in flight finishes, then everything is committed
+            await self._drain()
+            self.ready -= partitions
+            self._warm.clear()
+            for p in partitions:
+                self._committed.pop(f"e{p}", None)
+                self._committed.pop(f"k{p}", None)
             self._inflight.clear()
             self._cursor.clear()
+            for tp in [tp for tp in self.positions if tp.partition in partitions]:
+                del self.positions[tp]
+        if partitions:
+            log.info("partitions revoked: %s", sorted(partitions))
 
-        @app.on_rebalance_complete.connect
-        async def _balanced(sender: Any, **kwargs: Any) -> None:
-            self._started = True
+    async def _assigned(self, partitions: set[int]) -> None:
+        async with self._lock:
+            await self._restore(partitions - self.ready)
+            self.ready = set(partitions)
+        log.info("partitions assigned: %s", sorted(partitions))
 
-    # ------------------------------------------------------------------ the agent
-    async def _process(self, stream: faust.StreamT) -> None:
-        """One agent over the events topic and the internal re-keyed topic.
-
-        An event whose message key is its customer_id sits in the customer's partition
-        already and is decided here directly; any other event is forwarded re-keyed and
-        decided when it comes back on the internal topic (same partition number, so the
-        same table partition).
-        """
-        events_topic = self.settings.events_topic
-        async for event in stream.events():
-            message = event.message
-            try:
-                if message.topic == events_topic:
-                    await self._ingest(event)
-                else:
-                    await self._decide(event.key, event.value, f"k{message.partition}:{message.offset}")
-            except Exception:
-                # A bug must not stop the partition (the input is logged by position, not content).
-                log.exception("unexpected error on %s[%d]@%d", message.topic, message.partition, message.offset)
-
-    async def _ingest(self, event: faust.EventT) -> None:
-        s, m = self.settings, self.metrics
-        message, value = event.message, event.value
-        try:
-            parsed = parse_event(value, max_bytes=s.max_event_bytes, now_ms=now_ms(), channels=self.policies.channels)
-        except Exception as exc:  # the core promises not to raise; never crash on input anyway
-            log.exception("event validation failed unexpectedly")
-            parsed = Rejection("invalid_schema", f"validation error: {type(exc).__name__}")
-        if isinstance(parsed, Rejection):
-            m.events_in.labels("dead_letter").inc()
-            m.dead_letters.labels(parsed.reason).inc()
-            record = dead_letter(parsed, topic=message.topic, partition=message.partition,
-                                 offset=message.offset, raw=value, now_ms=now_ms())
-            await self._send("dlq", event.key, orjson.dumps(record))
+    async def _restore(self, partitions: set[int]) -> None:
+        """Bring each partition's RocksDB up to the end of its changelog."""
+        if not partitions:
             return
-        cid = parsed.customer_id.encode()
-        if event.key == cid and message.partition == self._partition_of(cid):
-            await self._decide(cid, parsed, f"e{message.partition}:{message.offset}")
-        else:
-            await self._send_raw(self.settings.keyed_topic, cid, encode_event(parsed), self._partition_of(cid))
+        m, topic, consumer = self.metrics, self.settings.changelog_topic, self.restorer
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await consumer.end_offsets(tps)
+        begins = await consumer.beginning_offsets(tps)
+        todo: dict[TopicPartition, int] = {}
+        for tp in tps:
+            store = self.stores.get(tp.partition)
+            done = store.changelog_offset()
+            if done is not None and done + 1 > ends[tp]:
+                # The changelog is behind what this database saw (topic recreated): start over.
+                log.warning("partition %d: local state is ahead of its changelog; rebuilding it", tp.partition)
+                store = self.stores.wipe(tp.partition)
+                done = None
+            start = begins[tp] if done is None else max(done + 1, begins[tp])
+            if start < ends[tp]:
+                todo[tp] = start
+        if not todo:
+            return
+        remaining = sum(ends[tp] - start for tp, start in todo.items())
+        m.in_recovery.set(1)
+        m.recovery_remaining.set(remaining)
+        log.info("restoring %d partitions from the changelog: up to %d records", len(todo), remaining)
+        started = time.monotonic()
+        consumer.assign(list(todo))
+        for tp, start in todo.items():
+            consumer.seek(tp, start)
+        try:
+            while todo:
+                batch = await consumer.getmany(*todo, timeout_ms=500, max_records=RESTORE_BATCH)
+                for tp, msgs in batch.items():
+                    if not msgs or tp not in todo:
+                        continue
+                    self.stores.get(tp.partition).apply_changelog([(r.key, r.value) for r in msgs], msgs[-1].offset)
+                    remaining -= len(msgs)
+                    if msgs[-1].offset + 1 >= ends[tp]:
+                        del todo[tp]
+                for tp in list(todo):
+                    if await consumer.position(tp) >= ends[tp]:
+                        del todo[tp]
+                m.recovery_remaining.set(max(0, remaining))
+        finally:
+            consumer.unsubscribe()
+            m.in_recovery.set(0)
+            m.recovery_remaining.set(0)
+        log.info("restored in %.1f s", time.monotonic() - started)
+
+    # ------------------------------------------------------------------ one batch
+    async def _batch(self, records: dict[TopicPartition, list[Any]]) -> None:
+        s = self.settings
+        events_topic = s.events_topic
+        now = now_ms()
+        self._now = now
+        self._cache = {}
+        self._ticks = []
+        self._decided = 0
+        self._decide_s = 0.0
+        commits: dict[TopicPartition, int] = {}
+        for tp, msgs in records.items():
+            p = tp.partition
+            if p not in self.ready or not msgs:
+                continue                   # revoked meanwhile: the new owner reads them
+            store = self.stores.get(p)
+            ingest = tp.topic == events_topic
+            for msg in msgs:
+                try:
+                    if ingest:
+                        self._ingest(msg, p, store)
+                    else:
+                        self._decide(msg.key, msg.value, f"k{p}:{msg.offset}", p, store)
+                except Fatal:
+                    raise
+                except Exception:
+                    # A bug must not stop the partition (the input is logged by position, not content).
+                    log.exception("unexpected error on %s[%d]@%d", tp.topic, p, msg.offset)
+            commits[tp] = msgs[-1].offset + 1
+        # Changelog records after the outputs; the flusher waits for all of them.
+        self._seq += 1
+        seq = self._seq
+        changes: dict[int, list[tuple[bytes, bytes | None, bytes | None]]] = {}
+        changelog_futures: list[tuple[int, asyncio.Future, int]] = []
+        changelog = s.changelog_topic
+        overlay = self._overlay
+        for key, e in self._cache.items():
+            if not e.dirty:
+                continue
+            st = e.state
+            new = None if st is None else due_bytes(st.next_due_ms()) + encode_state(st)
+            changes.setdefault(e.partition, []).append((key, e.old_due, new))
+            overlay[key] = (seq, new)
+            self._out.add(changelog, e.partition, b"c" + key, new)
+        # Keep what was written decoded for the next batches (most events come from few customers);
+        # anything read but not written may have been changed in memory: forget it.
+        warm = self._warm
+        for key, e in self._cache.items():
+            if e.dirty:
+                warm.pop(key, None)
+                warm[key] = (None if e.state is None else due_bytes(e.state.next_due_ms()), e.state)
+            else:
+                warm.pop(key, None)
+        while len(warm) > WARM_STATES:
+            del warm[next(iter(warm))]
+        if self._decided:
+            self.metrics.processing.observe(self._decide_s / self._decided)
+        futures: list[asyncio.Future] = []
+        for topic, partition, fut, count in await self._out.submit():
+            futures.append(fut)
+            if topic == changelog:
+                changelog_futures.append((partition, fut, count))
+        self._out = _Outbound(self.producer)
+        flush = _Flush(seq, futures, changelog_futures, changes, commits, self._ticks)
+        self._cache = {}
+        self._ticks = []
+        await self._flushes.put(flush)
 
     def _partition_of(self, key: bytes) -> int:
         return (murmur2(key) & 0x7FFFFFFF) % self.settings.partitions
 
-    async def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
-        await self._send_raw(self._topic_names[suffix], key, value, None)
-
-    async def _send_raw(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
-        """Queue a record on the app's producer; do not wait for its delivery.
-
-        The await only covers the hand-over to the producer's buffer (it waits when the buffer is
-        full, which is the back-pressure we want) and keeps records in order. Faust's commit
-        flushes the producer before committing offsets. A record that cannot be delivered after
-        the producer's retries crashes the worker: its input offset is then never committed and
-        the input is replayed, rather than the output being lost.
-        """
+    def _send_raw(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
+        """Add a record to the batch's outbound records (sent when the batch is decided)."""
+        if partition is None:
+            partition = self._partition_for(topic, key)
         try:
-            delivery = await self.app.producer.send(topic, key, value, partition, None, None)
+            self._out.add(topic, partition, key, value)
         except Exception as exc:  # noqa: BLE001 - e.g. a record over the size limit
-            self._on_delivery_failed(exc)
-            raise
-        delivery.add_done_callback(self._on_delivered)
+            self._delivery_failed(exc)
 
-    def _on_delivered(self, fut: asyncio.Future) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            self._on_delivery_failed(fut.exception())
+    def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
+        self._send_raw(self.topic_names[suffix], key, value, None)
 
-    def _on_delivery_failed(self, exc: BaseException) -> None:
+    def _partition_for(self, topic: str, key: bytes | None) -> int:
+        """Kafka's default partitioner (murmur2 of the key), as every client computes it."""
+        n = self._partition_counts[topic]
+        if key is None:
+            self._round_robin += 1
+            return self._round_robin % n
+        return (murmur2(key) & 0x7FFFFFFF) % n
+
+    def _delivery_failed(self, exc: BaseException) -> None:
         self.metrics.output_errors.inc()
         log.error("an output could not be delivered (%s); stopping so the input is replayed", exc)
-        asyncio.ensure_future(self.app.crash(exc))
+        self._fatal = exc
+        raise Fatal(str(exc))
 
-    async def _decide(self, key: bytes, value: bytes | Event, coord: str) -> None:
-        m, table, timers, engine = self.metrics, self.customers, self.timers, self.engine
+    def _ingest(self, msg: Any, p: int, store: PartitionStore) -> None:
+        s = self.settings
+        value = msg.value
+        try:
+            parsed = parse_event(value, max_bytes=s.max_event_bytes, now_ms=self._now, channels=self.policies.channels)
+        except Exception as exc:  # the core promises not to raise; never crash on input anyway
+            log.exception("event validation failed unexpectedly")
+            parsed = Rejection("invalid_schema", f"validation error: {type(exc).__name__}")
+        if isinstance(parsed, Rejection):
+            self._dead.inc()
+            self._dead_letters[parsed.reason].inc()
+            record = dead_letter(parsed, topic=msg.topic, partition=p, offset=msg.offset, raw=value,
+                                 now_ms=self._now)
+            self._send("dlq", msg.key, orjson.dumps(record))
+            return
+        cid = parsed.customer_id.encode()
+        home = self._partition_of(cid)
+        if msg.key == cid and p == home:
+            self._decide(cid, parsed, f"e{p}:{msg.offset}", p, store)
+        else:
+            self._send_raw(s.keyed_topic, cid, encode_event(parsed), home)
+
+    def _decide(self, key: bytes, value: bytes | Event, coord: str, p: int, store: PartitionStore) -> None:
+        m, engine, now = self.metrics, self.engine, self._now
         started = time.perf_counter()
         is_tick = isinstance(value, bytes) and value[:1] == TICK
-        now = now_ms()
         if is_tick:
             ev = None
         elif isinstance(value, Event):
@@ -264,13 +559,22 @@ class Worker:
             except Exception:
                 log.exception("undecodable record on the internal topic at %s", coord)
                 return
-        raw_state = table.get(key)
-        state = decode_state(raw_state) if raw_state is not None else None
+        entry = self._cache.get(key)
+        if entry is None:
+            warm = self._warm.pop(key, None)
+            if warm is not None:
+                entry = _Entry(p, warm[0], warm[1])
+            else:
+                pending = self._overlay.get(key)
+                raw = store.get(key) if pending is None else pending[1]
+                entry = _Entry(p, raw[:8], decode_state(raw[8:])) if raw is not None else _Entry(p, None, None)
+            self._cache[key] = entry
+        state = entry.state
         box = state.outbox.get(coord) if state is not None else None
         if box is not None:
             # This exact message was applied before a crash: re-send its outputs, decide nothing.
             for topic, okey, out in box.outputs:
-                await self._send(topic, okey.encode(), out)
+                self._send(topic, okey.encode(), out)
             m.replayed_outputs.inc(len(box.outputs))
             return
         old_due = state.next_due_ms() if state is not None else None
@@ -284,35 +588,46 @@ class Worker:
             log.exception("engine error on %s", "a timer" if is_tick else f"an event of type {ev.type}")
             return
         if is_tick:
+            due = value[1:9]
             m.timers_fired.inc()
-            m.timer_lateness.observe(max(0.0, (now - int.from_bytes(value[1:9], "big")) / 1000))
+            m.timer_lateness.observe(max(0.0, (now - int.from_bytes(due, "big")) / 1000))
+            self._ticks.append(b"t" + due + key)
         elif result.duplicate:
-            m.events_in.labels("duplicate").inc()
+            self._duplicate.inc()
             return
         else:
-            m.events_in.labels("valid").inc()
+            self._valid.inc()
             m.last_event_ts.set(ev.ts_ms / 1000)
         for lc in result.lifecycle:
             self._record_lifecycle(lc)
         encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
         for (topic, okey, out), o in zip(encoded, result.outputs):
-            await self._send(topic, okey.encode(), out)
+            self._send(topic, okey.encode(), out)
             self._count(o.topic, o.value, now, event_triggered=not is_tick)
-        new_due = result.state.next_due_ms() if result.state is not None else None
-        if new_due != old_due:
-            if old_due is not None:
-                timers.pop(timer_key(old_due, key), None)
-            if new_due is not None:
-                timers[timer_key(new_due, key)] = b"1"
-        if is_tick:
-            # Only now that the index is up to date may a scan tick this timer again.
-            self._inflight.pop(timer_key(int.from_bytes(value[1:9], "big"), key), None)
-        if result.state is None:
-            table.pop(key, None)
-        elif result.outputs or raw_state is None or not is_tick or new_due != old_due:
-            remember_outputs(result.state, coord, now, encoded)
-            table[key] = encode_state(result.state)
-        m.processing.observe(time.perf_counter() - started)
+        new_state = result.state
+        if new_state is None:
+            entry.dirty = entry.dirty or entry.old_due is not None or entry.state is not None
+            entry.state = None
+        else:
+            new_due = new_state.next_due_ms()
+            if result.outputs or state is None or not is_tick or new_due != old_due:
+                if new_state.outbox:
+                    self._prune_outbox(new_state)
+                remember_outputs(new_state, coord, now, encoded)
+                entry.dirty = True
+            entry.state = new_state
+        self._decided += 1
+        self._decide_s += time.perf_counter() - started
+
+    def _prune_outbox(self, state: CustomerState) -> None:
+        """Forget the outputs of inputs whose offsets are committed: they are never replayed here."""
+        committed = self._committed
+        box = state.outbox
+        for coord in list(box):
+            head, _, offset = coord.partition(":")
+            done = committed.get(head)
+            if done is not None and int(offset) < done:
+                del box[coord]
 
     def _record_lifecycle(self, lc: Lifecycle) -> None:
         m = self.metrics
@@ -330,53 +645,55 @@ class Worker:
             m.journey_exits.labels(lc.journey, lc.reason).inc()
             row["exits"][lc.reason] = row["exits"].get(lc.reason, 0) + 1
 
+    def _count(self, topic: str, value: dict[str, Any], now: int, *, event_triggered: bool = True) -> None:
+        m = self.metrics
+        if topic.startswith("actions."):
+            counter = self._actions.get(value["channel"])
+            (counter or m.actions.labels(value["channel"])).inc()
+            ts = parse_ts_ms(value.get("event_ts"))
+            # Only sends an event triggered directly: a send after a wait (or a quiet-hours
+            # deferral) is late on purpose.
+            if ts is not None and event_triggered:
+                m.event_to_action.observe(max(0.0, (now - ts) / 1000))
+        elif topic == "suppressions":
+            counter = self._suppressions.get(value["reason"])
+            (counter or m.suppressions.labels(value["reason"])).inc()
+        elif topic == "decisions":
+            counter = self._decisions.get(value["outcome"])
+            (counter or m.decisions.labels(value["outcome"])).inc()
+
     async def _observe(self) -> None:
-        """Consumer lag per partition and table recovery progress, every few seconds."""
-        app, m = self.app, self.metrics
-        recovery = app.tables.recovery
-        m.in_recovery.set(1 if recovery.in_recovery else 0)
-        try:
-            remaining = recovery.active_remaining_total()
-            m.recovery_remaining.set(remaining)
-            if recovery.in_recovery:
-                log.info("recovering tables from their changelogs: %d records to go", remaining)
-        except Exception:  # noqa: BLE001 - recovery internals change between faust releases
-            pass
-        consumer = app.consumer
-        if consumer is None or app.rebalancing:
-            return
-        wanted = {self.settings.events_topic, self.settings.keyed_topic}
+        """Consumer lag per partition: the partition's end minus the next offset to process."""
+        consumer, m = self.consumer, self.metrics
         m.consumer_lag.clear()            # partitions moved to another worker drop out
         for tp in list(consumer.assignment()):
-            if tp.topic not in wanted:
+            if tp.partition not in self.ready:
                 continue
-            try:
-                position = await consumer.position(tp)
-                highwater = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - partition moved away meanwhile
+            highwater = consumer.highwater(tp)
+            if highwater is None:
                 continue
-            if position is not None and highwater is not None:
-                m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            done = self.positions.get(tp)
+            if done is None:
+                try:
+                    done = await consumer.position(tp)
+                except Exception:  # noqa: BLE001 - partition moved away meanwhile
+                    continue
+            m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
 
     # ------------------------------------------------------------------ timers
     async def _scan_timers(self) -> None:
-        """Send a tick to the customer's partition for every due timer of our active partitions.
+        """Send a tick to the customer's partition for every due timer of our partitions.
 
-        The timer index is the ``timers`` table (RocksDB, changelogged): key = due ms (8 bytes,
-        big-endian) + customer id, so the due ones come first in key order. A tick is only a
-        wake-up call: the engine fires what the customer's state says is due, so a repeated
-        tick fires nothing twice.
+        The timer index (``t`` + due ms + customer id in each partition's RocksDB) is in due
+        order, so the due ones come first. A tick is only a wake-up call: the engine fires what
+        the customer's state says is due, so a repeated tick fires nothing twice.
         """
-        app = self.app
-        if app.rebalancing or not app.consumer or not self._started:
+        if self._fatal is not None:
             return
-        store = self.timers.data
-        actives = app.assignor.assigned_actives()
-        changelog = self.timers.changelog_topic.get_topic_name()
         now = now_ms()
         mono = time.monotonic()
-        sent = 0
         pending = 0
+        keyed = self.settings.keyed_topic
         # Between full scans, each partition resumes after the last key it ticked: a timer is
         # always scheduled at or after "now", so nothing new can appear behind the cursor. The
         # periodic full scan re-sends ticks still unanswered after INFLIGHT_RETRY_S (and covers
@@ -385,69 +702,33 @@ class Worker:
         if full:
             self._full_scan_at = mono + FULL_SCAN_EVERY_S
             self._cursor.clear()
-        for partition, db in list(store._dbs.items()):
-            if TP(changelog, partition) not in actives:
-                continue
-            it = db.iter()
-            cursor = self._cursor.get(partition)
-            if cursor is None:
-                it.seek_to_first()
-            else:
-                it.seek(cursor)
-                if it.valid() and it.key() == cursor:
-                    it.next()
-            while it.valid():
-                k = it.key()
-                if len(k) < 9 or k == store.offset_key:
-                    it.next()
-                    continue
-                due = int.from_bytes(k[:8], "big")
-                if due > now:
-                    break
+        ticks: list[tuple[int, bytes]] = []
+        # Collect first, without awaiting: no RocksDB iterator lives across a rebalance.
+        for partition in sorted(self.ready):
+            for k in self.stores.get(partition).due(now, self._cursor.get(partition)):
                 pending += 1
                 self._cursor[partition] = k
                 flight = self._inflight.get(k)
                 if flight is None or mono - flight > INFLIGHT_RETRY_S:
                     self._inflight[k] = mono
-                    await self._send_raw(self.settings.keyed_topic, k[8:], TICK + k[:8], partition)
-                    sent += 1
-                    if sent >= MAX_TICKS_PER_SCAN:
-                        if full:
-                            self.metrics.timers_due.set(pending)   # at least this many
-                        return
-                it.next()
-            del it
+                    ticks.append((partition, k))
+                    if len(ticks) >= MAX_TICKS_PER_SCAN:
+                        break
+            if len(ticks) >= MAX_TICKS_PER_SCAN:
+                break
         if full:                       # incremental scans only see what is past their cursor
-            self.metrics.timers_due.set(pending)
+            self.metrics.timers_due.set(pending)   # at least this many if the scan stopped early
+        for partition, k in ticks:
+            # Not part of a batch: a lost tick is sent again by a later full scan.
+            await self.producer.send(keyed, value=TICK + k[1:9], key=k[9:], partition=partition)
 
     async def _count_timers(self) -> None:
-        """Pending timers on this worker's active partitions (a metric; scans keys only)."""
-        app = self.app
-        if app.rebalancing or not self._started:
-            return
-        store = self.timers.data
-        actives = app.assignor.assigned_actives()
-        changelog = self.timers.changelog_topic.get_topic_name()
+        """Pending timers on this worker's partitions (a metric; scans keys only)."""
         count = 0
-        for partition, db in list(store._dbs.items()):
-            if TP(changelog, partition) in actives:
-                count += sum(1 for k in db.keys() if k != store.offset_key)
-                await asyncio.sleep(0)
+        for partition in sorted(self.ready):
+            count += self.stores.get(partition).count_timers()
+            await asyncio.sleep(0)
         self.metrics.timers_pending.set(count)
-
-    def _count(self, topic: str, value: dict[str, Any], now: int, *, event_triggered: bool = True) -> None:
-        m = self.metrics
-        if topic.startswith("actions."):
-            m.actions.labels(value["channel"]).inc()
-            ts = parse_ts_ms(value.get("event_ts"))
-            # Only sends an event triggered directly: a send after a wait (or a quiet-hours
-            # deferral) is late on purpose.
-            if ts is not None and event_triggered:
-                m.event_to_action.observe(max(0.0, (now - ts) / 1000))
-        elif topic == "suppressions":
-            m.suppressions.labels(value["reason"]).inc()
-        elif topic == "decisions":
-            m.decisions.labels(value["outcome"]).inc()
 
     # ------------------------------------------------------------------ web
     async def _serve_web(self) -> None:
@@ -458,7 +739,8 @@ class Worker:
                                 headers={"X-Content-Type-Options": "nosniff"})
 
         async def health(_: web.Request) -> web.Response:
-            return web.json_response({"status": "ok", "journeys": len(self.engine.journeys)})
+            return web.json_response({"status": "ok", "journeys": len(self.engine.journeys),
+                                      "partitions": sorted(self.ready)})
 
         async def stats(_: web.Request) -> web.Response:
             from orchestrator.core.stats import journey_report
@@ -489,16 +771,25 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
 
     from orchestrator.runtime.topics import ensure_topics
 
+    del loglevel                      # logging is set up by the CLI
     uvloop.install()
     channels = load_policies(settings.policies).channels
     asyncio.run(ensure_topics(settings, channels))
     asyncio.run(check_partitions(settings))
     published, end = asyncio.run(read_published(settings))
-    worker = Worker(settings, published, end)
-    log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
-             len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
-    from faust.worker import Worker as FaustWorker
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    faust_worker = FaustWorker(worker.app, loglevel=loglevel, quiet=True, override_logging=False)
-    faust_worker.spinner = None      # its terminal codes would corrupt JSON log lines
-    faust_worker.execute_from_commandline()
+
+    async def main() -> None:
+        worker = Worker(settings, published, end)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
+                 len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
+        await worker.run()
+        log.info("worker stopped")
+
+    try:
+        asyncio.run(main())
+    except Fatal as exc:
+        log.error("worker stopped on an error; its uncommitted inputs will be replayed: %s", exc)
+        raise SystemExit(1) from None

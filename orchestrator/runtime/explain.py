@@ -1,9 +1,10 @@
 """``orchestrator explain CUSTOMER_ID``: a customer's state and recent decisions.
 
 Reads Kafka only, so it works from any machine that can reach the cluster:
-the state is the latest record for the customer in the ``customers`` table's
-changelog, the decisions come from ``<prefix>.decisions``. Both are keyed by
-customer id, so only one partition of each is read.
+the state is the latest record for the customer in the worker's state changelog
+(``<prefix>.internal.state-changelog``, in the customer's partition), the decisions
+come from ``<prefix>.decisions`` (keyed by customer id). So only one partition of
+each is read.
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from orchestrator.core.state import CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
-
-
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-customers-changelog"
 
 
 async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, newest: int | None,
@@ -47,7 +44,7 @@ async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, n
 
 async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> dict[str, Any]:
     key = customer_id.encode()
-    changelog, decisions = changelog_topic(settings), settings.topic("decisions")
+    changelog, decisions = settings.changelog_topic, settings.topic("decisions")
     partitions = await partitions_of(settings, [changelog, decisions])
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
@@ -57,9 +54,9 @@ async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> d
         parts = partitions.get(changelog)
         if parts:
             tp = TopicPartition(changelog, DefaultPartitioner()(key, parts, parts))
-            records = await _scan(consumer, tp, key, newest=None, deadline_s=60)
+            records = await _scan(consumer, tp, b"c" + key, newest=None, deadline_s=60)
             if records and records[-1][1] is not None:
-                result["state"] = describe_state(decode_state(records[-1][1]))
+                result["state"] = describe_state(decode_state(records[-1][1][8:]))   # after the due ms
         parts = partitions.get(decisions)
         if parts:
             tp = TopicPartition(decisions, DefaultPartitioner()(key, parts, parts))

@@ -24,6 +24,7 @@ def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[
     for name in output_topics(settings, channels):
         topics[name] = {}
     topics[settings.topic("journeys")] = {"cleanup.policy": "compact"}
+    topics[settings.changelog_topic] = {"cleanup.policy": "compact"}
     return topics
 
 
@@ -92,15 +93,16 @@ async def ensure_topics(settings: Settings, channels: tuple[str, ...], *, timeou
 
 
 async def check_partitions(settings: Settings) -> None:
-    """The events and internal topics must both have ``ORCH_PARTITIONS`` partitions.
+    """The events and internal topics must all have ``ORCH_PARTITIONS`` partitions.
 
-    The worker's tables are partitioned like its input topics, and an event keyed by its
-    customer_id is decided in the partition it arrived in; both need equal counts.
+    The worker's state is partitioned like its input topics, and an event keyed by its
+    customer_id is decided in the partition it arrived in; all need equal counts.
     """
     from orchestrator.errors import ConfigError
     from orchestrator.runtime.client import partitions_of
-    found = await partitions_of(settings, [settings.events_topic, settings.keyed_topic])
-    for topic in (settings.events_topic, settings.keyed_topic):
+    topics = [settings.events_topic, settings.keyed_topic, settings.changelog_topic]
+    found = await partitions_of(settings, topics)
+    for topic in topics:
         count = len(found.get(topic, []))
         if count != settings.partitions:
             raise ConfigError(f"topic {topic} has {count} partitions but ORCH_PARTITIONS is {settings.partitions}; "

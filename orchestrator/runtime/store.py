@@ -1,0 +1,174 @@
+"""The worker's local state: one RocksDB (rocksdict) per partition, changelogged to Kafka.
+
+Keys inside a partition's database:
+
+=====================  =====================================================
+``c`` + customer id    8-byte big-endian due ms of its next timer (0 = none)
+                       followed by the msgpack :class:`CustomerState`
+``t`` + due + cid      empty: the timer index, ordered by due time
+``o``                  offset (8 bytes) of the last changelog record applied
+=====================  =====================================================
+
+The changelog topic (``<prefix>.internal.state-changelog``, compacted, one
+partition per input partition) carries the ``c`` records only, value = the same
+bytes or a tombstone; the timer index is derived from the due prefix, so it
+costs no changelog traffic and a restore rebuilds it.
+
+Write order (see :mod:`orchestrator.runtime.app`): a batch's changelog records
+and outputs are acknowledged by Kafka first, then written here in one
+``WriteBatch`` with the changelog offset, then the input offsets are committed.
+So this database is never ahead of the changelog; after a crash it is at most
+behind it, and :meth:`PartitionStore.changelog_offset` says where to resume.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+
+STATE = b"c"
+TIMER = b"t"
+OFFSET_KEY = b"o"
+NO_DUE = bytes(8)
+
+# Per partition database: at most 2 x 4 MiB of memtables; one block cache shared by all of the
+# worker's databases. RocksDB's defaults (64 MiB buffers per DB) let memory grow with partitions.
+WRITE_BUFFER = 4 * 1024 * 1024
+SHARED_CACHE = 64 * 1024 * 1024
+
+
+def _options(cache: Cache) -> Options:
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.set_write_buffer_size(WRITE_BUFFER)
+    opts.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    table.set_bloom_filter(10, False)
+    opts.set_block_based_table_factory(table)
+    return opts
+
+
+def due_bytes(due_ms: int | None) -> bytes:
+    return NO_DUE if due_ms is None else due_ms.to_bytes(8, "big")
+
+
+def timer_key(due: bytes, customer_key: bytes) -> bytes:
+    return TIMER + due + customer_key
+
+
+class PartitionStore:
+    """Customer states and timers of one partition."""
+
+    def __init__(self, path: Path, cache: Cache) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opts = _options(cache)
+        # Pass the options for the default column family too: without it, reopening an existing
+        # database silently falls back to RocksDB's defaults (see FIELD-NOTES, rocksdict reopen trap).
+        self.db = Rdict(str(path), options=opts, column_families={"default": opts} if path.exists() else None)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get(self, customer_key: bytes) -> bytes | None:
+        """``due (8 bytes) + state`` of a customer, or ``None``."""
+        return self.db.get(STATE + customer_key)
+
+    def changelog_offset(self) -> int | None:
+        raw = self.db.get(OFFSET_KEY)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def write(self, changes: list[tuple[bytes, bytes | None, bytes | None]], changelog_offset: int | None) -> None:
+        """Apply ``(customer key, old due prefix, new value)`` changes and the changelog offset atomically.
+
+        The old due prefix (the first 8 bytes of the value stored now, ``None`` if there is none)
+        says which timer index entry to replace.
+        """
+        wb = WriteBatch(raw_mode=True)
+        for key, old_due, new in changes:
+            old_due = old_due or NO_DUE
+            new_due = new[:8] if new else NO_DUE
+            if old_due != new_due:
+                if old_due != NO_DUE:
+                    wb.delete(timer_key(old_due, key))
+                if new_due != NO_DUE:
+                    wb.put(timer_key(new_due, key), b"")
+            if new is None:
+                wb.delete(STATE + key)
+            else:
+                wb.put(STATE + key, new)
+        if changelog_offset is not None:
+            wb.put(OFFSET_KEY, changelog_offset.to_bytes(8, "big"))
+        self.db.write(wb)
+
+    def apply_changelog(self, records: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
+        """Restore: apply changelog records (key = ``c`` + customer id) up to ``last_offset``."""
+        latest: dict[bytes, bytes | None] = {}
+        for key, value in records:
+            if key[:1] == STATE:
+                latest[key[1:]] = value
+        rows = []
+        for k, v in latest.items():
+            old = self.get(k)
+            rows.append((k, old[:8] if old else None, v))
+        self.write(rows, last_offset)
+
+    def due(self, now_ms: int, after: bytes | None = None) -> Iterator[bytes]:
+        """Timer keys (``t`` + due + customer) due at or before ``now_ms``, in due order."""
+        it = self.db.iter()
+        if after is None:
+            it.seek(TIMER)
+        else:
+            it.seek(after)
+            if it.valid() and it.key() == after:
+                it.next()
+        limit = TIMER + now_ms.to_bytes(8, "big")
+        while it.valid():
+            k = it.key()
+            if k[:1] != TIMER or k[:9] > limit:
+                break
+            yield k
+            it.next()
+        del it
+
+    def count_timers(self) -> int:
+        it = self.db.iter()
+        it.seek(TIMER)
+        n = 0
+        while it.valid() and it.key()[:1] == TIMER:
+            n += 1
+            it.next()
+        del it
+        return n
+
+
+class Stores:
+    """The partition stores of one worker process, under ``ORCH_DATA_DIR``."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.root = Path(data_dir) / "state"
+        self.cache = Cache(SHARED_CACHE)
+        self.open: dict[int, PartitionStore] = {}
+
+    def get(self, partition: int) -> PartitionStore:
+        store = self.open.get(partition)
+        if store is None:
+            store = self.open[partition] = PartitionStore(self.root / f"p{partition}", self.cache)
+        return store
+
+    def wipe(self, partition: int) -> PartitionStore:
+        """Drop a partition's local data (its changelog is the truth) and reopen it empty."""
+        store = self.open.pop(partition, None)
+        if store is not None:
+            store.close()
+        shutil.rmtree(self.root / f"p{partition}", ignore_errors=True)
+        return self.get(partition)
+
+    def close(self) -> None:
+        for store in self.open.values():
+            store.close()
+        self.open.clear()
