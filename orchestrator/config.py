@@ -8,7 +8,8 @@ Every variable, its default and meaning:
 ``ORCH_TOPIC_PREFIX``            ``orch``               prefix of every topic (``orch.events`` ...)
 ``ORCH_PARTITIONS``              ``8``                  partitions of the topics the worker creates
 ``ORCH_REPLICATION``             ``1``                  replication factor of the topics it creates
-``ORCH_STANDBY_REPLICAS``        ``1``                  warm copies of each table partition on other workers
+``ORCH_STANDBY_REPLICAS``        ``1``                  warm copies: each worker follows the changelogs of this
+                                                       many times its own number of partitions (the next ones)
 ``ORCH_DATA_DIR``                ``.orch/data``         the worker's RocksDB state (one per worker)
 ``ORCH_JOURNEYS``                ``journeys/``          folder of journey YAML files
 ``ORCH_POLICIES``                ``policies.yaml``      policies file (defaults if absent)

@@ -77,6 +77,7 @@ WARM_STATES = 20_000              # decoded states kept between batches
 MAX_BATCHES_IN_FLIGHT = 8         # handed to the flusher, not yet committed
 POLL_MS = 100
 RESTORE_BATCH = 10_000
+STANDBY_BATCH = 2_000             # changelog records applied to warm copies at a time
 
 
 def now_ms() -> int:
@@ -248,7 +249,7 @@ class Worker:
             await self.consumer.start()
             tasks = [asyncio.ensure_future(c) for c in (self._flusher(),
                 self._serve_web(), self.registry.follow(self._published_end), self._every(TIMER_SCAN_INTERVAL_S, self._scan_timers),
-                self._every(60.0, self._count_timers), self._every(5.0, self._observe))]
+                self._every(60.0, self._count_timers), self._every(5.0, self._observe), self._standby())]
             await self._loop()
             await self._drain()
         finally:
@@ -425,6 +426,57 @@ class Worker:
             m.in_recovery.set(0)
             m.recovery_remaining.set(0)
         log.info("restored in %.1f s", time.monotonic() - started)
+
+    def standby_targets(self) -> set[int]:
+        """Partitions to keep warm copies of: ``ORCH_STANDBY_REPLICAS`` x as many as this worker
+        owns, the ones right after its own (the range assignor gives contiguous ranges, so with
+        two workers each keeps the other's whole share warm)."""
+        k, n, owned = self.settings.standby_replicas, self.settings.partitions, self.ready
+        if k == 0 or not owned:
+            return set()
+        top = max(owned)
+        others = sorted((p for p in range(n) if p not in owned), key=lambda p: (p - top) % n)
+        return set(others[:k * len(owned)])
+
+    async def _standby(self) -> None:
+        """Warm copies: follow the changelogs of partitions this worker may take over next, so a
+        take-over only replays the last moments of the changelog (see :meth:`_restore`)."""
+        from orchestrator.runtime.client import seek_to_start
+        topic = self.settings.changelog_topic
+        consumer = AIOKafkaConsumer(**self.settings.aiokafka_kwargs(), enable_auto_commit=False,
+                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        following: set[int] = set()
+        try:
+            while True:
+                targets = self.standby_targets()
+                if targets != following:
+                    tps = [TopicPartition(topic, p) for p in sorted(targets)]
+                    consumer.assign(tps)
+                    for tp in tps:
+                        done = self.stores.get(tp.partition).changelog_offset()
+                        if done is None:
+                            await seek_to_start(consumer, [tp])
+                        else:
+                            consumer.seek(tp, done + 1)
+                    following = targets
+                if not following:
+                    await asyncio.sleep(1.0)
+                    continue
+                batch = await consumer.getmany(timeout_ms=1000, max_records=STANDBY_BATCH)
+                if not batch:
+                    continue
+                async with self._lock:       # never while the partition is restored or active
+                    for tp, msgs in batch.items():
+                        if not msgs or tp.partition in self.ready or tp.partition not in following:
+                            continue
+                        store = self.stores.get(tp.partition)
+                        done = store.changelog_offset()
+                        fresh = [(r.key, r.value) for r in msgs if done is None or r.offset > done]
+                        if fresh:
+                            store.apply_changelog(fresh, msgs[-1].offset)
+        finally:
+            await consumer.stop()
 
     # ------------------------------------------------------------------ one batch
     async def _batch(self, records: dict[TopicPartition, list[Any]]) -> None:

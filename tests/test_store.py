@@ -1,0 +1,75 @@
+"""The worker's partition store: states with their timer index, the changelog offset, restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.runtime.store import Stores, due_bytes
+
+
+def value(due_ms: int | None, body: bytes) -> bytes:
+    return due_bytes(due_ms) + body
+
+
+def test_write_keeps_the_timer_index_in_step_with_the_states(tmp_path: Path):
+    store = Stores(str(tmp_path)).get(0)
+    store.write([(b"ann", None, value(500, b"s1")), (b"bob", None, value(None, b"s2")),
+                 (b"cid", None, value(100, b"s3"))], changelog_offset=3)
+    assert [k[9:] for k in store.due(1000)] == [b"cid", b"ann"]          # due order
+    assert [k[9:] for k in store.due(200)] == [b"cid"]
+    # ann's timer moves, cid is deleted: the old index entries go with them.
+    store.write([(b"ann", due_bytes(500), value(900, b"s1b")), (b"cid", due_bytes(100), None)], changelog_offset=5)
+    assert [k[9:] for k in store.due(1000)] == [b"ann"]
+    assert list(store.due(800)) == []
+    assert store.get(b"cid") is None and store.get(b"ann") == value(900, b"s1b")
+    assert store.changelog_offset() == 5 and store.count_timers() == 1
+
+
+def test_due_resumes_after_a_cursor(tmp_path: Path):
+    store = Stores(str(tmp_path)).get(1)
+    store.write([(f"c{i}".encode(), None, value(100 + i, b"x")) for i in range(5)], changelog_offset=0)
+    keys = list(store.due(1000))
+    assert [k[9:] for k in store.due(1000, after=keys[1])] == [b"c2", b"c3", b"c4"]
+
+
+def test_state_survives_a_reopen(tmp_path: Path):
+    stores = Stores(str(tmp_path))
+    stores.get(2).write([(b"ann", None, value(7, b"s"))], changelog_offset=41)
+    stores.close()
+    again = Stores(str(tmp_path)).get(2)
+    assert again.get(b"ann") == value(7, b"s") and again.changelog_offset() == 41
+    assert [k[9:] for k in again.due(10)] == [b"ann"]
+
+
+def test_apply_changelog_rebuilds_states_and_timers_from_changelog_records(tmp_path: Path):
+    store = Stores(str(tmp_path)).get(0)
+    store.write([(b"ann", None, value(50, b"old"))], changelog_offset=0)
+    store.apply_changelog([(b"cann", value(60, b"v1")), (b"cbob", value(None, b"b")), (b"cann", value(70, b"v2")),
+                           (b"cbob", None)], last_offset=4)
+    assert store.get(b"ann") == value(70, b"v2") and store.get(b"bob") is None
+    assert [k for k in store.due(1000)] == [b"t" + due_bytes(70) + b"ann"]
+    assert store.changelog_offset() == 4
+
+
+def test_wipe_drops_a_partition(tmp_path: Path):
+    stores = Stores(str(tmp_path))
+    stores.get(3).write([(b"ann", None, value(None, b"s"))], changelog_offset=9)
+    fresh = stores.wipe(3)
+    assert fresh.get(b"ann") is None and fresh.changelog_offset() is None
+
+
+def test_standby_targets_follow_the_partitions_after_the_owned_ones(tmp_path: Path):
+    from orchestrator.runtime.app import Worker
+    here = Path(__file__).parent / "integration"
+    worker = Worker(Settings(partitions=6, standby_replicas=1, data_dir=str(tmp_path), journeys=str(here / "journeys"),
+                             policies=str(here / "policies.yaml")))
+    worker.ready = {0, 1, 2}
+    assert worker.standby_targets() == {3, 4, 5}
+    worker.ready = {4, 5}
+    assert worker.standby_targets() == {0, 1}
+    worker.ready = set(range(6))
+    assert worker.standby_targets() == set()
+    worker.settings = Settings(partitions=6, standby_replicas=0)
+    worker.ready = {0}
+    assert worker.standby_targets() == set()
