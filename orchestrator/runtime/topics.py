@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -29,15 +30,21 @@ def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[
 
 
 class _AuthFailures(logging.Handler):
-    """Notices aiokafka's log line about refused credentials (it then raises a plain connection error)."""
+    """Notices aiokafka's log lines about refused credentials or an untrusted certificate (it then
+    raises a plain connection error)."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.seen = False
+        self.certificate: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "Authentication" in record.getMessage() or "SaslAuthentication" in record.getMessage():
+        message = record.getMessage()
+        if "Authentication" in message or "SaslAuthentication" in message:
             self.seen = True
+        if "CERTIFICATE_VERIFY_FAILED" in message or "certificate verify failed" in message:
+            found = re.search(r"certificate verify failed:?\s*([^(]*)", message)
+            self.certificate = found.group(1).strip() if found else ""
 
 
 async def connect_admin(settings: Settings, timeout_s: float = 60.0) -> AIOKafkaAdminClient:
@@ -53,6 +60,12 @@ async def connect_admin(settings: Settings, timeout_s: float = 60.0) -> AIOKafka
         await admin.start()
     except KafkaConnectionError:
         await admin.close()
+        if watcher.certificate is not None:
+            raise ConfigError(
+                f"Kafka at {settings.bootstrap} presented a TLS certificate that "
+                f"{settings.ssl_cafile or 'the system CA bundle'} does not trust (certificate verify failed"
+                f"{': ' + watcher.certificate if watcher.certificate else ''}); point ORCH_KAFKA_SSL_CAFILE at "
+                "the CA bundle that signed the brokers' certificates") from None
         if watcher.seen:
             raise ConfigError(
                 f"Kafka at {settings.bootstrap} refused the credentials: authentication failed for user "

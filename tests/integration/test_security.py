@@ -68,3 +68,51 @@ async def test_plain_client_cannot_use_the_scram_listener_unauthenticated():
         await producer.start()
         await produce("never", [])
     await producer.stop()
+
+
+# --------------------------------------------------------------------------- TLS (port + 3)
+def tls_env(cafile: str) -> dict[str, str]:
+    explicit = os.environ.get("ORCH_TEST_TLS_BOOTSTRAP")
+    if explicit:
+        bootstrap = explicit
+    elif os.environ.get("ORCH_BOOTSTRAP"):
+        pytest.skip("ORCH_BOOTSTRAP points at an external cluster: set ORCH_TEST_TLS_BOOTSTRAP to its TLS "
+                    "listener (and ORCH_TEST_TLS_CAFILE) to run this test")
+    else:
+        host, _, port = BOOTSTRAP.rpartition(":")
+        bootstrap = f"{host}:{int(port) + 3}"
+    return {"ORCH_BOOTSTRAP": bootstrap, "ORCH_KAFKA_SECURITY_PROTOCOL": "SSL", "ORCH_KAFKA_SSL_CAFILE": cafile}
+
+
+def local_ca() -> str:
+    from orchestrator.kafka_local import tls_ca_file
+    return os.environ.get("ORCH_TEST_TLS_CAFILE") or str(tls_ca_file())
+
+
+async def test_worker_and_producer_talk_tls_and_verify_the_broker(tmp_path):
+    w = WorkerProcess(tmp_path, extra_env=tls_env(local_ca())).start()
+    try:
+        customer = f"tls-{uuid.uuid4().hex[:8]}"
+        path = tmp_path / "e.jsonl"
+        path.write_bytes(dumps(event(customer, "signup.completed", props={"plan": "pro"})) + b"\n")
+        subprocess.run([sys.executable, "-m", "orchestrator", "produce", str(path)], env=w.env, check=True,
+                       capture_output=True, timeout=60)           # the console script over TLS too
+        records = await read_all([w.topic("actions.email")],
+                                 until=lambda rs: any(r["key"] == customer for r in rs))
+        assert [r["value"]["template"] for r in records if r["key"] == customer] == ["welcome-1"]
+    finally:
+        w.stop()
+
+
+def test_an_untrusted_broker_certificate_is_one_clear_error(tmp_path):
+    # The system CAs do not trust the local broker's self-signed certificate.
+    other_ca = "/etc/ssl/certs/ca-certificates.crt"
+    if not os.path.exists(other_ca):
+        pytest.skip("no system CA bundle at /etc/ssl/certs/ca-certificates.crt")
+    env = {**os.environ, **tls_env(other_ca), "ORCH_TOPIC_PREFIX": f"tls-{uuid.uuid4().hex[:6]}",
+           "ORCH_DATA_DIR": str(tmp_path / "d")}
+    result = subprocess.run([sys.executable, "-m", "orchestrator", "worker"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"{other_ca} does not trust" in result.stderr and "ORCH_KAFKA_SSL_CAFILE" in result.stderr
+    assert "Traceback" not in result.stderr
