@@ -73,7 +73,6 @@ INFLIGHT_RETRY_S = 30.0
 FULL_SCAN_EVERY_S = 10.0
 MAX_TICKS_PER_SCAN = 5000
 BATCH_MAX = 500                   # records per loop iteration (bounds the time the loop is busy)
-WARM_STATES = 20_000              # decoded states kept between batches
 MAX_BATCHES_IN_FLIGHT = 8         # handed to the flusher, not yet committed
 POLL_MS = 100
 RESTORE_BATCH = 10_000
@@ -196,8 +195,6 @@ class Worker:
         self._ticks: list[bytes] = []
         self._decided = 0
         self._decide_s = 0.0
-        # Decoded states of recently written customers: key -> (due prefix or None, state).
-        self._warm: dict[bytes, tuple[bytes | None, CustomerState | None]] = {}
         self._fatal: BaseException | None = None
         m = self.metrics
         self._valid = m.events_in.labels("valid")
@@ -360,7 +357,6 @@ class Worker:
         async with self._lock:            # the batch in flight finishes, then everything is committed
             await self._drain()
             self.ready -= partitions
-            self._warm.clear()
             for p in partitions:
                 self._committed.pop(f"e{p}", None)
                 self._committed.pop(f"k{p}", None)
@@ -522,17 +518,6 @@ class Worker:
             changes.setdefault(e.partition, []).append((key, e.old_due, new))
             overlay[key] = (seq, new)
             self._out.add(changelog, e.partition, b"c" + key, new)
-        # Keep what was written decoded for the next batches (most events come from few customers);
-        # anything read but not written may have been changed in memory: forget it.
-        warm = self._warm
-        for key, e in self._cache.items():
-            if e.dirty:
-                warm.pop(key, None)
-                warm[key] = (None if e.state is None else due_bytes(e.state.next_due_ms()), e.state)
-            else:
-                warm.pop(key, None)
-        while len(warm) > WARM_STATES:
-            del warm[next(iter(warm))]
         if self._decided:
             self.metrics.processing.observe(self._decide_s / self._decided)
         futures: list[asyncio.Future] = []
@@ -613,13 +598,9 @@ class Worker:
                 return
         entry = self._cache.get(key)
         if entry is None:
-            warm = self._warm.pop(key, None)
-            if warm is not None:
-                entry = _Entry(p, warm[0], warm[1])
-            else:
-                pending = self._overlay.get(key)
-                raw = store.get(key) if pending is None else pending[1]
-                entry = _Entry(p, raw[:8], decode_state(raw[8:])) if raw is not None else _Entry(p, None, None)
+            pending = self._overlay.get(key)
+            raw = store.get(key) if pending is None else pending[1]
+            entry = _Entry(p, raw[:8], decode_state(raw[8:])) if raw is not None else _Entry(p, None, None)
             self._cache[key] = entry
         state = entry.state
         box = state.outbox.get(coord) if state is not None else None
