@@ -298,7 +298,10 @@ class Worker:
             self._flushing = True
             try:
                 await self._flush(items)
-            except Fatal:
+            except Exception as exc:  # noqa: BLE001 - e.g. RocksDB cannot write: stop, commit nothing more
+                if not isinstance(exc, Fatal):
+                    log.exception("could not complete a batch; stopping so its inputs are replayed")
+                    self._fatal = exc
                 self._stopping.set()
                 while True:                # nothing more is committed; let the loop stop
                     await queue.get()
@@ -437,6 +440,16 @@ class Worker:
     async def _standby(self) -> None:
         """Warm copies: follow the changelogs of partitions this worker may take over next, so a
         take-over only replays the last moments of the changelog (see :meth:`_restore`)."""
+        while True:
+            try:
+                await self._follow_standbys()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - warm copies are an optimisation: log, retry
+                log.exception("following the changelog for warm copies failed; retrying in 5 s")
+                await asyncio.sleep(5.0)
+
+    async def _follow_standbys(self) -> None:
         from orchestrator.runtime.client import seek_to_start
         topic = self.settings.changelog_topic
         consumer = AIOKafkaConsumer(**self.settings.aiokafka_kwargs(), enable_auto_commit=False,
