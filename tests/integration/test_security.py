@@ -1,4 +1,5 @@
-"""SASL/SCRAM against the local broker's SCRAM listener (port + 2, dev user created by `kafka up`)."""
+"""SASL/SCRAM and TLS against the local broker's SCRAM listener (port + 2, dev user created by
+`kafka up`) and TLS listener (port + 3, self-signed certificate made by `kafka up`)."""
 
 from __future__ import annotations
 
@@ -31,20 +32,26 @@ def scram_env(password: str) -> dict[str, str]:
             "ORCH_KAFKA_SASL_PASSWORD": password}
 
 
-async def test_worker_and_producer_authenticate_with_scram_and_never_log_the_password(tmp_path):
-    password = os.environ.get("ORCH_TEST_SCRAM_PASSWORD", SCRAM_PASSWORD)
-    w = WorkerProcess(tmp_path, extra_env=scram_env(password)).start()
+async def round_trip(tmp_path, extra_env: dict[str, str]) -> WorkerProcess:
+    """A worker and `orchestrator produce` on ``extra_env``'s connection: one event in, its action out."""
+    w = WorkerProcess(tmp_path, extra_env=extra_env).start()
     try:
         customer = f"sec-{uuid.uuid4().hex[:8]}"
         path = tmp_path / "e.jsonl"
         path.write_bytes(dumps(event(customer, "signup.completed", props={"plan": "pro"})) + b"\n")
         subprocess.run([sys.executable, "-m", "orchestrator", "produce", str(path)], env=w.env, check=True,
-                       capture_output=True, timeout=60)           # the console script over SCRAM too
+                       capture_output=True, timeout=60)           # the console script on that connection too
         records = await read_all([w.topic("actions.email")],
                                  until=lambda rs: any(r["key"] == customer for r in rs))
         assert [r["value"]["template"] for r in records if r["key"] == customer] == ["welcome-1"]
     finally:
         w.stop()
+    return w
+
+
+async def test_worker_and_producer_authenticate_with_scram_and_never_log_the_password(tmp_path):
+    password = os.environ.get("ORCH_TEST_SCRAM_PASSWORD", SCRAM_PASSWORD)
+    w = await round_trip(tmp_path, scram_env(password))
     assert password not in w.log_path.read_text(errors="replace")
 
 
@@ -90,18 +97,7 @@ def local_ca() -> str:
 
 
 async def test_worker_and_producer_talk_tls_and_verify_the_broker(tmp_path):
-    w = WorkerProcess(tmp_path, extra_env=tls_env(local_ca())).start()
-    try:
-        customer = f"tls-{uuid.uuid4().hex[:8]}"
-        path = tmp_path / "e.jsonl"
-        path.write_bytes(dumps(event(customer, "signup.completed", props={"plan": "pro"})) + b"\n")
-        subprocess.run([sys.executable, "-m", "orchestrator", "produce", str(path)], env=w.env, check=True,
-                       capture_output=True, timeout=60)           # the console script over TLS too
-        records = await read_all([w.topic("actions.email")],
-                                 until=lambda rs: any(r["key"] == customer for r in rs))
-        assert [r["value"]["template"] for r in records if r["key"] == customer] == ["welcome-1"]
-    finally:
-        w.stop()
+    await round_trip(tmp_path, tls_env(local_ca()))
 
 
 def test_an_untrusted_broker_certificate_is_one_clear_error(tmp_path):
