@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -21,6 +18,7 @@ from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from orchestrator.childproc import ChildProcess
 from orchestrator.netutil import broker_reachable, default_bootstrap, free_port  # noqa: F401 - re-exported
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
@@ -125,7 +123,7 @@ def note(text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- the worker
-class Worker:
+class Worker(ChildProcess):
     """``python -m orchestrator worker`` in a subprocess with its own prefix, data dir and port."""
 
     def __init__(self, workdir: Path, *, journeys: Path, policies: Path, partitions: int = 8,
@@ -133,27 +131,18 @@ class Worker:
         self.prefix = prefix or f"bench-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.data_dir = workdir / f"data-{self.prefix}"
-        self.log_path = workdir / f"worker-{self.prefix}.log"
         self.partitions = partitions
-        self.env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": self.prefix,
-                    "ORCH_PARTITIONS": str(partitions), "ORCH_DATA_DIR": str(self.data_dir),
-                    "ORCH_WEB_PORT": str(self.port), "ORCH_JOURNEYS": str(journeys),
-                    "ORCH_POLICIES": str(policies), **(extra_env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": self.prefix,
+               "ORCH_PARTITIONS": str(partitions), "ORCH_DATA_DIR": str(self.data_dir),
+               "ORCH_WEB_PORT": str(self.port), "ORCH_JOURNEYS": str(journeys),
+               "ORCH_POLICIES": str(policies), **(extra_env or {})}
+        super().__init__([sys.executable, "-m", "orchestrator", "worker"], env, workdir / f"worker-{self.prefix}.log")
 
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"
 
     def start(self, timeout_s: float = 120.0) -> "Worker":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        super().start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
@@ -163,8 +152,8 @@ class Worker:
         raise BenchError(f"worker not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
 
     def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+        if self.exit_code() is not None:
+            raise BenchError(f"worker exited with {self.exit_code()}:\n{self.log_tail()}")
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.port) or {}
@@ -174,27 +163,6 @@ class Worker:
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid) or 0.0
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout_s)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.proc.returncode
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
 
     def remove_data(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)

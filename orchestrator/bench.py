@@ -70,6 +70,7 @@ from typing import Any
 
 import orjson
 
+from orchestrator.childproc import ChildProcess
 from orchestrator.netutil import broker_reachable, free_port
 from orchestrator.netutil import default_bootstrap as bootstrap
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
@@ -764,28 +765,17 @@ async def paced(producer: Any, topic: str, source: Callable[[], dict[str, Any] |
 
 
 # ============================================================================ systems under test
-class Proc:
+class Proc(ChildProcess):
     """A subprocess of a system under test, with its log, CPU time and memory."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name, self.argv, self.env, self.log_path = name, argv, env, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
+        super().__init__(argv, env, log_path, cwd=ROOT)
+        self.name = name
         self.peak: dict[str, int] = {}
 
-    def start(self) -> None:
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=str(ROOT), stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
     def check(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+        if self.exit_code() is not None:
+            raise BenchError(f"{self.name} exited with {self.exit_code()}:\n{self.log_tail(30)}")
 
     def cpu(self) -> float:
         return proc_cpu_s(self.pid) or 0.0
@@ -796,27 +786,10 @@ class Proc:
             self.peak = m
         return self.peak
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.mem()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout_s)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.proc.returncode
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
+        if self.exit_code() is None and self.proc is not None:
+            self.mem()                     # the last reading before it goes
+        return super().stop(sig, timeout_s)
 
 
 class System:

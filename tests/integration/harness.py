@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -15,6 +13,7 @@ from typing import Any, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from orchestrator.childproc import ChildProcess
 from orchestrator.netutil import broker_reachable, default_bootstrap, free_port  # noqa: F401 - re-exported
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
@@ -31,7 +30,7 @@ OUTPUT_TIMEOUT_S = 60.0
 scrape = scrape_port
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """``orchestrator worker`` in a subprocess with its own topic prefix, data dir and port."""
 
     def __init__(self, tmp: Path, *, prefix: str | None = None, partitions: int = 4,
@@ -40,24 +39,21 @@ class WorkerProcess:
         self.prefix = prefix or f"it-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.data_dir = tmp / f"data-{self.prefix}"
-        self.log_path = tmp / f"worker-{self.prefix}.log"
-        self.env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": self.prefix,
-                    "ORCH_PARTITIONS": str(partitions), "ORCH_DATA_DIR": str(self.data_dir),
-                    "ORCH_WEB_PORT": str(self.port), "ORCH_JOURNEYS": str(journeys),
-                    "ORCH_POLICIES": str(policies), **(extra_env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": self.prefix,
+               "ORCH_PARTITIONS": str(partitions), "ORCH_DATA_DIR": str(self.data_dir),
+               "ORCH_WEB_PORT": str(self.port), "ORCH_JOURNEYS": str(journeys),
+               "ORCH_POLICIES": str(policies), **(extra_env or {})}
+        super().__init__([sys.executable, "-m", "orchestrator", "worker"], env, tmp / f"worker-{self.prefix}.log")
 
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"
 
     def start(self) -> "WorkerProcess":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        super().start()
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.exit_code() is not None:
+                raise AssertionError(f"worker exited with {self.exit_code()}:\n{self.log_tail()}")
             if scrape(self.port) is not None:
                 return self
             time.sleep(0.2)
@@ -74,29 +70,14 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.consumed() >= n:
                 return
-            if self.proc and self.proc.poll() is not None:
+            if self.exit_code() is not None:
                 raise AssertionError(f"worker died:\n{self.log_tail()}")
             time.sleep(0.1)
         raise AssertionError(f"worker consumed {self.consumed()} < {n} events in {timeout_s}s:\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        code = super().stop(sig, timeout_s)
+        return 0 if code is None else code
 
 
 def event(customer: str, etype: str, *, eid: str | None = None, props: dict[str, Any] | None = None,
