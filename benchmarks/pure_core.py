@@ -8,11 +8,11 @@ plus the channel adapter's feedback), each with fresh state, timed in CPU second
 
 * ``engine``: ``Engine.on_event(state, event, now)`` with the states in a dict; each event's cost is
   also timed on its own, to split events that enrolled a customer in a journey from the rest;
-* ``worker_path``: what the worker does per event besides Kafka, Faust and RocksDB: validate the
+* ``worker_path``: what the worker does per event besides Kafka and RocksDB: validate the
   JSON (``parse_event``), the internal hop (``encode_event``/``decode_event``), decode the customer's
   msgpack state, decide, encode the outputs with orjson, remember them in the state's outbox and
-  encode the state again. The gap between this and the worker's sustained rate is the framework,
-  the store and the network.
+  encode the state again. The gap between this and the worker's sustained rate is Kafka I/O,
+  the store and the event loop.
 
 Event timestamps follow a virtual clock (2,000 events/s) and ``now`` = the event's ``ts``. Garbage
 from building the workload is frozen (``gc.freeze``) so the collector does not walk it.
