@@ -1892,8 +1892,11 @@ def write_results(result: dict[str, Any], out: Path, name: str = "load") -> None
 async def load_main(args: argparse.Namespace) -> int:
     from orchestrator.config import Settings
     from orchestrator.core import load_policies
+    from orchestrator.runtime.topics import ensure_topics
     settings = Settings.from_env()
     channels = load_policies(settings.policies).channels
+    # The worker's topics, as the worker would create them, so the load can start first.
+    await ensure_topics(settings, channels)
     shoppers = Shoppers(seed=args.seed, customers=args.customers, zipf_s=args.zipf_s, zipf_q=args.zipf_q,
                         tag=args.tag or uuid.uuid4().hex[:6])
     producer = make_producer(linger_ms=5 if args.rate else 20)
@@ -2025,6 +2028,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(load_main(args))
         except KeyboardInterrupt:
             return 130
+        except BenchError as exc:
+            print(f"bench load: {exc}", file=sys.stderr)
+            return 1
     if args.quick:
         args.events, args.latency_s, args.warmup, args.scale_events = 20_000, 10.0, 3.0, 10_000
         args.drain_cap = min(args.drain_cap, 60.0)
