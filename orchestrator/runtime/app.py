@@ -63,7 +63,7 @@ from orchestrator.observability.metrics import DECISION_OUTCOMES, SUPPRESSION_RE
 from orchestrator.errors import ConfigError
 from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.registry import Publication, Registry, read_published
-from orchestrator.runtime.store import PartitionStore, Stores, due_bytes
+from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, split_timer_key, timer_key
 from orchestrator.runtime.topics import check_partitions, output_topics
 
 log = logging.getLogger("orchestrator.worker")
@@ -180,7 +180,8 @@ class Worker:
         self.topic_names = {name[len(s.topic_prefix) + 1:]: name for name in output_topics(s, self.policies.channels)}
         self.stores = Stores(s.data_dir)
         self.ready: set[int] = set()           # partitions restored and owned by this worker
-        self.positions: dict[TopicPartition, int] = {}   # next offset to process, for the lag gauge
+        # Committed offset (the next to process) per input partition: the lag gauge, outbox pruning.
+        self.positions: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
         self._flushes: asyncio.Queue[_Flush] = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
         # Customer key -> (flush sequence, value) written by a batch not yet in RocksDB.
@@ -206,8 +207,6 @@ class Worker:
         self._suppressions = {r: m.suppressions.labels(r) for r in SUPPRESSION_REASONS}
         self._dead_letters = {r: m.dead_letters.labels(r) for r in DEAD_LETTER_REASONS}
         self._partition_counts: dict[str, int] = {}
-        # Input coordinates ("e3" = events partition 3, "k3" = internal topic) -> committed offset.
-        self._committed: dict[str, int] = {}
         self._round_robin = 0
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -342,9 +341,6 @@ class Worker:
                 log.warning("offset commit failed (%s); those inputs will be replayed", type(exc).__name__)
             else:
                 self.positions.update(commits)
-                events = self.settings.events_topic
-                for tp, offset in commits.items():
-                    self._committed[f"{'e' if tp.topic == events else 'k'}{tp.partition}"] = offset
 
     async def _loop(self) -> None:
         consumer = self.consumer
@@ -361,9 +357,6 @@ class Worker:
         async with self._lock:            # the batch in flight finishes, then everything is committed
             await self._drain()
             self.ready -= partitions
-            for p in partitions:
-                self._committed.pop(f"e{p}", None)
-                self._committed.pop(f"k{p}", None)
             self._inflight.clear()
             self._cursor.clear()
             for tp in [tp for tp in self.positions if tp.partition in partitions]:
@@ -411,13 +404,11 @@ class Worker:
             while todo:
                 batch = await consumer.getmany(*todo, timeout_ms=500, max_records=RESTORE_BATCH)
                 for tp, msgs in batch.items():
-                    if not msgs or tp not in todo:
-                        continue
-                    self.stores.get(tp.partition).apply_changelog([(r.key, r.value) for r in msgs], msgs[-1].offset)
-                    remaining -= len(msgs)
-                    if msgs[-1].offset + 1 >= ends[tp]:
-                        del todo[tp]
-                for tp in list(todo):
+                    if msgs:
+                        self.stores.get(tp.partition).apply_changelog([(r.key, r.value) for r in msgs],
+                                                                      msgs[-1].offset)
+                        remaining -= len(msgs)
+                for tp in list(todo):        # by position: compaction may have removed the last offsets
                     if await consumer.position(tp) >= ends[tp]:
                         del todo[tp]
                 m.recovery_remaining.set(max(0, remaining))
@@ -531,7 +522,7 @@ class Worker:
             new = None if st is None else due_bytes(st.next_due_ms()) + encode_state(st)
             changes.setdefault(e.partition, []).append((key, e.old_due, new))
             overlay[key] = (seq, new)
-            self._out.add(changelog, e.partition, b"c" + key, new)
+            self._out.add(changelog, e.partition, STATE + key, new)
         if self._decided:
             self.metrics.processing.observe(self._decide_s / self._decided)
         futures: list[asyncio.Future] = []
@@ -544,9 +535,6 @@ class Worker:
         self._cache = {}
         self._ticks = []
         await self._flushes.put(flush)
-
-    def _partition_of(self, key: bytes) -> int:
-        return (murmur2(key) & 0x7FFFFFFF) % self.settings.partitions
 
     def _send_raw(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
         """Add a record to the batch's outbound records (sent when the batch is decided)."""
@@ -590,7 +578,7 @@ class Worker:
             self._send("dlq", msg.key, orjson.dumps(record))
             return
         cid = parsed.customer_id.encode()
-        home = self._partition_of(cid)
+        home = self._partition_for(s.keyed_topic, cid)     # = the partition of the customer's state
         if msg.key == cid and p == home:
             self._decide(cid, parsed, f"e{p}:{msg.offset}", p, store)
         else:
@@ -614,7 +602,8 @@ class Worker:
         if entry is None:
             pending = self._overlay.get(key)
             raw = store.get(key) if pending is None else pending[1]
-            entry = _Entry(p, raw[:8], decode_state(raw[8:])) if raw is not None else _Entry(p, None, None)
+            entry = (_Entry(p, raw[:DUE_LEN], decode_state(raw[DUE_LEN:])) if raw is not None
+                     else _Entry(p, None, None))
             self._cache[key] = entry
         state = entry.state
         box = state.outbox.get(coord) if state is not None else None
@@ -635,10 +624,10 @@ class Worker:
             log.exception("engine error on %s", "a timer" if is_tick else f"an event of type {ev.type}")
             return
         if is_tick:
-            due = value[1:9]
+            due = value[1:1 + DUE_LEN]
             m.timers_fired.inc()
             m.timer_lateness.observe(max(0.0, (now - int.from_bytes(due, "big")) / 1000))
-            self._ticks.append(b"t" + due + key)
+            self._ticks.append(timer_key(due, key))
         elif result.duplicate:
             self._duplicate.inc()
             return
@@ -667,12 +656,14 @@ class Worker:
         self._decide_s += time.perf_counter() - started
 
     def _prune_outbox(self, state: CustomerState) -> None:
-        """Forget the outputs of inputs whose offsets are committed: they are never replayed here."""
-        committed = self._committed
+        """Forget the outputs of inputs whose offsets are committed: they are never replayed here.
+
+        Coordinates are "e<partition>:<offset>" (events topic) or "k<partition>:<offset>" (internal)."""
+        positions, events, keyed = self.positions, self.settings.events_topic, self.settings.keyed_topic
         box = state.outbox
         for coord in list(box):
             head, _, offset = coord.partition(":")
-            done = committed.get(head)
+            done = positions.get(TopicPartition(events if head[0] == "e" else keyed, int(head[1:])))
             if done is not None and int(offset) < done:
                 del box[coord]
 
@@ -767,7 +758,8 @@ class Worker:
             self.metrics.timers_due.set(pending)   # at least this many if the scan stopped early
         for partition, k in ticks:
             # Not part of a batch: a lost tick is sent again by a later full scan.
-            await self.producer.send(keyed, value=TICK + k[1:9], key=k[9:], partition=partition)
+            due, customer = split_timer_key(k)
+            await self.producer.send(keyed, value=TICK + due, key=customer, partition=partition)
 
     async def _count_timers(self) -> None:
         """Pending timers on this worker's partitions (a metric; scans keys only)."""

@@ -18,6 +18,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.config import Settings
 from orchestrator.runtime.client import partitions_of
+from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.state import CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
 
@@ -54,9 +55,9 @@ async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> d
         parts = partitions.get(changelog)
         if parts:
             tp = TopicPartition(changelog, DefaultPartitioner()(key, parts, parts))
-            records = await _scan(consumer, tp, b"c" + key, newest=None, deadline_s=60)
+            records = await _scan(consumer, tp, STATE + key, newest=None, deadline_s=60)
             if records and records[-1][1] is not None:
-                result["state"] = describe_state(decode_state(records[-1][1][8:]))   # after the due ms
+                result["state"] = describe_state(decode_state(records[-1][1][DUE_LEN:]))   # after the due ms
         parts = partitions.get(decisions)
         if parts:
             tp = TopicPartition(decisions, DefaultPartitioner()(key, parts, parts))

@@ -32,7 +32,8 @@ from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 STATE = b"c"
 TIMER = b"t"
 OFFSET_KEY = b"o"
-NO_DUE = bytes(8)
+DUE_LEN = 8                       # the big-endian due ms in front of a state, and in a timer key
+NO_DUE = bytes(DUE_LEN)
 
 # Per partition database: at most 2 x 4 MiB of memtables; one block cache shared by all of the
 # worker's databases. RocksDB's defaults (64 MiB buffers per DB) let memory grow with partitions.
@@ -58,6 +59,11 @@ def due_bytes(due_ms: int | None) -> bytes:
 
 def timer_key(due: bytes, customer_key: bytes) -> bytes:
     return TIMER + due + customer_key
+
+
+def split_timer_key(key: bytes) -> tuple[bytes, bytes]:
+    """(due, customer key) of a timer index key."""
+    return key[1:1 + DUE_LEN], key[1 + DUE_LEN:]
 
 
 class PartitionStore:
@@ -91,7 +97,7 @@ class PartitionStore:
         wb = WriteBatch(raw_mode=True)
         for key, old_due, new in changes:
             old_due = old_due or NO_DUE
-            new_due = new[:8] if new else NO_DUE
+            new_due = new[:DUE_LEN] if new else NO_DUE
             if old_due != new_due:
                 if old_due != NO_DUE:
                     wb.delete(timer_key(old_due, key))
@@ -114,7 +120,7 @@ class PartitionStore:
         rows = []
         for k, v in latest.items():
             old = self.get(k)
-            rows.append((k, old[:8] if old else None, v))
+            rows.append((k, old[:DUE_LEN] if old else None, v))
         self.write(rows, last_offset)
 
     def due(self, now_ms: int, after: bytes | None = None) -> Iterator[bytes]:
@@ -126,10 +132,10 @@ class PartitionStore:
             it.seek(after)
             if it.valid() and it.key() == after:
                 it.next()
-        limit = TIMER + now_ms.to_bytes(8, "big")
+        limit = TIMER + now_ms.to_bytes(DUE_LEN, "big")
         while it.valid():
             k = it.key()
-            if k[:1] != TIMER or k[:9] > limit:
+            if k[:1] != TIMER or k[:1 + DUE_LEN] > limit:
                 break
             yield k
             it.next()

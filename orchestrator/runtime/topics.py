@@ -40,7 +40,7 @@ class _AuthFailures(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "Authentication" in message or "SaslAuthentication" in message:
+        if "Authentication" in message:          # also SaslAuthentication...
             self.seen = True
         if "CERTIFICATE_VERIFY_FAILED" in message or "certificate verify failed" in message:
             found = re.search(r"certificate verify failed:?\s*([^(]*)", message)
