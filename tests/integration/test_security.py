@@ -101,10 +101,12 @@ async def test_worker_and_producer_talk_tls_and_verify_the_broker(tmp_path):
 
 
 def test_an_untrusted_broker_certificate_is_one_clear_error(tmp_path):
-    # The system CAs do not trust the local broker's self-signed certificate.
-    other_ca = "/etc/ssl/certs/ca-certificates.crt"
-    if not os.path.exists(other_ca):
-        pytest.skip("no system CA bundle at /etc/ssl/certs/ca-certificates.crt")
+    # Another self-signed certificate for localhost, made the same way as the broker's: it is not
+    # the one that signed the broker's, so trusting it must not be enough.
+    from orchestrator import kafka_local
+    files = kafka_local._Files(tmp_path)
+    assert kafka_local.ensure_tls(kafka_local.require_java(), files) is not None, "no keytool next to java"
+    other_ca = str(files.ca)
     env = {**os.environ, **tls_env(other_ca), "ORCH_TOPIC_PREFIX": f"tls-{uuid.uuid4().hex[:6]}",
            "ORCH_DATA_DIR": str(tmp_path / "d")}
     result = subprocess.run([sys.executable, "-m", "orchestrator", "worker"], env=env, capture_output=True,
