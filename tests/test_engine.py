@@ -7,7 +7,9 @@ import pytest
 
 from orchestrator.core import Engine, JourneySet, Policies
 from orchestrator.core.policies import FrequencyRule, QuietHours
-from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state
+from orchestrator.core.state import (
+    OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_outputs,
+)
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from tests.corehelpers import (
     ACTION_KEYS, CHANNELS, DAY, DECISION_KEYS, DECISION_OUTCOMES, HOUR, MIN, SUPPRESSION_KEYS,
@@ -386,6 +388,17 @@ def test_the_tombstone_expires_when_its_ids_leave_the_duplicate_window() -> None
     # An event after the expiry, before any timer fired, starts from an empty state too.
     late = c.engine.on_event(c.state, ev("cart.updated", "c-1", expiry, "e-1"), expiry)
     assert not late.duplicate and late.state.erased_ms is None and set(late.state.seen) == {"e-1"}
+
+
+def test_the_erasure_outputs_kept_for_a_replay_are_dropped_after_the_outbox_window() -> None:
+    c, _ = erased_customer()
+    erased = T0 + HOUR
+    remember_outputs(c.state, "e0:7", erased, [("suppressions", "c-1", b"{}")])   # what the worker adds
+    assert c.state.next_due_ms() == erased + OUTBOX_KEEP_MS                 # the worker's timer index wakes it
+    assert c.engine.on_timer(c.state, "c-1", erased + OUTBOX_KEEP_MS - 1).state.outbox
+    kept = c.engine.on_timer(c.state, "c-1", erased + OUTBOX_KEEP_MS).state
+    assert kept.outbox == {} and kept.next_due_ms() == erased + TOMBSTONE_KEEP_MS
+    assert set(kept.seen) == {"e-profile", "e-1", "e-erase"}
 
 
 def test_erasing_twice_keeps_one_tombstone_with_both_ids() -> None:

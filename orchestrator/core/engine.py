@@ -23,7 +23,7 @@ from orchestrator.core.journeys import (
 )
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import (
-    ACTION_REFS_MAX, DAY_MS, ENGAGEMENT_WINDOW_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
+    ACTION_REFS_MAX, DAY_MS, ENGAGEMENT_WINDOW_MS, OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
     engagement_for, prune_stamps, record_activity, remember_event, tombstone,
 )
 from orchestrator.core.timeutil import format_ts
@@ -283,8 +283,12 @@ class Engine:
         """Fire every timer of this customer that is due at ``now_ms``; an expired tombstone goes."""
         if state is None:
             return Result(None, [])
-        if state.erased_ms is not None and now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
-            return Result(None, [])
+        if state.erased_ms is not None:                         # a tombstone: nothing else to fire
+            if now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
+                return Result(None, [])
+            if state.outbox and now_ms >= state.erased_ms + OUTBOX_KEEP_MS:
+                state.outbox = {}       # the erasure's outputs kept for a replay; committed long since
+            return Result(state, [])
         out = _Effects()
         self._fire_due(state, customer_id, now_ms, out)
         return Result(state, out, lifecycle=out.lifecycle)
@@ -347,7 +351,7 @@ class Engine:
                 if oj is None or oj.group != j.group or other.shadow:
                     continue
                 if oj.priority >= j.priority:
-                    # SPEC §3: the detail is exactly "group"; `explain` shows which journey holds it.
+                    # SPEC §3: the detail is exactly "group"; `explain` lists the journeys the customer is in.
                     out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "group", now_ms))
                     return
                 self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason="preempted",

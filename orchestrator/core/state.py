@@ -106,8 +106,10 @@ class CustomerState(msgspec.Struct, kw_only=True):
     erased_ms: int | None = None
 
     def next_due_ms(self) -> int | None:
-        """The earliest timer of any instance (or a tombstone's expiry), or ``None``."""
-        due = self.erased_ms + TOMBSTONE_KEEP_MS if self.erased_ms is not None else None
+        """The earliest timer of any instance, or ``None``; a tombstone's own timers (see :func:`tombstone`)."""
+        due = None
+        if self.erased_ms is not None:
+            due = self.erased_ms + (OUTBOX_KEEP_MS if self.outbox else TOMBSTONE_KEEP_MS)
         for inst in self.instances.values():
             for t in (inst.due_ms, inst.deadline_ms):
                 if t is not None and (due is None or t < due):
@@ -133,10 +135,11 @@ def tombstone(state: CustomerState, now_ms: int) -> CustomerState:
     Nothing personal survives (no profile, journeys, sends, engagement, activity or session):
     an event id and the time it was processed are all that is kept, so that a redelivered
     earlier event is still ignored (SPEC §2). The worker adds the erasure's own outputs to the
-    outbox, so a replayed erasure re-sends them instead of deciding again; that entry goes when
-    the erasure's offset is committed. The tombstone expires at ``erased_ms +
-    TOMBSTONE_KEEP_MS`` (its due time, so the timer index wakes it), when every id it keeps
-    has left the window; a genuinely new event before that starts from it (see ``Engine``).
+    outbox, so a replayed erasure re-sends them instead of deciding again. Two due times (so the
+    worker's timer index wakes it): ``erased_ms + OUTBOX_KEEP_MS`` drops that outbox entry (the
+    erasure is committed long before), ``erased_ms + TOMBSTONE_KEEP_MS`` removes the tombstone,
+    when every id it keeps has left the window. A genuinely new event before that starts from
+    it (see ``Engine.on_event``).
     """
     cutoff = now_ms - DEDUP_WINDOW_MS
     seen = {k: t for k, t in state.seen.items() if t >= cutoff}

@@ -20,7 +20,7 @@ from orchestrator.config import Settings
 from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
-from orchestrator.core.state import CustomerState, decode_state
+from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
@@ -100,7 +100,7 @@ def _notes(state: CustomerState) -> list[str]:
     notes = []
     if state.erased_ms is not None:
         notes.append(f"erased at {format_ts(state.erased_ms)}: only event ids are kept, to ignore "
-                     f"redelivered events, until {format_ts(state.next_due_ms())}")
+                     f"redelivered events, until {format_ts(state.erased_ms + TOMBSTONE_KEEP_MS)}")
     tz = state.profile.get("timezone")
     if tz is not None and zone(tz) is None:
         notes.append(f"profile timezone {tz!r} is not a known IANA time zone name; UTC is used "
