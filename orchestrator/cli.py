@@ -72,7 +72,10 @@ def cmd_journeys_validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
-        print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes)")
+        for warning in j.warnings:
+            print(warning, file=sys.stderr)
+        print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes"
+              f"{f', {len(j.warnings)} warning(s)' if j.warnings else ''})")
     if not paths:
         print("no journey files found", file=sys.stderr)
         return 2
@@ -223,7 +226,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             progress.outputs += 1
     out.flush()
     progress.done()
+    for line in _simulate_summary(sim):
+        print(line, file=sys.stderr)
     return 0
+
+
+def _simulate_summary(sim) -> list[str]:  # noqa: ANN001 - a Simulation
+    """What the run ignored or refused, with line numbers, so nothing passes unnoticed."""
+    from orchestrator.core.durations import format_duration_ms
+    out = []
+    if sim.duplicates:
+        out.append(f"simulate: {_count(sim.duplicates, 'line')} ignored as duplicates (event_id already seen): "
+                   f"{_line_ranges(sim.duplicates)}")
+    if sim.stale:
+        age = sim.engine.policies.max_event_age_ms
+        out.append(f"simulate: {_count(sim.stale, 'line')} too old to enrol anyone (more than "
+                   f"{format_duration_ms(age)} before the clock; state updated only): {_line_ranges(sim.stale)}")
+    for reason, lines in sorted(sim.dead_letters.items()):
+        out.append(f"simulate: {_count(lines, 'line')} dead-lettered {reason}: {_line_ranges(lines)}")
+    return out
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _line_ranges(numbers: list[int], limit: int = 20) -> str:
+    """``3, 7-9, 12`` (runs joined), at most ``limit`` parts."""
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    more = len(parts) - limit
+    return ", ".join(parts[:limit]) + (f", and {more} more" if more > 0 else "")
 
 
 class _Progress:
@@ -401,7 +441,17 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()          # here, so a closed pipe is caught below and not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`orchestrator simulate ... | head`): stop quietly, as Unix tools
+        # do when SIGPIPE ends them (the shell shows 128 + 13). Point stdout at /dev/null so the
+        # interpreter's final flush does not complain about the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     except (ConfigError, DefinitionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

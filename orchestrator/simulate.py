@@ -3,18 +3,34 @@
 No Kafka. A virtual clock is driven by event timestamps: timers that fall due
 before an event fire first, at their due time; after the last event the clock
 stops. Uses the same :class:`~orchestrator.core.Engine` as the worker.
+
+Future timestamps. A worker dead-letters an event dated more than 5 minutes ahead of
+its wall clock (``future_timestamp``). A file has no wall clock, so :meth:`Simulation.run`
+asks what a worker fed the file in real time would have seen: a line that moves the clock
+more than 5 minutes ahead is time passing if the file catches up with it (one of the next
+``LOOKAHEAD`` lines is dated at most 5 minutes before it, or later); if none does, the worker
+would have received it before its time, so it is dead-lettered ``future_timestamp`` and does
+not move the clock. The last line is taken at its time (nothing follows that it could spoil).
+
+What is ignored is reported (:attr:`Simulation.duplicates`, :attr:`Simulation.stale`, with
+line numbers): duplicate ``event_id``s, and events of a type some journey enters on that are
+older than ``max_event_age`` before the clock (they update state but enrol nobody).
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from orchestrator.core import Engine
-from orchestrator.core.events import Rejection, dead_letter, parse_event
+from orchestrator.core.events import FUTURE_TOLERANCE_MS, Event, Rejection, dead_letter, parse_event
 from orchestrator.core.state import CustomerState
 from orchestrator.core.timeutil import format_ts
+
+_ACCEPT_ANY_TS = 2**62     # parse without a clock; run() decides what is in the future
+LOOKAHEAD = 1000           # lines read ahead, at most, to see whether the file catches up with a line
 
 
 class Simulation:
@@ -24,6 +40,9 @@ class Simulation:
         self.states: dict[str, CustomerState] = {}
         self.timers: list[tuple[int, str]] = []
         self.clock_ms: int | None = None
+        self.duplicates: list[int] = []       # line numbers of events ignored as duplicates
+        self.stale: list[int] = []            # line numbers of entry-type events too old to enrol
+        self.dead_letters: dict[str, list[int]] = {}   # reason -> line numbers
 
     def _record(self, topic: str, at_ms: int, value: dict[str, Any]) -> dict[str, Any]:
         return {"topic": topic, "at": format_ts(at_ms), "value": value}
@@ -48,11 +67,18 @@ class Simulation:
                 yield self._record(o.topic, due, o.value)
             self._schedule(cid)
 
+    def _parse(self, raw: bytes) -> Event | Rejection:
+        return parse_event(raw, max_bytes=self.max_event_bytes, now_ms=_ACCEPT_ANY_TS,
+                           channels=self.engine.policies.channels)
+
     def feed(self, raw: bytes, line_no: int) -> Iterator[dict[str, Any]]:
-        now = self.clock_ms if self.clock_ms is not None else 0
-        parsed = parse_event(raw, max_bytes=self.max_event_bytes, now_ms=2**62,
-                             channels=self.engine.policies.channels)
+        """Decide one line at the clock (no future-timestamp rule: that needs the next lines, see :meth:`run`)."""
+        yield from self._apply(raw, line_no, self._parse(raw))
+
+    def _apply(self, raw: bytes, line_no: int, parsed: Event | Rejection) -> Iterator[dict[str, Any]]:
         if isinstance(parsed, Rejection):
+            now = self.clock_ms if self.clock_ms is not None else 0
+            self.dead_letters.setdefault(parsed.reason, []).append(line_no)
             yield self._record("dlq", now, dead_letter(parsed, topic="events", partition=None, offset=line_no,
                                                       raw=raw, now_ms=now))
             return
@@ -61,6 +87,10 @@ class Simulation:
         self.clock_ms = now
         cid = parsed.customer_id
         result = self.engine.on_event(self.states.get(cid), parsed, now)
+        if result.duplicate:
+            self.duplicates.append(line_no)
+        elif parsed.ts_ms < now - self.engine.policies.max_event_age_ms and parsed.type in self.engine.journeys.by_entry:
+            self.stale.append(line_no)
         self._store(cid, result.state)
         for o in result.outputs:
             yield self._record(o.topic, now, o.value)
@@ -73,6 +103,40 @@ class Simulation:
             self.states[cid] = state
 
     def run(self, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-        for i, line in enumerate(lines, start=1):
-            if line.strip():
-                yield from self.feed(line.rstrip(b"\r\n"), i)
+        """Every line of a file, in order, with the future-timestamp rule of the module docstring."""
+        source = ((i, line.rstrip(b"\r\n")) for i, line in enumerate(lines, start=1) if line.strip())
+        ahead: deque[tuple[int, bytes, Event | Rejection]] = deque()
+
+        def more() -> bool:
+            for i, raw in source:
+                ahead.append((i, raw, self._parse(raw)))
+                return True
+            return False
+
+        while ahead or more():
+            line_no, raw, parsed = ahead.popleft()
+            if isinstance(parsed, Event):
+                why = self._future(parsed, ahead, more)
+                if why is not None:
+                    parsed = Rejection("future_timestamp", why)
+            yield from self._apply(raw, line_no, parsed)
+
+    def _future(self, event: Event, ahead: deque, more: Any) -> str | None:
+        """Why ``event`` is in the future for a worker fed the file in real time, or ``None``."""
+        if self.clock_ms is not None and event.ts_ms <= self.clock_ms + FUTURE_TOLERANCE_MS:
+            return None                          # does not move the clock by more than the tolerance
+        latest: tuple[int, int] | None = None    # (ts, line) of the latest of the lines looked at
+        k = 0
+        while k < LOOKAHEAD and (k < len(ahead) or more()):
+            line_no, _, nxt = ahead[k]
+            k += 1
+            if isinstance(nxt, Event):
+                if nxt.ts_ms >= event.ts_ms - FUTURE_TOLERANCE_MS:
+                    return None                  # the file catches up: time passed
+                if latest is None or nxt.ts_ms > latest[0]:
+                    latest = (nxt.ts_ms, line_no)
+        if latest is None:
+            return None                          # the last line: taken at its time
+        return (f"ts {format_ts(event.ts_ms)} is more than 5 minutes ahead of every later line looked at (the "
+                f"latest is {format_ts(latest[0])}, line {latest[1]}); a worker fed this file in real time "
+                "would have received it before its time")

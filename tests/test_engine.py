@@ -7,7 +7,9 @@ import pytest
 
 from orchestrator.core import Engine, JourneySet, Policies
 from orchestrator.core.policies import FrequencyRule, QuietHours
-from orchestrator.core.state import decode_state, encode_state
+from orchestrator.core.state import (
+    OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_outputs,
+)
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from tests.corehelpers import (
     ACTION_KEYS, CHANNELS, DAY, DECISION_KEYS, DECISION_OUTCOMES, HOUR, MIN, SUPPRESSION_KEYS,
@@ -263,11 +265,33 @@ def test_profile_updated_merges_and_null_deletes() -> None:
     assert action["params"]["tier"] is None
 
 
-def test_profile_merge_is_shallow() -> None:
+def test_profile_merge_is_shallow_except_consent() -> None:
     c = Customer(engine())
-    c.event("profile.updated", T0, consent={"email": True, "sms": True})
-    c.event("profile.updated", T0 + 1, consent={"sms": False})
-    assert c.state.profile["consent"] == {"sms": False}
+    c.event("profile.updated", T0, address={"city": "Oslo", "zip": "0150"}, consent={"email": True, "sms": True})
+    c.event("profile.updated", T0 + 1, address={"city": "Bergen"}, consent={"sms": False})
+    assert c.state.profile["address"] == {"city": "Bergen"}          # replaced as a whole
+    assert c.state.profile["consent"] == {"email": True, "sms": False}
+
+
+def test_consent_is_merged_per_channel_and_null_deletes_a_channel() -> None:
+    sms = INSTANT.replace("send: email", "send: sms").replace("cart.updated", "go")
+    c = Customer(engine(sms, policies=Policies(consent={"sms": "opt_in"})))
+    c.event("profile.updated", T0, consent={"sms": True})
+    c.event("profile.updated", T0 + 1, consent={"email": True})        # SPEC §2: keeps the earlier sms: true
+    assert c.state.profile["consent"] == {"sms": True, "email": True}
+    assert one(actions(c.event("go", T0 + 2)))["channel"] == "sms"
+    c.event("profile.updated", T0 + 3, consent={"sms": None})          # null deletes that channel's entry
+    assert c.state.profile["consent"] == {"email": True}
+    c.event("profile.updated", T0 + 4, consent=None)                   # null for the field deletes it all
+    assert "consent" not in c.state.profile
+
+
+def test_a_consent_that_is_not_an_object_is_not_applied_and_is_reported() -> None:
+    c = Customer(engine())
+    c.event("profile.updated", T0, consent={"sms": True})
+    r = c.engine.on_event(c.state, ev("profile.updated", "c-1", T0 + 1, consent="yes"), T0 + 1)
+    assert r.invalid_fields == ("consent",)
+    assert r.state.profile["consent"] == {"sms": True}
 
 
 # ---------------------------------------------------------------------------- erasure
@@ -278,7 +302,9 @@ def test_profile_erased_drops_state_and_suppresses_everything() -> None:
     out = c.event("cart.updated", T0, value=80)
     cart_action = next(a for a in actions(out) if a["journey"] == "cart")["action_id"]
     erased = c.engine.on_event(c.state, ev("profile.erased", "c-1", T0 + HOUR, "e-erase"), T0 + HOUR)
-    assert erased.state is None
+    # Only the tombstone is left: nothing personal (see the tombstone tests below).
+    assert erased.state is not None and erased.state.erased_ms == T0 + HOUR
+    assert erased.state.profile == {} and erased.state.instances == {}
     sup = one(suppressions(erased.outputs))
     assert set(sup) == SUPPRESSION_KEYS
     assert sup["reason"] == "erased"
@@ -291,10 +317,95 @@ def test_profile_erased_drops_state_and_suppresses_everything() -> None:
 
 
 def test_profile_erased_of_an_unknown_customer_still_suppresses() -> None:
-    r = engine(CART).on_event(None, ev("profile.erased", "c-9", T0), T0)
-    assert r.state is None
+    r = engine(CART).on_event(None, ev("profile.erased", "c-9", T0, "e-erase"), T0)
+    assert r.state is not None and set(r.state.seen) == {"e-erase"}
     sup = one(suppressions(r.outputs))
     assert sup["reason"] == "erased" and sup["channels"] == list(CHANNELS) and sup["cancels"] == []
+
+
+ERASE_WAIT = """
+journey: ew
+entry: {on: cart.updated, reentry: always}
+start: email
+nodes:
+  email: {send: email, template: first, next: pause}
+  pause: {wait: 1d, next: push}
+  push: {send: push, template: second}
+"""
+
+
+def erased_customer() -> tuple[Customer, str]:
+    """A customer enrolled by e-1 (email sent, push pending), then erased by e-erase an hour later."""
+    c = Customer(engine(ERASE_WAIT))
+    c.event("profile.updated", T0 - MIN, eid="e-profile", first_name="Ann", timezone="Europe/Oslo")
+    first = one(actions(c.event("cart.updated", T0, eid="e-1", value=80)))["action_id"]
+    sup = one(suppressions(c.event("profile.erased", T0 + HOUR, eid="e-erase")))
+    assert sup["cancels"] == [first]
+    return c, first
+
+
+def test_a_redelivered_pre_erasure_event_is_ignored() -> None:
+    c, _ = erased_customer()
+    r = c.engine.on_event(c.state, ev("cart.updated", "c-1", T0, "e-1", value=80), T0 + HOUR + 5 * MIN)
+    assert r.duplicate and r.outputs == []
+    assert r.state.instances == {} and r.state.erased_ms == T0 + HOUR
+    assert c.tick(T0 + 3 * DAY) == []                     # and nothing was scheduled either
+
+
+def test_a_new_event_after_erasure_starts_from_nothing_and_may_enrol() -> None:
+    c, first = erased_customer()
+    out = c.event("cart.updated", T0 + 2 * HOUR, eid="e-new", value=90)
+    again = one(actions(out))
+    assert again["action_id"] != first and again["trigger_event_id"] == "e-new"
+    assert one(decisions(out, "entered"))["journey"] == "ew"
+    assert c.state.erased_ms is None and c.state.profile == {}      # a customer again, from nothing
+    assert "e-1" in c.state.seen                                     # earlier ids are still duplicates
+    assert c.engine.on_event(c.state, ev("cart.updated", "c-1", T0, "e-1"), T0 + 3 * HOUR).duplicate
+
+
+def test_the_erasure_tombstone_keeps_nothing_personal() -> None:
+    c = Customer(engine(ERASE_WAIT, WAIT_FOR.replace("journey: wf", "journey: wf2").replace("cart.updated", "go")))
+    c.event("cart.updated", T0 - 30 * HOUR, eid="e-old")                 # outside the duplicate window later
+    c.event("profile.updated", T0 - MIN, eid="e-p", first_name="Ann", consent={"email": True})
+    c.event("go", T0, eid="e-go", category="shoes")
+    aid = actions(c.log)[-1]["action_id"]
+    c.event("message.opened", T0 + MIN, eid="e-open", action_id=aid, channel="email")
+    c.event("profile.erased", T0 + HOUR, eid="e-erase")
+    kept = c.state
+    assert kept == CustomerState(seen={"e-p": T0 - MIN, "e-go": T0, "e-open": T0 + MIN, "e-erase": T0 + HOUR},
+                                 erased_ms=T0 + HOUR)
+    assert decode_state(encode_state(kept)) == kept
+
+
+def test_the_tombstone_expires_when_its_ids_leave_the_duplicate_window() -> None:
+    c, _ = erased_customer()
+    expiry = T0 + HOUR + TOMBSTONE_KEEP_MS
+    assert TOMBSTONE_KEEP_MS >= DAY                                      # SPEC §2: at least 24 h
+    assert c.state.next_due_ms() == expiry                               # the worker's timer index wakes it
+    assert c.engine.on_timer(c.state, "c-1", expiry - 1).state is c.state
+    gone = c.engine.on_timer(c.state, "c-1", expiry)
+    assert gone.state is None and gone.outputs == []
+    # An event after the expiry, before any timer fired, starts from an empty state too.
+    late = c.engine.on_event(c.state, ev("cart.updated", "c-1", expiry, "e-1"), expiry)
+    assert not late.duplicate and late.state.erased_ms is None and set(late.state.seen) == {"e-1"}
+
+
+def test_the_erasure_outputs_kept_for_a_replay_are_dropped_after_the_outbox_window() -> None:
+    c, _ = erased_customer()
+    erased = T0 + HOUR
+    remember_outputs(c.state, "e0:7", erased, [("suppressions", "c-1", b"{}")])   # what the worker adds
+    assert c.state.next_due_ms() == erased + OUTBOX_KEEP_MS                 # the worker's timer index wakes it
+    assert c.engine.on_timer(c.state, "c-1", erased + OUTBOX_KEEP_MS - 1).state.outbox
+    kept = c.engine.on_timer(c.state, "c-1", erased + OUTBOX_KEEP_MS).state
+    assert kept.outbox == {} and kept.next_due_ms() == erased + TOMBSTONE_KEEP_MS
+    assert set(kept.seen) == {"e-profile", "e-1", "e-erase"}
+
+
+def test_erasing_twice_keeps_one_tombstone_with_both_ids() -> None:
+    c, _ = erased_customer()
+    sup = one(suppressions(c.event("profile.erased", T0 + 2 * HOUR, eid="e-erase-2")))
+    assert sup["cancels"] == [] and c.state.erased_ms == T0 + 2 * HOUR
+    assert {"e-erase", "e-erase-2", "e-1"} <= set(c.state.seen)
 
 
 # ---------------------------------------------------------------------------- goal and exit
@@ -388,14 +499,20 @@ def reentry_engine(value: str | None) -> Engine:
     return engine(text)
 
 
+def refused_only(out: list, detail: str) -> bool:
+    """The event wrote exactly one decision, entry_refused with this detail, and nothing else."""
+    return [(o.topic, o.value["outcome"], o.value["detail"]) for o in out] == \
+        [("decisions", "entry_refused", detail)]
+
+
 def test_reentry_never_is_the_default() -> None:
     c = Customer(reentry_engine(None))
     assert actions(c.event("cart.updated", T0))
     assert c.state.instances == {}  # finished
-    assert c.event("cart.updated", T0 + 30 * DAY) == []
+    assert refused_only(c.event("cart.updated", T0 + 30 * DAY), "reentry")
     c2 = Customer(reentry_engine("never"))
     c2.event("cart.updated", T0)
-    assert c2.event("cart.updated", T0 + 30 * DAY) == []
+    assert refused_only(c2.event("cart.updated", T0 + 30 * DAY), "reentry")
 
 
 def test_reentry_always() -> None:
@@ -408,9 +525,19 @@ def test_reentry_always() -> None:
 def test_reentry_after_a_duration_since_exit() -> None:
     c = Customer(reentry_engine("1d"))
     assert actions(c.event("cart.updated", T0))
-    assert c.event("cart.updated", T0 + HOUR) == []
-    assert c.event("cart.updated", T0 + DAY - 1) == []
+    assert refused_only(c.event("cart.updated", T0 + HOUR), "reentry")
+    refused = one(decisions(c.event("cart.updated", T0 + DAY - 1)))
+    assert set(refused) == DECISION_KEYS and (refused["journey"], refused["journey_version"]) == ("instant", 1)
     assert actions(c.event("cart.updated", T0 + DAY))
+
+
+def test_a_false_entry_condition_after_an_exit_writes_no_refusal() -> None:
+    c = Customer(engine(CART))                       # reentry: never
+    assert actions(c.event("cart.updated", T0, value=80))
+    c.tick(T0 + 2 * DAY)
+    assert c.state.instances == {}
+    assert c.event("cart.updated", T0 + 3 * DAY, value=10) == []       # would not enter anyway
+    assert refused_only(c.event("cart.updated", T0 + 3 * DAY, value=90), "reentry")
 
 
 def test_no_reentry_while_still_active() -> None:
@@ -638,7 +765,40 @@ def test_journey_holdout_is_deterministic_and_proportional() -> None:
 def test_global_holdout() -> None:
     c = Customer(engine(INSTANT, policies=Policies(global_holdout=1.0)))
     out = c.event("cart.updated", T0)
-    assert not actions(out) and one(decisions(out, "holdout"))
+    assert not actions(out) and one(decisions(out, "holdout"))["detail"] == "global holdout"
+
+
+def test_globally_held_out_customers_enter_in_the_holdout_group() -> None:
+    """SPEC §3: globally held-out customers are in the holdout group of every statistic."""
+    from orchestrator.core.stats import from_decisions
+    eng = engine(GOAL, policies=Policies(global_holdout=0.5))
+    lifecycle, log = [], []
+    for i in range(40):
+        cid = f"c-{i}"
+        for e, now in ((ev("cart.updated", cid, T0), T0), (ev("order.completed", cid, T0 + HOUR), T0 + HOUR)):
+            r = eng.on_event(None if e.type == "cart.updated" else state, e, now)
+            state = r.state
+            lifecycle += r.lifecycle
+            log += r.outputs
+    entered = decisions(log, "entered")
+    held = {d["customer_id"] for d in decisions(log, "holdout")}
+    assert 5 < len(held) < 35
+    assert {d["customer_id"] for d in entered if d["detail"] == "holdout"} == held
+    assert {d["customer_id"] for d in actions(log)}.isdisjoint(held)
+    # The worker's counters (lifecycle) and `orchestrator stats` (the decisions) agree.
+    groups = [lc.group for lc in lifecycle if lc.kind == "entered"]
+    report = one(from_decisions(decisions(log)))
+    assert report["entries"] == {"treatment": groups.count("treatment"), "holdout": len(held), "total": 40}
+    assert report["goals"]["holdout"] == len(held) == sum(1 for lc in lifecycle if lc.kind == "goal"
+                                                          and lc.group == "holdout")
+
+
+def test_journey_holdout_detail_is_kept_when_the_global_holdout_also_applies() -> None:
+    held = INSTANT.replace("start: email", "holdout: 100%\nstart: email")
+    c = Customer(engine(held, policies=Policies(global_holdout=1.0)))
+    out = c.event("cart.updated", T0)
+    assert one(decisions(out, "entered"))["detail"] == "holdout"
+    assert one(decisions(out, "holdout"))["detail"] == "journey holdout"
 
 
 def test_opt_in_channel_without_consent_is_not_sent() -> None:
@@ -897,7 +1057,7 @@ def test_lower_priority_entry_is_refused_while_the_group_is_held() -> None:
     assert actions(c.event("cart.updated", T0))
     out = c.event("page.viewed", T0 + HOUR)
     refused = one(decisions(out, "entry_refused"))
-    assert refused["journey"] == "low"
+    assert (refused["journey"], refused["detail"]) == ("low", "group")     # SPEC §3 detail values
     assert not actions(out) and not decisions(out, "entered")
     assert set(c.state.instances) == {"mid"}
 
@@ -1093,3 +1253,79 @@ def test_a_send_deferred_by_quiet_hours_keeps_the_params_and_trigger_of_its_even
     assert action["params"] == {"v": 42}
     assert action["trigger_event_id"] == "e-night"
     assert action["decided_at"].endswith("T08:00:00.000Z")
+
+
+# ---------------------------------------------------------------------------- lists of event types (SPEC §4)
+ANY_OF = """
+journey: any
+entry: {on: [cart.updated, checkout.started]}
+goal: {on: [order.completed, subscription.started], suppress: [push]}
+exit: {on: [account.closed, cart.emptied]}
+start: email
+nodes:
+  email: {send: email, template: t, next: wait}
+  wait: {wait_for: [message.opened, message.clicked, app.opened], timeout: 1d, on_event: thanks, on_timeout: done}
+  thanks: {send: push, template: thanks, next: done}
+  done: {exit: completed}
+"""
+
+
+@pytest.mark.parametrize("etype", ["cart.updated", "checkout.started"])
+def test_any_entry_type_of_a_list_enrols(etype: str) -> None:
+    eng = engine(ANY_OF)
+    assert [j.id for j in eng.journeys.by_entry[etype]] == ["any"]
+    c = Customer(eng)
+    assert one(decisions(c.event(etype, T0), "entered"))["journey"] == "any"
+
+
+@pytest.mark.parametrize("etype", ["order.completed", "subscription.started"])
+def test_any_goal_type_of_a_list_is_the_goal(etype: str) -> None:
+    c = Customer(engine(ANY_OF))
+    c.event("cart.updated", T0)
+    out = c.event(etype, T0 + MIN)
+    assert one(decisions(out, "goal"))["journey"] == "any" and c.state.instances == {}
+
+
+@pytest.mark.parametrize("etype", ["account.closed", "cart.emptied"])
+def test_any_exit_type_of_a_list_exits(etype: str) -> None:
+    c = Customer(engine(ANY_OF))
+    c.event("cart.updated", T0)
+    assert one(decisions(c.event(etype, T0 + MIN), "exited"))["detail"] == "exit"
+
+
+@pytest.mark.parametrize("kind", ["message.opened", "message.clicked"])
+def test_any_wait_for_type_of_a_list_ends_the_wait(kind: str) -> None:
+    c = Customer(engine(ANY_OF))
+    aid = one(actions(c.event("cart.updated", T0)))["action_id"]
+    # feedback about another action of the customer is not about this instance: it does not count
+    assert not actions(c.event(kind, T0 + MIN, action_id="a-other", channel="email"))
+    assert one(actions(c.event(kind, T0 + 2 * MIN, action_id=aid, channel="email")))["template"] == "thanks"
+
+
+def test_a_plain_event_type_in_a_wait_for_list_counts_for_any_event_of_that_type() -> None:
+    c = Customer(engine(ANY_OF))
+    c.event("checkout.started", T0)
+    assert one(actions(c.event("app.opened", T0 + MIN)))["template"] == "thanks"
+
+
+def test_an_entry_type_listed_by_two_journeys_is_indexed_for_both() -> None:
+    other = INSTANT.replace("journey: instant", "journey: zz").replace("cart.updated", "[checkout.started, x.y]")
+    eng = engine(ANY_OF, other)
+    assert [j.id for j in eng.journeys.by_entry["checkout.started"]] == ["any", "zz"]
+    assert [j.id for j in eng.journeys.by_entry["x.y"]] == ["zz"]
+    assert "page.viewed" not in eng.journeys.by_entry
+
+
+# ---------------------------------------------------------------------------- known profile fields
+def test_an_invalid_timezone_is_kept_reported_and_read_as_utc() -> None:
+    pol = Policies(quiet_hours=QuietHours(("push",), 21 * 60, 8 * 60))
+    c = Customer(engine(PUSH_NOW, policies=pol))
+    r = c.engine.on_event(None, ev("profile.updated", "c-1", T0, timezone="Mars/Olympus_Mons"), T0)
+    assert r.invalid_fields == ("timezone",)
+    assert r.state.profile["timezone"] == "Mars/Olympus_Mons"
+    c.state = r.state
+    night_utc = ts("2026-01-15T22:00:00Z")
+    d = one(decisions(c.event("cart.updated", night_utc), "quiet_hours_deferred"))
+    assert d["detail"] == "deferred to 2026-01-16T08:00:00.000Z"                  # UTC's 08:00
+    ok = c.engine.on_event(c.state, ev("profile.updated", "c-1", T0, timezone="Europe/Oslo"), T0 + 1)
+    assert ok.invalid_fields == ()

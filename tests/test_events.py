@@ -146,6 +146,18 @@ def test_absurd_future_ts_is_dead_lettered_never_raised(ts: int) -> None:
     assert reason(parse(good(ts=ts), now=2**62)) in {"invalid_schema", "future_timestamp"}
 
 
+@pytest.mark.parametrize("ts", [1_773_144_000, 0, 99_999_999_999])
+def test_an_integer_ts_below_10_to_the_11_looks_like_seconds_and_is_refused(ts: int) -> None:
+    result = parse(good(ts=ts))
+    assert reason(result) == "invalid_schema"
+    assert "seconds" in result.detail and str(ts) in result.detail and "$.ts" in result.detail
+
+
+def test_an_integer_ts_of_10_to_the_11_is_milliseconds() -> None:
+    e = parse(good(ts=10**11), now=T0)          # 1973-03-03: valid, just old
+    assert isinstance(e, Event) and e.ts_ms == 10**11
+
+
 def test_negative_epoch_ms_is_invalid_schema() -> None:
     assert reason(parse(good(ts=-1))) == "invalid_schema"
 

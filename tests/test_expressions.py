@@ -146,6 +146,20 @@ def test_arithmetic_with_none_bad_types_or_zero_division_is_none(source: str) ->
     assert ev(source) is None
 
 
+@pytest.mark.parametrize("source", [
+    "event.properties.value / 0 >= 0 or true", "event.properties.n // 0 == 1 or true",
+    "event.properties.n % 0 < 1 or true", "event.properties.value / 0 == null",
+    "profile.missing >= 0 or true", "'a' + 1 == 2 or true",
+])
+def test_a_failed_operation_is_none_like_a_missing_field_not_the_whole_expression(source: str) -> None:
+    assert ev(source) is True
+
+
+def test_division_by_zero_is_none_inside_a_larger_expression() -> None:
+    assert ev("[event.properties.n / 0, event.properties.n / 7]") == [None, 1.0]
+    assert ev("not (event.properties.value / 0 > 1)") is True
+
+
 def test_a_compiled_expression_never_raises_at_evaluation() -> None:
     weird: dict[str, Any] = {"event": [1, 2], "profile": "text", "journey": 5, "session": object(),
                              "engagement": {"email": None}, "activity": {1: 2}, "now": None}

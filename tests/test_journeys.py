@@ -104,12 +104,12 @@ def assert_problem_at(text: str, needle: str, *words: str, nth: int = 1) -> str:
 def test_spec_example_parses() -> None:
     j = parse(SPEC_EXAMPLE, "cart-recovery.yaml")
     assert (j.id, j.version, j.priority, j.group) == ("cart-recovery", 3, 50, "promotions")
-    assert j.entry_on == "cart.updated"
+    assert j.entry_on == ("cart.updated",) and str(j.entry_on) == "cart.updated"
     assert j.entry_if is not None and j.entry_if.source == "event.properties.value >= 50"
     assert j.reentry_ms == 7 * DAY
     assert set(j.capture) == {"cart_value"}
     assert j.holdout == pytest.approx(0.10)
-    assert j.goal_on == "order.completed" and j.goal_suppress == ("ads", "web", "sms")
+    assert j.goal_on == ("order.completed",) and j.goal_suppress == ("ads", "web", "sms")
     assert j.exit_on == ("account.closed",)
     assert j.max_touches == 3 and j.max_duration_ms == 14 * DAY
     assert j.start == "wait_1h"
@@ -122,7 +122,7 @@ def test_spec_example_parses() -> None:
     assert (n["email_reminder"].channel, n["email_reminder"].template, n["email_reminder"].next) == \
         ("email", "cart-reminder-1", "wait_open")
     assert set(n["email_reminder"].params) == {"cart_value"}
-    assert n["wait_open"] == WaitForNode("wait_open", "message.opened", 24 * HOUR, "done", "push_reminder")
+    assert n["wait_open"] == WaitForNode("wait_open", ("message.opened",), 24 * HOUR, "done", "push_reminder")
     assert isinstance(n["push_reminder"], SendNode)
     assert n["push_reminder"].channel == "best" and n["push_reminder"].channels == ("push", "sms")
     assert isinstance(n["sms_offer"], SendNode) and n["sms_offer"].channels == ("sms",)
@@ -149,7 +149,7 @@ def test_defaults() -> None:
     j = parse(MINIMAL)
     assert j.version == 1 and j.priority == 0 and j.group is None and j.holdout == 0.0
     assert j.reentry_ms == REENTRY_NEVER and j.entry_if is None and j.capture == {}
-    assert j.goal_on is None and j.exit_on == () and j.max_touches is None and j.max_duration_ms is None
+    assert j.goal_on == () and j.exit_on == () and j.max_touches is None and j.max_duration_ms is None
     assert j.enabled is True
 
 
@@ -396,3 +396,89 @@ def test_load_journey_dir_reports_a_duplicate_id_and_version(tmp_path: Path) -> 
 
 def test_load_journey_dir_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
     assert load_journey_dir(tmp_path / "nope", channels=CHANNELS) == ([], [])
+
+
+# ---------------------------------------------------------------------------- lists of event types (SPEC §4)
+def test_every_place_an_event_type_is_accepted_takes_a_list() -> None:
+    text = MINIMAL.replace("  on: signup.completed", "  on: [signup.completed, trial.started, signup.completed]") \
+        .replace("    wait: 1h\n    next: done",
+                 "    wait_for: [message.opened, message.clicked]\n    timeout: 1d\n    on_event: done\n"
+                 "    on_timeout: done") \
+        + "goal: {on: [order.completed, subscription.started]}\nexit: {on: [account.closed]}\n"
+    j = parse(text)
+    assert j.entry_on == ("signup.completed", "trial.started")           # a repeat is harmless
+    assert str(j.entry_on) == "signup.completed,trial.started"           # as `journeys list` shows it
+    assert j.goal_on == ("order.completed", "subscription.started")
+    assert j.exit_on == ("account.closed",)
+    assert j.nodes["pause"].event_types == ("message.opened", "message.clicked")
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("  on: signup.completed", "  on: []", "on: []"),
+    ("  on: signup.completed", "  on: [signup.completed, Bad Type]", "on: [signup"),
+    ("    wait: 1h\n    next: done", "    wait_for: []\n    timeout: 1d\n    on_event: done\n    on_timeout: done",
+     "wait_for: []"),
+])
+def test_empty_or_bad_event_type_lists_are_refused(old: str, new: str, needle: str) -> None:
+    assert_problem_at(MINIMAL.replace(old, new), needle)
+
+
+# ---------------------------------------------------------------------------- unknown keys in every mapping
+@pytest.mark.parametrize("old, new, needle", [
+    ("  on: signup.completed", "  on: signup.completed\n  when: always", "when: always"),           # entry
+    ("    template: welcome-1", "    template: welcome-1\n    priority: 2", "priority: 2"),          # send node
+    ("    wait: 1h", "    wait: 1h\n    until: later", "until: later"),                             # wait node
+    ("    exit: completed", "    exit: completed\n    why: done", "why: done"),                    # exit node
+    ("  pause:\n    wait: 1h\n    next: done",
+     "  pause:\n    branch:\n      - {if: profile.x, next: done, weight: 2}\n      - {next: done}", "weight: 2"),
+    ("  pause:\n    wait: 1h\n    next: done",
+     "  pause:\n    split:\n      - {weight: 1, next: done, if: x}", "if: x"),
+    ("  pause:\n    wait: 1h\n    next: done",
+     "  pause:\n    wait_for: a.b\n    timeout: 1d\n    on_event: done\n    on_timeout: done\n    next: done",
+     "    next: done"),
+])
+def test_unknown_keys_are_refused_in_every_journey_mapping(old: str, new: str, needle: str) -> None:
+    text = MINIMAL.replace(old, new)
+    assert text != MINIMAL
+    assert_problem_at(text, needle, "unknown key")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ("goal: {on: order.completed, supress: [sms]}\n", "supress"),
+    ("exit: {on: [x.y], max_touch: 3}\n", "max_touch"),
+])
+def test_unknown_keys_are_refused_in_goal_and_exit(extra: str, needle: str) -> None:
+    assert_problem_at(MINIMAL + extra, needle, "unknown key")
+
+
+# ---------------------------------------------------------------------------- one pass
+def test_an_unknown_top_level_key_does_not_hide_the_other_problems() -> None:
+    text = (MINIMAL + "colour: red\n").replace("send: email", "send: fax").replace("wait: 1h", "wait: forever") \
+        .replace("    next: done", "    next: nowhere").replace("  on: signup.completed", "  on: Bad Type")
+    problems = refused(text)
+    lines = {int(p.split(":")[1]) for p in problems}
+    assert {line_of(text, "colour"), line_of(text, "send: fax"), line_of(text, "wait: forever"),
+            line_of(text, "next: nowhere"), line_of(text, "on: Bad Type")} <= lines
+
+
+# ---------------------------------------------------------------------------- start and reachability
+def test_an_invalid_start_node_is_reported_at_the_node_only() -> None:
+    text = MINIMAL.replace("start: hello", "start: pause").replace("wait: 1h", "wait: forever")
+    problems = refused(text)                                # start: pause exists, but is invalid
+    assert not any("no node named" in p for p in problems), problems
+    assert [p for p in problems if p.startswith(f"bad.yaml:{line_of(text, 'wait: forever')}:")]
+
+
+def test_unreachable_nodes_are_warned_about_with_file_and_line() -> None:
+    text = MINIMAL + "  orphan:\n    send: push\n    template: t\n    next: island\n  island:\n    exit: never\n"
+    j = parse(text, "j.yaml")
+    assert j.warnings == (
+        f"j.yaml:{line_of(text, 'orphan:')}: warning: node 'orphan' is never reached from start 'hello'",
+        f"j.yaml:{line_of(text, 'island:')}: warning: node 'island' is never reached from start 'hello'")
+    assert parse(MINIMAL).warnings == ()
+
+
+def test_the_spec_example_warns_about_its_unused_split() -> None:
+    j = parse(SPEC_EXAMPLE, "cart-recovery.yaml")
+    assert j.warnings == (f"cart-recovery.yaml:{line_of(SPEC_EXAMPLE, '  ab:')}: warning: node 'ab' is never "
+                          "reached from start 'wait_1h'",)

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.core import Policies, load_policies, parse_policies
 from orchestrator.core.policies import DEFAULT_CHANNELS, FrequencyRule, QuietHours
-from orchestrator.errors import DefinitionError
+from orchestrator.errors import ConfigError, DefinitionError
 from tests.corehelpers import DAY, HOUR, line_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,8 +62,9 @@ def test_shipped_policies_file_parses() -> None:
     assert p.source == str(REPO / "policies.yaml")
 
 
-def test_missing_file_means_defaults(tmp_path: Path) -> None:
-    p = load_policies(tmp_path / "no-such-policies.yaml")
+def test_missing_default_file_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)                     # no policies.yaml here
+    p = load_policies("policies.yaml")
     assert p == Policies()
     assert load_policies(None) == Policies()
     assert p.channels == DEFAULT_CHANNELS == ("email", "sms", "push", "inapp", "web", "ads")
@@ -102,6 +103,9 @@ def test_unknown_top_level_key() -> None:
     ("  - {channel: sms, max: 2, per: 7d}", "  - {channel: fax, max: 2, per: 7d}", "channel: fax"),
     ('from: "21:00"', 'from: "25:00"', "quiet_hours"),
     ('to: "08:00"', 'to: "8am"', "quiet_hours"),
+    ('to: "08:00"}', 'to: "08:00", days: [mon, tue]}', "quiet_hours"),          # unknown keys, not ignored
+    ('to: "08:00"}', 'to: "08:00", timezone: Europe/Oslo}', "quiet_hours"),
+    ("channels: [sms, push], from", "channels: sms, from", "quiet_hours"),
     ("channels: [sms, push], from", "channels: [sms, pager], from", "quiet_hours"),
     ("sms: opt_in", "sms: maybe", "consent:"),
     ("push: opt_out}", "push: opt_out, fax: opt_in}", "consent:"),
@@ -135,3 +139,17 @@ def test_load_policies_reports_the_path(tmp_path: Path) -> None:
         load_policies(f)
     assert len(info.value.problems) == 1
     assert info.value.problems[0].startswith(f"{f}:1: ") and "frequency" in info.value.problems[0]
+
+
+@pytest.mark.parametrize("key", ["days", "timezone"])
+def test_unknown_quiet_hours_keys_are_refused(key: str) -> None:
+    text = SPEC_POLICIES.replace('to: "08:00"}', f'to: "08:00", {key}: x}}')
+    assert_problem_at(text, key, "unknown key", key)
+
+
+def test_a_missing_policies_file_given_on_purpose_is_one_sentence(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-policies.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_policies(missing)
+    message = str(info.value)
+    assert str(missing) in message and "\n" not in message and message.count(". ") == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator.core import Engine, load_journey_file, load_policies
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.core.state import TOMBSTONE_KEEP_MS
 from orchestrator.simulate import Simulation
 from tests.corehelpers import DAY, DEAD_LETTER_KEYS, HOUR, MIN, engine, raw_event
 
@@ -195,3 +196,67 @@ def test_cart_recovery_goal_suppresses_and_stops() -> None:
     assert len(sup) == 1
     assert (sup[0]["reason"], sup[0]["channels"], sup[0]["cancels"]) == \
         ("goal", ["ads", "web", "sms"], [email["value"]["action_id"]])
+
+
+# ---------------------------------------------------------------------------- future timestamps and what is ignored
+YEAR = 365 * DAY
+
+
+def test_a_line_dated_far_ahead_is_dead_lettered_and_does_not_poison_the_rest() -> None:
+    eng = engine(INSTANT_EMAIL)
+    lines = [raw_event("signup.completed", "c-1", T),
+             raw_event("signup.completed", "c-2", T + YEAR),            # a typo in the year
+             raw_event("signup.completed", "c-3", T + MIN),
+             raw_event("signup.completed", "c-4", T + 2 * MIN)]
+    sim = Simulation(eng)
+    records = list(sim.run(lines))
+    dlq = [r for r in records if r["topic"] == "dlq"]
+    assert [(d["value"]["reason"], d["value"]["offset"]) for d in dlq] == [("future_timestamp", 2)]
+    assert "line 4" in dlq[0]["value"]["detail"]           # the latest line after it
+    assert [r["value"]["customer_id"] for r in action_records(records)] == ["c-1", "c-3", "c-4"]
+    assert sim.clock_ms == T + 2 * MIN and sim.stale == [] and sim.dead_letters == {"future_timestamp": [2]}
+
+
+def test_a_far_ahead_first_line_is_dead_lettered_too() -> None:
+    records = run(engine(INSTANT_EMAIL), raw_event("signup.completed", "c-1", T + YEAR),
+                  raw_event("signup.completed", "c-2", T))
+    assert [r["value"]["reason"] for r in records if r["topic"] == "dlq"] == ["future_timestamp"]
+    assert [r["value"]["customer_id"] for r in action_records(records)] == ["c-2"]
+
+
+def test_time_passing_between_lines_is_not_the_future() -> None:
+    eng = engine(WAIT_PUSH, INSTANT_EMAIL)
+    lines = [raw_event("cart.updated", "c-1", T),
+             raw_event("signup.completed", "c-2", T + 3 * HOUR),        # a gap the next lines continue from
+             raw_event("page.viewed", "c-3", T + 3 * HOUR - 20 * MIN),  # a late line: not where time is
+             raw_event("signup.completed", "c-4", T + 3 * HOUR + MIN),
+             raw_event("signup.completed", "c-5", T + 30 * DAY)]        # the last line: taken at its time
+    records = run(eng, *lines)
+    assert not [r for r in records if r["topic"] == "dlq"]
+    assert [r["value"]["customer_id"] for r in action_records(records)] == ["c-1", "c-2", "c-4", "c-5"]
+
+
+def test_lines_a_worker_would_not_act_on_are_listed_with_their_line_numbers() -> None:
+    eng = engine(INSTANT_EMAIL)
+    sim = Simulation(eng)
+    lines = [raw_event("signup.completed", "c-1", T, eid="e-1"),
+             raw_event("signup.completed", "c-1", T, eid="e-1"),                 # duplicate
+             raw_event("signup.completed", "c-2", T - 2 * DAY),                  # too old to enrol
+             raw_event("page.viewed", "c-2", T - 2 * DAY),                       # old, but enrols nobody anyway
+             b"",
+             raw_event("signup.completed", "c-3", T - 3 * DAY),                  # too old to enrol
+             raw_event("signup.completed", "c-1", T + MIN, eid="e-1")]           # duplicate
+    list(sim.run(lines))
+    assert sim.duplicates == [2, 7]
+    assert sim.stale == [3, 6]
+
+
+def test_an_erasure_tombstone_expires_in_simulate_as_in_a_worker() -> None:
+    sim = Simulation(engine(INSTANT_EMAIL))
+    list(sim.run([raw_event("signup.completed", "c-1", T, eid="e-1"),
+                  raw_event("profile.erased", "c-1", T + MIN, eid="e-x")]))
+    assert sim.states["c-1"].erased_ms == T + MIN and sim.states["c-1"].profile == {}
+    again = list(sim.feed(raw_event("signup.completed", "c-1", T + 2 * MIN, eid="e-1"), 3))
+    assert again == [] and sim.duplicates == [3]                          # redelivered: still ignored
+    list(sim.advance(T + MIN + TOMBSTONE_KEEP_MS))
+    assert "c-1" not in sim.states                                        # nothing left after the window

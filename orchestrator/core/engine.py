@@ -23,8 +23,8 @@ from orchestrator.core.journeys import (
 )
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import (
-    ACTION_REFS_MAX, DAY_MS, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance,
-    engagement_for, prune_stamps, record_activity, remember_event,
+    ACTION_REFS_MAX, DAY_MS, ENGAGEMENT_WINDOW_MS, OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
+    engagement_for, prune_stamps, record_activity, remember_event, tombstone,
 )
 from orchestrator.core.timeutil import format_ts
 
@@ -55,10 +55,13 @@ class _Effects(list):  # list[Output] that also collects Lifecycle records
 
 @dataclass
 class Result:
-    state: CustomerState | None          # None: delete the customer's state (erasure)
+    state: CustomerState | None          # None: delete the customer's state (an expired erasure tombstone)
     outputs: list[Output] = field(default_factory=list)
     duplicate: bool = False
     lifecycle: list[Lifecycle] = field(default_factory=list)
+    # Known profile fields this event set to a value the engine cannot use (e.g. "timezone" that is
+    # not an IANA name): kept in the profile, read as the default; the worker counts them.
+    invalid_fields: tuple[str, ...] = ()
 
 
 def stable_hash(*parts: object) -> str:
@@ -110,7 +113,8 @@ class JourneySet:
     def _index(self) -> None:
         by_entry: dict[str, list[Journey]] = {}
         for j in [*self.current.values(), *self.shadow.values()]:
-            by_entry.setdefault(j.entry_on, []).append(j)
+            for etype in j.entry_on:            # any of these types enrols
+                by_entry.setdefault(etype, []).append(j)
         for lst in by_entry.values():
             # Shadows first: they then see the customer as the live version did, before its sends.
             lst.sort(key=lambda j: (not j.shadow, -j.priority, j.id))
@@ -223,19 +227,28 @@ class Engine:
 
     # ------------------------------------------------------------------ entry points
     def on_event(self, state: CustomerState | None, event: Event, now_ms: int) -> Result:
-        """Apply one validated event. Timers already due fire first."""
+        """Apply one validated event. Timers already due fire first.
+
+        On an erasure tombstone, a duplicate of an earlier event is ignored like any duplicate;
+        a new event starts from the tombstone (no profile, no journeys) and keeps its memory of
+        event ids, so the customer may enrol again but an earlier event still counts as seen.
+        """
         state = state if state is not None else CustomerState()
+        if state.erased_ms is not None and now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
+            state = CustomerState()             # an expired tombstone whose timer has not fired yet
         if not remember_event(state, event.event_id, now_ms):
             return Result(state, [], duplicate=True)
+        state.erased_ms = None
         out = _Effects()
         self._fire_due(state, event.customer_id, now_ms, out)
         etype = event.type
         if etype == ev_mod.PROFILE_ERASED:
             self._erase(state, event, now_ms, out)
-            return Result(None, out, lifecycle=out.lifecycle)
+            return Result(tombstone(state, now_ms), out, lifecycle=out.lifecycle)
         record_activity(state, etype, event.ts_ms, event.properties)
+        invalid: tuple[str, ...] = ()
         if etype == ev_mod.PROFILE_UPDATED:
-            self._merge_profile(state, event.properties)
+            invalid = self._merge_profile(state, event.properties)
         elif etype in ev_mod.FEEDBACK_TYPES:
             self._feedback(state, event, now_ms, out)
 
@@ -247,13 +260,14 @@ class Engine:
             if j is None:
                 self._drop(state, event.customer_id, inst, now_ms, out)
                 continue
-            if j.goal_on == etype:
+            if etype in j.goal_on:
                 self._finish(state, event.customer_id, inst, j, "goal", now_ms, out,
                              suppress_reason="goal", suppress_channels=j.goal_suppress, cause=event.event_id)
             elif etype in j.exit_on:
                 self._finish(state, event.customer_id, inst, j, "exit", now_ms, out,
                              suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
-            elif inst.waiting_for == etype and self._feedback_matches(state, inst, event):
+            elif inst.waiting_for is not None and self._waits_for(j, inst, etype) \
+                    and self._feedback_matches(state, inst, event):
                 node = j.nodes[inst.node]
                 assert isinstance(node, WaitForNode)
                 inst.waiting_for, inst.due_ms = None, None
@@ -263,12 +277,18 @@ class Engine:
         if etype in self.journeys.by_entry and event.ts_ms >= now_ms - self.policies.max_event_age_ms:
             for j in self.journeys.by_entry[etype]:
                 self._try_enter(state, j, event, now_ms, out)
-        return Result(state, out, lifecycle=out.lifecycle)
+        return Result(state, out, lifecycle=out.lifecycle, invalid_fields=invalid)
 
     def on_timer(self, state: CustomerState | None, customer_id: str, now_ms: int) -> Result:
-        """Fire every timer of this customer that is due at ``now_ms``."""
+        """Fire every timer of this customer that is due at ``now_ms``; an expired tombstone goes."""
         if state is None:
             return Result(None, [])
+        if state.erased_ms is not None:                         # a tombstone: nothing else to fire
+            if now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
+                return Result(None, [])
+            if state.outbox and now_ms >= state.erased_ms + OUTBOX_KEEP_MS:
+                state.outbox = {}       # the erasure's outputs kept for a replay; committed long since
+            return Result(state, [])
         out = _Effects()
         self._fire_due(state, customer_id, now_ms, out)
         return Result(state, out, lifecycle=out.lifecycle)
@@ -315,13 +335,14 @@ class Engine:
         key = instance_key(j.id, j.shadow)
         if not j.enabled or key in state.instances:
             return
-        last_exit = state.exits.get(key)
-        if last_exit is not None:
-            if j.reentry_ms == REENTRY_NEVER:
-                return
-            if j.reentry_ms != REENTRY_ALWAYS and now_ms - last_exit < j.reentry_ms:
-                return
+        # An entry condition that is false is not a refusal: nothing is recorded.
         if j.entry_if is not None and not j.entry_if.truthy(_Namespaces(self, state, event, None, now_ms), now_ms):
+            return
+        last_exit = state.exits.get(key)
+        if last_exit is not None and (j.reentry_ms == REENTRY_NEVER or (
+                j.reentry_ms != REENTRY_ALWAYS and now_ms - last_exit < j.reentry_ms)):
+            out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "reentry", now_ms,
+                                      shadow=j.shadow))
             return
         if j.group is not None and not j.shadow:
             for other_id in sorted(state.instances):
@@ -330,15 +351,15 @@ class Engine:
                 if oj is None or oj.group != j.group or other.shadow:
                     continue
                 if oj.priority >= j.priority:
-                    out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused",
-                                              f"group {j.group} is held by {oj.id} (priority {oj.priority} >= {j.priority})", now_ms))
+                    # SPEC §3: the detail is exactly "group"; `explain` lists the journeys the customer is in.
+                    out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "group", now_ms))
                     return
                 self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason="preempted",
                              suppress_channels=tuple(other.channels), cause=event.event_id,
                              detail=f"preempted by {j.id} (priority {j.priority} > {oj.priority})")
         inst = Instance(journey=j.id, version=j.version, instance_id=event.event_id, node=j.start,
                         entered_ms=now_ms, trigger_event_id=event.event_id, trigger_ts_ms=event.ts_ms,
-                        holdout=j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout, shadow=j.shadow,
+                        holdout=self._journey_held_out(j, cid) or self._globally_held_out(cid), shadow=j.shadow,
                         deadline_ms=now_ms + j.max_duration_ms if j.max_duration_ms else None)
         ns = _Namespaces(self, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
@@ -391,7 +412,7 @@ class Engine:
                 inst.due_ms = now_ms + node.ms
                 return
             elif isinstance(node, WaitForNode):
-                inst.waiting_for = node.event_type
+                inst.waiting_for = " or ".join(node.event_types)     # for `explain`; matching reads the node
                 inst.due_ms = now_ms + node.timeout_ms
                 return
             elif isinstance(node, ExitNode):
@@ -412,8 +433,9 @@ class Engine:
                                       f"no consent for {', '.join(node.channels)}", now_ms, shadow=inst.shadow))
             return False
         channel = consented[0] if len(consented) == 1 else self._best_channel(state, consented, now_ms)
-        if inst.holdout or (p.global_holdout > 0 and bucket("global-holdout", cid) < p.global_holdout):
-            detail = "journey holdout" if inst.holdout else "global holdout"
+        if inst.holdout or self._globally_held_out(cid):
+            # (inst.holdout also covers the global holdout as decided at entry; say which one)
+            detail = "journey holdout" if self._journey_held_out(j, cid) else "global holdout"
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms,
                                       shadow=inst.shadow))
             return False
@@ -480,6 +502,14 @@ class Engine:
         if len(state.actions) > ACTION_REFS_MAX:
             del state.actions[next(iter(state.actions))]
         return False
+
+    @staticmethod
+    def _journey_held_out(j: Journey, cid: str) -> bool:
+        return j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout
+
+    def _globally_held_out(self, cid: str) -> bool:
+        g = self.policies.global_holdout
+        return g > 0 and bucket("global-holdout", cid) < g
 
     def _consents(self, state: CustomerState, channel: str) -> bool:
         consent = state.profile.get("consent")
@@ -565,14 +595,35 @@ class Engine:
 
     # ------------------------------------------------------------------ inputs that change state
     @staticmethod
-    def _merge_profile(state: CustomerState, props: dict[str, Any]) -> None:
+    def _merge_profile(state: CustomerState, props: dict[str, Any]) -> tuple[str, ...]:
+        """Shallow merge (``null`` deletes a field), except ``consent``: merged per channel (SPEC §2).
+
+        Returns the known fields set to a value the engine cannot use: a ``timezone`` that is
+        not an IANA name (kept, read as UTC) or a ``consent`` that is not an object (not applied).
+        """
         profile = dict(state.profile)
+        invalid: list[str] = []
         for key, value in props.items():
             if value is None:
                 profile.pop(key, None)
+            elif key == "consent":
+                if not isinstance(value, dict):
+                    invalid.append("consent")
+                    continue
+                old = profile.get("consent")
+                consent = dict(old) if isinstance(old, dict) else {}
+                for channel, given in value.items():
+                    if given is None:
+                        consent.pop(channel, None)
+                    else:
+                        consent[channel] = given
+                profile["consent"] = consent
             else:
+                if key == "timezone" and zone(value) is None:
+                    invalid.append("timezone")
                 profile[key] = value
         state.profile = profile
+        return tuple(invalid)
 
     def _feedback(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
         channel = event.properties["channel"]
@@ -594,6 +645,12 @@ class Engine:
                        or (inst.deferred and a == inst.deferred_action and inst.deferred_channel == channel)]
             out.append(self._suppression(event.customer_id, [channel], None, "unsubscribed",
                                          list(dict.fromkeys(cancels)), event.event_id, now_ms))
+
+    @staticmethod
+    def _waits_for(j: Journey, inst: Instance, etype: str) -> bool:
+        """Is the instance parked at a wait_for node that an event of type ``etype`` ends?"""
+        node = j.nodes.get(inst.node)
+        return isinstance(node, WaitForNode) and etype in node.event_types
 
     @staticmethod
     def _feedback_matches(state: CustomerState, inst: Instance, event: Event) -> bool:

@@ -16,6 +16,9 @@ from orchestrator.core.timeutil import format_ts, parse_ts_ms
 
 FUTURE_TOLERANCE_MS = 5 * 60_000
 MAX_TS_MS = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
+# SPEC §2: an integer ts below 10^11 is refused. As milliseconds it is before 1973-03-03; as
+# seconds it is any time until the year 5138, so it is far more likely seconds than a 1970s date.
+MIN_INT_TS_MS = 10**11
 FEEDBACK_TYPES = frozenset({
     "message.delivered", "message.opened", "message.clicked",
     "message.bounced", "message.unsubscribed", "message.failed",
@@ -81,6 +84,9 @@ def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str,
     except msgspec.DecodeError as exc:
         return Rejection("invalid_json", str(exc))
     ts_ms = parse_ts_ms(wire.ts)
+    if isinstance(wire.ts, int) and 0 <= wire.ts < MIN_INT_TS_MS:
+        return Rejection("invalid_schema", f"ts {wire.ts} looks like seconds since the epoch; send integer epoch "
+                         "milliseconds or an RFC 3339 string - at `$.ts`")
     if ts_ms is None or ts_ms < 0:
         return Rejection("invalid_schema", f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
     if ts_ms > now_ms + FUTURE_TOLERANCE_MS:

@@ -8,7 +8,8 @@ Field access (``event.properties.value``) is a dictionary lookup, never
 Semantics a journey author can rely on:
 
 - A missing field is ``None``, never an exception.
-- Arithmetic involving ``None`` or mismatched types gives ``None``.
+- Arithmetic involving ``None`` or mismatched types gives ``None``, and so does a division
+  (``/ // %``) by zero: ``x / 0 >= 0 or true`` is true, like a missing field under ``or true``.
 - A comparison that cannot be made (``None >= 50``, ``"a" < 1``) is false.
 - Allowed: literals (numbers, strings, ``True/False/None`` and ``true/false/null``),
   lists, ``and or not``, ``== != < <= > >= in not in``, ``+ - * / // %``, unary
@@ -213,7 +214,10 @@ class _Compiler:
                     return None
                 if numeric_only and not (isinstance(a, _NUMBER) and isinstance(b, _NUMBER)):
                     return None  # no "x" * 10**9, no str % formatting
-                return op(a, b)
+                try:
+                    return op(a, b)
+                except (ZeroDivisionError, OverflowError, TypeError):
+                    return None  # this operation only, not the whole expression
             return _binop
         if isinstance(node, ast.Compare):
             first = self.compile(node.left)

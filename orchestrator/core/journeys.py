@@ -24,6 +24,16 @@ TEMPLATE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 EXIT_REASON = re.compile(r"^[a-z0-9_-]{1,32}$")
 
 
+class EventTypes(tuple[str, ...]):
+    """Event types where a definition accepts one or a list: any of them matches (SPEC §4).
+
+    Its text is the types joined by commas (``cart.updated,checkout.started``), as listings show it.
+    """
+
+    def __str__(self) -> str:
+        return ",".join(self)
+
+
 @dataclass(frozen=True)
 class SendNode:
     name: str
@@ -56,7 +66,7 @@ class WaitNode:
 @dataclass(frozen=True)
 class WaitForNode:
     name: str
-    event_type: str
+    event_types: EventTypes          # any of them ends the wait
     timeout_ms: int
     on_event: str
     on_timeout: str
@@ -80,21 +90,24 @@ class Journey:
     version: int
     start: str
     nodes: dict[str, Node]
-    entry_on: str
+    entry_on: EventTypes                     # any of these types enrols
     entry_if: Expression | None = None
     reentry_ms: int = REENTRY_NEVER          # -1 never, 0 always, >0 after that long since exit
     priority: int = 0
     group: str | None = None
     capture: dict[str, Expression] = field(default_factory=dict)
     holdout: float = 0.0
-    goal_on: str | None = None
+    goal_on: EventTypes = EventTypes()       # any of these is the goal (none: no goal)
     goal_suppress: tuple[str, ...] = ()
-    exit_on: tuple[str, ...] = ()
+    exit_on: EventTypes = EventTypes()
     max_touches: int | None = None
     max_duration_ms: int | None = None
     enabled: bool = True
     shadow: bool = False                     # runs on live traffic, records decisions, sends nothing
     source: str = ""
+    # Not reasons to refuse the definition, but worth a look (``file:line: warning: message``):
+    # nodes that no path from ``start`` reaches.
+    warnings: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -152,16 +165,20 @@ class _Checker:
                     self.error(path + (key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(allowed))})")
         return value
 
-    def event_types(self, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
+    def event_types(self, path: tuple[Any, ...], value: Any) -> EventTypes:
+        """One event type or a non-empty list of them (any of them matches)."""
+        label = ".".join(map(str, path))
+        if isinstance(value, list) and not value:
+            self.error(path, f"{label}: an empty list names no event type")
         items = value if isinstance(value, list) else [value]
-        out = []
+        out: list[str] = []
         for i, item in enumerate(items):
             p = path + (i,) if isinstance(value, list) else path
             if not isinstance(item, str) or not EVENT_TYPE.match(item):
-                self.error(p, f"{'.'.join(map(str, path))}: {item!r} is not an event type ([a-z0-9_.-], at most 64)")
-            else:
+                self.error(p, f"{label}: {item!r} is not an event type ([a-z0-9_.-], at most 64)")
+            elif item not in out:
                 out.append(item)
-        return tuple(out)
+        return EventTypes(out)
 
 
 def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journey:
@@ -169,9 +186,11 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     doc = yamlsrc.load(text, filename)
     c = _Checker(doc)
     channels = tuple(channels)
-    raw = c.mapping((), doc.data, _TOP_KEYS)
-    if c.problems or not raw:
+    if not isinstance(doc.data, dict):
+        c.mapping((), doc.data)
+    if c.problems or not doc.data:
         raise DefinitionError(c.problems or [f"{filename}:1: empty journey definition"])
+    raw = c.mapping((), doc.data, _TOP_KEYS)     # unknown keys are reported; the checks go on
 
     jid = raw.get("journey")
     if not isinstance(jid, str) or not JOURNEY_ID.match(jid):
@@ -195,15 +214,12 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     entry = c.mapping(("entry",), raw.get("entry"), {"on", "if", "reentry"}) if "entry" in raw else {}
     if "entry" not in raw:
         c.error((), "missing entry: (entry.on names the event type that enrols a customer)")
-    entry_on = ""
+    entry_on = EventTypes()
     if entry:
         if "on" not in entry:
             c.error(("entry",), "entry.on is required")
         else:
-            types = c.event_types(("entry", "on"), entry["on"])
-            if isinstance(entry["on"], list):
-                c.error(("entry", "on"), "entry.on takes one event type")
-            entry_on = types[0] if types else ""
+            entry_on = c.event_types(("entry", "on"), entry["on"])
     entry_if = c.expr(("entry", "if"), entry["if"]) if "if" in entry else None
     reentry_ms = REENTRY_NEVER
     if "reentry" in entry:
@@ -232,17 +248,16 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
         except ValueError as exc:
             c.error(("holdout",), f"holdout: {exc}")
 
-    goal_on, goal_suppress = None, ()
+    goal_on, goal_suppress = EventTypes(), ()
     if "goal" in raw:
         goal = c.mapping(("goal",), raw["goal"], {"on", "suppress"})
         if "on" not in goal:
             c.error(("goal",), "goal.on is required")
         else:
-            types = c.event_types(("goal", "on"), goal["on"])
-            goal_on = types[0] if types else None
+            goal_on = c.event_types(("goal", "on"), goal["on"])
         goal_suppress = _channel_list(c, ("goal", "suppress"), goal.get("suppress", []), channels)
 
-    exit_on: tuple[str, ...] = ()
+    exit_on = EventTypes()
     max_touches = max_duration_ms = None
     if "exit" in raw:
         ex = c.mapping(("exit",), raw["exit"], {"on", "max_touches", "max_duration"})
@@ -258,13 +273,18 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
             max_duration_ms = c.duration(("exit", "max_duration"), ex["max_duration"])
 
     nodes = _parse_nodes(c, raw.get("nodes"), channels)
+    named = raw.get("nodes") if isinstance(raw.get("nodes"), dict) else {}
     start = raw.get("start")
-    if start is None and nodes:
+    if start is None and named:
         c.error(("start",), "missing start: (the first node)")
-    elif start is not None and start not in nodes:
+    elif start is not None and (not isinstance(start, str) or start not in named):
         c.error(("start",), f"start: no node named {start!r}")
+    # (a start node that exists but is invalid is reported at the node itself)
+    warnings: list[str] = []
     if nodes and isinstance(start, str) and start in nodes:
         _check_reachability(c, nodes, start)
+        if len(nodes) == len(named):          # with a refused node the paths are not known
+            warnings = _unreachable(doc, nodes, start)
 
     if c.problems:
         raise DefinitionError(c.problems)
@@ -273,6 +293,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
         reentry_ms=reentry_ms, priority=priority, group=group, capture=capture, holdout=holdout,
         goal_on=goal_on, goal_suppress=goal_suppress, exit_on=exit_on, max_touches=max_touches,
         max_duration_ms=max_duration_ms, enabled=enabled, shadow=shadow, source=filename,
+        warnings=tuple(warnings),
     )
 
 
@@ -390,7 +411,7 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
             on_event = target(p + ("on_event",), spec.get("on_event"))
             on_timeout = target(p + ("on_timeout",), spec.get("on_timeout"))
             if et and ms and on_event and on_timeout:
-                nodes[name] = WaitForNode(name, et[0], ms, on_event, on_timeout)
+                nodes[name] = WaitForNode(name, et, ms, on_event, on_timeout)
         else:
             reason = spec["exit"]
             if not isinstance(reason, str) or not EXIT_REASON.match(reason):
@@ -440,6 +461,19 @@ def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None
 
     for name in nodes:
         visit(name, [])
+
+
+def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:
+    """A warning for every node no path from ``start`` reaches (it can never run)."""
+    reached = {start}
+    todo = [start]
+    while todo:
+        for succ in _successors(nodes[todo.pop()]):
+            if succ in nodes and succ not in reached:
+                reached.add(succ)
+                todo.append(succ)
+    return [f"{doc.where(('nodes', name))}: warning: node {name!r} is never reached from start {start!r}"
+            for name in nodes if name not in reached]
 
 
 def load_journey_file(path: str | Path, *, channels: Iterable[str]) -> Journey:

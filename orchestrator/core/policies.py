@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.core import yamlsrc
 from orchestrator.core.durations import parse_duration_ms, parse_percent
-from orchestrator.errors import DefinitionError
+from orchestrator.errors import ConfigError, DefinitionError
 
 DEFAULT_CHANNELS = ("email", "sms", "push", "inapp", "web", "ads")
 CHANNEL = re.compile(r"^[a-z0-9_-]{1,32}$")
@@ -109,6 +109,9 @@ def parse_policies(text: str, filename: str) -> Policies:
         if not isinstance(q, dict):
             err(("quiet_hours",), 'quiet_hours must be a mapping like {channels: [sms], from: "21:00", to: "08:00"}')
         else:
+            for key in q:
+                if key not in ("channels", "from", "to"):
+                    err(("quiet_hours", key), f"unknown key {key!r} in quiet_hours (channels, from, to)")
             qch = q.get("channels", list(channels))
             bad = [c for c in qch if c not in channels] if isinstance(qch, list) else [qch]
             if bad:
@@ -157,13 +160,24 @@ def parse_policies(text: str, filename: str) -> Policies:
     return Policies(channels, tuple(rules), quiet, consent, holdout, age, filename)
 
 
+DEFAULT_POLICIES_PATH = "policies.yaml"
+
+
 def load_policies(path: str | Path | None) -> Policies:
-    """Load a policies file; a missing default file means the documented defaults."""
+    """Load a policies file; ``None`` or a missing default file means the documented defaults.
+
+    The default path (``policies.yaml``, relative to the working directory) may be absent; any
+    other path was given on purpose (``--policies``, ``ORCH_POLICIES``), so a missing file there
+    is an error rather than a silent run on the defaults.
+    """
     if path is None:
         return Policies()
     p = Path(path)
     if not p.exists():
-        return Policies()
+        if str(path) == DEFAULT_POLICIES_PATH:
+            return Policies()
+        raise ConfigError(f"policies file {str(path)!r} does not exist; give an existing file "
+                          "(--policies or ORCH_POLICIES), or set neither to use policies.yaml or the defaults")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -87,6 +87,8 @@ class Outbox(msgspec.Struct, array_like=True):
 
 OUTBOX_KEEP_MS = 10 * 60_000
 OUTBOX_MAX = 64
+# A tombstone lives as long as the event ids it remembers can still be duplicated.
+TOMBSTONE_KEEP_MS = DEDUP_WINDOW_MS
 
 
 class CustomerState(msgspec.Struct, kw_only=True):
@@ -100,10 +102,14 @@ class CustomerState(msgspec.Struct, kw_only=True):
     activity: dict[str, Activity] = {}
     session: Session = msgspec.field(default_factory=Session)
     outbox: dict[str, Outbox] = {}                # "partition:offset" of an input -> its outputs
+    # Set only on the tombstone an erasure leaves (see :func:`tombstone`); a new event clears it.
+    erased_ms: int | None = None
 
     def next_due_ms(self) -> int | None:
-        """The earliest timer of any instance, or ``None``."""
+        """The earliest timer of any instance, or ``None``; a tombstone's own timers (see :func:`tombstone`)."""
         due = None
+        if self.erased_ms is not None:
+            due = self.erased_ms + (OUTBOX_KEEP_MS if self.outbox else TOMBSTONE_KEEP_MS)
         for inst in self.instances.values():
             for t in (inst.due_ms, inst.deadline_ms):
                 if t is not None and (due is None or t < due):
@@ -121,6 +127,23 @@ def encode_state(state: CustomerState) -> bytes:
 
 def decode_state(data: bytes | None) -> CustomerState:
     return CustomerState() if not data else _decoder.decode(data)
+
+
+def tombstone(state: CustomerState, now_ms: int) -> CustomerState:
+    """What an erasure leaves of ``state``: the event ids still inside the duplicate window.
+
+    Nothing personal survives (no profile, journeys, sends, engagement, activity or session):
+    an event id and the time it was processed are all that is kept, so that a redelivered
+    earlier event is still ignored (SPEC §2). The worker adds the erasure's own outputs to the
+    outbox, so a replayed erasure re-sends them instead of deciding again. Two due times (so the
+    worker's timer index wakes it): ``erased_ms + OUTBOX_KEEP_MS`` drops that outbox entry (the
+    erasure is committed long before), ``erased_ms + TOMBSTONE_KEEP_MS`` removes the tombstone,
+    when every id it keeps has left the window. A genuinely new event before that starts from
+    it (see ``Engine.on_event``).
+    """
+    cutoff = now_ms - DEDUP_WINDOW_MS
+    seen = {k: t for k, t in state.seen.items() if t >= cutoff}
+    return CustomerState(seen=seen, erased_ms=now_ms)
 
 
 def remember_event(state: CustomerState, event_id: str, now_ms: int) -> bool:

@@ -19,6 +19,8 @@ disable_created_metrics()   # no *_created series: they double the output and no
 SUPPRESSION_REASONS = ("goal", "exit", "erased", "unsubscribed", "preempted", "expired")
 DECISION_OUTCOMES = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_hours_deferred", "suppressed",
                      "preempted", "entry_refused", "entered", "exited", "goal")
+# Known profile fields (SPEC §2) whose invalid values are counted, never the values themselves.
+PROFILE_FIELDS = ("timezone", "consent")
 # Latency SLOs: first action within 100 ms p99 at half load; 1 s is the timer SLO.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Timer SLO: fire within 1 s of the due time.
@@ -44,6 +46,10 @@ class Metrics:
                                         "crash (same ids as the first time).", registry=r)
         self.output_errors = Counter("orch_output_errors", "Outputs the producer could not deliver (the worker "
                                      "stops so that their inputs are replayed).", registry=r)
+        self.invalid_profile_fields = Counter(
+            "orch_invalid_profile_fields", "profile.updated events that set a known field to a value the engine "
+            "cannot use, by field: a timezone that is not an IANA name (kept, read as UTC), a consent that is "
+            "not an object (not applied).", ["field"], registry=r)
         self.event_to_action = Histogram("orch_event_to_action_seconds", "Event ts to action produced.",
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.processing = Histogram("orch_processing_seconds", "Engine time per event (state read, decide, "
@@ -88,6 +94,8 @@ class Metrics:
             self.suppressions.labels(reason)
         for outcome in DECISION_OUTCOMES:
             self.decisions.labels(outcome)
+        for name in PROFILE_FIELDS:
+            self.invalid_profile_fields.labels(name)
 
     def journey_labels(self, journeys: Iterable[str]) -> None:
         """Create the per-journey series at zero, so dashboards show every journey from the start."""

@@ -59,7 +59,7 @@ from orchestrator.core.engine import Lifecycle
 from orchestrator.core.events import DEAD_LETTER_REASONS, Event, Rejection, dead_letter, decode_event, encode_event, parse_event
 from orchestrator.core.state import CustomerState, decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
-from orchestrator.observability.metrics import DECISION_OUTCOMES, SUPPRESSION_REASONS, Metrics
+from orchestrator.observability.metrics import DECISION_OUTCOMES, PROFILE_FIELDS, SUPPRESSION_REASONS, Metrics
 from orchestrator.errors import ConfigError
 from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.registry import Publication, Registry, read_published
@@ -206,6 +206,7 @@ class Worker:
         self._decisions = {o: m.decisions.labels(o) for o in DECISION_OUTCOMES}
         self._suppressions = {r: m.suppressions.labels(r) for r in SUPPRESSION_REASONS}
         self._dead_letters = {r: m.dead_letters.labels(r) for r in DEAD_LETTER_REASONS}
+        self._invalid_fields = {f: m.invalid_profile_fields.labels(f) for f in PROFILE_FIELDS}
         self._partition_counts: dict[str, int] = {}
         self._round_robin = 0
         self.consumer: AIOKafkaConsumer | None = None
@@ -636,6 +637,8 @@ class Worker:
             m.last_event_ts.set(ev.ts_ms / 1000)
         for lc in result.lifecycle:
             self._record_lifecycle(lc)
+        for name in result.invalid_fields:
+            self._invalid_fields[name].inc()
         encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
         for (topic, okey, out), o in zip(encoded, result.outputs):
             self._send(topic, okey.encode(), out)

@@ -19,7 +19,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from orchestrator.config import Settings
 from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.store import DUE_LEN, STATE
-from orchestrator.core.state import CustomerState, decode_state
+from orchestrator.core.policies import zone
+from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
@@ -90,7 +91,21 @@ def describe_state(state: CustomerState) -> dict[str, Any]:
         "activity": {t: {"count_by_day": len(a.days), "last_at": format_ts(a.last_ms)}
                      for t, a in sorted(state.activity.items())},
         "events_remembered_for_dedup": len(state.seen),
+        "notes": _notes(state),
     }
+
+
+def _notes(state: CustomerState) -> list[str]:
+    """What the state means beyond its fields: an erasure tombstone, a profile value read differently."""
+    notes = []
+    if state.erased_ms is not None:
+        notes.append(f"erased at {format_ts(state.erased_ms)}: only event ids are kept, to ignore "
+                     f"redelivered events, until {format_ts(state.erased_ms + TOMBSTONE_KEEP_MS)}")
+    tz = state.profile.get("timezone")
+    if tz is not None and zone(tz) is None:
+        notes.append(f"profile timezone {tz!r} is not a known IANA time zone name; UTC is used "
+                     "(counted in orch_invalid_profile_fields_total)")
+    return notes
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -114,6 +129,8 @@ def render_text(report: dict[str, Any]) -> str:
         if state["recent_sends"]:
             lines.append("  sends counted by frequency caps: "
                          + ", ".join(f"{s['channel']} at {s['at']}" for s in state["recent_sends"]))
+        for note in state.get("notes", []):
+            lines.append(f"  note: {note}")
     if report["decisions"]:
         lines.append("  recent decisions (oldest first):")
         for d in report["decisions"]:

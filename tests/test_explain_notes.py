@@ -1,0 +1,33 @@
+"""``orchestrator explain`` notes what the state's fields do not say by themselves."""
+
+from __future__ import annotations
+
+from orchestrator.runtime.explain import describe_state, render_text
+from tests.corehelpers import HOUR, T0, Customer, engine
+
+
+def report(state) -> tuple[dict, str]:
+    described = describe_state(state)
+    return described, render_text({"customer_id": "c-1", "state": described, "decisions": []})
+
+
+def test_explain_says_an_invalid_timezone_is_read_as_utc() -> None:
+    c = Customer(engine())
+    c.event("profile.updated", T0, timezone="Mars/Olympus_Mons")
+    described, text = report(c.state)
+    assert described["notes"] == ["profile timezone 'Mars/Olympus_Mons' is not a known IANA time zone name; "
+                                  "UTC is used (counted in orch_invalid_profile_fields_total)"]
+    assert "note: profile timezone 'Mars/Olympus_Mons' is not a known IANA time zone name; UTC is used" in text
+    c.event("profile.updated", T0 + 1, timezone="Europe/Oslo")
+    assert report(c.state)[0]["notes"] == []
+
+
+def test_explain_says_a_tombstone_is_an_erasure() -> None:
+    c = Customer(engine())
+    c.event("profile.updated", T0, first_name="Ann")
+    c.event("profile.erased", T0 + HOUR)
+    described, text = report(c.state)
+    assert described["profile"] == {}
+    assert described["notes"] == ["erased at 2026-03-10T13:00:00.000Z: only event ids are kept, to ignore "
+                                  "redelivered events, until 2026-03-11T14:00:00.000Z"]
+    assert "note: erased at" in text and "Ann" not in text
