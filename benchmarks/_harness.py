@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from orchestrator.childproc import ChildProcess
-from orchestrator.netutil import broker_reachable, default_bootstrap, free_port  # noqa: F401 - re-exported
+from orchestrator.testing.childproc import ChildProcess
+from orchestrator.config import default_bootstrap  # noqa: F401 - re-exported
+from orchestrator.testing.net import broker_reachable, free_port  # noqa: F401 - re-exported
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
 BOOTSTRAP = default_bootstrap()

@@ -481,7 +481,7 @@ def markdown(r: dict[str, Any]) -> str:
         ("date (UTC)", mf.get("date")), ("nproc", mf.get("nproc")), ("CPU", mf.get("cpu")),
         ("memory", f"{num(mib(mf.get('memory_bytes')), ',.0f')} MiB"), ("Python", mf.get("python")),
         ("load average at start / end", f"{mf.get('loadavg_at_start')} / {mf.get('loadavg_at_end')}"),
-        ("Kafka (deploy/kafka/pom.xml)", mf.get("kafka")), ("libraries", libs), ("git", mf.get("git")),
+        ("Kafka (orchestrator/localkafka/pom.xml)", mf.get("kafka")), ("libraries", libs), ("git", mf.get("git")),
         ("worker", f"1 process, {r['params']['partitions']} partitions, broker {mf.get('bootstrap')} on the same host"),
         ("command", f"`python -m benchmarks.bench_timers --pending {r['params']['pending']} "
                     f"--burst {r['params']['burst']} --partitions {r['params']['partitions']}`"),

@@ -70,9 +70,9 @@ from typing import Any
 
 import orjson
 
-from orchestrator.childproc import ChildProcess
-from orchestrator.netutil import broker_reachable, free_port
-from orchestrator.netutil import default_bootstrap as bootstrap
+from orchestrator.testing.childproc import ChildProcess
+from orchestrator.testing.net import broker_reachable, free_port
+from orchestrator.config import default_bootstrap as bootstrap
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -295,20 +295,21 @@ class _Progress:
 
 # ---------------------------------------------------------------------------- kafka
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from orchestrator import kafka_local
+    from orchestrator import localkafka
+    from orchestrator.config import external_bootstrap
     try:
         if args.action == "up":
-            if os.environ.get("ORCH_BOOTSTRAP"):
-                print(f"ORCH_BOOTSTRAP is set ({os.environ['ORCH_BOOTSTRAP']}); not starting a local broker")
+            if external_bootstrap():
+                print(f"ORCH_BOOTSTRAP is set ({external_bootstrap()}); not starting a local broker")
                 return 0
-            bootstrap = kafka_local.up()
+            bootstrap = localkafka.up()
             print(f"kafka is up at {bootstrap}")
         elif args.action == "down":
-            stopped = kafka_local.down()
+            stopped = localkafka.down()
             print("kafka stopped" if stopped else "kafka was not running")
         else:
-            print(orjson.dumps(kafka_local.status(), option=orjson.OPT_INDENT_2).decode())
-    except kafka_local.LocalKafkaError as exc:
+            print(orjson.dumps(localkafka.status(), option=orjson.OPT_INDENT_2).decode())
+    except localkafka.LocalKafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,10 +1,11 @@
 """Settings from the environment (SPEC §6), and the one place that maps them to
-aiokafka and Faust options.
+aiokafka options. The only reader of ``ORCH_BOOTSTRAP``.
 
 Every variable, its default and meaning:
 
 ===============================  =====================  ==============================================
-``ORCH_BOOTSTRAP``               ``localhost:9092``     Kafka bootstrap servers (comma separated)
+``ORCH_BOOTSTRAP``               ``localhost:9092``     Kafka bootstrap servers (comma separated); unset, the
+                                                       local broker's port ``ORCH_LOCAL_KAFKA_PORT`` is used
 ``ORCH_TOPIC_PREFIX``            ``orch``               prefix of every topic (``orch.events`` ...)
 ``ORCH_PARTITIONS``              ``8``                  partitions of the topics the worker creates
 ``ORCH_REPLICATION``             ``1``                  replication factor of the topics it creates
@@ -37,6 +38,19 @@ from orchestrator.errors import ConfigError
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def external_bootstrap(env: Mapping[str, str] | None = None) -> str | None:
+    """``ORCH_BOOTSTRAP`` when set: an existing cluster is meant, so nothing local is started."""
+    env = os.environ if env is None else env
+    return (env.get("ORCH_BOOTSTRAP") or "").strip() or None
+
+
+def default_bootstrap(env: Mapping[str, str] | None = None) -> str:
+    """``ORCH_BOOTSTRAP``, else the local broker of ``make kafka-up`` (``localhost:$ORCH_LOCAL_KAFKA_PORT``,
+    ``localhost:9092`` by default)."""
+    env = os.environ if env is None else env
+    return external_bootstrap(env) or f"localhost:{(env.get('ORCH_LOCAL_KAFKA_PORT') or '').strip() or '9092'}"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -88,7 +102,7 @@ class Settings:
         if log_format not in ("text", "json"):
             raise ConfigError(f"ORCH_LOG_FORMAT must be text or json, got {log_format!r}")
         s = cls(
-            bootstrap=env.get("ORCH_BOOTSTRAP") or "localhost:9092",
+            bootstrap=default_bootstrap(env),
             topic_prefix=prefix,
             partitions=_int(env, "ORCH_PARTITIONS", 8),
             replication=_int(env, "ORCH_REPLICATION", 1),

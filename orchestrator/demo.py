@@ -168,13 +168,14 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
 
 
 def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:
-    from orchestrator import kafka_local
+    from orchestrator import localkafka
+    from orchestrator.config import external_bootstrap
     settings = Settings.from_env()
     started_kafka = False
-    if not os.environ.get("ORCH_BOOTSTRAP"):
-        was_running = kafka_local.status().get("running", False)
+    if not external_bootstrap():
+        was_running = localkafka.status().get("running", False)
         print("starting the local Kafka broker..." if not was_running else "local Kafka broker already running")
-        kafka_local.up()
+        localkafka.up()
         started_kafka = not was_running
     Path(".orch").mkdir(exist_ok=True)
     log = open(".orch/demo-worker.log", "ab")
@@ -202,5 +203,5 @@ def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:
         log.close()
         if started_kafka:
             print("stopping the local Kafka broker...")
-            kafka_local.down()
+            localkafka.down()
     return code

@@ -6,7 +6,8 @@
     ├── ConfigError                   bad environment variable or policies file
     ├── DefinitionError               a journey or policies file is refused
     │                                 (``file:line: message``; the last good version keeps running)
-    └── ExpressionError               an ``if:``/``params:``/``capture:`` expression is refused
+    ├── ExpressionError               an ``if:``/``params:``/``capture:`` expression is refused
+    └── LocalKafkaError               the local dev broker cannot be fetched, started or stopped
 
 Bad *events* never raise: the core turns them into dead letters (see
 ``orchestrator.core.events``). A worker must never crash on input.
@@ -42,3 +43,7 @@ class ExpressionError(OrchestratorError):
         self.message = message
         self.source = source
         super().__init__(f"{message} in expression {source!r}" if source else message)
+
+
+class LocalKafkaError(OrchestratorError):
+    """The local broker (``orchestrator kafka up``) cannot be fetched, started or stopped."""

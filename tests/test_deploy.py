@@ -1,8 +1,7 @@
 """deploy/: the Dockerfile, docker-compose.yml and the Kubernetes manifests, checked by parsing
 them (no Docker, no Kubernetes, no Kafka) against the settings the worker actually reads.
 
-The set of variables the worker reads is taken from the source of ``Settings.from_env``
-(orchestrator/config.py), so a variable renamed or dropped there fails here until the
+The set of variables the worker reads is taken from the source of orchestrator/config.py, so a variable renamed or dropped there fails here until the
 deployment files follow.
 """
 
@@ -19,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator import config as config_module
 from orchestrator.config import Settings
 from orchestrator.core.journeys import load_journey_dir
 from orchestrator.core.policies import load_policies
-from orchestrator.kafka_local import kafka_version
+from orchestrator.localkafka.install import kafka_version
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -42,8 +42,8 @@ ORCH_NAME = re.compile(r"\bORCH_[A-Z0-9_]*[A-Z0-9]\b")
 
 
 def worker_variables() -> set[str]:
-    """Every ``"ORCH_..."`` string literal in ``Settings.from_env``: what the worker reads."""
-    return set(re.findall(r'"(ORCH_[A-Z0-9_]+)"', inspect.getsource(Settings.from_env)))
+    """Every ``"ORCH_..."`` string literal in orchestrator/config.py: what the worker reads."""
+    return set(re.findall(r'"(ORCH_[A-Z0-9_]+)"', inspect.getsource(config_module)))
 
 
 def known_variables() -> set[str]:
@@ -238,7 +238,7 @@ def test_every_orch_variable_mentioned_is_read_by_the_worker(path: Path) -> None
     text = path.read_text(encoding="utf-8")
     unknown = set(ORCH_NAME.findall(text)) - known_variables()
     assert not unknown, (f"{path.relative_to(ROOT)} uses {sorted(unknown)}, which "
-                         "orchestrator/config.py (Settings.from_env) does not read")
+                         "orchestrator/config.py does not read")
 
 
 def test_every_orch_variable_set_is_read_by_the_worker() -> None:
@@ -301,7 +301,7 @@ def test_web_host_default_stays_loopback_outside_containers() -> None:
 
 def test_compose_kafka_is_kraft_on_the_pinned_version() -> None:
     kafka = compose()["services"]["kafka"]
-    assert kafka["image"] == f"apache/kafka:{kafka_version()}"   # same as deploy/kafka/pom.xml
+    assert kafka["image"] == f"apache/kafka:{kafka_version()}"   # same as orchestrator/localkafka/pom.xml
     env = compose_env(kafka)
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert "zookeeper" not in json.dumps(compose()).lower()

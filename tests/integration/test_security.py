@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from orchestrator.kafka_local import SCRAM_PASSWORD, SCRAM_USER
+from orchestrator.localkafka import SCRAM_PASSWORD, SCRAM_USER
 from tests.integration.harness import BOOTSTRAP, WorkerProcess, dumps, event, produce, read_all
 
 
@@ -92,7 +92,7 @@ def tls_env(cafile: str) -> dict[str, str]:
 
 
 def local_ca() -> str:
-    from orchestrator.kafka_local import tls_ca_file
+    from orchestrator.localkafka import tls_ca_file
     return os.environ.get("ORCH_TEST_TLS_CAFILE") or str(tls_ca_file())
 
 
@@ -103,9 +103,11 @@ async def test_worker_and_producer_talk_tls_and_verify_the_broker(tmp_path):
 def test_an_untrusted_broker_certificate_is_one_clear_error(tmp_path):
     # Another self-signed certificate for localhost, made the same way as the broker's: it is not
     # the one that signed the broker's, so trusting it must not be enough.
-    from orchestrator import kafka_local
-    files = kafka_local._Files(tmp_path)
-    assert kafka_local.ensure_tls(kafka_local.require_java(), files) is not None, "no keytool next to java"
+    from orchestrator.localkafka.config import BrokerFiles
+    from orchestrator.localkafka.install import require_java
+    from orchestrator.localkafka.security import ensure_tls
+    files = BrokerFiles(tmp_path)
+    assert ensure_tls(require_java(), files) is not None, "no keytool next to java"
     other_ca = str(files.ca)
     env = {**os.environ, **tls_env(other_ca), "ORCH_TOPIC_PREFIX": f"tls-{uuid.uuid4().hex[:6]}",
            "ORCH_DATA_DIR": str(tmp_path / "d")}

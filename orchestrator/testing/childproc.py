@@ -1,6 +1,6 @@
 """A child process with its output in a log file.
 
-What the integration tests, the benchmarks and ``orchestrator bench`` share when they run
+What the integration tests, the fault suite and the benchmarks share when they run
 workers (or baselines) as real processes: start, exit code, stop with a signal then SIGKILL,
 and the tail of the log for error messages.
 """

@@ -1,4 +1,4 @@
-"""Unit tests of orchestrator.kafka_local that never start Kafka (or the JVM)."""
+"""Unit tests of orchestrator.localkafka that never start Kafka (or the JVM)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import kafka_local as kl
+from orchestrator.cli import main as cli_main
+from orchestrator.errors import LocalKafkaError
+from orchestrator.localkafka import broker, config, install, process
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +46,8 @@ def listening_socket() -> socket.socket:
 
 
 def test_version_is_read_from_the_repo_pom() -> None:
-    assert kl.pom_path().is_file()
-    assert kl.kafka_version() == "4.1.1"
+    assert install.pom_path().is_file()
+    assert install.kafka_version() == "4.1.1"
 
 
 def test_version_parsing_handles_the_maven_namespace(tmp_path: Path) -> None:
@@ -54,21 +56,21 @@ def test_version_parsing_handles_the_maven_namespace(tmp_path: Path) -> None:
         '<project xmlns="http://maven.apache.org/POM/4.0.0"><properties>'
         "<kafka.version> 9.9.9 </kafka.version></properties></project>"
     )
-    assert kl.kafka_version(pom) == "9.9.9"
+    assert install.kafka_version(pom) == "9.9.9"
 
 
 def test_pom_without_version_is_a_clear_error(tmp_path: Path) -> None:
     pom = tmp_path / "pom.xml"
     pom.write_text("<project><properties/></project>")
-    with pytest.raises(kl.LocalKafkaError, match="no <kafka.version>"):
-        kl.kafka_version(pom)
-    with pytest.raises(kl.LocalKafkaError, match="Cannot read"):
-        kl.kafka_version(tmp_path / "missing.xml")
+    with pytest.raises(LocalKafkaError, match="no <kafka.version>"):
+        install.kafka_version(pom)
+    with pytest.raises(LocalKafkaError, match="Cannot read"):
+        install.kafka_version(tmp_path / "missing.xml")
 
 
 def test_paths_follow_the_environment(isolated_env: Path) -> None:
-    assert kl.lib_dir("4.1.1") == isolated_env / "cache" / "kafka-4.1.1" / "lib"
-    assert kl.home_dir() == isolated_env / "orch" / "kafka"
+    assert install.lib_dir("4.1.1") == isolated_env / "cache" / "kafka-4.1.1" / "lib"
+    assert config.home_dir() == isolated_env / "orch" / "kafka"
 
 
 def test_orch_home_defaults_to_dot_orch_in_cwd(
@@ -76,26 +78,26 @@ def test_orch_home_defaults_to_dot_orch_in_cwd(
 ) -> None:
     monkeypatch.delenv("ORCH_HOME")
     monkeypatch.chdir(tmp_path)
-    assert kl.home_dir() == tmp_path / ".orch" / "kafka"
+    assert config.home_dir() == tmp_path / ".orch" / "kafka"
 
 
 def test_port_comes_from_argument_env_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert kl.requested_port() == 9092
+    assert config.requested_port() == 9092
     monkeypatch.setenv("ORCH_LOCAL_KAFKA_PORT", "19092")
-    assert kl.requested_port() == 19092
-    assert kl.requested_port(29092) == 29092
+    assert config.requested_port() == 19092
+    assert config.requested_port(29092) == 29092
     monkeypatch.setenv("ORCH_LOCAL_KAFKA_PORT", "kafka")
-    with pytest.raises(kl.LocalKafkaError, match="ORCH_LOCAL_KAFKA_PORT"):
-        kl.requested_port()
-    with pytest.raises(kl.LocalKafkaError, match="out of range"):
-        kl.requested_port(65535)
+    with pytest.raises(LocalKafkaError, match="ORCH_LOCAL_KAFKA_PORT"):
+        config.requested_port()
+    with pytest.raises(LocalKafkaError, match="out of range"):
+        config.requested_port(65535)
 
 
 # --------------------------------------------------------------------------- generated files
 
 
 def test_server_properties_for_a_port(tmp_path: Path) -> None:
-    props = parse_properties(kl.server_properties(19092, tmp_path / "data"))
+    props = parse_properties(config.server_properties(19092, tmp_path / "data"))
     assert props["node.id"] == "1"
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
@@ -118,15 +120,15 @@ def test_server_properties_for_a_port(tmp_path: Path) -> None:
 
 def test_log4j_config_writes_info_to_the_log_file(tmp_path: Path) -> None:
     log_file = tmp_path / "broker.log"
-    props = parse_properties(kl.log4j2_properties(log_file))
+    props = parse_properties(config.log4j2_properties(log_file))
     assert props["appender.file.fileName"] == str(log_file)
     assert props["rootLogger.level"] == "INFO"
     assert props["rootLogger.appenderRef.file.ref"] == "file"
 
 
 def test_java_command_line(tmp_path: Path) -> None:
-    files = kl._Files(tmp_path)
-    command = kl.java_command("/usr/bin/java", tmp_path / "lib", files)
+    files = config.BrokerFiles(tmp_path)
+    command = config.java_command("/usr/bin/java", tmp_path / "lib", files)
     assert command[0] == "/usr/bin/java"
     assert {"-Xms256m", "-Xmx1g", "-XX:+UseG1GC"} <= set(command)
     assert f"-Dlog4j2.configurationFile={tmp_path / 'log4j2.properties'}" in command
@@ -136,7 +138,7 @@ def test_java_command_line(tmp_path: Path) -> None:
 
 def test_cluster_id_format() -> None:
     for _ in range(50):
-        cluster_id = kl.new_cluster_id()
+        cluster_id = config.new_cluster_id()
         assert len(cluster_id) == 22 and not cluster_id.startswith("-")
 
 
@@ -146,9 +148,9 @@ def test_cluster_id_format() -> None:
 def test_port_in_use_is_reported() -> None:
     with listening_socket() as sock:
         port = sock.getsockname()[1]
-        assert not kl.port_is_free(port)
-        with pytest.raises(kl.LocalKafkaError) as caught:
-            kl.check_ports_free(port)
+        assert not process.port_is_free(port)
+        with pytest.raises(LocalKafkaError) as caught:
+            process.check_ports_free(port)
     message = str(caught.value)
     assert f"Port {port} " in message
     assert "ORCH_LOCAL_KAFKA_PORT" in message and "ORCH_BOOTSTRAP" in message
@@ -158,24 +160,24 @@ def test_port_in_use_is_reported() -> None:
 def test_controller_port_in_use_is_reported() -> None:
     with listening_socket() as sock:
         busy = sock.getsockname()[1]
-        if not kl.port_is_free(busy - 1):
+        if not process.port_is_free(busy - 1):
             pytest.skip(f"port {busy - 1} happens to be taken")
-        with pytest.raises(kl.LocalKafkaError, match=f"Port {busy} .*controller"):
-            kl.check_ports_free(busy - 1)
+        with pytest.raises(LocalKafkaError, match=f"Port {busy} .*controller"):
+            process.check_ports_free(busy - 1)
 
 
 def test_free_port_passes() -> None:
     with listening_socket() as sock:
         port = sock.getsockname()[1]
-    assert kl.port_is_free(port)
+    assert process.port_is_free(port)
 
 
 def test_missing_java_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert kl.find_java() is None
-    with pytest.raises(kl.LocalKafkaError) as caught:
-        kl.require_java()
+    assert install.find_java() is None
+    with pytest.raises(LocalKafkaError) as caught:
+        install.require_java()
     assert str(caught.value) == (
         "Java 17 or newer is needed to run the local Kafka broker; install it "
         "(e.g. apt-get install openjdk-17-jre-headless) or set ORCH_BOOTSTRAP to use an existing cluster."
@@ -193,27 +195,27 @@ def test_missing_java_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 )
 def test_java_version_parsing(tmp_path: Path, banner: str, major: int | None) -> None:
     java = executable(tmp_path / "java", f"echo '{banner}' >&2\n")
-    assert kl.java_major_version(str(java)) == major
+    assert install.java_major_version(str(java)) == major
 
 
 def test_old_java_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     java = executable(tmp_path / "java", "echo 'java version \"11.0.2\"' >&2\n")
-    monkeypatch.setattr(kl, "find_java", lambda: str(java))
-    with pytest.raises(kl.LocalKafkaError, match="^Java 17 or newer"):
-        kl.require_java()
+    monkeypatch.setattr(install, "find_java", lambda: str(java))
+    with pytest.raises(LocalKafkaError, match="^Java 17 or newer"):
+        install.require_java()
 
 
 def test_java_home_wins_over_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "jdk" / "bin").mkdir(parents=True)
     java = executable(tmp_path / "jdk" / "bin" / "java", "exit 0\n")
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
-    assert kl.find_java() == str(java)
+    assert install.find_java() == str(java)
 
 
 def test_up_without_java_starts_nothing(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kl, "find_java", lambda: None)
-    with pytest.raises(kl.LocalKafkaError, match="^Java 17"):
-        kl.up()
+    monkeypatch.setattr(install, "find_java", lambda: None)
+    with pytest.raises(LocalKafkaError, match="^Java 17"):
+        broker.up()
     assert not (isolated_env / "orch" / "kafka" / "broker.pid").exists()
     assert not (isolated_env / "cache").exists()
 
@@ -222,18 +224,18 @@ def test_up_without_java_starts_nothing(isolated_env: Path, monkeypatch: pytest.
 
 
 def test_cached_jars_are_used_without_maven(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    lib = kl.lib_dir("4.1.1")
+    lib = install.lib_dir("4.1.1")
     lib.mkdir(parents=True)
     (lib / "kafka_2.13-4.1.1.jar").write_bytes(b"")
     (lib / "log4j-slf4j-impl-2.24.3.jar").write_bytes(b"")
     monkeypatch.setenv("PATH", str(isolated_env))  # no mvn
-    assert kl.ensure_jars("4.1.1") == lib
+    assert install.ensure_jars("4.1.1") == lib
 
 
 def test_missing_maven_is_a_clear_error(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(isolated_env))
-    with pytest.raises(kl.LocalKafkaError, match=r"^Maven \(mvn\) is needed"):
-        kl.ensure_jars("4.1.1")
+    with pytest.raises(LocalKafkaError, match=r"^Maven \(mvn\) is needed"):
+        install.ensure_jars("4.1.1")
 
 
 def test_failed_fetch_leaves_no_half_cache(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,9 +249,9 @@ def test_failed_fetch_leaves_no_half_cache(isolated_env: Path, monkeypatch: pyte
         'echo "[ERROR] Could not transfer artifact: network is unreachable"\nexit 1\n',
     )
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # shadows the real mvn
-    with pytest.raises(kl.LocalKafkaError, match="network is unreachable"):
-        kl.ensure_jars("4.1.1")
-    version_dir = kl.lib_dir("4.1.1").parent
+    with pytest.raises(LocalKafkaError, match="network is unreachable"):
+        install.ensure_jars("4.1.1")
+    version_dir = install.lib_dir("4.1.1").parent
     assert list(version_dir.iterdir()) == []
 
 
@@ -262,13 +264,13 @@ def test_successful_fetch_is_renamed_into_place(isolated_env: Path, monkeypatch:
         'mkdir -p "$out" && touch "$out/kafka_2.13-4.1.1.jar" "$out/log4j-slf4j-impl-2.24.3.jar"\n',
     )
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # shadows the real mvn
-    stale = kl.lib_dir("4.1.1")
+    stale = install.lib_dir("4.1.1")
     stale.mkdir(parents=True)
     abandoned = stale.parent / ".lib-fetching-killed"  # left by a fetch killed with SIGKILL
     abandoned.mkdir()
     os.utime(abandoned, (0, 0))
     (stale / "kafka_2.13-4.1.1.jar").write_bytes(b"")  # a cache from before the pom added the binding
-    lib = kl.ensure_jars("4.1.1")
+    lib = install.ensure_jars("4.1.1")
     assert sorted(p.name for p in lib.iterdir()) == ["kafka_2.13-4.1.1.jar", "log4j-slf4j-impl-2.24.3.jar"]
     assert [p.name for p in lib.parent.iterdir()] == ["lib"]  # no staging folder left
 
@@ -278,37 +280,39 @@ def test_successful_fetch_is_renamed_into_place(isolated_env: Path, monkeypatch:
 
 def test_orch_bootstrap_short_circuits(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_BOOTSTRAP", "kafka-1:9092,kafka-2:9092")
-    monkeypatch.setattr(kl, "find_java", lambda: pytest.fail("must not look for java"))
-    assert kl.up() == "kafka-1:9092,kafka-2:9092"
-    assert kl.down() is False
+    monkeypatch.setattr(install, "find_java", lambda: pytest.fail("must not look for java"))
+    assert broker.up() == "kafka-1:9092,kafka-2:9092"
+    assert broker.down() is False
     assert not (isolated_env / "orch").exists()
-    assert kl.status()["orch_bootstrap"] == "kafka-1:9092,kafka-2:9092"
+    assert broker.status()["orch_bootstrap"] == "kafka-1:9092,kafka-2:9092"
 
 
 def test_cli_with_orch_bootstrap(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ORCH_BOOTSTRAP", "kafka:9092")
-    assert kl.main(["up"]) == 0
+    assert cli_main(["kafka", "up"]) == 0
     assert capsys.readouterr().out.strip() == "ORCH_BOOTSTRAP is set (kafka:9092); not starting a local broker"
 
 
 def test_cli_prints_errors_without_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(kl, "find_java", lambda: None)
-    assert kl.main(["up"]) == 1
+    monkeypatch.setattr(install, "find_java", lambda: None)
+    assert cli_main(["kafka", "up"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Java 17 or newer") and "Traceback" not in err
-    assert kl.main(["restart"]) == 2
+    with pytest.raises(SystemExit) as usage:
+        cli_main(["kafka", "restart"])
+    assert usage.value.code == 2
 
 
 def test_status_and_down_when_nothing_runs(isolated_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    info = kl.status()
+    info = broker.status()
     assert info["running"] is False and info["pid"] is None
     assert info["bootstrap"] == "localhost:9092"
     assert info["data_dir"] == str(isolated_env / "orch" / "kafka" / "data")
     assert info["log_file"] == str(isolated_env / "orch" / "kafka" / "broker.log")
-    assert kl.down() is False
-    assert kl.main(["status"]) == 0
+    assert broker.down() is False
+    assert cli_main(["kafka", "status"]) == 0
     assert '"running": false' in capsys.readouterr().out
 
 
@@ -316,6 +320,6 @@ def test_stale_pid_file_is_ignored_and_removed(isolated_env: Path) -> None:
     home = isolated_env / "orch" / "kafka"
     home.mkdir(parents=True)
     (home / "broker.pid").write_text(f"{os.getpid()}\n")  # alive, but not a Kafka broker
-    assert kl.is_our_broker(os.getpid()) is False
-    assert kl.down() is False
+    assert process.is_our_broker(os.getpid()) is False
+    assert broker.down() is False
     assert not (home / "broker.pid").exists()

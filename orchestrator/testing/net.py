@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import socket
 
-
-def default_bootstrap() -> str:
-    """``ORCH_BOOTSTRAP``, else the local broker of ``make kafka-up`` (``ORCH_LOCAL_KAFKA_PORT``)."""
-    return os.environ.get("ORCH_BOOTSTRAP") or f"localhost:{os.environ.get('ORCH_LOCAL_KAFKA_PORT', '9092')}"
+from orchestrator.config import default_bootstrap
 
 
 def broker_reachable(bootstrap: str | None = None, timeout_s: float = 5.0) -> bool:
