@@ -6,7 +6,7 @@ What a first Faust app looks like: ``async for event in stream.events()``, read 
 ``table.get(customer)`` / ``table[customer] = ...`` (a per-customer event count with the last event
 type, raw bytes values, so no ``faust.Record`` cost), ``await out.send(...)`` one small JSON record
 (customer, count, the event's ``ts``). Same Faust, rocksdict and producer settings as the worker
-(``orchestrator/runtime/app.py``): at-least-once, commit every second, linger 5 ms, acks=all,
+(``orchestrator/runtime/worker.py``): at-least-once, commit every second, linger 5 ms, acks=all,
 uvloop, Faust's web server off.
 
 Environment: ``BENCH_BOOTSTRAP`` (``localhost:9092``), ``BENCH_IN``, ``BENCH_OUT``, ``BENCH_APP_ID``,

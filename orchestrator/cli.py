@@ -28,8 +28,8 @@ def _setup_logging(level: str, fmt: str) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     _setup_logging(args.loglevel, settings.log_format)
-    from orchestrator.runtime.app import run_worker
-    run_worker(settings, loglevel=args.loglevel)
+    from orchestrator.runtime.worker import run_worker
+    run_worker(settings)
     return 0
 
 

@@ -7,7 +7,10 @@
     ├── DefinitionError               a journey or policies file is refused
     │                                 (``file:line: message``; the last good version keeps running)
     ├── ExpressionError               an ``if:``/``params:``/``capture:`` expression is refused
-    └── LocalKafkaError               the local dev broker cannot be fetched, started or stopped
+    ├── LocalKafkaError               the local dev broker cannot be fetched, started or stopped
+    └── WorkerFailure                 the worker must stop without committing what it decided
+                                      (an output Kafka refused, RocksDB unable to write): its
+                                      uncommitted inputs are replayed by whoever owns them next
 
 Bad *events* never raise: the core turns them into dead letters (see
 ``orchestrator.core.events``). A worker must never crash on input.
@@ -47,3 +50,7 @@ class ExpressionError(OrchestratorError):
 
 class LocalKafkaError(OrchestratorError):
     """The local broker (``orchestrator kafka up``) cannot be fetched, started or stopped."""
+
+
+class WorkerFailure(OrchestratorError):
+    """The worker must stop without committing (its uncommitted inputs are then replayed)."""

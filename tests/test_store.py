@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.config import Settings
 from orchestrator.runtime.store import Stores, due_bytes
 
 
@@ -59,17 +58,11 @@ def test_wipe_drops_a_partition(tmp_path: Path):
     assert fresh.get(b"ann") is None and fresh.changelog_offset() is None
 
 
-def test_standby_targets_follow_the_partitions_after_the_owned_ones(tmp_path: Path):
-    from orchestrator.runtime.app import Worker
-    here = Path(__file__).parent / "integration"
-    worker = Worker(Settings(partitions=6, standby_replicas=1, data_dir=str(tmp_path), journeys=str(here / "journeys"),
-                             policies=str(here / "policies.yaml")))
-    worker.ready = {0, 1, 2}
-    assert worker.standby_targets() == {3, 4, 5}
-    worker.ready = {4, 5}
-    assert worker.standby_targets() == {0, 1}
-    worker.ready = set(range(6))
-    assert worker.standby_targets() == set()
-    worker.settings = Settings(partitions=6, standby_replicas=0)
-    worker.ready = {0}
-    assert worker.standby_targets() == set()
+def test_standby_targets_follow_the_partitions_after_the_owned_ones():
+    from orchestrator.runtime.recovery import standby_targets
+    assert standby_targets(1, 6, {0, 1, 2}) == {3, 4, 5}
+    assert standby_targets(1, 6, {4, 5}) == {0, 1}
+    assert standby_targets(2, 6, {5}) == {0, 1}
+    assert standby_targets(1, 6, set(range(6))) == set()
+    assert standby_targets(0, 6, {0}) == set()
+    assert standby_targets(1, 6, set()) == set()

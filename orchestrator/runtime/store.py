@@ -14,7 +14,7 @@ partition per input partition) carries the ``c`` records only, value = the same
 bytes or a tombstone; the timer index is derived from the due prefix, so it
 costs no changelog traffic and a restore rebuilds it.
 
-Write order (see :mod:`orchestrator.runtime.app`): a batch's changelog records
+Write order (see :mod:`orchestrator.runtime.checkpoint`): a batch's changelog records
 and outputs are acknowledged by Kafka first, then written here in one
 ``WriteBatch`` with the changelog offset, then the input offsets are committed.
 So this database is never ahead of the changelog; after a crash it is at most

@@ -1,0 +1,129 @@
+"""Steps 3-5 of the worker's protocol (see :mod:`orchestrator.runtime.worker`): a decided batch
+made durable, then committed.
+
+For every batch handed over, in order (all those waiting at once):
+
+3. wait until Kafka has acknowledged every output and changelog record of the batch;
+4. write its changed states to RocksDB in one write batch, with the changelog offset;
+5. commit its input offsets.
+
+Until step 4, a batch's new states live in the :attr:`Checkpoint.overlay`, which later batches
+read first: deciding never waits for Kafka round trips. The local database is never ahead of
+the changelog, and an input offset is committed only after its state change is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from aiokafka import TopicPartition
+
+from orchestrator.errors import WorkerFailure
+from orchestrator.runtime.store import Stores
+
+log = logging.getLogger("orchestrator.worker")
+
+MAX_BATCHES_IN_FLIGHT = 8         # handed to the checkpoint, not yet committed
+
+
+class Flush:
+    """A decided batch on its way to Kafka, RocksDB and the offset commit."""
+
+    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq")
+
+    def __init__(self, seq: int, futures: list[asyncio.Future], changelog: list[tuple[int, asyncio.Future, int]],
+                 changes: dict[int, list[tuple[bytes, bytes | None, bytes | None]]],
+                 commits: dict[TopicPartition, int], ticks: list[bytes]) -> None:
+        self.seq, self.futures, self.changelog, self.changes = seq, futures, changelog, changes
+        self.commits, self.ticks = commits, ticks
+
+
+class Checkpoint:
+    """Runs steps 3-5 for the batches handed over, in order, in a task of its own (:meth:`run`)."""
+
+    def __init__(self, stores: Stores, commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
+                 ready: set[int], fail: Callable[[BaseException], NoReturn],
+                 on_ticks_done: Callable[[list[bytes]], None]) -> None:
+        self.stores, self.commit, self.ready, self.fail = stores, commit, ready, fail
+        self.on_ticks_done = on_ticks_done
+        # Customer key -> (batch sequence, value) written by a batch not yet in RocksDB.
+        self.overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        # Committed offset (the next to process) per input partition: the lag gauge, outbox pruning.
+        self.positions: dict[TopicPartition, int] = {}
+        self.failed: BaseException | None = None
+        self._queue: asyncio.Queue[Flush] = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
+        self._flushing = False
+
+    async def hand_over(self, flush: Flush) -> None:
+        """Queue a decided batch (waits while ``MAX_BATCHES_IN_FLIGHT`` are not yet committed)."""
+        await self._queue.put(flush)
+
+    async def drain(self) -> None:
+        """Wait until every batch handed over is committed (or the checkpoint failed)."""
+        while self._queue.qsize() or self._flushing:
+            if self.failed is not None:
+                return
+            await asyncio.sleep(0.005)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions revoked: their committed offsets are someone else's business now."""
+        for tp in [tp for tp in self.positions if tp.partition in partitions]:
+            del self.positions[tp]
+
+    async def run(self) -> None:
+        """Steps 3-5 for every batch handed over, in order; all waiting batches at once."""
+        queue = self._queue
+        while True:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            self._flushing = True
+            try:
+                await self._flush(items)
+            except Exception as exc:  # noqa: BLE001 - e.g. RocksDB cannot write: stop, commit nothing more
+                if not isinstance(exc, WorkerFailure):
+                    log.exception("could not complete a batch; stopping so its inputs are replayed")
+                self.failed = exc
+                while True:                # nothing more is committed; let the worker stop
+                    await queue.get()
+            finally:
+                self._flushing = False
+
+    async def _flush(self, items: list[Flush]) -> None:
+        # Step 3: every output and changelog record acknowledged.
+        futures = [f for item in items for f in item.futures]
+        if futures:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    self.fail(r)
+        # Step 4: the changed states into RocksDB, with the changelog offset they correspond to.
+        commits: dict[TopicPartition, int] = {}
+        overlay = self.overlay
+        for item in items:
+            offsets: dict[int, int] = {}
+            for p, fut, count in item.changelog:
+                offsets[p] = max(offsets.get(p, -1), fut.result().offset + count - 1)
+            for p, rows in item.changes.items():
+                self.stores.get(p).write(rows, offsets.get(p))
+            seq = item.seq
+            for rows in item.changes.values():
+                for key, _, _ in rows:
+                    if overlay.get(key, (None,))[0] == seq:
+                        del overlay[key]
+            self.on_ticks_done(item.ticks)
+            commits.update(item.commits)
+        # Step 5: the input offsets, for the partitions still ours.
+        commits = {tp: o for tp, o in commits.items() if tp.partition in self.ready}
+        if commits:
+            try:
+                await self.commit(commits)
+            except Exception as exc:  # noqa: BLE001 - e.g. the group rebalanced meanwhile
+                # Harmless: the state is durable; whoever owns the partitions replays these inputs,
+                # finds them in the outbox (same outputs, same ids) and decides nothing twice.
+                log.warning("offset commit failed (%s); those inputs will be replayed", type(exc).__name__)
+            else:
+                self.positions.update(commits)

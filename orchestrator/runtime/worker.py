@@ -1,0 +1,318 @@
+"""The worker: Kafka in, core decisions in batches, Kafka out.
+
+One consumer group member reads ``<prefix>.events`` and the internal re-keyed topic
+``<prefix>.internal.events-by-customer`` (co-partitioned: the range assignor gives
+partition *p* of both to the same worker, and *p* is also the partition of the
+customer's state). An event keyed by its customer_id is decided where it arrives;
+any other is forwarded, re-keyed, and decided when it comes back on the internal
+topic. Timer wake-ups (ticks) come back the same way.
+
+The loop takes whatever the consumer has (up to ``BATCH_MAX`` records), and for
+the whole batch (:mod:`~orchestrator.runtime.batch`):
+
+1. decides every record with the pure core, reading each customer's state once
+   (RocksDB, :mod:`orchestrator.runtime.store`) and keeping it in memory for the
+   rest of the batch;
+2. queues every output, then one changelog record per changed customer, and hands
+   the batch to the checkpoint; then it goes on with the next batch.
+
+The checkpoint (:mod:`~orchestrator.runtime.checkpoint`) takes the handed-over batches
+in order and, for all it has:
+
+3. waits until Kafka has acknowledged every output and changelog record;
+4. writes the changed states to RocksDB in one write batch, with the changelog offset;
+5. commits the input offsets.
+
+Until step 4, a batch's new states live in an in-memory overlay that later batches
+read first, so deciding never waits for Kafka round trips (they overlap with the next
+batch instead of adding up). A state change is durable (changelog) before its input
+offset is committed, and the local database is never ahead of the changelog. A crash
+between 3 and 5 replays the batch: each state keeps the outputs of its recent inputs
+(the *outbox*, by input coordinates), so a replayed record re-sends exactly those
+outputs (same ids) and decides nothing again. Partitions being revoked wait until
+every batch in flight is committed, so a graceful hand-over replays nothing
+(restore and warm copies: :mod:`~orchestrator.runtime.recovery`; timers:
+:mod:`~orchestrator.runtime.timers`; endpoints: :mod:`~orchestrator.runtime.web`).
+
+Measured reason for not running this as a Faust agent: Faust's per-record bookkeeping
+(~200 µs of CPU per record with Kafka I/O on our machines, before any table write)
+capped the worker at ~2,200 events/s; see docs/benchmarks.md for this loop's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from orchestrator.config import Settings
+from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
+from orchestrator.errors import ConfigError, WorkerFailure
+from orchestrator.observability.metrics import Metrics
+from orchestrator.runtime import recovery, web
+from orchestrator.runtime.batch import Decider
+from orchestrator.runtime.checkpoint import Checkpoint
+from orchestrator.runtime.client import partitions_of
+from orchestrator.runtime.counters import Counters
+from orchestrator.runtime.registry import Publication, Registry, read_published
+from orchestrator.runtime.store import Stores
+from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
+from orchestrator.runtime.topics import check_partitions, output_topics
+
+log = logging.getLogger("orchestrator.worker")
+
+BATCH_MAX = 500                   # records per loop iteration (bounds the time the loop is busy)
+POLL_MS = 100
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: "Worker") -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.worker._revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.worker._assigned({tp.partition for tp in assigned})
+
+
+class Worker:
+    """One worker process: wiring, the poll loop, rebalances and the background tasks."""
+
+    def __init__(self, settings: Settings, published: list[Publication] | None = None,
+                 published_end: dict[int, int] | None = None) -> None:
+        self.settings = settings
+        self.policies = load_policies(settings.policies)
+        self.metrics = Metrics(self.policies.channels)
+        journeys = JourneySet()
+        self.registry = Registry(settings, journeys, self.policies.channels, on_result=self._on_publication)
+        self.registry.load_cache()                       # older versions customers may still be in
+        from_files, problems = load_journey_dir(settings.journeys, channels=self.policies.channels)
+        for problem in problems:
+            log.error("journey refused: %s", problem)
+        for j in from_files:
+            journeys.add(j)
+        for pub in published or []:
+            self.registry.apply(pub)
+        self._published_end = published_end or {}
+        self.engine = Engine(journeys, self.policies)
+        self.metrics.journeys_loaded.set(sum(len(v) for v in journeys.versions.values()))
+        self.metrics.journey_labels(journeys.current)
+        self.counters = Counters(self.metrics, self.policies.channels)
+        s = settings
+        self.topic_names = {name[len(s.topic_prefix) + 1:]: name for name in output_topics(s, self.policies.channels)}
+        self.stores = Stores(s.data_dir)
+        self.ready: set[int] = set()           # partitions restored and owned by this worker
+        self.failure: BaseException | None = None
+        self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
+        self._stopping = asyncio.Event()
+        self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
+                                     on_ticks_done=lambda keys: self.timers.done(keys))
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.restorer: AIOKafkaConsumer | None = None
+
+    def _on_publication(self, result: str) -> None:
+        self.metrics.journey_publications.labels(result).inc()
+        journeys = self.registry.journeys
+        self.metrics.journeys_loaded.set(sum(len(v) for v in journeys.versions.values()))
+        self.metrics.journey_labels(journeys.current)
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        """An output could not be delivered: stop without committing, so the input is replayed."""
+        self.metrics.output_errors.inc()
+        log.error("an output could not be delivered (%s); stopping so the input is replayed", exc)
+        self.failure = exc
+        raise WorkerFailure(str(exc))
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.consumer.commit(offsets)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        s = self.settings
+        kw = s.aiokafka_kwargs()
+        self.producer = AIOKafkaProducer(**kw, acks="all", enable_idempotence=True, linger_ms=5,
+                                         max_batch_size=256 * 1024, max_request_size=2 * 1024 * 1024)
+        self.restorer = AIOKafkaConsumer(**kw, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.consumer = AIOKafkaConsumer(
+            **kw, group_id=s.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            # A SIGKILLed worker keeps its partitions until its session times out; the default
+            # (45 s) would stall every timer of those partitions that long.
+            session_timeout_ms=10_000, heartbeat_interval_ms=2_000, max_poll_interval_ms=300_000,
+            fetch_max_wait_ms=50, max_partition_fetch_bytes=1024 * 1024)
+        await self.producer.start()
+        await self.restorer.start()
+        names = [*self.topic_names.values(), s.keyed_topic, s.changelog_topic]
+        partition_counts = {t: len(ps) for t, ps in (await partitions_of(s, names)).items()}
+        missing = [t for t in names if t not in partition_counts]
+        if missing:
+            raise ConfigError(f"topics missing: {', '.join(missing)}")
+        self.timers = TimerScanner(self.stores, self.producer, s.keyed_topic, self.metrics, lambda: self.ready)
+        self.decider = Decider(s, self.engine, self.stores, self.counters, self.checkpoint, self.producer,
+                               self.topic_names, partition_counts, self._fail)
+        tasks: list[asyncio.Task] = []
+        try:
+            self.consumer.subscribe([s.events_topic, s.keyed_topic], listener=_Listener(self))
+            await self.consumer.start()
+            tasks = [asyncio.ensure_future(c) for c in (
+                self._checkpoint(), self._serve_web(), self.registry.follow(self._published_end),
+                self._every(SCAN_INTERVAL_S, self._scan_timers), self._every(60.0, self.timers.count),
+                self._every(5.0, self._observe), self._standby())]
+            await self._loop()
+            await self.checkpoint.drain()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Leave the group now, so partitions move at once. After a clean stop every processed
+            # input is committed; after a failure the uncommitted batch is replayed elsewhere.
+            await self._stop_consumer()
+            await self.restorer.stop()
+            await self.producer.stop()
+            self.stores.close()
+        if self.failure is None and self.checkpoint.failed is not None:
+            self.failure = self.checkpoint.failed
+        if self.failure is not None:
+            raise WorkerFailure(str(self.failure))
+
+    async def _stop_consumer(self) -> None:
+        try:
+            await asyncio.wait_for(self.consumer.stop(), 30)
+        except Exception as exc:  # noqa: BLE001 - stopping anyway
+            log.warning("consumer did not stop cleanly: %s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _failed(self) -> bool:
+        return self.failure is not None or self.checkpoint.failed is not None
+
+    async def _every(self, interval_s: float, fn) -> None:  # noqa: ANN001 - an async method
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a periodic job must keep running
+                log.exception("periodic %s failed", fn.__name__)
+
+    async def _checkpoint(self) -> None:
+        await self.checkpoint.run()
+
+    async def _loop(self) -> None:
+        consumer = self.consumer
+        stopping = self._stopping
+        while not stopping.is_set() and not self._failed():
+            records = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_MAX)
+            if not records:
+                continue
+            async with self._lock:
+                try:
+                    flush = await self.decider.run(records, self.ready)
+                except WorkerFailure:
+                    return
+                await self.checkpoint.hand_over(flush)
+
+    # ------------------------------------------------------------------ rebalancing
+    async def _revoked(self, partitions: set[int]) -> None:
+        async with self._lock:            # the batch in flight finishes, then everything is committed
+            await self.checkpoint.drain()
+            self.ready -= partitions
+            self.timers.reset()
+            self.checkpoint.forget(partitions)
+        if partitions:
+            log.info("partitions revoked: %s", sorted(partitions))
+
+    async def _assigned(self, partitions: set[int]) -> None:
+        async with self._lock:
+            await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic,
+                                   partitions - self.ready, self.metrics)
+            self.ready.clear()
+            self.ready.update(partitions)
+        log.info("partitions assigned: %s", sorted(partitions))
+
+    async def _standby(self) -> None:
+        """Warm copies of the partitions this worker may take over next (see :mod:`recovery`)."""
+        s = self.settings
+        while True:
+            try:
+                consumer = AIOKafkaConsumer(**s.aiokafka_kwargs(), enable_auto_commit=False,
+                                            max_partition_fetch_bytes=4 * 1024 * 1024)
+                await consumer.start()
+                try:
+                    await recovery.follow_standbys(
+                        consumer, self.stores, s.changelog_topic,
+                        lambda: recovery.standby_targets(s.standby_replicas, s.partitions, self.ready),
+                        lambda: self.ready, self._lock)
+                finally:
+                    await consumer.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - warm copies are an optimisation: log, retry
+                log.exception("following the changelog for warm copies failed; retrying in 5 s")
+                await asyncio.sleep(5.0)
+
+    # ------------------------------------------------------------------ periodic
+    async def _scan_timers(self) -> None:
+        if not self._failed():
+            await self.timers.scan()
+
+    async def _observe(self) -> None:
+        """Consumer lag per partition: the partition's end minus the next offset to process."""
+        consumer, m = self.consumer, self.metrics
+        m.consumer_lag.clear()            # partitions moved to another worker drop out
+        for tp in list(consumer.assignment()):
+            if tp.partition not in self.ready:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = self.checkpoint.positions.get(tp)
+            if done is None:
+                try:
+                    done = await consumer.position(tp)
+                except Exception:  # noqa: BLE001 - partition moved away meanwhile
+                    continue
+            m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
+
+    async def _serve_web(self) -> None:
+        await web.serve(self.settings, self.metrics,
+                        health=lambda: {"journeys": len(self.engine.journeys), "partitions": sorted(self.ready)},
+                        stats=lambda: self.counters.stats)
+
+
+def run_worker(settings: Settings) -> None:
+    """Create topics, then run the worker until SIGINT/SIGTERM."""
+    import uvloop
+
+    from orchestrator.runtime.topics import ensure_topics
+
+    uvloop.install()
+    channels = load_policies(settings.policies).channels
+    asyncio.run(ensure_topics(settings, channels))
+    asyncio.run(check_partitions(settings))
+    published, end = asyncio.run(read_published(settings))
+
+    async def main() -> None:
+        worker = Worker(settings, published, end)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
+                 len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
+        await worker.run()
+        log.info("worker stopped")
+
+    try:
+        asyncio.run(main())
+    except WorkerFailure as exc:
+        log.error("worker stopped on an error; its uncommitted inputs will be replayed: %s", exc)
+        raise SystemExit(1) from None
