@@ -46,7 +46,7 @@ graphviz: ## install Graphviz's dot (Debian package graphviz, no recommends) if 
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null; \
 	} || { echo "could not install dot: run apt-get install --no-install-recommends graphviz as root" >&2; exit 1; }
 
-unit: venv ## only the tests that need no Kafka
+unit: venv promtool graphviz ## only the tests that need no Kafka
 	$(PY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
 .PHONY: chaos
