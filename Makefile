@@ -53,12 +53,16 @@ unit: venv promtool graphviz ## only the tests that need no Kafka
 chaos: venv ## fault suite on its own 3-broker cluster (ports 19092-19097): kills, restarts, scaling, bad input (~10 min)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
-bench: venv ## load benchmark (ceiling, naive Faust, engine, pure core, 1/2/4 workers) -> benchmarks/results/
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
+
+bench: venv $(VENV)/.bench-installed ## load benchmark (ceiling, Quix Streams apps, naive Faust, engine, pure core, 1/2/4 workers) -> benchmarks/results/
 	@started=0; \
 	if [ -z "$$ORCH_BOOTSTRAP" ] && ! $(ORCH) kafka status | grep -q '"running": true'; then \
 	  $(ORCH) kafka up || exit 1; started=1; \
 	fi; \
-	$(ORCH) bench $(BENCH_ARGS); rc=$$?; \
+	$(PY) -m benchmarks.load $(BENCH_ARGS); rc=$$?; \
 	if [ $$started = 1 ]; then $(ORCH) kafka down; fi; \
 	exit $$rc
 

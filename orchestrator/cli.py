@@ -431,12 +431,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- bench
-def cmd_bench(args: argparse.Namespace) -> int:     # reached only via build_parser() users
-    from orchestrator.bench import main as bench_main
-    return bench_main(args.bench_args)
-
-
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
@@ -515,11 +509,6 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["up", "down", "status"])
     k.set_defaults(fn=cmd_kafka)
 
-    b = sub.add_parser("bench", help="load benchmark: ceiling, naive Faust, engine, pure core, scale-out "
-                       "(`orchestrator bench --help`)", add_help=False)
-    b.add_argument("bench_args", nargs=argparse.REMAINDER)
-    b.set_defaults(fn=cmd_bench)
-
     d = sub.add_parser("demo", help="worker + demo traffic + live progress line (what `make run` runs)")
     d.add_argument("--rate", type=float, default=200.0, help="demo events per second")
     d.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
@@ -529,9 +518,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:               # its own argument parser, options passed through whole
-        from orchestrator.bench import main as bench_main
-        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code = args.fn(args)
