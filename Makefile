@@ -7,7 +7,7 @@ ORCH := $(VENV)/bin/orchestrator
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test promtool unit kafka-up kafka-down kafka-status bench clean
+.PHONY: help venv run test promtool graphviz unit kafka-up kafka-down kafka-status bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ venv: $(VENV)/.installed ## create .venv and install the package with its test d
 run: venv ## local Kafka + worker + example journeys + demo traffic, with a live progress line (Ctrl-C stops all)
 	$(ORCH) demo $(DEMO_ARGS)
 
-test: venv promtool ## unit and integration tests against a real local Kafka (started and stopped here)
+test: venv promtool graphviz ## unit and integration tests against a real local Kafka (started and stopped here)
 	@started=0; \
 	if [ -z "$$ORCH_BOOTSTRAP" ] && ! $(ORCH) kafka status | grep -q '"running": true'; then \
 	  $(ORCH) kafka up || exit 1; started=1; \
@@ -39,19 +39,30 @@ promtool: ## install promtool (Debian package prometheus, no recommends; its ser
 	  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi; \
 	} || { echo "could not install promtool: run apt-get install --no-install-recommends prometheus as root" >&2; exit 1; }
 
-unit: venv ## only the tests that need no Kafka
+graphviz: ## install Graphviz's dot (Debian package graphviz, no recommends) if missing: journeys graph --format svg|png
+	@command -v dot >/dev/null 2>&1 || { \
+	  echo "installing dot (Debian package graphviz, without recommends)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends graphviz >/dev/null; \
+	} || { echo "could not install dot: run apt-get install --no-install-recommends graphviz as root" >&2; exit 1; }
+
+unit: venv promtool graphviz ## only the tests that need no Kafka
 	$(PY) -m pytest -m 'not integration' $(PYTEST_ARGS)
 
 .PHONY: chaos
 chaos: venv ## fault suite on its own 3-broker cluster (ports 19092-19097): kills, restarts, scaling, bad input (~10 min)
 	$(PY) -m tests.chaos.run $(CHAOS_ARGS)
 
-bench: venv ## load benchmark (ceiling, naive Faust, engine, pure core, 1/2/4 workers) -> benchmarks/results/
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
+
+bench: venv $(VENV)/.bench-installed ## load benchmark (ceiling, Quix Streams apps, naive Faust, engine, pure core, 1/2/4 workers) -> benchmarks/results/
 	@started=0; \
 	if [ -z "$$ORCH_BOOTSTRAP" ] && ! $(ORCH) kafka status | grep -q '"running": true'; then \
 	  $(ORCH) kafka up || exit 1; started=1; \
 	fi; \
-	$(ORCH) bench $(BENCH_ARGS); rc=$$?; \
+	$(PY) -m benchmarks.load $(BENCH_ARGS); rc=$$?; \
 	if [ $$started = 1 ]; then $(ORCH) kafka down; fi; \
 	exit $$rc
 

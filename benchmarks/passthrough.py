@@ -1,6 +1,6 @@
 """The ceiling: a plain aiokafka consume -> produce passthrough, no logic.
 
-    BENCH_IN=t.events BENCH_OUT=t.out BENCH_GROUP=g python benchmarks/passthrough.py
+    BENCH_IN=t.events BENCH_OUT=t.out BENCH_GROUP=g python -m benchmarks.passthrough
 
 What a good hand-written at-least-once client does: fetch big batches (``getmany``), copy each
 record (key and value untouched) into a producer batch for the same partition number of the output

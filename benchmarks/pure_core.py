@@ -1,9 +1,10 @@
 """The pure core benchmark: the engine with the example journeys and policies, in-process, no Kafka.
 
-    python -m benchmarks.pure_core [--events N] [--seed S]        # or: orchestrator bench core
+    python -m benchmarks.pure_core [--events N] [--seed S] [--customers C]
 
-Two passes over the same pre-generated events (those of ``orchestrator bench``: synthetic shoppers
-plus the channel adapter's feedback), each with fresh state, timed in CPU seconds of this one thread
+Two passes over the same pre-generated events (those of the load benchmark, from
+:mod:`benchmarks.workload`: synthetic shoppers plus the channel adapter's feedback; the load
+benchmark calls :func:`measure` on its own backlog), each with fresh state, timed in CPU seconds of this one thread
 (``time.process_time``), so the numbers are events/s **per core**:
 
 * ``engine``: ``Engine.on_event(state, event, now)`` with the states in a dict; each event's cost is
@@ -20,6 +21,7 @@ from building the workload is frozen (``gc.freeze``) so the collector does not w
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 import time
@@ -28,34 +30,24 @@ from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-VIRTUAL_RATE = 2000.0
+from benchmarks.common import now_ms
+from benchmarks.workload import JOURNEYS, POLICIES, VIRTUAL_RATE, Shoppers, build_backlog, load_engine, virtual_time
 
 
-def _engine(journeys: Path, policies: Path):  # -> orchestrator.core.Engine
-    from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
-    pol = load_policies(str(policies))
-    loaded, problems = load_journey_dir(str(journeys), channels=pol.channels)
-    if problems:
-        raise RuntimeError("journeys refused: " + "; ".join(str(p) for p in problems))
-    return Engine(JourneySet(loaded), pol)
-
-
-def measure(events: list[dict[str, Any]], *, journeys: Path = ROOT / "journeys",
-            policies: Path = ROOT / "policies.yaml", start_ms: int | None = None) -> dict[str, Any]:
-    """Time the engine over ``events`` (dicts without ``ts``, as ``orchestrator.bench`` makes them)."""
+def measure(events: list[dict[str, Any]], *, journeys: Path = JOURNEYS, policies: Path = POLICIES,
+            start_ms: int | None = None) -> dict[str, Any]:
+    """Time the engine over ``events`` (dicts without ``ts``, as :mod:`benchmarks.workload` makes them)."""
     from orchestrator.core.events import Event, decode_event, encode_event, parse_event
     from orchestrator.core.state import decode_state, encode_state, remember_outputs
 
-    start = start_ms if start_ms is not None else time.time_ns() // 1_000_000
-    step = 1000.0 / VIRTUAL_RATE
-    stamped = [(int(start + i * step), e) for i, e in enumerate(events)]
+    start = start_ms if start_ms is not None else now_ms()
+    stamped = [(int(virtual_time(start, i, VIRTUAL_RATE)), e) for i, e in enumerate(events)]
     parsed = [Event(e["event_id"], e["customer_id"], e["type"], ts, e["properties"]) for ts, e in stamped]
     raws = [orjson.dumps({**e, "ts": ts}) for ts, e in stamped]
     n = len(parsed)
 
     # ---- pass 1: the engine alone
-    engine = _engine(journeys, policies)
+    engine = load_engine(journeys, policies)
     states: dict[str, Any] = {}
     enrolled = enrolled_ns = other_ns = outputs = actions = 0
     was_frozen = gc.get_freeze_count() > 0
@@ -99,7 +91,7 @@ def measure(events: list[dict[str, Any]], *, journeys: Path = ROOT / "journeys",
     del states
 
     # ---- pass 2: the worker's per-event path without Kafka, Faust or RocksDB
-    engine = _engine(journeys, policies)
+    engine = load_engine(journeys, policies)
     store: dict[str, bytes] = {}
     channels = engine.policies.channels
     state_bytes = 0
@@ -141,9 +133,15 @@ def measure(events: list[dict[str, Any]], *, journeys: Path = ROOT / "journeys",
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
-    from orchestrator.bench import main as bench_main
-    return bench_main(["core", *(sys.argv[1:] if argv is None else argv)])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.pure_core", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000, help="events (default 200,000)")
+    ap.add_argument("--customers", type=int, default=200_000, help="customer population (default 200,000)")
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args(argv)
+    shoppers = Shoppers(seed=args.seed, customers=args.customers, tag="core")
+    events, stats = build_backlog(shoppers, args.events, load_engine())
+    print(orjson.dumps({"workload": stats, "pure_core": measure(events)}, option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
 if __name__ == "__main__":

@@ -203,6 +203,85 @@ def cmd_journeys_diff(args: argparse.Namespace) -> int:
     return 1 if problems else (3 if changed and args.exit_code else 0)
 
 
+def _graph_journey(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: ANN202 - Journey
+    """JOURNEY is a file, or an id in the folder (its highest version, as a worker runs it)."""
+    from orchestrator.core.journeys import load_journey_dir, load_journey_file
+    path = Path(spec)
+    if path.is_file():
+        return load_journey_file(path, channels=channels)
+    journeys, problems = load_journey_dir(folder, channels=channels)
+    matches = [j for j in journeys if j.id == spec]
+    for problem in problems:        # a broken file may be a newer version of this journey
+        print(problem, file=sys.stderr)
+    if not matches:
+        known = ", ".join(sorted({j.id for j in journeys})) or "none"
+        raise ConfigError(f"no journey {spec!r} in {folder} (journeys there: {known}); give an id from "
+                          "`orchestrator journeys list` or the path of a journey file")
+    return max(matches, key=lambda j: j.version)
+
+
+def _graph_time(value: str | None, now_ms: int) -> int | None:
+    """``--from``/``--to``: RFC 3339, a date (UTC midnight), epoch ms, or a duration ago (``24h``)."""
+    from orchestrator.core.durations import parse_duration_ms
+    from orchestrator.core.timeutil import parse_ts_ms
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return now_ms - parse_duration_ms(text)
+    except ValueError:
+        pass
+    ms = parse_ts_ms(text + "T00:00:00Z" if len(text) == 10 else text)
+    if ms is None:
+        raise ConfigError(f"{value!r} is not a time: give an RFC 3339 time (2026-11-23T10:00:00Z), a date "
+                          "(2026-11-23), epoch milliseconds, or a duration ago (24h, 7d)")
+    return ms
+
+
+def cmd_journeys_graph(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+    import time
+
+    from orchestrator.core import graph
+    if (args.since or args.until) and not args.stats:
+        raise ConfigError("--from and --to choose the span of the counts: add --stats")
+    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
+    journey = _graph_journey(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
+                             policies.channels)
+    counts = None
+    if args.stats:
+        now_ms = int(time.time() * 1000)
+        since, until = _graph_time(args.since, now_ms), _graph_time(args.until, now_ms)
+        if since is not None and until is not None and since >= until:
+            raise ConfigError("--from must be before --to")
+        from orchestrator.runtime.stats import read_decisions
+        decisions = asyncio.run(read_decisions(_settings()))
+        counts = graph.count_decisions(journey, decisions, since_ms=since, until_ms=until)
+    pic = graph.picture(journey)
+    text = graph.to_mermaid(pic, counts) if args.format == "mermaid" else graph.to_dot(pic, counts)
+    data = text.encode()
+    if args.format in ("svg", "png"):
+        dot = shutil.which("dot")
+        if dot is None:
+            raise ConfigError(f"--format {args.format} needs Graphviz's `dot`: install the graphviz package "
+                              "(apt-get install graphviz, or `make graphviz`), or use --format mermaid or dot")
+        proc = subprocess.run([dot, f"-T{args.format}"], input=data, capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            raise ConfigError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
+        data = proc.stdout
+    if args.output and args.output != "-":
+        Path(args.output).write_bytes(data)
+        return 0
+    if args.format == "png" and sys.stdout.isatty():
+        raise ConfigError("a PNG is binary: write it to a file with -o FILE")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+
 # ---------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.core import Engine, JourneySet, load_journey_dir
@@ -352,12 +431,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- bench
-def cmd_bench(args: argparse.Namespace) -> int:     # reached only via build_parser() users
-    from orchestrator.bench import main as bench_main
-    return bench_main(args.bench_args)
-
-
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
@@ -402,6 +475,19 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--exit-code", action="store_true", help="exit 3 when something differs (for CI)")
     jd.set_defaults(fn=cmd_journeys_diff)
 
+    jg = jsub.add_parser("graph", help="draw a journey (Mermaid, Graphviz DOT, SVG, PNG), with --stats its counts")
+    jg.add_argument("journey", metavar="JOURNEY", help="a journey id in the journeys folder, or a file")
+    jg.add_argument("--journeys", metavar="DIR", help="journeys folder (default: $ORCH_JOURNEYS, else journeys)")
+    jg.add_argument("--policies", help="policies file (channels); default $ORCH_POLICIES")
+    jg.add_argument("--format", choices=["mermaid", "dot", "svg", "png"], default="mermaid",
+                    help="mermaid (default) and dot are text; svg and png need Graphviz's dot")
+    jg.add_argument("--stats", action="store_true", help="counts per node and arrow from <prefix>.decisions")
+    jg.add_argument("--from", dest="since", metavar="T", help="with --stats: from this time (RFC 3339, date, "
+                    "epoch ms, or a duration ago like 24h)")
+    jg.add_argument("--to", dest="until", metavar="T", help="with --stats: until this time (default: now)")
+    jg.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    jg.set_defaults(fn=cmd_journeys_graph)
+
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
     s.add_argument("--journeys", required=True, metavar="DIR")
     s.add_argument("--policies", metavar="F")
@@ -423,11 +509,6 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("action", choices=["up", "down", "status"])
     k.set_defaults(fn=cmd_kafka)
 
-    b = sub.add_parser("bench", help="load benchmark: ceiling, naive Faust, engine, pure core, scale-out "
-                       "(`orchestrator bench --help`)", add_help=False)
-    b.add_argument("bench_args", nargs=argparse.REMAINDER)
-    b.set_defaults(fn=cmd_bench)
-
     d = sub.add_parser("demo", help="worker + demo traffic + live progress line (what `make run` runs)")
     d.add_argument("--rate", type=float, default=200.0, help="demo events per second")
     d.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
@@ -437,9 +518,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:               # its own argument parser, options passed through whole
-        from orchestrator.bench import main as bench_main
-        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         code = args.fn(args)

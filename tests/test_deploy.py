@@ -7,13 +7,21 @@ deployment files follow.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import json
 import re
 import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -23,12 +31,15 @@ from orchestrator.config import Settings
 from orchestrator.core.journeys import load_journey_dir
 from orchestrator.core.policies import load_policies
 from orchestrator.localkafka.install import kafka_version
+from orchestrator.testing.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
+README = ROOT / "README.md"
 DOCS = ROOT / "docs" / "deployment.md"
 
 # Used by the deployment files before orchestrator/config.py reads them (name -> what for).
@@ -124,14 +135,28 @@ def compose() -> dict[str, Any]:
     return docs[0]
 
 
-def compose_workers() -> dict[str, dict[str, Any]]:
-    """Services built from the worker image's Dockerfile."""
-    workers = {}
+def compose_image_services() -> dict[str, dict[str, Any]]:
+    """Services built from the image's Dockerfile."""
+    out = {}
     for name, service in compose()["services"].items():
         build = service.get("build")
         if isinstance(build, dict) and build.get("dockerfile") == WORKER_IMAGE_DOCKERFILE:
-            workers[name] = service
-    return workers
+            out[name] = service
+    return out
+
+
+def image_command(service: dict[str, Any]) -> list[str]:
+    """The `orchestrator` arguments a service of the image runs (the image's CMD if it sets none)."""
+    command = service.get("command")
+    if command is None:
+        (cmd,) = [json.loads(a) for ins, a in runtime_stage() if ins == "CMD"]
+        return cmd
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def compose_workers() -> dict[str, dict[str, Any]]:
+    """Services of the image that run `orchestrator worker`."""
+    return {name: s for name, s in compose_image_services().items() if image_command(s)[:1] == ["worker"]}
 
 
 def compose_env(service: dict[str, Any]) -> dict[str, str]:
@@ -267,8 +292,12 @@ def test_dockerfile_builds_a_non_root_worker_image() -> None:
     assert users, "the runtime stage must switch to a non-root USER"
     user = users[-1].split(":")[0]
     assert user not in ("root", "0"), user
+    # Entrypoint `orchestrator`, default command the worker: `docker run IMAGE adapter webhook ...`
+    # runs any other command of the same image.
     entrypoint = [json.loads(a) for ins, a in stage if ins == "ENTRYPOINT"]
-    assert entrypoint and entrypoint[-1] == ["orchestrator", "worker"]
+    assert entrypoint and entrypoint[-1] == ["orchestrator"]
+    cmd = [json.loads(a) for ins, a in stage if ins == "CMD"]
+    assert cmd and cmd[-1][:1] == ["worker"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "orchestrator" in scripts
 
@@ -290,6 +319,48 @@ def test_dockerfile_copies_only_existing_sources() -> None:
             *sources, _ = shlex.split(args)
             for source in sources:
                 assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Whether deploy/Dockerfile.dockerignore keeps ``path`` out of the build context.
+
+    Docker's rules as far as this file uses them: patterns in order, the last match wins, ``!``
+    re-includes, a pattern matches a path or any folder above it, ``**/`` matches any depth.
+    """
+    excluded = False
+    parts = PurePosixPath(path).parts
+    for raw in DOCKERIGNORE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, pattern = line.startswith("!"), line.lstrip("!").rstrip("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if pattern.startswith("**/"):
+            hit = any(fnmatch.fnmatchcase(p, pattern[3:]) for p in parts)
+        else:
+            hit = any(fnmatch.fnmatchcase(p, pattern) for p in prefixes)
+        if hit:
+            excluded = not negate
+    return excluded
+
+
+def copied_sources() -> list[str]:
+    """The build-context paths the Dockerfile's COPY lines take (not those from another stage)."""
+    out = []
+    for ins, args in dockerfile_instructions():
+        if ins == "COPY" and "--from=" not in args:
+            *sources, _ = shlex.split(args)
+            out.extend(source.rstrip("/") for source in sources)
+    return out
+
+
+def test_dockerignore_sends_exactly_what_the_dockerfile_copies() -> None:
+    for source in copied_sources():
+        assert not dockerignore_excludes(source), f"COPY {source}: excluded by {DOCKERIGNORE.name}"
+        assert not dockerignore_excludes(f"{source}/core/engine.py" if source == "orchestrator" else source)
+    for left_out in (".venv", ".orch", ".git", "benchmarks", "tests", "deploy", "orchestrator/__pycache__",
+                     "orchestrator/core/__pycache__/engine.cpython-311.pyc"):
+        assert dockerignore_excludes(left_out), f"{left_out} would be sent to the builder"
 
 
 def test_web_host_default_stays_loopback_outside_containers() -> None:
@@ -327,7 +398,7 @@ def test_compose_runs_two_workers_with_their_own_state() -> None:
         assert source is not None, f"{name}: nothing mounted at ORCH_DATA_DIR={settings.data_dir}"
         assert not is_bind(source) and source in declared, f"{name}: {source} is not a named volume"
         data_volumes.append(source)
-        assert service.get("stop_grace_period"), f"{name}: give Faust time to stop cleanly"
+        assert service.get("stop_grace_period"), f"{name}: give the worker time to stop cleanly"
         assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert None not in hostnames and len(set(hostnames)) == len(hostnames), hostnames
     assert len(set(data_volumes)) == len(data_volumes), f"workers share a RocksDB volume: {data_volumes}"
@@ -355,6 +426,85 @@ def test_compose_build_and_bind_mounts_exist() -> None:
     mounted = {target for s in compose()["services"].values() for _, target in compose_volumes(s)}
     for needed in ("/etc/prometheus/prometheus.yml", "/etc/prometheus/alerts.yml"):
         assert needed in mounted
+
+
+def test_compose_runs_the_webhook_adapter_against_the_demo_receiver() -> None:
+    services = compose()["services"]
+    adapters = {n: s for n, s in compose_image_services().items() if image_command(s)[:2] == ["adapter", "webhook"]}
+    assert adapters, "compose runs no `orchestrator adapter webhook`"
+    declared = set(compose().get("volumes") or {})
+    worker_volumes = {src for w in compose_workers().values() for src, _ in compose_volumes(w)}
+    for name, service in adapters.items():
+        argv = image_command(service)
+        opts = dict(zip(argv[2::2], argv[3::2]))
+        assert set(opts) == {"--channel", "--url"} and len(argv) == 6, argv
+        assert opts["--channel"] in load_policies(ROOT / "policies.yaml").channels
+        url = urlsplit(opts["--url"])
+        receiver = services[url.hostname]
+        assert url.scheme == "http" and url.hostname in service["depends_on"], name
+        assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+        env = Settings.from_env({**dockerfile_env(), **compose_env(service)})
+        assert env.bootstrap == "kafka:9092"
+        volumes = {target: source for source, target in compose_volumes(service)}
+        store = volumes.get(env.data_dir)
+        assert store in declared and store not in worker_volumes, f"{name}: its own named volume at ORCH_DATA_DIR"
+        # The receiver: the script compose mounts, listening on the port the adapter posts to.
+        (script,) = [(DEPLOY / src).resolve() for src, target in compose_volumes(receiver)
+                     if target == receiver["command"][1]]
+        assert script.is_file() and receiver["command"][0] == "python"
+        assert receiver["command"][2:] == ["--port", str(url.port)]
+
+
+def published_ports(service: dict[str, Any]) -> list[int]:
+    """Host ports of a service; each must be bound to 127.0.0.1 only."""
+    out = []
+    for item in service.get("ports", []):
+        host_ip, host_port, _ = str(item).split(":")
+        assert host_ip == "127.0.0.1", f"{item}: publish on 127.0.0.1 only"
+        out.append(int(host_port))
+    return out
+
+
+def documented_compose_services() -> dict[str, list[int]]:
+    """docs/deployment.md's table of the compose stack: service names -> `localhost:PORT`s."""
+    text = DOCS.read_text(encoding="utf-8")
+    section = text[text.index("## Run the compose stack"):]
+    section = section[:section.index("\n## ", 4)]
+    out: dict[str, list[int]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        ports = [int(p) for p in re.findall(r"`localhost:(\d+)`", cells[2])]
+        for name in re.findall(r"`([a-z0-9-]+)`", cells[0]):
+            out[name] = ports if len(re.findall(r"`([a-z0-9-]+)`", cells[0])) == 1 else []
+    return out
+
+
+def test_compose_services_and_ports_are_the_documented_ones() -> None:
+    services = compose()["services"]
+    documented = documented_compose_services()
+    assert set(documented) == set(services), "docs/deployment.md's compose table and the compose file differ"
+    published = {port: name for name, s in services.items() for port in published_ports(s)}
+    table = DOCS.read_text(encoding="utf-8")
+    for name, service in services.items():
+        for port in published_ports(service):
+            assert f"`localhost:{port}`" in table, f"{name} publishes {port}; docs/deployment.md does not say"
+    for name, ports in documented.items():
+        for port in ports:
+            assert published.get(port) == name, f"docs/deployment.md: {name} at localhost:{port}"
+    # The README's compose lines name the same stack.
+    # The README's compose item names the same services and ports.
+    lines = README.read_text(encoding="utf-8").splitlines()
+    first = next(i for i, l in enumerate(lines) if "docker compose -f deploy/docker-compose.yml up" in l)
+    item = [lines[first]]
+    for line in lines[first + 1:]:
+        if not line.strip() or line.lstrip().startswith("- "):
+            break
+        item.append(line)
+    text = " ".join(item)
+    assert set(re.findall(r"`([a-z0-9-]+)`", text)) == set(services), text
+    assert sorted(map(int, re.findall(r"`localhost:(\d+)`", text))) == sorted(published), text
 
 
 def test_prometheus_scrapes_every_compose_worker() -> None:
@@ -396,6 +546,7 @@ def test_statefulset_shape() -> None:
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
     security = spec["template"]["spec"]["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+    assert worker_container()["args"][:1] == ["worker"], "the image's entrypoint is `orchestrator`"
     resources = worker_container()["resources"]
     assert str(resources["requests"]["cpu"]) == "2" and str(resources["limits"]["cpu"]) == "2"
     assert resources["limits"]["memory"]
@@ -499,3 +650,44 @@ def test_sasl_credentials_come_from_the_secret_template() -> None:
         ref = env[name]["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in keys, name
     assert env["ORCH_KAFKA_SECURITY_PROTOCOL"]["value"].startswith("SASL")
+
+
+# --------------------------------------------------------------------------- the demo receiver
+
+
+def test_demo_receiver_counts_deliveries_and_duplicates(tmp_path: Path) -> None:
+    """deploy/webhook-receiver/receiver.py, run as compose runs it (on 127.0.0.1 here)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(DEPLOY / "webhook-receiver" / "receiver.py"), "--host",
+                             "127.0.0.1", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(base + path, data=body, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                call("GET", "/")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.1)
+        action = {"action_id": "a-1", "customer_id": "c-secret", "channel": "email", "template": "welcome-1"}
+        assert call("POST", "/email", json.dumps(action).encode()) == (200, {"ok": True})
+        assert call("POST", "/email", json.dumps(action).encode())[0] == 200
+        assert call("POST", "/email", json.dumps({**action, "action_id": "a-2"}).encode())[0] == 200
+        assert call("POST", "/email", b"not json")[0] == 400
+        assert call("GET", "/") == (200, {"deliveries": 3, "distinct_action_ids": 2, "duplicates": 1})
+    finally:
+        proc.send_signal(signal.SIGTERM)          # compose stops it with SIGTERM: it must exit
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert b"delivered email welcome-1 a-1 to /email" in out and b"c-secret" not in out

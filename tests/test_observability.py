@@ -1,8 +1,8 @@
 """The dashboard, the alert rules and the metric catalogue agree with the metrics the worker exports.
 
 Unit tests, no Kafka. `promtool` (Debian package `prometheus`, installed by `make test`) checks the
-rules and the scrape configuration, validates every dashboard query as PromQL and runs unit tests of
-the alert rules on synthetic series.
+rules and the scrape configuration and validates every dashboard query as PromQL; the alert rules'
+unit tests are tests/test_promtool_rules.py.
 """
 
 from __future__ import annotations
@@ -250,96 +250,4 @@ def test_promtool_check_config():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-W = 'job="orchestrator", instance="w1:6066"'
-W2 = 'job="orchestrator", instance="w2:6066"'
-W3 = 'job="orchestrator", instance="w3:6066"'
-ALERT_TESTS = [
-    # Lag: w1 stopped at t=180 s with messages waiting; w2 keeps up; w3 is idle (old event, no lag).
-    {"interval": "1m", "input_series": [
-        {"series": f"orch_last_processed_event_timestamp_seconds{{{W}}}", "values": "0 60 120 180x30"},
-        {"series": f'orch_consumer_lag_messages{{{W}, topic="p.events", partition="0"}}', "values": "5x33"},
-        {"series": f"orch_last_processed_event_timestamp_seconds{{{W2}}}", "values": "0+60x33"},
-        {"series": f'orch_consumer_lag_messages{{{W2}, topic="p.events", partition="1"}}', "values": "5x33"},
-        {"series": f"orch_last_processed_event_timestamp_seconds{{{W3}}}", "values": "180x33"},
-        {"series": f'orch_consumer_lag_messages{{{W3}, topic="p.events", partition="2"}}', "values": "0x33"}],
-     "alert_rule_test": [
-        {"eval_time": "5m", "alertname": "OrchConsumerLagHigh", "exp_alerts": []},
-        {"eval_time": "15m", "alertname": "OrchConsumerLagHigh", "exp_alerts": [
-            {"exp_labels": {"severity": "page", "job": "orchestrator", "instance": "w1:6066"}}]}]},
-    # Dead letters: job orchestrator 1 of 11 events/s; job quiet 0.05 of 10 events/s (0.5 %).
-    {"interval": "1m", "input_series": [
-        {"series": 'orch_events_in_total{job="orchestrator", instance="w1", result="valid"}', "values": "0+600x30"},
-        {"series": 'orch_events_in_total{job="orchestrator", instance="w1", result="dead_letter"}',
-         "values": "0+60x30"},
-        {"series": 'orch_dead_letters_total{job="orchestrator", instance="w1", reason="invalid_json"}',
-         "values": "0+60x30"},
-        {"series": 'orch_events_in_total{job="quiet", instance="q1", result="valid"}', "values": "0+600x30"},
-        {"series": 'orch_dead_letters_total{job="quiet", instance="q1", reason="invalid_json"}', "values": "0+3x30"}],
-     "alert_rule_test": [
-        {"eval_time": "20m", "alertname": "OrchDeadLetterRateHigh", "exp_alerts": [
-            {"exp_labels": {"severity": "ticket", "job": "orchestrator"}}]}]},
-    # Timer lateness: every timer 1-2 s late -> p99 ~2 s. Job fast: all within 0.5 s.
-    {"interval": "1m", "input_series": [
-        {"series": 'orch_timer_lateness_seconds_bucket{job="orchestrator", instance="w1", le="0.5"}',
-         "values": "0x30"},
-        {"series": 'orch_timer_lateness_seconds_bucket{job="orchestrator", instance="w1", le="1.0"}',
-         "values": "0x30"},
-        {"series": 'orch_timer_lateness_seconds_bucket{job="orchestrator", instance="w1", le="2.0"}',
-         "values": "0+60x30"},
-        {"series": 'orch_timer_lateness_seconds_bucket{job="orchestrator", instance="w1", le="+Inf"}',
-         "values": "0+60x30"},
-        {"series": 'orch_timer_lateness_seconds_bucket{job="fast", instance="f1", le="0.5"}', "values": "0+60x30"},
-        {"series": 'orch_timer_lateness_seconds_bucket{job="fast", instance="f1", le="1.0"}', "values": "0+60x30"},
-        {"series": 'orch_timer_lateness_seconds_bucket{job="fast", instance="f1", le="+Inf"}', "values": "0+60x30"}],
-     "alert_rule_test": [
-        {"eval_time": "20m", "alertname": "OrchTimerLatenessHigh", "exp_alerts": [
-            {"exp_labels": {"severity": "page", "job": "orchestrator"}}]}]},
-    # No progress: w1 stalled with lag; w2 only fires timers (progress); w3 idle without lag.
-    {"interval": "1m", "input_series": [
-        {"series": f'orch_events_in_total{{{W}, result="valid"}}', "values": "100x30"},
-        {"series": f"orch_timers_fired_total{{{W}}}", "values": "7x30"},
-        {"series": f'orch_consumer_lag_messages{{{W}, topic="p.events", partition="0"}}', "values": "3x30"},
-        {"series": f'orch_events_in_total{{{W2}, result="valid"}}', "values": "100x30"},
-        {"series": f"orch_timers_fired_total{{{W2}}}", "values": "0+10x30"},
-        {"series": f'orch_consumer_lag_messages{{{W2}, topic="p.internal", partition="1"}}', "values": "3x30"},
-        {"series": f'orch_events_in_total{{{W3}, result="valid"}}', "values": "100x30"},
-        {"series": f"orch_timers_fired_total{{{W3}}}", "values": "7x30"},
-        {"series": f'orch_consumer_lag_messages{{{W3}, topic="p.events", partition="2"}}', "values": "0x30"}],
-     "alert_rule_test": [
-        {"eval_time": "20m", "alertname": "OrchNoProgress", "exp_alerts": [
-            {"exp_labels": {"severity": "page", "job": "orchestrator", "instance": "w1:6066"}}]}]},
-    {"interval": "1m", "input_series": [
-        {"series": f"up{{{W}}}", "values": "1 1 0x10"},
-        {"series": f"up{{{W2}}}", "values": "1x12"}],
-     "alert_rule_test": [
-        {"eval_time": "3m", "alertname": "OrchWorkerDown", "exp_alerts": []},
-        {"eval_time": "6m", "alertname": "OrchWorkerDown", "exp_alerts": [
-            {"exp_labels": {"severity": "page", "job": "orchestrator", "instance": "w1:6066"}}]}]},
-    # Recovery: w1 stuck at 500 records; w2 recovering steadily; w3 not recovering.
-    {"interval": "1m", "input_series": [
-        {"series": f"orch_table_recovery_in_progress{{{W}}}", "values": "1x40"},
-        {"series": f"orch_table_recovery_remaining_records{{{W}}}", "values": "500x40"},
-        {"series": f"orch_table_recovery_in_progress{{{W2}}}", "values": "1x40"},
-        {"series": f"orch_table_recovery_remaining_records{{{W2}}}", "values": "100000-1000x40"},
-        {"series": f"orch_table_recovery_in_progress{{{W3}}}", "values": "0x40"},
-        {"series": f"orch_table_recovery_remaining_records{{{W3}}}", "values": "0x40"}],
-     "alert_rule_test": [
-        {"eval_time": "5m", "alertname": "OrchTableRecoveryStuck", "exp_alerts": []},
-        {"eval_time": "30m", "alertname": "OrchTableRecoveryStuck", "exp_alerts": [
-            {"exp_labels": {"severity": "page", "job": "orchestrator", "instance": "w1:6066"}}]}]},
-]
-
-
-def test_alert_rules_fire_when_they_should_and_only_then(tmp_path):
-    """promtool unit tests on synthetic series (annotations are left out: they are templates)."""
-    doc = yaml.safe_load(ALERTS.read_text())
-    for group in doc["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
-    rules = tmp_path / "alerts-without-annotations.yml"
-    rules.write_text(yaml.safe_dump(doc))
-    tests = tmp_path / "alerts-test.yml"
-    tests.write_text(yaml.safe_dump({"rule_files": [str(rules)], "evaluation_interval": "1m",
-                                     "tests": ALERT_TESTS}))
-    result = run_promtool("test", "rules", str(tests))
-    assert result.returncode == 0, result.stdout + result.stderr
+# Firing and not firing, per alert: deploy/prometheus/alerts.test.yml, run by tests/test_promtool_rules.py.

@@ -1,60 +1,27 @@
-"""Timer benchmark: throughput of due timers and the worker's memory with many pending timers.
-
-    python -m benchmarks.bench_timers [--pending N] [--burst M] [--partitions P] [--json] [--keep]
-
-One run, one worker (``python -m orchestrator worker`` in a subprocess, its own topic prefix,
-data dir and metrics port), on the broker at ``ORCH_BOOTSTRAP`` (default ``localhost:9092``):
-
-a. **idle** - start the worker with ``benchmarks/journeys-timers/``, send one warm-up event (no
-   journey takes it) to prove the pipeline is assigned and running, then read its VmRSS.
-b. **pending** - N ``bench.hold`` events for N distinct customers; each customer parks on a 2-day
-   wait, i.e. one pending timer. Produced as fast as the client can (batched ``send()`` futures).
-   Waits until the worker counted all N (``orch_events_in_total``), reads VmRSS/VmHWM, then waits
-   (bounded) for the ``orch_timers_pending`` gauge, refreshed every 60 s, to reach N.
-c. **burst** - M ``bench.burst`` events; each customer waits 30 s, then one action is sent on
-   ``ads``. Timer throughput = actions / seconds between the first and the last action's
-   ``decided_at``; lateness of each action = ``decided_at`` - (the ``ts`` of the customer's
-   ``entered`` decision + 30 s). The ``entered`` ts is the worker's clock when it scheduled the
-   wait, so this lateness is exactly "fired at" - "due at" and excludes ingest delay.
-d. Results go to ``benchmarks/results/timers.json`` and ``timers.md``; the Markdown is printed
-   (``--json`` prints the JSON instead).
-
-The worker is stopped with SIGTERM at the end; its topics (``<prefix>.*``,
-``<prefix>-orchestrator-*``), consumer group and data dir are deleted unless ``--keep``.
-Every wait is bounded; nothing else on the broker is touched.
-"""
+"""The timer benchmark's worker and phases: idle, pending timers, a burst of timers due together."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import math
-import os
-import platform
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
+import uuid
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
-from benchmarks._harness import (BOOTSTRAP, POLL_S, BenchError, Progress, Worker, broker_reachable, delete_own_topics,
-                                 dir_bytes, end_offsets, host_cpu_seconds, make_producer, note, produce_many,
-                                 read_topics, total)
+from benchmarks.common import (BENCH_DIR, MIB, POLL_S, BenchError, Progress, Proc, dir_bytes, end_offsets, free_port,
+                               host_cpu_s, make_producer, note, now_ms, percentile, proc_mem, read_topics, scrape,
+                               total, worker_proc)
+from orchestrator.core.timeutil import parse_ts_ms
 
-ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
-JOURNEYS = HERE / "journeys-timers"
+JOURNEYS = BENCH_DIR / "journeys-timers"
 POLICIES = JOURNEYS / "policies.conf"
-RESULTS = HERE / "results"
 BURST_WAIT_MS = 30_000             # bench-burst.yaml: pause {wait: 30s}
-MIB = 1024 * 1024
+LIBRARIES = ("aiokafka", "rocksdict", "orchestrator")
 
 EVENTS_IN = "orch_events_in_total{"
 ACTIONS_ADS = "orch_actions_total{channel=ads}"
@@ -64,24 +31,6 @@ DUE = "orch_timers_due{}"
 
 
 # ------------------------------------------------------------------------------------- helpers
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def parse_ts(text: str) -> int:
-    """``2026-11-23T10:00:00.123Z`` (the worker's format) -> epoch ms."""
-    dt = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000 + 0.5)
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def mib(n: float | None) -> float | None:
     return None if n is None else round(n / MIB, 1)
 
@@ -90,51 +39,83 @@ def event(customer: str, etype: str, eid: str) -> bytes:
     return orjson.dumps({"event_id": eid, "customer_id": customer, "type": etype, "ts": now_ms(), "properties": {}})
 
 
-def machine_facts() -> dict[str, Any]:
-    facts: dict[str, Any] = {"nproc": os.cpu_count(), "python": platform.python_version(),
-                             "platform": platform.platform(), "bootstrap": BOOTSTRAP}
-    try:
-        meminfo = Path("/proc/meminfo").read_text()
-        m = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
-        facts["memory_bytes"] = int(m.group(1)) * 1024 if m else None
-    except OSError:
-        facts["memory_bytes"] = None
-    try:
-        cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        facts["cpu"] = cpu.group(1).strip() if cpu else None
-    except OSError:
-        facts["cpu"] = None
-    try:
-        pom = (ROOT / "deploy" / "kafka" / "pom.xml").read_text()
-        m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
-        facts["kafka"] = m.group(1) if m else None
-    except OSError:
-        facts["kafka"] = None
-    try:
-        from importlib.metadata import version
-        facts["libraries"] = {name: version(name) for name in ("faust-streaming", "aiokafka", "rocksdict", "orchestrator")}
-    except Exception:
-        facts["libraries"] = {}
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
-        facts["git"] = rev + ("+dirty" if dirty else "") if rev else None
-        facts["git_modified"] = [line[3:] for line in dirty.splitlines()]
-    except (OSError, subprocess.SubprocessError):
-        facts["git"] = None
-    facts["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    facts["loadavg_at_start"] = loadavg()
-    return facts
+class Worker:
+    """One ``python -m orchestrator worker`` with its own prefix, data dir and metrics port."""
+
+    def __init__(self, workdir: Path, *, partitions: int) -> None:
+        self.prefix = f"bench-{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.data_dir = workdir / f"data-{self.prefix}"
+        self.partitions = partitions
+        self.log_path = workdir / f"worker-{self.prefix}.log"
+        self.proc: Proc = worker_proc("worker", workdir, prefix=self.prefix, partitions=partitions,
+                                      data_dir=self.data_dir, port=self.port, journeys=JOURNEYS, policies=POLICIES,
+                                      log_path=self.log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        self.proc.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if scrape(self.port) is not None:
+                return
+            time.sleep(POLL_S)
+        raise BenchError(f"worker not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def check_alive(self) -> None:
+        self.proc.check()
+
+    def log_tail(self) -> str:
+        return self.proc.log_tail()
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.port) or {}
+
+    def memory(self) -> dict[str, int]:
+        return proc_mem(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return self.proc.cpu()
+
+    def stop(self) -> int | None:
+        return self.proc.stop(timeout_s=60.0)
+
+    def remove_data(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def loadavg() -> str | None:
-    """1/5/15-minute load average: other work on the host (the broker too) skews the numbers."""
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return None
+async def produce_many(producer: Any, topic: str, count: int, make: Callable[[int], tuple[bytes, bytes]], *,
+                       on_progress: Callable[[int], None] | None = None, window: int = 20_000,
+                       timeout_s: float = 600.0) -> None:
+    """Send ``count`` messages ``make(i) -> (key, value)`` with ``send()`` futures (no per-message
+    wait); at most ``window`` unacknowledged at once. ``on_progress(acked)`` after each window."""
+    deadline = time.monotonic() + timeout_s
+    pending: list[asyncio.Future[Any]] = []
+    acked = 0
+    for i in range(count):
+        key, value = make(i)
+        pending.append(await producer.send(topic, value=value, key=key))
+        if len(pending) >= window:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(f"producing to {topic}: {acked} of {count} acknowledged in {timeout_s:.0f}s")
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=remaining)
+            acked += len(pending)
+            pending.clear()
+            if on_progress is not None:
+                on_progress(acked)
+    if pending:
+        await asyncio.wait_for(asyncio.gather(*pending), timeout=max(1.0, deadline - time.monotonic()))
+        acked += len(pending)
+    if on_progress is not None:
+        on_progress(acked)
 
 
 class Monitor:
@@ -224,7 +205,7 @@ async def produce_phase(mon: Monitor, topic: str, count: int, *, etype: str, cus
             except asyncio.TimeoutError:
                 pass
 
-    producer = make_producer()
+    producer = make_producer(linger_ms=20)
     await producer.start()
     started = time.monotonic()
     shower = asyncio.create_task(show())
@@ -250,7 +231,7 @@ async def run(args: argparse.Namespace, worker: Worker, result: dict[str, Any]) 
 
     # a. idle -------------------------------------------------------------------------------
     note(f"worker {worker.prefix}: pid {worker.pid}, metrics on :{worker.port}, {worker.partitions} partitions")
-    producer = make_producer()
+    producer = make_producer(linger_ms=20)
     await producer.start()
     try:
         await producer.send_and_wait(worker.topic("events"), key=b"warmup",
@@ -335,7 +316,7 @@ async def run(args: argparse.Namespace, worker: Worker, result: dict[str, Any]) 
         due = m.get(DUE, 0.0)
         max_due[0] = max(max_due[0], due)
         if not firing_from and m.get(ACTIONS_ADS, 0.0) > base_ads:
-            firing_from.append((time.monotonic(), worker.cpu_seconds(), host_cpu_seconds()[0]))
+            firing_from.append((time.monotonic(), worker.cpu_seconds(), host_cpu_s()[0]))
         return (f"| ticks {m.get(FIRED, 0.0) - base_fired:,.0f} | due {due:,.0f} | "
                 f"in {total(m, EVENTS_IN) - base_in:,.0f}/{m_burst:,}")
 
@@ -349,7 +330,7 @@ async def run(args: argparse.Namespace, worker: Worker, result: dict[str, Any]) 
     mem_burst = worker.memory()
     t_burst_done = time.monotonic()
     worker_cpu_end = worker.cpu_seconds()
-    host_busy_end = host_cpu_seconds()[0]
+    host_busy_end = host_cpu_s()[0]
     cpu_burst = worker_cpu_end - cpu_burst0
     ticks = metrics.get(FIRED, 0.0) - base_fired
     proc_count = metrics.get("orch_processing_seconds_count{}", 0.0) - base_proc_count
@@ -362,20 +343,20 @@ async def run(args: argparse.Namespace, worker: Worker, result: dict[str, Any]) 
                                     keep=lambda v: b'"bench-burst"' in v and b'"entered"' in v, timeout_s=300)
     entered: dict[str, int] = {}
     entered_dupes = 0
-    for _, _, raw in entered_raw:
-        d = orjson.loads(raw)
+    for rec in entered_raw:
+        d = orjson.loads(rec.value)
         if d.get("journey") == "bench-burst" and d.get("outcome") == "entered":
             if d["customer_id"] in entered:
                 entered_dupes += 1
-            entered[d["customer_id"]] = parse_ts(d["ts"])
+            entered[d["customer_id"]] = parse_ts_ms(d["ts"])
     ids: Counter[str] = Counter()
     lateness: list[int] = []
     decided: list[int] = []
     unmatched = 0
-    for _, _, raw in actions:
-        a = orjson.loads(raw)
+    for rec in actions:
+        a = orjson.loads(rec.value)
         ids[a["action_id"]] += 1
-        at = parse_ts(a["decided_at"])
+        at = parse_ts_ms(a["decided_at"])
         decided.append(at)
         ent = entered.get(a["customer_id"])
         if ent is None:
@@ -421,143 +402,3 @@ async def run(args: argparse.Namespace, worker: Worker, result: dict[str, Any]) 
         "worker_cpu_cores": round(cpu_burst / max(1e-9, t_burst_done - t_burst), 2),
         "rss_after_bytes": mem_burst.get("VmRSS"), "hwm_bytes": mem_burst.get("VmHWM"),
     }
-
-
-# ------------------------------------------------------------------------------------- report
-def rss_quartiles(trace: list[dict[str, Any]], n: int) -> list[float | None]:
-    """VmRSS (MiB) at the first trace point at or past 25/50/75/100% of ``n`` consumed."""
-    out: list[float | None] = []
-    for q in (0.25, 0.5, 0.75, 1.0):
-        point = next((p for p in trace if p["consumed"] >= q * n), None)
-        out.append(point["rss_mib"] if point else None)
-    return out
-
-
-def markdown(r: dict[str, Any]) -> str:
-    mf, p, b = r["machine"], r.get("pending", {}), r.get("burst", {})
-    lat = b.get("lateness_ms", {})
-
-    def num(x: Any, fmt: str = ",.0f") -> str:
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
-
-    rows = [
-        ("pending timers (N)", num(p.get("n"))),
-        ("ingest: produced N events in", f"{num(p.get('produce_s'), ',.1f')} s ({num(p.get('produce_rate_per_s'))}/s)"),
-        ("ingest: worker consumed N events in", f"{num(p.get('ingest_s'), ',.1f')} s "
-                                                f"(**{num(p.get('ingest_rate_per_s'))} events/s**)"),
-        ("RSS idle", f"{num(mib(r.get('idle', {}).get('rss_bytes')), ',.1f')} MiB"),
-        ("RSS with N pending timers", f"**{num(mib(p.get('rss_after_gauge_bytes')), ',.1f')} MiB** "
-                                      f"(VmHWM {num(mib(p.get('hwm_after_gauge_bytes')), ',.1f')} MiB)"),
-        ("RSS at 25% / 50% / 75% / 100% of N consumed", " / ".join(
-            f"{num(x, ',.0f')}" for x in rss_quartiles(p.get("rss_trace") or [], p.get("n") or 0)) + " MiB"),
-        ("RSS growth per pending timer", f"{num(p.get('rss_growth_per_pending_timer_bytes'), ',.0f')} bytes"),
-        ("orch_timers_pending gauge", f"{num(p.get('timers_pending_gauge'))}"
-                                      + ("" if p.get("gauge_reached") else " (did not reach N)")),
-        ("RocksDB data dir on disk", f"{num(mib(p.get('data_dir_bytes')), ',.1f')} MiB"),
-        ("burst timers (M), due 30 s after entry", num(b.get("m"))),
-        ("burst: entries spread over", f"{num(b.get('entries_span_s'), ',.1f')} s "
-                                       f"(worker consumed M in {num(b.get('ingest_s'), ',.1f')} s)"),
-        ("**timer throughput** (actions / first-to-last decided_at)",
-         f"**{num(b.get('fired_per_s'))} fired/s** over {num(b.get('fire_span_s'), ',.1f')} s "
-         f"(peak {num(b.get('peak_fired_in_one_second'))} in one second)"),
-        ("lateness p50 / p95 / p99 / max", f"{num(lat.get('p50'))} / {num(lat.get('p95'))} / "
-                                           f"{num(lat.get('p99'))} / {num(lat.get('max'))} ms"),
-        ("actions / distinct action_ids / duplicates / missing",
-         f"{num(b.get('actions'))} / {num(b.get('distinct_action_ids'))} / {num(b.get('duplicates'))} / "
-         f"{num(b.get('missing'))}"),
-        ("ticks processed (orch_timers_fired_total) / max orch_timers_due seen",
-         f"{num(b.get('ticks_processed'))} / {num(b.get('max_timers_due_seen'))}"),
-        ("mean engine time per record during the burst", f"{num(b.get('processing_avg_ms'), ',.3f')} ms"),
-        ("worker CPU (cores busy): pending ingest / whole burst phase / while firing",
-         f"{num(p.get('worker_cpu_cores'), '.2f')} / {num(b.get('worker_cpu_cores'), '.2f')} / "
-         f"{num(b.get('worker_cpu_cores_while_firing'), '.2f')}"),
-        ("host CPU (cores busy, all processes) while firing",
-         f"{num(b.get('host_cpu_cores_while_firing'), '.2f')} of {r['machine'].get('nproc')}"),
-        ("RSS after the burst (VmHWM)", f"{num(mib(b.get('rss_after_bytes')), ',.1f')} MiB "
-                                        f"({num(mib(b.get('hwm_bytes')), ',.1f')} MiB)"),
-    ]
-    libs = ", ".join(f"{k} {v}" for k, v in mf.get("libraries", {}).items())
-    facts = [
-        ("date (UTC)", mf.get("date")), ("nproc", mf.get("nproc")), ("CPU", mf.get("cpu")),
-        ("memory", f"{num(mib(mf.get('memory_bytes')), ',.0f')} MiB"), ("Python", mf.get("python")),
-        ("load average at start / end", f"{mf.get('loadavg_at_start')} / {mf.get('loadavg_at_end')}"),
-        ("Kafka (orchestrator/localkafka/pom.xml)", mf.get("kafka")), ("libraries", libs), ("git", mf.get("git")),
-        ("worker", f"1 process, {r['params']['partitions']} partitions, broker {mf.get('bootstrap')} on the same host"),
-        ("command", f"`python -m benchmarks.bench_timers --pending {r['params']['pending']} "
-                    f"--burst {r['params']['burst']} --partitions {r['params']['partitions']}`"),
-    ]
-    out = ["# Timer benchmark", "", "| measure | value |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in rows]
-    out += ["", "Lateness = " + b.get("lateness_basis", "-") + "; the `entered` ts is the worker's clock when it "
-            "scheduled the wait, so lateness is fire time minus due time.", "",
-            "| machine | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in facts]
-    if r.get("error"):
-        out += ["", f"**The run failed:** {r['error']}"]
-    return "\n".join(out) + "\n"
-
-
-# ------------------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_timers", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pending", type=int, default=1_000_000, help="pending (2-day) timers to hold (default 1000000)")
-    ap.add_argument("--burst", type=int, default=50_000, help="timers falling due together (default 50000)")
-    ap.add_argument("--partitions", type=int, default=8, help="ORCH_PARTITIONS of the worker (default 8)")
-    ap.add_argument("--gauge-timeout", type=float, default=150.0,
-                    help="seconds to wait for orch_timers_pending to reach N (default 150)")
-    ap.add_argument("--json", action="store_true", help="print the JSON result instead of the Markdown")
-    ap.add_argument("--keep", action="store_true", help="keep the worker's topics, consumer group and data dir")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
-    args = ap.parse_args(argv)
-    if args.pending < 1 or args.burst < 1:
-        ap.error("--pending and --burst must be at least 1")
-    if not broker_reachable():
-        print(f"no Kafka broker at {BOOTSTRAP}: start one (`make kafka-up`) or set ORCH_BOOTSTRAP", file=sys.stderr)
-        return 2
-
-    result: dict[str, Any] = {"benchmark": "timers", "machine": machine_facts(),
-                              "params": {"pending": args.pending, "burst": args.burst, "partitions": args.partitions,
-                                         "burst_wait_s": BURST_WAIT_MS / 1000}}
-    workdir = Path(tempfile.mkdtemp(prefix="bench-timers-"))
-    worker = Worker(workdir, journeys=JOURNEYS, policies=POLICIES, partitions=args.partitions)
-    rc = 0
-    try:
-        note(f"starting a worker (prefix {worker.prefix}, log {worker.log_path})")
-        worker.start()
-        asyncio.run(run(args, worker, result))
-    except (BenchError, OSError, asyncio.TimeoutError) as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
-        rc = 1
-    except KeyboardInterrupt:
-        result["error"] = "interrupted"
-        rc = 130
-    finally:
-        t = time.monotonic()
-        code = worker.stop()
-        result["stop"] = {"signal": "SIGTERM", "returncode": code, "seconds": round(time.monotonic() - t, 2)}
-        if args.keep:
-            note(f"kept topics {worker.prefix}.*, data dir {worker.data_dir}, log {worker.log_path}")
-        else:
-            try:
-                deleted = asyncio.run(delete_own_topics(worker.prefix))
-                note(f"deleted the benchmark's {len(deleted)} topics ({worker.prefix}.*)")
-            except Exception as exc:  # cleanup is best effort; the numbers are what matter
-                note(f"could not delete topics of {worker.prefix}: {exc}")
-            if rc == 0:
-                shutil.rmtree(workdir, ignore_errors=True)
-            else:
-                worker.remove_data()
-                note(f"worker log kept: {worker.log_path}")
-
-    result["machine"]["loadavg_at_end"] = loadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    md = markdown(result)
-    (args.out / "timers.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
-    (args.out / "timers.md").write_text(md)
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else md)
-    return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())
