@@ -1,6 +1,7 @@
 """The pure core: stdlib, msgspec and PyYAML only. No Kafka, no Faust, no RocksDB."""
 
-from orchestrator.core.engine import Engine, JourneySet, Output, Result
+from orchestrator.core.catalog import JourneySet
+from orchestrator.core.engine import Engine, Output, Result
 from orchestrator.core.events import Event, Rejection, dead_letter, parse_event
 from orchestrator.core.journeys import Journey, load_journey_dir, load_journey_file, parse_journey
 from orchestrator.core.policies import Policies, load_policies, parse_policies

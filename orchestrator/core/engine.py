@@ -10,20 +10,22 @@ Effects are returned as :class:`Output` records addressed by topic *suffix*
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from orchestrator.core import events as ev_mod
+from orchestrator.core.catalog import JourneySet
 from orchestrator.core.events import Event
+from orchestrator.core.gate import Gate
+from orchestrator.core.ids import bucket, stable_hash
 from orchestrator.core.journeys import (
     REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode, SplitNode, WaitForNode, WaitNode,
 )
+from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import (
-    ACTION_REFS_MAX, DAY_MS, ENGAGEMENT_WINDOW_MS, OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
+    ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
     engagement_for, prune_stamps, record_activity, remember_event, tombstone,
 )
 from orchestrator.core.timeutil import format_ts
@@ -64,152 +66,6 @@ class Result:
     invalid_fields: tuple[str, ...] = ()
 
 
-def stable_hash(*parts: object) -> str:
-    h = hashlib.blake2b(digest_size=10)
-    h.update("\x1f".join(str(p) for p in parts).encode())
-    return h.hexdigest()
-
-
-def bucket(*parts: object) -> float:
-    """A deterministic number in [0, 1) for (journey, customer, ...)."""
-    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64
-
-
-class JourneySet:
-    """Every loaded journey version; the newest version of each id takes new entries."""
-
-    def __init__(self, journeys: Iterable[Journey] = ()) -> None:
-        self.versions: dict[str, dict[int, Journey]] = {}
-        self.current: dict[str, Journey] = {}
-        self.shadow: dict[str, Journey] = {}
-        self.by_entry: dict[str, list[Journey]] = {}
-        for j in journeys:
-            self.add(j)
-
-    def add(self, j: Journey) -> str:
-        """Load a version. Returns what happened: "added", "replaced" or "ignored: <why>"."""
-        known = self.versions.setdefault(j.id, {})
-        cur = self.current.get(j.id)
-        if j.shadow:
-            if cur is not None and cur.version == j.version:
-                return f"ignored: version {j.version} of {j.id} is live; a shadow needs its own version"
-            sh = self.shadow.get(j.id)
-            if sh is not None and j.version < sh.version:
-                known.setdefault(j.version, j)
-                return "added"
-            self.shadow[j.id] = j
-        else:
-            if cur is None or j.version >= cur.version:
-                self.current[j.id] = j
-            sh = self.shadow.get(j.id)
-            if sh is not None and sh.version <= j.version:
-                del self.shadow[j.id]          # promoted (or superseded) by a live version
-        what = "replaced" if j.version in known else "added"
-        known[j.version] = j
-        self._index()
-        return what
-
-    def _index(self) -> None:
-        by_entry: dict[str, list[Journey]] = {}
-        for j in [*self.current.values(), *self.shadow.values()]:
-            for etype in j.entry_on:            # any of these types enrols
-                by_entry.setdefault(etype, []).append(j)
-        for lst in by_entry.values():
-            # Shadows first: they then see the customer as the live version did, before its sends.
-            lst.sort(key=lambda j: (not j.shadow, -j.priority, j.id))
-        self.by_entry = by_entry
-
-    def get(self, jid: str, version: int) -> Journey | None:
-        return self.versions.get(jid, {}).get(version)
-
-    def __iter__(self) -> Iterator[Journey]:
-        return iter(self.current.values())
-
-    def __len__(self) -> int:
-        return len(self.current)
-
-
-class _Namespaces(Mapping[str, Any]):
-    """Expression namespaces, each built only when an expression reads it."""
-
-    def __init__(self, engine: "Engine", state: CustomerState, event: Event | None,
-                 inst: Instance | None, now_ms: int) -> None:
-        self._engine, self._state, self._event, self._inst, self._now = engine, state, event, inst, now_ms
-        self._cache: dict[str, Any] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self._cache:
-            return self._cache[key]
-        value = self._build(key)
-        self._cache[key] = value
-        return value
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("event", "profile", "journey", "engagement", "activity", "session", "now"))
-
-    def __len__(self) -> int:
-        return 7
-
-    def _build(self, key: str) -> Any:
-        s, now = self._state, self._now
-        if key == "event":
-            return self._event.as_namespace() if self._event else None
-        if key == "profile":
-            return s.profile
-        if key == "journey":
-            i = self._inst
-            if i is None:
-                return {"vars": {}, "touches": 0, "entered_at": None}
-            return {"id": i.journey, "version": i.version, "vars": i.vars, "touches": i.touches,
-                    "entered_at": format_ts(i.entered_ms)}
-        if key == "now":
-            return format_ts(now)
-        if key == "engagement":
-            out: dict[str, Any] = {}
-            for ch in self._engine.policies.channels:
-                e = s.engagement.get(ch)
-                row: dict[str, Any] = {}
-                for kind in ("sent", "opened", "clicked"):
-                    stamps = getattr(e, kind) if e else []
-                    row[f"{kind}_7d"] = sum(1 for t in stamps if t >= now - 7 * DAY_MS)
-                    row[f"{kind}_30d"] = sum(1 for t in stamps if t >= now - 30 * DAY_MS)
-                row["last_opened_at"] = format_ts(e.last_opened_ms) if e and e.last_opened_ms else None
-                out[ch] = row
-            return out
-        if key == "activity":
-            out = {}
-            today = now // DAY_MS
-            for etype, act in s.activity.items():
-                leaf = {"count_30d": sum(c for d, c in act.days.items() if d > today - 30),
-                        "last_at": format_ts(act.last_ms)}
-                node = out
-                parts = etype.split(".")
-                for part in parts[:-1]:
-                    nxt = node.get(part)
-                    if not isinstance(nxt, dict):
-                        nxt = node[part] = {}
-                    node = nxt
-                existing = node.get(parts[-1])
-                node[parts[-1]] = {**existing, **leaf} if isinstance(existing, dict) else leaf
-                if len(parts) > 1:      # (a dot-free type is that node already; keep its children)
-                    out[etype] = leaf   # also reachable as activity["cart.updated"]
-            return out
-        if key == "session":
-            ss = s.session
-            if not ss.event_count:
-                return {"started_at": None, "event_count": 0, "categories": []}
-            return {"started_at": format_ts(ss.started_ms), "event_count": ss.event_count,
-                    "categories": list(ss.categories)}
-        raise KeyError(key)
-
-
 SHADOW_SUFFIX = "~shadow"     # journey ids are [a-z0-9-], so this never clashes
 
 
@@ -224,6 +80,7 @@ class Engine:
     def __init__(self, journeys: JourneySet | Iterable[Journey], policies: Policies | None = None) -> None:
         self.journeys = journeys if isinstance(journeys, JourneySet) else JourneySet(journeys)
         self.policies = policies or Policies()
+        self.gate = Gate(self.policies)
 
     # ------------------------------------------------------------------ entry points
     def on_event(self, state: CustomerState | None, event: Event, now_ms: int) -> Result:
@@ -336,7 +193,7 @@ class Engine:
         if not j.enabled or key in state.instances:
             return
         # An entry condition that is false is not a refusal: nothing is recorded.
-        if j.entry_if is not None and not j.entry_if.truthy(_Namespaces(self, state, event, None, now_ms), now_ms):
+        if j.entry_if is not None and not j.entry_if.truthy(Namespaces(self.policies.channels, state, event, None, now_ms), now_ms):
             return
         last_exit = state.exits.get(key)
         if last_exit is not None and (j.reentry_ms == REENTRY_NEVER or (
@@ -359,9 +216,9 @@ class Engine:
                              detail=f"preempted by {j.id} (priority {j.priority} > {oj.priority})")
         inst = Instance(journey=j.id, version=j.version, instance_id=event.event_id, node=j.start,
                         entered_ms=now_ms, trigger_event_id=event.event_id, trigger_ts_ms=event.ts_ms,
-                        holdout=self._journey_held_out(j, cid) or self._globally_held_out(cid), shadow=j.shadow,
+                        holdout=self.gate.journey_held_out(j, cid) or self.gate.globally_held_out(cid), shadow=j.shadow,
                         deadline_ms=now_ms + j.max_duration_ms if j.max_duration_ms else None)
-        ns = _Namespaces(self, state, event, inst, now_ms)
+        ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
         state.instances[key] = inst
         if isinstance(out, _Effects) and not j.shadow:
@@ -391,7 +248,7 @@ class Engine:
                     return
                 name = node.next
             elif isinstance(node, BranchNode):
-                ns = _Namespaces(self, state, event, inst, now_ms)
+                ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
                 name = None
                 for cond, nxt in node.cases:
                     if cond is None or cond.truthy(ns, now_ms):
@@ -424,37 +281,32 @@ class Engine:
     def _send(self, state: CustomerState, cid: str, inst: Instance, j: Journey, node: SendNode,
               event: Event | None, now_ms: int, out: list[Output]) -> bool:
         """Gate and send. Returns True if the instance is parked (deferred by quiet hours)."""
-        p = self.policies
+        gate, p = self.gate, self.policies
         visit = inst.visits.get(node.name, 1)
         action_id = "a-" + stable_hash(j.id, j.version, cid, inst.instance_id, node.name, visit)
-        consented = [ch for ch in node.channels if self._consents(state, ch)]
+        consented = [ch for ch in node.channels if gate.consents(state, ch)]
         if not consented:
             out.append(self._decision(cid, j.id, j.version, node.name, node.channel, "no_consent",
                                       f"no consent for {', '.join(node.channels)}", now_ms, shadow=inst.shadow))
             return False
-        channel = consented[0] if len(consented) == 1 else self._best_channel(state, consented, now_ms)
-        if inst.holdout or self._globally_held_out(cid):
+        channel = consented[0] if len(consented) == 1 else gate.best_channel(state, consented, now_ms)
+        if inst.holdout or gate.globally_held_out(cid):
             # (inst.holdout also covers the global holdout as decided at entry; say which one)
-            detail = "journey holdout" if self._journey_held_out(j, cid) else "global holdout"
+            detail = "journey holdout" if gate.journey_held_out(j, cid) else "global holdout"
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms,
                                       shadow=inst.shadow))
             return False
-        for rule in p.frequency:
-            if rule.applies_to(channel):
-                since = now_ms - rule.per_ms
-                count = sum(1 for t, ch in state.sends if t > since and rule.applies_to(ch))
-                if count >= rule.max:
-                    scope = rule.channel or "all channels"
-                    out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap",
-                                              f"{count} sends on {scope} in the last {_fmt_ms(rule.per_ms)} (max {rule.max})",
-                                              now_ms, shadow=inst.shadow))
-                    return False
-        ns = _Namespaces(self, state, event, inst, now_ms)
+        capped = gate.frequency_capped(state, channel, now_ms)
+        if capped is not None:
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap", capped, now_ms,
+                                      shadow=inst.shadow))
+            return False
+        ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
         if event is None and inst.deferred_params is not None:
             params = inst.deferred_params        # evaluated when the send was first decided
         else:
             params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
-        resume = self._quiet_until(state, channel, now_ms)
+        resume = gate.quiet_until(state, channel, now_ms)
         if resume is not None:
             inst.deferred, inst.deferred_action, inst.deferred_channel = True, action_id, channel
             inst.deferred_params = params
@@ -502,53 +354,6 @@ class Engine:
         if len(state.actions) > ACTION_REFS_MAX:
             del state.actions[next(iter(state.actions))]
         return False
-
-    @staticmethod
-    def _journey_held_out(j: Journey, cid: str) -> bool:
-        return j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout
-
-    def _globally_held_out(self, cid: str) -> bool:
-        g = self.policies.global_holdout
-        return g > 0 and bucket("global-holdout", cid) < g
-
-    def _consents(self, state: CustomerState, channel: str) -> bool:
-        consent = state.profile.get("consent")
-        value = consent.get(channel) if isinstance(consent, dict) else None
-        if self.policies.consent_mode(channel) == "opt_in":
-            return value is True
-        return value is not False
-
-    def _best_channel(self, state: CustomerState, candidates: list[str], now_ms: int) -> str:
-        """Highest smoothed engagement ((opens + clicks + 1) / (sends + 2)); ties keep listed order."""
-        cutoff = now_ms - ENGAGEMENT_WINDOW_MS
-
-        def score(ch: str) -> float:
-            e = state.engagement.get(ch)
-            if e is None:
-                return 0.5
-            sent = sum(1 for t in e.sent if t >= cutoff)
-            engaged = sum(1 for t in e.opened if t >= cutoff) + sum(1 for t in e.clicked if t >= cutoff)
-            return (min(engaged, sent) + 1) / (sent + 2)
-
-        return max(candidates, key=lambda ch: (score(ch), -candidates.index(ch)))
-
-    def _quiet_until(self, state: CustomerState, channel: str, now_ms: int) -> int | None:
-        q = self.policies.quiet_hours
-        if q is None or channel not in q.channels:
-            return None
-        tz = zone(state.profile.get("timezone")) or timezone.utc
-        local = datetime.fromtimestamp(now_ms / 1000, tz)
-        minute = local.hour * 60 + local.minute
-        start, end = q.start_min, q.end_min
-        inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
-        if not inside:
-            return None
-        day = local.date()
-        if start > end and minute >= start:
-            day = day + timedelta(days=1)
-        naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
-        resume = naive.replace(tzinfo=tz)
-        return int(resume.timestamp() * 1000)
 
     # ------------------------------------------------------------------ leaving
     def _finish(self, state: CustomerState, cid: str, inst: Instance, j: Journey, reason: str, now_ms: int,
@@ -693,8 +498,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping) and not isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
-
-
-def _fmt_ms(ms: int) -> str:
-    from orchestrator.core.durations import format_duration_ms
-    return format_duration_ms(ms)

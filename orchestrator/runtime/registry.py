@@ -20,7 +20,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from orchestrator.config import Settings
-from orchestrator.core.engine import JourneySet
+from orchestrator.core.catalog import JourneySet
 from orchestrator.core.journeys import Journey, journey_files, load_journey_file, parse_journey
 from orchestrator.errors import DefinitionError
 from orchestrator.runtime.client import partitions_of, seek_to_start

@@ -45,7 +45,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor

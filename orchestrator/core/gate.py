@@ -1,0 +1,82 @@
+"""The send gate of SPEC §5, run at the moment of sending on the customer's partition, in this
+order: consent -> global/journey holdout -> frequency caps -> quiet hours. ``send: best`` picks,
+among the listed channels that pass consent, the one with the best smoothed engagement.
+
+Each check answers a question about one customer's state; the engine turns the answers into
+decisions (:meth:`orchestrator.core.engine.Engine._send`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from orchestrator.core.durations import format_duration_ms
+from orchestrator.core.ids import bucket
+from orchestrator.core.journeys import Journey
+from orchestrator.core.policies import Policies, zone
+from orchestrator.core.state import ENGAGEMENT_WINDOW_MS, CustomerState
+
+
+class Gate:
+    """The policies' checks for one send; holds no per-customer data."""
+
+    def __init__(self, policies: Policies) -> None:
+        self.policies = policies
+
+    @staticmethod
+    def journey_held_out(j: Journey, cid: str) -> bool:
+        return j.holdout > 0 and bucket("holdout", j.id, cid) < j.holdout
+
+    def globally_held_out(self, cid: str) -> bool:
+        g = self.policies.global_holdout
+        return g > 0 and bucket("global-holdout", cid) < g
+
+    def consents(self, state: CustomerState, channel: str) -> bool:
+        consent = state.profile.get("consent")
+        value = consent.get(channel) if isinstance(consent, dict) else None
+        if self.policies.consent_mode(channel) == "opt_in":
+            return value is True
+        return value is not False
+
+    def best_channel(self, state: CustomerState, candidates: list[str], now_ms: int) -> str:
+        """Highest smoothed engagement ((opens + clicks + 1) / (sends + 2)); ties keep listed order."""
+        cutoff = now_ms - ENGAGEMENT_WINDOW_MS
+
+        def score(ch: str) -> float:
+            e = state.engagement.get(ch)
+            if e is None:
+                return 0.5
+            sent = sum(1 for t in e.sent if t >= cutoff)
+            engaged = sum(1 for t in e.opened if t >= cutoff) + sum(1 for t in e.clicked if t >= cutoff)
+            return (min(engaged, sent) + 1) / (sent + 2)
+
+        return max(candidates, key=lambda ch: (score(ch), -candidates.index(ch)))
+
+    def quiet_until(self, state: CustomerState, channel: str, now_ms: int) -> int | None:
+        q = self.policies.quiet_hours
+        if q is None or channel not in q.channels:
+            return None
+        tz = zone(state.profile.get("timezone")) or timezone.utc
+        local = datetime.fromtimestamp(now_ms / 1000, tz)
+        minute = local.hour * 60 + local.minute
+        start, end = q.start_min, q.end_min
+        inside = (start <= minute < end) if start < end else (minute >= start or minute < end)
+        if not inside:
+            return None
+        day = local.date()
+        if start > end and minute >= start:
+            day = day + timedelta(days=1)
+        naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
+        resume = naive.replace(tzinfo=tz)
+        return int(resume.timestamp() * 1000)
+
+    def frequency_capped(self, state: CustomerState, channel: str, now_ms: int) -> str | None:
+        """Why a send on ``channel`` now would break a rolling cap (across all journeys), or ``None``."""
+        for rule in self.policies.frequency:
+            if rule.applies_to(channel):
+                since = now_ms - rule.per_ms
+                count = sum(1 for t, ch in state.sends if t > since and rule.applies_to(ch))
+                if count >= rule.max:
+                    scope = rule.channel or "all channels"
+                    return f"{count} sends on {scope} in the last {format_duration_ms(rule.per_ms)} (max {rule.max})"
+        return None
