@@ -64,6 +64,7 @@ from orchestrator.adapters.options import WebhookOptions, url_origin
 from orchestrator.adapters.ratelimit import TokenBucket, take
 from orchestrator.adapters.retry import is_retryable, is_success, parse_retry_after
 from orchestrator.config import Settings
+from orchestrator.core.durations import format_duration_ms
 from orchestrator.core.engine import stable_hash
 from orchestrator.core.events import Rejection, dead_letter
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
@@ -467,11 +468,13 @@ class WebhookAdapter:
 
     # ------------------------------------------------------------------ one action
     @contextlib.asynccontextmanager
-    async def _exclusive(self, key: bytes) -> AsyncIterator[None]:
+    async def _exclusive(self, key: bytes, stopping: asyncio.Event) -> AsyncIterator[None]:
         """One record per id at a time across partitions (a copy of an action keyed differently
-        lands in another partition)."""
+        lands in another partition). Waiting is given up when this record's partition stops."""
         while (other := self._exclusive_ids.get(key)) is not None:
-            await asyncio.shield(other)
+            await self._first(asyncio.shield(other), stopping.wait())
+            if stopping.is_set():
+                raise _GiveUp
         mine = asyncio.get_running_loop().create_future()
         self._exclusive_ids[key] = mine
         try:
@@ -491,7 +494,7 @@ class WebhookAdapter:
             m.actions.labels(channel, "invalid").inc()
             return
         aid = action["action_id"]
-        async with self._exclusive(dedup.ACTION + aid.encode()):
+        async with self._exclusive(dedup.ACTION + aid.encode(), stopping):
             # Step 1: an outcome is known -> send only what Kafka has not acknowledged.
             mark = store.get(dedup.ACTION, aid)
             if mark is not None and mark.state != dedup.IN_FLIGHT:
@@ -562,7 +565,7 @@ class WebhookAdapter:
             m.forwarded.labels("not_for_these_channels").inc()
             return
         sid = sup["suppression_id"]
-        async with self._exclusive(dedup.SUPPRESSION + sid.encode()):
+        async with self._exclusive(dedup.SUPPRESSION + sid.encode(), stopping):
             mark = store.get(dedup.SUPPRESSION, sid)
             if mark is None or mark.state == dedup.IN_FLIGHT:
                 if mark is not None:
@@ -687,7 +690,7 @@ class WebhookAdapter:
             stored = store.positions()
             if any(stored.get(tp.partition, 0) > ends[tp] for tp in tps):
                 log.warning("%s restarted its offsets (recreated?); reading the cancels of the last %s again",
-                            topic, _window_text(self.options.dedup_window_ms))
+                            topic, format_duration_ms(self.options.dedup_window_ms))
                 store.forget_positions()
                 stored = {}
             fresh = [tp for tp in tps if tp.partition not in stored]
@@ -808,11 +811,6 @@ def _describe_tps(tps: Iterable[TopicPartition]) -> str:
     for tp in tps:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
     return "; ".join(f"{t} {sorted(ps)}" for t, ps in sorted(by_topic.items())) or "none"
-
-
-def _window_text(ms: int) -> str:
-    from orchestrator.core.durations import format_duration_ms
-    return format_duration_ms(ms)
 
 
 def run_webhook(settings: Settings, options: WebhookOptions) -> None:
