@@ -431,6 +431,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- adapter
+def cmd_adapter(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _setup_logging(args.loglevel, settings.log_format)
+    from orchestrator.adapters.options import webhook_options
+    from orchestrator.adapters.webhook import run_webhook
+    run_webhook(settings, webhook_options(args, topic_prefix=settings.topic_prefix, env=os.environ))
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.demo import run_demo
@@ -508,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kafka", help="local single-node Kafka (KRaft) for development and tests")
     k.add_argument("action", choices=["up", "down", "status"])
     k.set_defaults(fn=cmd_kafka)
+
+    ad = sub.add_parser("adapter", help="reference channel adapter: `adapter webhook` POSTs each action to a URL once")
+    adsub = ad.add_subparsers(dest="adapter", required=True, metavar="KIND")
+    aw = adsub.add_parser("webhook", help="actions of some channels -> HTTP POST; de-duplicated, suppressions "
+                          "honoured, rate-limited, retried, dead-lettered, feedback to <prefix>.events")
+    from orchestrator.adapters.options import add_webhook_arguments
+    add_webhook_arguments(aw)
+    aw.set_defaults(fn=cmd_adapter)
 
     d = sub.add_parser("demo", help="worker + demo traffic + live progress line (what `make run` runs)")
     d.add_argument("--rate", type=float, default=200.0, help="demo events per second")

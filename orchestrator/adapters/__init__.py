@@ -1,0 +1,16 @@
+"""Channel adapters: the other side of ``<prefix>.actions.<channel>``.
+
+``orchestrator adapter webhook`` (:mod:`orchestrator.adapters.webhook`) is the reference one: it
+POSTs each action to a URL once, honours suppressions, rate-limits, retries within a budget,
+dead-letters what cannot be delivered and reports the outcome as feedback events. Its parts are
+small modules that a custom adapter can reuse:
+
+- :mod:`~orchestrator.adapters.dedup`: the durable record of what happened to each id (RocksDB);
+- :mod:`~orchestrator.adapters.ratelimit`: token buckets;
+- :mod:`~orchestrator.adapters.retry`: which answers are retried and the backoff;
+- :mod:`~orchestrator.adapters.options`: flags and headers from the environment;
+- :mod:`~orchestrator.adapters.metrics`: every ``orch_adapter_*`` metric.
+
+The contract they rely on is written down in docs/adapters.md. Nothing heavy is imported here, so
+the command line stays fast.
+"""

@@ -1,0 +1,174 @@
+"""The webhook adapter's options: command-line flags, headers from the environment, defaults.
+
+Kept free of Kafka, HTTP and RocksDB imports so that building the ``orchestrator`` command line
+stays fast and the rules below are unit-tested on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from orchestrator.adapters.ratelimit import parse_rates
+from orchestrator.adapters.retry import RetryPolicy
+from orchestrator.core.durations import format_duration_ms, parse_duration_ms
+from orchestrator.errors import ConfigError
+
+DEFAULT_WEB_PORT = 6067            # the worker's default is 6066: both can run on one host
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_RETRY_BUDGET_S = 300.0
+DEFAULT_CONCURRENCY = 4
+DEFAULT_DEDUP_WINDOW = "7d"
+MIN_DEDUP_WINDOW_MS = 60_000
+HEADERS_VAR = "ORCH_ADAPTER_HEADERS"
+HEADER_VAR_PREFIX = "ORCH_ADAPTER_HEADER_"
+DATA_DIR_VAR = "ORCH_ADAPTER_DATA_DIR"
+# Set by the adapter on every request; a configured value would contradict them.
+RESERVED_HEADERS = frozenset({"idempotency-key", "content-type", "content-length", "host", "transfer-encoding"})
+_CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")      # an RFC 9110 token
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """Everything ``orchestrator adapter webhook`` needs besides the Kafka settings."""
+
+    url: str
+    channels: tuple[str, ...]
+    group: str
+    data_dir: Path
+    suppressions_url: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    retry: RetryPolicy = RetryPolicy(DEFAULT_RETRY_BUDGET_S)
+    rates: dict[str, float] = field(default_factory=dict)     # channel -> requests/s; absent: no limit
+    burst: int = 1
+    concurrency: int = DEFAULT_CONCURRENCY
+    dedup_window_ms: int = 7 * 86_400_000
+    web_port: int = DEFAULT_WEB_PORT
+    headers: dict[str, str] = field(default_factory=dict, repr=False)   # may hold tokens: never logged
+
+
+def add_webhook_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="where each action is POSTed as JSON")
+    p.add_argument("--channel", action="append", required=True, metavar="CHANNEL",
+                   help="consume <prefix>.actions.CHANNEL; repeat it or give a comma list (email,sms)")
+    p.add_argument("--group", help="consumer group (default <prefix>-adapter-webhook-<channels joined by ->)")
+    p.add_argument("--suppressions-url", metavar="URL",
+                   help="also POST each suppression that names one of the channels to this URL")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"per request (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--retry-budget", type=float, default=DEFAULT_RETRY_BUDGET_S, metavar="SECONDS",
+                   help="retry 5xx, timeouts and connection errors for at most this long after the first "
+                        f"attempt, then dead-letter (default {DEFAULT_RETRY_BUDGET_S:g})")
+    p.add_argument("--max-per-second", action="append", default=[], metavar="RATE",
+                   help="token-bucket limit per channel: a number for every channel, or CHANNEL=RATE "
+                        "(repeatable); default no limit")
+    p.add_argument("--burst", type=int, default=1,
+                   help="requests a channel may send at once after an idle spell (default 1)")
+    p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                   help="requests in flight per partition, never two for one customer at once "
+                        f"(default {DEFAULT_CONCURRENCY})")
+    p.add_argument("--dedup-window", default=DEFAULT_DEDUP_WINDOW, metavar="DURATION",
+                   help=f"how long action ids are remembered, e.g. 12h, 7d (default {DEFAULT_DEDUP_WINDOW})")
+    p.add_argument("--data-dir", help=f"the adapter's RocksDB (default ${DATA_DIR_VAR}, else .orch/adapter/<group>)")
+    p.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
+                   help=f"port of /metrics and /health on ORCH_WEB_HOST (default {DEFAULT_WEB_PORT})")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def check_url(flag: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The value itself is not repeated: a URL may carry a token.
+        raise ConfigError(f"{flag} must be an http:// or https:// address with a host name")
+    return url
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: what logs and dead letters name (paths, queries and user
+    info may carry tokens)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+
+
+def parse_channels(values: list[str]) -> tuple[str, ...]:
+    channels = sorted({c.strip() for value in values for c in value.split(",") if c.strip()})
+    if not channels:
+        raise ConfigError("--channel needs at least one channel name, e.g. --channel email")
+    for channel in channels:
+        if not _CHANNEL.match(channel):
+            raise ConfigError(f"--channel {channel!r} is not a channel name: use letters, digits, '_' and '-'")
+    return tuple(channels)
+
+
+def _header_name(var_suffix: str) -> str:
+    """``X_API_KEY`` -> ``X-Api-Key`` (environment variables cannot hold ``-``)."""
+    return "-".join(word.capitalize() for word in var_suffix.split("_") if word)
+
+
+def headers_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Request headers: ``ORCH_ADAPTER_HEADERS`` (a JSON object), then every
+    ``ORCH_ADAPTER_HEADER_<NAME>`` (``_`` in NAME becomes ``-``), which win. Values never appear in
+    an error message."""
+    headers: dict[str, str] = {}
+    raw = env.get(HEADERS_VAR)
+    if raw:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ConfigError(f"{HEADERS_VAR} must be a JSON object of header names to strings, "
+                              'e.g. {"Authorization": "Bearer <token>"}')
+        headers.update(data)
+    for var in sorted(env):
+        if var.startswith(HEADER_VAR_PREFIX) and len(var) > len(HEADER_VAR_PREFIX):
+            name = _header_name(var[len(HEADER_VAR_PREFIX):])
+            for existing in [k for k in headers if k.lower() == name.lower()]:
+                del headers[existing]
+            headers[name] = env[var]
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ConfigError(f"header name {name!r} (from the environment) is not a valid HTTP header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise ConfigError(f"header {name} is set by the adapter itself; remove it from the environment")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"the value of header {name} (from the environment) contains a line break")
+    return headers
+
+
+def webhook_options(args: argparse.Namespace, *, topic_prefix: str, env: Mapping[str, str]) -> WebhookOptions:
+    """Check the flags and the environment; every problem is a :class:`ConfigError` sentence."""
+    channels = parse_channels(args.channel)
+    url = check_url("--url", args.url)
+    suppressions_url = check_url("--suppressions-url", args.suppressions_url) if args.suppressions_url else None
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be above 0 seconds, got {args.timeout:g}")
+    if not args.retry_budget >= 0:
+        raise ConfigError(f"--retry-budget must be 0 (no retries) or more seconds, got {args.retry_budget:g}")
+    if not 1 <= args.concurrency <= 1000:
+        raise ConfigError(f"--concurrency must be between 1 and 1000, got {args.concurrency}")
+    if args.burst < 1:
+        raise ConfigError(f"--burst must be at least 1, got {args.burst}")
+    if not 0 <= args.web_port <= 65535:
+        raise ConfigError(f"--web-port must be a port number, got {args.web_port}")
+    try:
+        rates = parse_rates(args.max_per_second, channels)
+        window_ms = parse_duration_ms(args.dedup_window)
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("expected a duration", "--dedup-window: expected a duration")) from None
+    if window_ms < MIN_DEDUP_WINDOW_MS:
+        raise ConfigError(f"--dedup-window must be at least 1m, got {format_duration_ms(window_ms)}")
+    group = args.group or f"{topic_prefix}-adapter-webhook-{'-'.join(channels)}"
+    data_dir = Path(args.data_dir or env.get(DATA_DIR_VAR) or Path(".orch") / "adapter" / group)
+    return WebhookOptions(url=url, channels=channels, group=group, data_dir=data_dir,
+                          suppressions_url=suppressions_url, timeout_s=args.timeout,
+                          retry=RetryPolicy(args.retry_budget), rates=rates, burst=args.burst,
+                          concurrency=args.concurrency, dedup_window_ms=window_ms, web_port=args.web_port,
+                          headers=headers_from_env(env))
