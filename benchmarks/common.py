@@ -24,6 +24,7 @@ from typing import Any, Callable
 from orchestrator.config import default_bootstrap as bootstrap
 from orchestrator.testing.childproc import ChildProcess
 from orchestrator.testing.net import broker_reachable, free_port  # noqa: F401 - re-exported
+from orchestrator.testing.worker import WORKER_ARGV, worker_env
 from orchestrator.observability.scrape import scrape_port as scrape  # noqa: F401 - re-exported
 from orchestrator.observability.scrape import total  # noqa: F401 - re-exported
 
@@ -261,10 +262,9 @@ def clean_env() -> dict[str, str]:
 def worker_proc(name: str, workdir: Path, *, prefix: str, partitions: int, data_dir: Path, port: int,
                 journeys: Path, policies: Path, log_path: Path) -> Proc:
     """``python -m orchestrator worker`` with its own prefix, data dir and metrics port."""
-    env = {**clean_env(), "ORCH_TOPIC_PREFIX": prefix, "ORCH_PARTITIONS": str(partitions),
-           "ORCH_DATA_DIR": str(data_dir), "ORCH_WEB_PORT": str(port),
-           "ORCH_JOURNEYS": str(journeys), "ORCH_POLICIES": str(policies)}
-    return Proc(name, [sys.executable, "-m", "orchestrator", "worker"], env, log_path)
+    env = worker_env(prefix=prefix, partitions=partitions, data_dir=data_dir, web_port=port, journeys=journeys,
+                     policies=policies, base=clean_env())
+    return Proc(name, list(WORKER_ARGV), env, log_path)
 
 
 # ------------------------------------------------------------------------------------- Kafka

@@ -1,6 +1,6 @@
 """Journey definitions: the model, and loading/validation from YAML (SPEC §4).
 
-A definition is refused as a whole: :func:`load_journey` collects every problem
+A definition is refused as a whole: :func:`parse_journey` collects every problem
 and raises one :class:`DefinitionError` whose lines read ``file:line: message``.
 """
 

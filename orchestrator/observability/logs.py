@@ -31,5 +31,5 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faust", "mode"):
+    for noisy in ("aiokafka",):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -5,16 +5,15 @@ stops, wipes and restarts, and watches through their ``/metrics``.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from orchestrator.observability.scrape import scrape_port, total
 from orchestrator.testing.net import free_port
+from orchestrator.testing.worker import WORKER_ARGV, worker_env
 from tests.chaos.expected import JOURNEYS, POLICIES
 
 PARTITIONS = 6                # of every topic of a scenario (the workers' ORCH_PARTITIONS)
@@ -41,10 +40,9 @@ class ChaosWorker:
         self.data_dir = folder / f"{name}-data"
         self.log_path = folder / f"{name}.log"
         self.port = free_port()
-        self.env = {**os.environ, "ORCH_BOOTSTRAP": bootstrap, "ORCH_REPLICATION": "3",
-                    "ORCH_TOPIC_PREFIX": prefix, "ORCH_PARTITIONS": str(PARTITIONS),
-                    "ORCH_DATA_DIR": str(self.data_dir), "ORCH_WEB_PORT": str(self.port),
-                    "ORCH_JOURNEYS": str(JOURNEYS), "ORCH_POLICIES": str(POLICIES)}
+        self.env = worker_env(prefix=prefix, partitions=PARTITIONS, data_dir=self.data_dir, web_port=self.port,
+                              journeys=JOURNEYS, policies=POLICIES, bootstrap=bootstrap,
+                              extra={"ORCH_REPLICATION": "3"})
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.wanted = False          # started by the suite and not (yet) stopped or killed by it
@@ -55,7 +53,7 @@ class ChaosWorker:
         self.wanted = True
         with open(self.log_path, "ab") as out:
             out.write(f"\n===== chaos: start #{self.starts} of {self.name} at {time.strftime('%H:%M:%S')}\n".encode())
-            self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], env=self.env,
+            self.proc = subprocess.Popen(list(WORKER_ARGV), env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, deadline: float) -> None:

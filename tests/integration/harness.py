@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from orchestrator.testing.childproc import ChildProcess
 from orchestrator.config import default_bootstrap  # noqa: F401 - re-exported
 from orchestrator.testing.net import broker_reachable, free_port  # noqa: F401 - re-exported
+from orchestrator.testing.worker import WORKER_ARGV, worker_env
 from orchestrator.observability.scrape import scrape_port, total  # noqa: F401 - re-exported
 
 HERE = Path(__file__).parent
@@ -40,11 +39,9 @@ class WorkerProcess(ChildProcess):
         self.prefix = prefix or f"it-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
         self.data_dir = tmp / f"data-{self.prefix}"
-        env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": self.prefix,
-               "ORCH_PARTITIONS": str(partitions), "ORCH_DATA_DIR": str(self.data_dir),
-               "ORCH_WEB_PORT": str(self.port), "ORCH_JOURNEYS": str(journeys),
-               "ORCH_POLICIES": str(policies), **(extra_env or {})}
-        super().__init__([sys.executable, "-m", "orchestrator", "worker"], env, tmp / f"worker-{self.prefix}.log")
+        env = worker_env(prefix=self.prefix, partitions=partitions, data_dir=self.data_dir, web_port=self.port,
+                         journeys=journeys, policies=policies, bootstrap=BOOTSTRAP, extra=extra_env)
+        super().__init__(list(WORKER_ARGV), env, tmp / f"worker-{self.prefix}.log")
 
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"
