@@ -64,7 +64,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, split_timer_key, timer_key
-from orchestrator.runtime.topics import check_partitions, output_topics
+from orchestrator.runtime.topics import check_topics, output_topics
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -168,7 +168,7 @@ class Worker:
         for problem in problems:
             log.error("journey refused: %s", problem)
         for j in from_files:
-            journeys.add(j)
+            self.registry.add_file(j)
         for pub in published or []:
             self.registry.apply(pub)
         self._published_end = published_end or {}
@@ -813,8 +813,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     del loglevel                      # logging is set up by the CLI
     uvloop.install()
     channels = load_policies(settings.policies).channels
+    asyncio.run(check_topics(settings))         # refuse unusable topics before creating anything
     asyncio.run(ensure_topics(settings, channels))
-    asyncio.run(check_partitions(settings))
+    asyncio.run(check_topics(settings))
     published, end = asyncio.run(read_published(settings))
 
     async def main() -> None:
