@@ -203,7 +203,7 @@ class Worker:
         self._duplicate = m.events_in.labels("duplicate")
         self._dead = m.events_in.labels("dead_letter")
         self._actions = {c: m.actions.labels(c) for c in self.policies.channels}
-        self._decisions = {o: m.decisions.labels(o) for o in DECISION_OUTCOMES}
+        self._decisions = {(o, sh): m.decisions.labels(o, sh) for o in DECISION_OUTCOMES for sh in ("false", "true")}
         self._suppressions = {r: m.suppressions.labels(r) for r in SUPPRESSION_REASONS}
         self._dead_letters = {r: m.dead_letters.labels(r) for r in DEAD_LETTER_REASONS}
         self._partition_counts: dict[str, int] = {}
@@ -697,8 +697,9 @@ class Worker:
             counter = self._suppressions.get(value["reason"])
             (counter or m.suppressions.labels(value["reason"])).inc()
         elif topic == "decisions":
-            counter = self._decisions.get(value["outcome"])
-            (counter or m.decisions.labels(value["outcome"])).inc()
+            shadow = "true" if value.get("shadow") else "false"     # shadow decisions send nothing
+            counter = self._decisions.get((value["outcome"], shadow))
+            (counter or m.decisions.labels(value["outcome"], shadow)).inc()
 
     async def _observe(self) -> None:
         """Consumer lag per partition: the partition's end minus the next offset to process."""
