@@ -59,6 +59,7 @@ from orchestrator.core.engine import Lifecycle
 from orchestrator.core.events import DEAD_LETTER_REASONS, Event, Rejection, dead_letter, decode_event, encode_event, parse_event
 from orchestrator.core.state import CustomerState, decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
+from orchestrator.observability.logs import COORDINATOR_WAIT
 from orchestrator.observability.metrics import DECISION_OUTCOMES, SUPPRESSION_REASONS, Metrics
 from orchestrator.errors import ConfigError
 from orchestrator.runtime.client import partitions_of
@@ -365,6 +366,7 @@ class Worker:
             log.info("partitions revoked: %s", sorted(partitions))
 
     async def _assigned(self, partitions: set[int]) -> None:
+        COORDINATOR_WAIT.joined()              # from now on, coordinator trouble is worth its ERROR lines
         async with self._lock:
             await self._restore(partitions - self.ready)
             self.ready = set(partitions)
