@@ -80,34 +80,39 @@ async def ensure_topics(settings: Settings, channels: tuple[str, ...], *, only: 
         # Wait until every partition has a leader, so clients started next can read and write them
         # at once (right after creation, Kafka answers NotLeaderForPartition for a moment).
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while asyncio.get_running_loop().time() < deadline:
-            if await _have_leaders(admin, missing, settings.partitions):
-                break
-            await asyncio.sleep(0.1)
-        await _wait_readable(settings, missing, timeout_s)
+        led: dict[str, list[int]] | None = None
+        while led is None and asyncio.get_running_loop().time() < deadline:
+            led = await _led_partitions(admin, missing)
+            if led is None:
+                await asyncio.sleep(0.1)
+        if led:
+            await _wait_readable(settings, led, timeout_s)
         log.info("created %d topics with %d partitions", len(missing), settings.partitions)
         return missing
     finally:
         await admin.close()
 
 
-async def _have_leaders(admin: AIOKafkaAdminClient, topics: list[str], partitions: int) -> bool:
+async def _led_partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, list[int]] | None:
+    """Partition numbers of ``topics`` once every partition of each has a leader, else ``None``."""
     if not set(topics) <= set(await admin.list_topics()):
-        return False
+        return None
     described = await admin.describe_topics(topics)
-    return len(described) == len(topics) and all(
-        d["error_code"] == 0 and len(d["partitions"]) == partitions
-        and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"]) for d in described)
+    if len(described) != len(topics) or not all(
+            d["error_code"] == 0 and d["partitions"] and all(p["error_code"] == 0 and p["leader"] >= 0
+                                                             for p in d["partitions"]) for d in described):
+        return None
+    return {d["topic"]: [p["partition"] for p in d["partitions"]] for d in described}
 
 
-async def _wait_readable(settings: Settings, topics: list[str], timeout_s: float) -> None:
+async def _wait_readable(settings: Settings, partitions: dict[str, list[int]], timeout_s: float) -> None:
     """Until every partition answers offset requests: metadata shows a leader a moment before the
     leader serves (aiokafka's consumers log NotLeaderForPartition ERROR lines meanwhile)."""
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 request_timeout_ms=int(timeout_s * 1000))
     await start_client(consumer, settings)
     try:
-        await consumer.end_offsets([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
+        await consumer.end_offsets([TopicPartition(t, p) for t, ps in partitions.items() for p in ps])
     finally:
         await consumer.stop()
 
