@@ -59,12 +59,13 @@ from orchestrator.core.engine import Lifecycle
 from orchestrator.core.events import DEAD_LETTER_REASONS, Event, Rejection, dead_letter, decode_event, encode_event, parse_event
 from orchestrator.core.state import CustomerState, decode_state, encode_state, remember_outputs
 from orchestrator.core.timeutil import parse_ts_ms
+from orchestrator.observability.logs import COORDINATOR_WAIT
 from orchestrator.observability.metrics import DECISION_OUTCOMES, PROFILE_FIELDS, SUPPRESSION_REASONS, Metrics
 from orchestrator.errors import ConfigError
 from orchestrator.runtime.client import partitions_of
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, split_timer_key, timer_key
-from orchestrator.runtime.topics import check_partitions, output_topics
+from orchestrator.runtime.topics import check_topics, output_topics
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -168,7 +169,7 @@ class Worker:
         for problem in problems:
             log.error("journey refused: %s", problem)
         for j in from_files:
-            journeys.add(j)
+            self.registry.add_file(j)
         for pub in published or []:
             self.registry.apply(pub)
         self._published_end = published_end or {}
@@ -203,7 +204,7 @@ class Worker:
         self._duplicate = m.events_in.labels("duplicate")
         self._dead = m.events_in.labels("dead_letter")
         self._actions = {c: m.actions.labels(c) for c in self.policies.channels}
-        self._decisions = {o: m.decisions.labels(o) for o in DECISION_OUTCOMES}
+        self._decisions = {(o, sh): m.decisions.labels(o, sh) for o in DECISION_OUTCOMES for sh in ("false", "true")}
         self._suppressions = {r: m.suppressions.labels(r) for r in SUPPRESSION_REASONS}
         self._dead_letters = {r: m.dead_letters.labels(r) for r in DEAD_LETTER_REASONS}
         self._invalid_fields = {f: m.invalid_profile_fields.labels(f) for f in PROFILE_FIELDS}
@@ -366,6 +367,7 @@ class Worker:
             log.info("partitions revoked: %s", sorted(partitions))
 
     async def _assigned(self, partitions: set[int]) -> None:
+        COORDINATOR_WAIT.joined()              # from now on, coordinator trouble is worth its ERROR lines
         async with self._lock:
             await self._restore(partitions - self.ready)
             self.ready = set(partitions)
@@ -700,8 +702,9 @@ class Worker:
             counter = self._suppressions.get(value["reason"])
             (counter or m.suppressions.labels(value["reason"])).inc()
         elif topic == "decisions":
-            counter = self._decisions.get(value["outcome"])
-            (counter or m.decisions.labels(value["outcome"])).inc()
+            shadow = "true" if value.get("shadow") else "false"     # shadow decisions send nothing
+            counter = self._decisions.get((value["outcome"], shadow))
+            (counter or m.decisions.labels(value["outcome"], shadow)).inc()
 
     async def _observe(self) -> None:
         """Consumer lag per partition: the partition's end minus the next offset to process."""
@@ -816,8 +819,9 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     del loglevel                      # logging is set up by the CLI
     uvloop.install()
     channels = load_policies(settings.policies).channels
+    asyncio.run(check_topics(settings))         # refuse unusable topics before creating anything
     asyncio.run(ensure_topics(settings, channels))
-    asyncio.run(check_partitions(settings))
+    asyncio.run(check_topics(settings))
     published, end = asyncio.run(read_published(settings))
 
     async def main() -> None:
