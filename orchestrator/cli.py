@@ -36,12 +36,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- produce
 def cmd_produce(args: argparse.Namespace) -> int:
     settings = _settings()
-    from orchestrator.runtime.client import produce_lines
+    policies = _load_policies(settings.policies)
+    topic = settings.topic(args.topic)
     stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
     with stream:
-        sent = asyncio.run(produce_lines(settings, stream, topic=settings.topic(args.topic)))
-    print(f"sent {sent} events to {settings.topic(args.topic)}", file=sys.stderr)
+        sent = asyncio.run(_produce(settings, stream, topic, policies.channels))
+    print(f"sent {sent} events to {topic}", file=sys.stderr)
     return 0
+
+
+async def _produce(settings, stream, topic: str, channels: tuple[str, ...]) -> int:  # noqa: ANN001
+    """Create the topic first if it is one of the worker's (as the worker would), else it must exist."""
+    from orchestrator.runtime.client import produce_lines
+    from orchestrator.runtime.topics import all_topics, ensure_topics, require_topics
+    if topic in all_topics(settings, channels):
+        await ensure_topics(settings, channels, only=[topic])
+    else:
+        await require_topics(settings, [topic], hint="it is not one of the worker's topics, so produce does not "
+                             "create it; check --topic")
+    return await produce_lines(settings, stream, topic=topic)
 
 
 # ---------------------------------------------------------------------------- journeys
@@ -84,24 +97,24 @@ def cmd_journeys_validate(args: argparse.Namespace) -> int:
 
 def cmd_journeys_list(args: argparse.Namespace) -> int:
     if args.published:
-        from orchestrator.core.journeys import parse_journey
-        from orchestrator.runtime.registry import latest_by_id, read_published
+        from orchestrator.core.timeutil import format_ts
+        from orchestrator.runtime.registry import read_published, survey
         settings = _settings()
         policies = _load_policies(args.policies or settings.policies)
         published, _ = asyncio.run(read_published(settings))
-        for key, pub in sorted(latest_by_id(published).items()):
-            if pub.text is None:
-                print(f"{key}\t(tombstone)")
-                continue
-            try:
-                j = parse_journey(pub.text, pub.source, channels=policies.channels)
-            except DefinitionError as exc:
-                print(f"{key}\tINVALID: {exc.problems[0]}")
-                continue
-            from orchestrator.core.timeutil import format_ts
-            flags = ["enabled" if j.enabled else "disabled"] + (["shadow"] if j.shadow else [])
-            print("\t".join([j.id, f"v{j.version}", f"entry={j.entry_on}", *flags,
-                             f"published {format_ts(pub.timestamp_ms)}"]))
+        for jid, view in sorted(survey(settings, published, policies.channels).items()):
+            rows = [(j, "live") for j in [view.live] if j is not None]
+            rows += [(j, "shadow") for j in [view.shadow] if j is not None]
+            rows += [(j, "old shadow" if j.shadow else "older") for j in reversed(view.older)]
+            for j, status in rows:
+                flags = ["enabled" if j.enabled else "disabled"]
+                print("\t".join([j.id, f"v{j.version}", status, f"entry={j.entry_on}", *flags,
+                                 f"published {format_ts(view.published_ms[j.version])}"]))
+            for v in view.refused:
+                print("\t".join([jid, f"v{v.version}" if v.version is not None else "v?", v.result,
+                                 f"published {format_ts(v.pub.timestamp_ms)}", v.reason]))
+            if not rows and not view.refused:
+                print(f"{jid}\t(tombstone)")
         return 0
     from orchestrator.core import load_journey_dir
     policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
@@ -135,7 +148,8 @@ def _local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[lis
 
 
 def cmd_journeys_publish(args: argparse.Namespace) -> int:
-    from orchestrator.runtime.registry import publish, published_versions, read_published
+    from orchestrator.runtime.registry import journeys_topic, publish, read_published, survey
+    from orchestrator.runtime.topics import ensure_topics
     settings = _settings()
     policies = _load_policies(args.policies or settings.policies)
     local, problems = _local_definitions(args.paths, policies.channels)
@@ -144,11 +158,14 @@ def cmd_journeys_publish(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print("nothing published: fix the definitions above first", file=sys.stderr)
         return 1
+    # The journeys topic as the worker would create it (compacted), never the broker's defaults.
+    asyncio.run(ensure_topics(settings, policies.channels, only=[journeys_topic(settings)]))
     published, _ = asyncio.run(read_published(settings))
-    versions = published_versions(published, policies.channels)
+    views = survey(settings, published, policies.channels)
     to_send: list[tuple[str, str]] = []
     for path, text, j in local:
-        known = versions.get(j.id, {})
+        view = views.get(j.id)
+        known = view.texts if view is not None else {}       # versions loaded, not refused records
         if j.version in known:
             if known[j.version] == text:
                 print(f"{path}: {j.id} version {j.version} is already published, unchanged")
@@ -172,13 +189,20 @@ def cmd_journeys_publish(args: argparse.Namespace) -> int:
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
     import difflib
 
-    from orchestrator.runtime.registry import latest_by_id, read_published
+    from orchestrator.runtime.registry import read_published, survey
     settings = _settings()
     if args.shadow:
         from orchestrator.core.shadow import compare, render_comparison
-        from orchestrator.runtime.stats import read_decisions
+        from orchestrator.runtime.stats import beside_shadow, read_decisions
         decisions = asyncio.run(read_decisions(settings))
-        report = compare(decisions, args.shadow)
+        paired, shadow_version, live_version = beside_shadow(decisions, args.shadow)
+        if shadow_version is None:
+            seen = any(d.get("journey") == args.shadow for d in decisions)
+            print(f"error: journey {args.shadow} has {'no shadow decisions' if seen else 'no decisions'} on "
+                  f"{settings.topic('decisions')}; publish a version with shadow: true and let it see traffic"
+                  f"{'' if seen else ' (is the journey id right?)'}", file=sys.stderr)
+            return 1
+        report = compare(paired, args.shadow)
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render_comparison(report))
         return 0
     policies = _load_policies(args.policies or settings.policies)
@@ -186,20 +210,30 @@ def cmd_journeys_diff(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     published, _ = asyncio.run(read_published(settings))
-    latest = latest_by_id(published)
+    views = survey(settings, published, policies.channels)
     changed = 0
     for path, text, j in local:
-        cur = latest.get(j.id)
-        if cur is None or cur.text is None:
+        view = views.get(j.id)
+        texts = view.texts if view is not None else {}
+        live = view.live if view is not None else None
+        if j.version in texts:
+            # The same version as published: it may not change (workers refuse new content for it).
+            base, label = texts[j.version], f"{j.id} v{j.version} (published)"
+            if base == text:
+                print(f"{j.id}: unchanged (version {j.version})")
+                continue
+            print(f"{j.id}: version {j.version} is published with other content; bump version: to publish a change")
+        elif live is not None:
+            base, label = texts[live.version], f"{j.id} v{live.version} (published, live)"
+            print(f"{j.id}: version {j.version} is not published yet; against the live version {live.version}:")
+        else:
             print(f"{j.id}: new (version {j.version}, {path}), not published yet")
             changed += 1
-        elif cur.text == text:
-            print(f"{j.id}: unchanged (version {j.version})")
-        else:
-            changed += 1
-            diff = difflib.unified_diff(cur.text.splitlines(keepends=True), text.splitlines(keepends=True),
-                                        fromfile=f"{j.id} (published)", tofile=str(path))
-            sys.stdout.writelines(diff)
+            continue
+        changed += 1
+        diff = difflib.unified_diff(base.splitlines(keepends=True), text.splitlines(keepends=True),
+                                    fromfile=label, tofile=str(path))
+        sys.stdout.writelines(diff)
     return 1 if problems else (3 if changed and args.exit_code else 0)
 
 

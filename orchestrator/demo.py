@@ -1,15 +1,20 @@
 """``make run``: a local broker, a worker with the example journeys, demo traffic,
-and a live one-line progress view. Ctrl-C stops everything it started."""
+and a live one-line progress view. Ctrl-C stops everything it started, and is a normal
+end (exit 0): the demo takes the terminal's foreground for its own process group, so Ctrl-C
+reaches the demo alone (not a ``make`` above it, which would report an error), and the demo
+stops its worker with SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -71,8 +76,9 @@ class LagProbe:
         self.consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
 
     async def start(self) -> None:
-        await self.admin.start()
-        await self.consumer.start()
+        from orchestrator.runtime.client import start_client
+        await start_client(self.admin, self.settings)
+        await start_client(self.consumer, self.settings)
 
     async def close(self) -> None:
         await asyncio.sleep(0)
@@ -133,8 +139,9 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
     from aiokafka import AIOKafkaProducer
     from orchestrator.core import load_policies
     channels = load_policies(settings.policies).channels
+    from orchestrator.runtime.client import start_client
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), linger_ms=10)
-    await producer.start()
+    await start_client(producer, settings)
     probe = LagProbe(settings)
     await probe.start()
     traffic = DemoTraffic()
@@ -147,7 +154,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
     try:
         while duration_s <= 0 or time.monotonic() - started < duration_s:
             if worker.poll() is not None:
-                raise SystemExit(f"the worker exited with code {worker.returncode}; see .orch/demo-worker.log")
+                raise SystemExit(f"the worker exited with code {worker.returncode}")
             due = int((time.monotonic() - started) / interval)
             while sent < due:
                 value = traffic.next()
@@ -167,9 +174,48 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
         await probe.close()
 
 
+def _set_foreground(fd: int, pgrp: int) -> None:
+    """``tcsetpgrp`` from a process group that may be in the background (which SIGTTOU would stop)."""
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, pgrp)
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
+
+
+def take_terminal() -> Callable[[], None]:
+    """Make Ctrl-C reach this process only; returns the function that gives the terminal back.
+
+    Under ``make run``, the demo shares make's process group, so Ctrl-C interrupts make too and
+    make reports "*** [run] Interrupt" or "Error 1" for what was a requested stop. In a group of
+    its own, in the terminal's foreground, the demo alone gets Ctrl-C, stops cleanly and exits 0,
+    and make with it. Nothing changes without a terminal, or when the demo already leads its own
+    group (started from a shell).
+    """
+    def nothing() -> None:
+        return None
+
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd) or os.getpgrp() == os.getpid() or os.tcgetpgrp(fd) != os.getpgrp():
+            return nothing
+        previous = os.getpgrp()
+        os.setpgid(0, 0)
+        _set_foreground(fd, os.getpgrp())
+    except (OSError, ValueError):
+        return nothing
+
+    def give_back() -> None:
+        with contextlib.suppress(OSError):
+            _set_foreground(fd, previous)
+    return give_back
+
+
 def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:
     from orchestrator import localkafka
     from orchestrator.config import external_bootstrap
+    from orchestrator.core import load_policies
+    from orchestrator.runtime.topics import check_topics, ensure_topics
     settings = Settings.from_env()
     started_kafka = False
     if not external_bootstrap():
@@ -177,11 +223,21 @@ def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:
         print("starting the local Kafka broker..." if not was_running else "local Kafka broker already running")
         localkafka.up()
         started_kafka = not was_running
-    Path(".orch").mkdir(exist_ok=True)
-    log = open(".orch/demo-worker.log", "ab")
-    print(f"starting a worker (journeys: {settings.journeys}, log: .orch/demo-worker.log, "
+    # The topics as the worker makes them, before the demo's traffic (with the broker's defaults, a
+    # producer-created events topic would not match ORCH_PARTITIONS) and before the worker.
+    asyncio.run(check_topics(settings))
+    asyncio.run(ensure_topics(settings, load_policies(settings.policies).channels))
+    asyncio.run(check_topics(settings))
+    home = Path(os.environ.get("ORCH_HOME") or ".orch")
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "demo-worker.log"
+    log = open(log_path, "ab")
+    print(f"starting a worker (journeys: {settings.journeys}, log: {log_path}, "
           f"metrics: http://{settings.web_host}:{settings.web_port}/metrics)")
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=log, stderr=log)
+    give_back = take_terminal()
+    # Its own process group: Ctrl-C reaches the demo only, which then stops the worker with SIGTERM.
+    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=log, stderr=log,
+                              process_group=0)
     print(f"sending demo traffic at {rate:.0f} events/s; Ctrl-C stops everything")
     code = 0
     try:
@@ -189,19 +245,27 @@ def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:
     except KeyboardInterrupt:
         pass
     except SystemExit as exc:
-        print(f"\n{exc}", file=sys.stderr)
+        print(f"\n{exc}; see {log_path}", file=sys.stderr)
         code = 1
     finally:
-        print("\nstopping the worker...")
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-        log.close()
-        if started_kafka:
-            print("stopping the local Kafka broker...")
-            localkafka.down()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not orphan the worker
+        try:
+            if worker.poll() is not None and code == 0:
+                print(f"\nthe worker exited with code {worker.returncode}; see {log_path}", file=sys.stderr)
+                code = 1
+            print("\nstopping the worker...")
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+            log.close()
+            if started_kafka:
+                print("stopping the local Kafka broker...")
+                localkafka.down()
+        finally:
+            give_back()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
     return code

@@ -112,7 +112,7 @@ def test_server_properties_for_a_port(tmp_path: Path) -> None:
     assert props["transaction.state.log.replication.factor"] == "1"
     assert props["transaction.state.log.min.isr"] == "1"
     assert props["group.initial.rebalance.delay.ms"] == "0"
-    assert props["auto.create.topics.enable"] == "true"
+    assert props["auto.create.topics.enable"] == "false"
     assert props["message.max.bytes"] == "2097152"
     assert props["replica.fetch.max.bytes"] == "2097152"
     assert not any(key.startswith(("zookeeper.", "share.")) for key in props)

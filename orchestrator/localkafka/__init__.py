@@ -21,7 +21,8 @@ up|down|status`` (the one command line for it). One module per job:
       broker.out (JVM stdout/stderr)   broker.log (log4j2, INFO)   data/ (log.dirs)
 
 - The broker listens on ``127.0.0.1:${ORCH_LOCAL_KAFKA_PORT:-9092}`` (controller on port+1,
-  SASL/SCRAM on port+2, TLS on port+3) and advertises ``localhost:<port>``.
+  SASL/SCRAM on port+2, TLS on port+3), advertises ``localhost:<port>``, and creates no topic
+  on its own (``auto.create.topics.enable=false``, as production clusters are set up).
 - If ``ORCH_BOOTSTRAP`` is set, an existing cluster is meant: :func:`up` starts nothing and
   returns that value, :func:`down` does nothing.
 

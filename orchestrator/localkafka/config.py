@@ -7,7 +7,6 @@ import os
 import uuid
 from pathlib import Path
 
-from orchestrator.config import external_bootstrap  # noqa: F401 - part of this module's face
 from orchestrator.errors import LocalKafkaError
 
 DEFAULT_PORT = 9092
@@ -112,7 +111,9 @@ def server_properties(port: int, data_dir: Path, keystore: Path | None = None) -
         "transaction.state.log.replication.factor": 1,
         "transaction.state.log.min.isr": 1,
         "group.initial.rebalance.delay.ms": 0,
-        "auto.create.topics.enable": "true",
+        # As on production clusters: a topic exists only if someone created it on purpose (the
+        # worker, `journeys publish`, `produce`), never as a side effect of a metadata request.
+        "auto.create.topics.enable": "false",
         "message.max.bytes": 2097152,
         "replica.fetch.max.bytes": 2097152,
     }

@@ -22,6 +22,41 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data).decode()
 
 
+class CoordinatorWait(logging.Filter):
+    """aiokafka's lines while Kafka's group coordinator is not available yet, made one INFO line.
+
+    On a broker's first start (or a new consumer group's first join) the coordinator answers
+    GroupCoordinatorNotAvailableError until Kafka has created its offsets topic: aiokafka logs about
+    a dozen ERROR and WARNING lines for what is a normal wait. Until the worker has joined its group
+    (:meth:`joined`), the first such line becomes one INFO line and the rest are dropped; after
+    that, a coordinator going away is a real problem and is logged as aiokafka says.
+    """
+
+    MARKERS = ("GroupCoordinatorNotAvailableError", "CoordinatorNotAvailableError", "Marking the coordinator dead")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled = False
+        self.told = False
+
+    def joined(self) -> None:
+        self.settled = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.settled or not any(m in record.getMessage() for m in self.MARKERS):
+            return True
+        if self.told:
+            return False
+        self.told = True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = ("waiting for Kafka's group coordinator (GroupCoordinatorNotAvailableError, "
+                                   "normal while a broker starts or a group first joins)", ())
+        return True
+
+
+COORDINATOR_WAIT = CoordinatorWait()
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -33,3 +68,6 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka",):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if COORDINATOR_WAIT not in coordinator.filters:
+        coordinator.addFilter(COORDINATOR_WAIT)

@@ -40,8 +40,9 @@ class Metrics:
                                     ["reason"], registry=r)
         self.actions = Counter("orch_actions", "Actions produced, by channel.", ["channel"], registry=r)
         self.suppressions = Counter("orch_suppressions", "Suppressions produced, by reason.", ["reason"], registry=r)
-        self.decisions = Counter("orch_decisions", "Send-gate and lifecycle decisions, by outcome.", ["outcome"],
-                                 registry=r)
+        self.decisions = Counter("orch_decisions", "Send-gate and lifecycle decisions, by outcome; shadow=\"true\" "
+                                 "for decisions of shadow journey versions (nothing sent for them).",
+                                 ["outcome", "shadow"], registry=r)
         self.replayed_outputs = Counter("orch_replayed_outputs", "Outputs re-sent for events replayed after a "
                                         "crash (same ids as the first time).", registry=r)
         self.output_errors = Counter("orch_output_errors", "Outputs the producer could not deliver (the worker "
@@ -93,7 +94,8 @@ class Metrics:
         for reason in SUPPRESSION_REASONS:
             self.suppressions.labels(reason)
         for outcome in DECISION_OUTCOMES:
-            self.decisions.labels(outcome)
+            for shadow in ("false", "true"):
+                self.decisions.labels(outcome, shadow)
         for name in PROFILE_FIELDS:
             self.invalid_profile_fields.labels(name)
 

@@ -23,7 +23,7 @@ class Counters:
         self.duplicate = m.events_in.labels("duplicate")
         self.dead = m.events_in.labels("dead_letter")
         self._actions = {c: m.actions.labels(c) for c in channels}
-        self._decisions = {o: m.decisions.labels(o) for o in DECISION_OUTCOMES}
+        self._decisions = {(o, sh): m.decisions.labels(o, sh) for o in DECISION_OUTCOMES for sh in ("false", "true")}
         self._suppressions = {r: m.suppressions.labels(r) for r in SUPPRESSION_REASONS}
         self._dead_letters = {r: m.dead_letters.labels(r) for r in DEAD_LETTER_REASONS}
         self._invalid_fields = {f: m.invalid_profile_fields.labels(f) for f in PROFILE_FIELDS}
@@ -68,5 +68,6 @@ class Counters:
             counter = self._suppressions.get(value["reason"])
             (counter or m.suppressions.labels(value["reason"])).inc()
         elif topic == "decisions":
-            counter = self._decisions.get(value["outcome"])
-            (counter or m.decisions.labels(value["outcome"])).inc()
+            shadow = "true" if value.get("shadow") else "false"     # shadow decisions send nothing
+            counter = self._decisions.get((value["outcome"], shadow))
+            (counter or m.decisions.labels(value["outcome"], shadow)).inc()

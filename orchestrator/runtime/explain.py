@@ -4,7 +4,8 @@ Reads Kafka only, so it works from any machine that can reach the cluster:
 the state is the latest record for the customer in the worker's state changelog
 (``<prefix>.internal.state-changelog``, in the customer's partition), the decisions
 come from ``<prefix>.decisions`` (keyed by customer id). So only one partition of
-each is read.
+each is read. It creates nothing: without those topics it says so in one sentence. In the
+text, decisions of a shadow journey version are marked ``[shadow]`` (nothing was sent for them).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.config import Settings
-from orchestrator.runtime.client import partitions_of
+from orchestrator.runtime.client import start_client
 from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
 from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
+NO_WORKER_YET = "no worker has run with this prefix yet (the worker creates its topics at start)"
 
 
 async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, newest: int | None,
@@ -45,12 +47,13 @@ async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, n
 
 
 async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> dict[str, Any]:
+    from orchestrator.runtime.topics import require_topics
     key = customer_id.encode()
     changelog, decisions = settings.changelog_topic, settings.topic("decisions")
-    partitions = await partitions_of(settings, [changelog, decisions])
+    partitions = await require_topics(settings, [changelog, decisions], hint=NO_WORKER_YET)
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         result: dict[str, Any] = {"customer_id": customer_id, "state": None, "decisions": []}
         parts = partitions.get(changelog)
@@ -136,7 +139,9 @@ def render_text(report: dict[str, Any]) -> str:
         for d in report["decisions"]:
             where = f"{d.get('journey')} v{d.get('journey_version')} {d.get('node') or ''}".strip()
             chan = f" [{d['channel']}]" if d.get("channel") else ""
-            lines.append(f"    {d.get('ts')}  {d.get('outcome'):<22} {where}{chan}: {d.get('detail')}")
+            # A shadow version's decisions were recorded, never acted on: a shadow "sent" sent nothing.
+            shadow = " [shadow]" if d.get("shadow") else ""
+            lines.append(f"    {d.get('ts')}  {d.get('outcome'):<22} {where}{chan}{shadow}: {d.get('detail')}")
     else:
         lines.append("  no decisions found")
     return "\n".join(lines)

@@ -10,18 +10,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core.stats import from_decisions
-from orchestrator.runtime.client import partitions_of, seek_to_start
+from orchestrator.runtime.client import seek_to_start, start_client
 
 
 async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progress: Any = None) -> list[dict[str, Any]]:
-    """Every decision on the topic, in per-partition order (a customer's decisions keep their order)."""
+    """Every decision on the topic, in per-partition order (a customer's decisions keep their order).
+    The topic must exist (one sentence otherwise); nothing is created."""
+    from orchestrator.runtime.explain import NO_WORKER_YET
+    from orchestrator.runtime.topics import require_topics
     topic = settings.topic("decisions")
-    parts = (await partitions_of(settings, [topic])).get(topic, [])
-    if not parts:
-        return []
+    parts = (await require_topics(settings, [topic], hint=NO_WORKER_YET))[topic]
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
+    await start_client(consumer, settings)
     out: list[dict[str, Any]] = []
     try:
         tps = [TopicPartition(topic, p) for p in parts]
@@ -49,3 +50,44 @@ async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progr
 
 async def journey_stats(settings: Settings, *, progress: Any = None) -> list[dict[str, Any]]:
     return from_decisions(await read_decisions(settings, progress=progress))
+
+
+def beside_shadow(decisions: list[dict[str, Any]], journey: str) -> tuple[list[dict[str, Any]], int | None, int | None]:
+    """The decisions ``journeys diff --shadow`` compares, and the (shadow, live) versions they are of.
+
+    The shadow side is the newest shadow version of ``journey``. The live side is the live version
+    that ran beside it: the one its customers entered at the same moment (the same event enters
+    both), else the live version most entered while the shadow ran; only its instances entered
+    while the shadow ran count, so a version live before or after (a promotion) is not mixed in.
+    Returns ``([], None, None)`` when the journey has no shadow decisions.
+    """
+    from collections import Counter
+
+    from orchestrator.core.timeutil import parse_ts_ms
+
+    mine = [d for d in decisions if d.get("journey") == journey]
+    shadow_versions = {d.get("journey_version") for d in mine if d.get("shadow")} - {None}
+    if not shadow_versions:
+        return [], None, None
+    version = max(shadow_versions)
+    shadow = [d for d in mine if d.get("shadow") and d.get("journey_version") == version]
+    times = [t for t in (parse_ts_ms(d.get("ts")) for d in shadow) if t is not None]
+    first, last = (min(times), max(times)) if times else (0, 0)
+    shadow_entries = {(d.get("customer_id"), d.get("ts")) for d in shadow if d.get("outcome") == "entered"}
+    live_entries = [d for d in mine if not d.get("shadow") and d.get("outcome") == "entered"]
+    paired = Counter(d.get("journey_version") for d in live_entries
+                     if (d.get("customer_id"), d.get("ts")) in shadow_entries)
+    if not paired:
+        paired = Counter(d.get("journey_version") for d in live_entries
+                         if first <= (parse_ts_ms(d.get("ts")) or -1) <= last)
+    if not paired:
+        return shadow, version, None
+    live_version = paired.most_common(1)[0][0]
+    since: dict[Any, int] = {}          # customer -> first live entry while the shadow ran
+    for d in live_entries:
+        ts = parse_ts_ms(d.get("ts"))
+        if d.get("journey_version") == live_version and ts is not None and first <= ts <= last:
+            since[d.get("customer_id")] = min(ts, since.get(d.get("customer_id"), ts))
+    live = [d for d in mine if not d.get("shadow") and d.get("journey_version") == live_version
+            and d.get("customer_id") in since and (parse_ts_ms(d.get("ts")) or -1) >= since[d.get("customer_id")]]
+    return shadow + live, version, live_version

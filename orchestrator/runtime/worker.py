@@ -53,6 +53,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
 from orchestrator.errors import ConfigError, WorkerFailure
+from orchestrator.observability.logs import COORDINATOR_WAIT
 from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime import recovery, web
 from orchestrator.runtime.batch import Decider
@@ -62,7 +63,7 @@ from orchestrator.runtime.counters import Counters
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
-from orchestrator.runtime.topics import check_partitions, output_topics
+from orchestrator.runtime.topics import check_topics, output_topics
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -96,7 +97,7 @@ class Worker:
         for problem in problems:
             log.error("journey refused: %s", problem)
         for j in from_files:
-            journeys.add(j)
+            self.registry.add_file(j)
         for pub in published or []:
             self.registry.apply(pub)
         self._published_end = published_end or {}
@@ -232,6 +233,7 @@ class Worker:
             log.info("partitions revoked: %s", sorted(partitions))
 
     async def _assigned(self, partitions: set[int]) -> None:
+        COORDINATOR_WAIT.joined()              # from now on, coordinator trouble is worth its ERROR lines
         async with self._lock:
             await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic,
                                    partitions - self.ready, self.metrics)
@@ -297,8 +299,9 @@ def run_worker(settings: Settings) -> None:
 
     uvloop.install()
     channels = load_policies(settings.policies).channels
+    asyncio.run(check_topics(settings))         # refuse unusable topics before creating anything
     asyncio.run(ensure_topics(settings, channels))
-    asyncio.run(check_partitions(settings))
+    asyncio.run(check_topics(settings))
     published, end = asyncio.run(read_published(settings))
 
     async def main() -> None:

@@ -78,7 +78,7 @@ def server_properties(node: int, data_dir: Path) -> str:
         "transaction.state.log.replication.factor": 3,
         "transaction.state.log.min.isr": 2,
         "group.initial.rebalance.delay.ms": 0,
-        "auto.create.topics.enable": "true",
+        "auto.create.topics.enable": "false",   # as in production: only the product creates topics
         "message.max.bytes": 2097152,
         "replica.fetch.max.bytes": 2097152,
         # A killed broker is fenced (and its partitions' leadership moved) within ~6 s.

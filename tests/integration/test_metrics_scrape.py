@@ -83,7 +83,7 @@ async def test_scrape_has_every_dashboard_and_alert_metric_and_no_customer_id(wo
     assert value(metrics, "orch_journey_goals_total{group=treatment,journey=it-welcome}") >= 1
     assert value(metrics, "orch_journey_exits_total{journey=it-cart,reason=completed}") >= 1
     assert value(metrics, "orch_suppressions_total{reason=goal}") >= 1
-    assert value(metrics, "orch_decisions_total{outcome=entered}") >= 2
+    assert value(metrics, "orch_decisions_total{outcome=entered,shadow=false}") >= 2
     assert value(metrics, "orch_timers_fired_total{}") >= 2
     assert value(metrics, "orch_timer_lateness_seconds_count{}") >= 2
     # Only the welcome email was sent straight from an event; the cart's sends came after waits.
