@@ -27,6 +27,7 @@ from orchestrator.testing.net import broker_reachable, free_port  # noqa: F401 -
 from orchestrator.testing.worker import WORKER_ARGV, worker_env
 from orchestrator.observability.scrape import scrape_port as scrape  # noqa: F401 - re-exported
 from orchestrator.observability.scrape import total  # noqa: F401 - re-exported
+from orchestrator.observability.progress import ProgressLine as Progress  # noqa: F401 - the one progress line
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benchmarks"
@@ -45,33 +46,6 @@ def now_ms() -> int:
 
 
 # ------------------------------------------------------------------------------------- output
-class Progress:
-    """One live status line on stderr (rewritten in place on a terminal, every 5 s otherwise)."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self._last = 0.0
-        self._width = 0
-
-    def show(self, text: str, *, force: bool = False) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + text + " " * max(0, self._width - len(text)))
-            sys.stderr.flush()
-            self._width = len(text)
-        elif force or time.monotonic() - self._last >= 5.0:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-            self._last = time.monotonic()
-
-    def done(self, text: str | None = None) -> None:
-        if text is not None:
-            self.show(text, force=True)
-        if self.tty and self._width:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-        self._width = 0
-
-
 def note(text: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
     sys.stderr.flush()

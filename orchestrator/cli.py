@@ -1,4 +1,6 @@
-"""The ``orchestrator`` command (SPEC §6)."""
+"""The ``orchestrator`` command (SPEC §6): parses the arguments and calls the worker
+(:mod:`orchestrator.runtime`), the adapter (:mod:`orchestrator.adapters`), the tools
+(:mod:`orchestrator.admin`) or the local broker (:mod:`orchestrator.localkafka`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import argparse
 import asyncio
 import os
 import sys
-from pathlib import Path
 
 import orjson
 
@@ -24,7 +25,7 @@ def _setup_logging(level: str, fmt: str) -> None:
     setup_logging(level, fmt)
 
 
-# ---------------------------------------------------------------------------- worker
+# ---------------------------------------------------------------------------- worker, adapter
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     _setup_logging(args.loglevel, settings.log_format)
@@ -33,377 +34,71 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- produce
-def cmd_produce(args: argparse.Namespace) -> int:
+def cmd_adapter(args: argparse.Namespace) -> int:
     settings = _settings()
-    policies = _load_policies(settings.policies)
+    _setup_logging(args.loglevel, settings.log_format)
+    from orchestrator.adapters.options import webhook_options
+    from orchestrator.adapters.webhook import run_webhook
+    run_webhook(settings, webhook_options(args, topic_prefix=settings.topic_prefix, env=os.environ))
+    return 0
+
+
+# ---------------------------------------------------------------------------- the tools (orchestrator.admin)
+def cmd_produce(args: argparse.Namespace) -> int:
+    from orchestrator.admin.produce import produce
+    from orchestrator.core import load_policies
+    settings = _settings()
     topic = settings.topic(args.topic)
     stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
     with stream:
-        sent = asyncio.run(_produce(settings, stream, topic, policies.channels))
+        sent = asyncio.run(produce(settings, stream, topic, load_policies(settings.policies).channels))
     print(f"sent {sent} events to {topic}", file=sys.stderr)
     return 0
 
 
-async def _produce(settings, stream, topic: str, channels: tuple[str, ...]) -> int:  # noqa: ANN001
-    """Create the topic first if it is one of the worker's (as the worker would), else it must exist."""
-    from orchestrator.runtime.client import produce_lines
-    from orchestrator.runtime.topics import all_topics, ensure_topics, require_topics
-    if topic in all_topics(settings, channels):
-        await ensure_topics(settings, channels, only=[topic])
-    else:
-        await require_topics(settings, [topic], hint="it is not one of the worker's topics, so produce does not "
-                             "create it; check --topic")
-    return await produce_lines(settings, stream, topic=topic)
-
-
-# ---------------------------------------------------------------------------- journeys
-def _load_policies(path: str | None):
-    from orchestrator.core import load_policies
-    return load_policies(path)
-
-
 def cmd_journeys_validate(args: argparse.Namespace) -> int:
-    from orchestrator.core.journeys import journey_files, load_journey_file
-    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
-    paths: list[Path] = []
-    for item in args.paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
-        p = Path(item)
-        if p.is_dir():
-            paths.extend(journey_files(p))
-        elif p.exists():
-            paths.append(p)
-        else:
-            print(f"{p}: no such file or folder", file=sys.stderr)
-            return 2
-    bad = 0
-    for path in paths:
-        try:
-            j = load_journey_file(path, channels=policies.channels)
-        except DefinitionError as exc:
-            bad += 1
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            continue
-        for warning in j.warnings:
-            print(warning, file=sys.stderr)
-        print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes"
-              f"{f', {len(j.warnings)} warning(s)' if j.warnings else ''})")
-    if not paths:
-        print("no journey files found", file=sys.stderr)
-        return 2
-    return 1 if bad else 0
+    from orchestrator.admin.journeys import validate
+    return validate(args)
 
 
 def cmd_journeys_list(args: argparse.Namespace) -> int:
-    if args.published:
-        from orchestrator.core.timeutil import format_ts
-        from orchestrator.runtime.registry import read_published, survey
-        settings = _settings()
-        policies = _load_policies(args.policies or settings.policies)
-        published, _ = asyncio.run(read_published(settings))
-        for jid, view in sorted(survey(settings, published, policies.channels).items()):
-            rows = [(j, "live") for j in [view.live] if j is not None]
-            rows += [(j, "shadow") for j in [view.shadow] if j is not None]
-            rows += [(j, "old shadow" if j.shadow else "older") for j in reversed(view.older)]
-            for j, status in rows:
-                flags = ["enabled" if j.enabled else "disabled"]
-                print("\t".join([j.id, f"v{j.version}", status, f"entry={j.entry_on}", *flags,
-                                 f"published {format_ts(view.published_ms[j.version])}"]))
-            for v in view.refused:
-                print("\t".join([jid, f"v{v.version}" if v.version is not None else "v?", v.result,
-                                 f"published {format_ts(v.pub.timestamp_ms)}", v.reason]))
-            if not rows and not view.refused:
-                print(f"{jid}\t(tombstone)")
-        return 0
-    from orchestrator.core import load_journey_dir
-    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
-    journeys, problems = load_journey_dir(args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys",
-                                          channels=policies.channels)
-    for j in sorted(journeys, key=lambda j: j.id):
-        print(f"{j.id}\tv{j.version}\tentry={j.entry_on}\tpriority={j.priority}\tgroup={j.group or '-'}"
-              f"\t{'enabled' if j.enabled else 'disabled'}\t{j.source}")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return 1 if problems else 0
-
-
-def _local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list[tuple[Path, str, object]], list[str]]:
-    """(path, text, Journey) for every journey file under ``paths``, and every problem found."""
-    from orchestrator.core.journeys import journey_files, parse_journey
-    found: list[Path] = []
-    for item in paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
-        p = Path(item)
-        found.extend(journey_files(p) if p.is_dir() else [p])
-    out, problems = [], []
-    for path in found:
-        try:
-            text = path.read_text(encoding="utf-8")
-            out.append((path, text, parse_journey(text, str(path), channels=channels)))
-        except OSError as exc:
-            problems.append(f"{path}:1: cannot read file: {exc}")
-        except DefinitionError as exc:
-            problems.extend(exc.problems)
-    return out, problems
+    from orchestrator.admin.journeys import list_journeys
+    return list_journeys(args)
 
 
 def cmd_journeys_publish(args: argparse.Namespace) -> int:
-    from orchestrator.runtime.registry import journeys_topic, publish, read_published, survey
-    from orchestrator.runtime.topics import ensure_topics
-    settings = _settings()
-    policies = _load_policies(args.policies or settings.policies)
-    local, problems = _local_definitions(args.paths, policies.channels)
-    if problems:
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        print("nothing published: fix the definitions above first", file=sys.stderr)
-        return 1
-    # The journeys topic as the worker would create it (compacted), never the broker's defaults.
-    asyncio.run(ensure_topics(settings, policies.channels, only=[journeys_topic(settings)]))
-    published, _ = asyncio.run(read_published(settings))
-    views = survey(settings, published, policies.channels)
-    to_send: list[tuple[str, str]] = []
-    for path, text, j in local:
-        view = views.get(j.id)
-        known = view.texts if view is not None else {}       # versions loaded, not refused records
-        if j.version in known:
-            if known[j.version] == text:
-                print(f"{path}: {j.id} version {j.version} is already published, unchanged")
-                continue
-            print(f"{path}: {j.id} version {j.version} is already published with different content; "
-                  f"bump version: to publish a change (customers in flight keep their version)", file=sys.stderr)
-            return 1
-        if known and max(known) > j.version and not args.force:
-            print(f"{path}: {j.id} version {j.version} is older than the published version {max(known)}; "
-                  "publish a higher version (or use --force)", file=sys.stderr)
-            return 1
-        to_send.append((j.id, text))
-        print(f"{path}: publishing {j.id} version {j.version}"
-              f"{' (shadow)' if j.shadow else ''}{' (disabled)' if not j.enabled else ''}")
-    if to_send:
-        asyncio.run(publish(settings, to_send))
-        print(f"published {len(to_send)} journey(s) to {settings.topic('journeys')}; workers load them without a restart")
-    return 0
+    from orchestrator.admin.journeys import publish_journeys
+    return publish_journeys(args)
 
 
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
-    import difflib
-
-    from orchestrator.runtime.registry import read_published, survey
-    settings = _settings()
-    if args.shadow:
-        from orchestrator.core.shadow import compare, render_comparison
-        from orchestrator.runtime.stats import beside_shadow, read_decisions
-        decisions = asyncio.run(read_decisions(settings))
-        paired, shadow_version, live_version = beside_shadow(decisions, args.shadow)
-        if shadow_version is None:
-            seen = any(d.get("journey") == args.shadow for d in decisions)
-            print(f"error: journey {args.shadow} has {'no shadow decisions' if seen else 'no decisions'} on "
-                  f"{settings.topic('decisions')}; publish a version with shadow: true and let it see traffic"
-                  f"{'' if seen else ' (is the journey id right?)'}", file=sys.stderr)
-            return 1
-        report = compare(paired, args.shadow)
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render_comparison(report))
-        return 0
-    policies = _load_policies(args.policies or settings.policies)
-    local, problems = _local_definitions(args.paths, policies.channels)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    published, _ = asyncio.run(read_published(settings))
-    views = survey(settings, published, policies.channels)
-    changed = 0
-    for path, text, j in local:
-        view = views.get(j.id)
-        texts = view.texts if view is not None else {}
-        live = view.live if view is not None else None
-        if j.version in texts:
-            # The same version as published: it may not change (workers refuse new content for it).
-            base, label = texts[j.version], f"{j.id} v{j.version} (published)"
-            if base == text:
-                print(f"{j.id}: unchanged (version {j.version})")
-                continue
-            print(f"{j.id}: version {j.version} is published with other content; bump version: to publish a change")
-        elif live is not None:
-            base, label = texts[live.version], f"{j.id} v{live.version} (published, live)"
-            print(f"{j.id}: version {j.version} is not published yet; against the live version {live.version}:")
-        else:
-            print(f"{j.id}: new (version {j.version}, {path}), not published yet")
-            changed += 1
-            continue
-        changed += 1
-        diff = difflib.unified_diff(base.splitlines(keepends=True), text.splitlines(keepends=True),
-                                    fromfile=label, tofile=str(path))
-        sys.stdout.writelines(diff)
-    return 1 if problems else (3 if changed and args.exit_code else 0)
-
-
-def _graph_journey(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: ANN202 - Journey
-    """JOURNEY is a file, or an id in the folder (its highest version, as a worker runs it)."""
-    from orchestrator.core.journeys import load_journey_dir, load_journey_file
-    path = Path(spec)
-    if path.is_file():
-        return load_journey_file(path, channels=channels)
-    journeys, problems = load_journey_dir(folder, channels=channels)
-    matches = [j for j in journeys if j.id == spec]
-    for problem in problems:        # a broken file may be a newer version of this journey
-        print(problem, file=sys.stderr)
-    if not matches:
-        known = ", ".join(sorted({j.id for j in journeys})) or "none"
-        raise ConfigError(f"no journey {spec!r} in {folder} (journeys there: {known}); give an id from "
-                          "`orchestrator journeys list` or the path of a journey file")
-    return max(matches, key=lambda j: j.version)
-
-
-def _graph_time(value: str | None, now_ms: int) -> int | None:
-    """``--from``/``--to``: RFC 3339, a date (UTC midnight), epoch ms, or a duration ago (``24h``)."""
-    from orchestrator.core.durations import parse_duration_ms
-    from orchestrator.core.timeutil import parse_ts_ms
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        return now_ms - parse_duration_ms(text)
-    except ValueError:
-        pass
-    ms = parse_ts_ms(text + "T00:00:00Z" if len(text) == 10 else text)
-    if ms is None:
-        raise ConfigError(f"{value!r} is not a time: give an RFC 3339 time (2026-11-23T10:00:00Z), a date "
-                          "(2026-11-23), epoch milliseconds, or a duration ago (24h, 7d)")
-    return ms
+    from orchestrator.admin.journeys import diff
+    return diff(args)
 
 
 def cmd_journeys_graph(args: argparse.Namespace) -> int:
-    import shutil
-    import subprocess
-    import time
-
-    from orchestrator.core import graph
-    if (args.since or args.until) and not args.stats:
-        raise ConfigError("--from and --to choose the span of the counts: add --stats")
-    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
-    journey = _graph_journey(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
-                             policies.channels)
-    counts = None
-    if args.stats:
-        now_ms = int(time.time() * 1000)
-        since, until = _graph_time(args.since, now_ms), _graph_time(args.until, now_ms)
-        if since is not None and until is not None and since >= until:
-            raise ConfigError("--from must be before --to")
-        from orchestrator.runtime.stats import read_decisions
-        decisions = asyncio.run(read_decisions(_settings()))
-        counts = graph.count_decisions(journey, decisions, since_ms=since, until_ms=until)
-    pic = graph.picture(journey)
-    text = graph.to_mermaid(pic, counts) if args.format == "mermaid" else graph.to_dot(pic, counts)
-    data = text.encode()
-    if args.format in ("svg", "png"):
-        dot = shutil.which("dot")
-        if dot is None:
-            raise ConfigError(f"--format {args.format} needs Graphviz's `dot`: install the graphviz package "
-                              "(apt-get install graphviz, or `make graphviz`), or use --format mermaid or dot")
-        proc = subprocess.run([dot, f"-T{args.format}"], input=data, capture_output=True, timeout=120)
-        if proc.returncode != 0:
-            raise ConfigError(f"dot failed: {proc.stderr.decode(errors='replace').strip()}")
-        data = proc.stdout
-    if args.output and args.output != "-":
-        Path(args.output).write_bytes(data)
-        return 0
-    if args.format == "png" and sys.stdout.isatty():
-        raise ConfigError("a PNG is binary: write it to a file with -o FILE")
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
-    return 0
+    from orchestrator.admin.graph import draw
+    return draw(args)
 
 
-# ---------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from orchestrator.core import Engine, JourneySet, load_journey_dir
-    from orchestrator.simulate import Simulation
-    policies = _load_policies(args.policies)
-    journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
-    if problems:
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        return 1
-    if not journeys:
-        print(f"{args.journeys}: no journeys found", file=sys.stderr)
-        return 1
-    sim = Simulation(Engine(JourneySet(journeys), policies))
-    stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
-    out = sys.stdout.buffer
-    progress = _Progress("simulate", enabled=sys.stderr.isatty())
-    with stream:
-        for record in sim.run(progress.count(stream)):
-            out.write(orjson.dumps(record) + b"\n")
-            progress.outputs += 1
-    out.flush()
-    progress.done()
-    for line in _simulate_summary(sim):
-        print(line, file=sys.stderr)
-    return 0
+    from orchestrator.admin.simulate import simulate
+    return simulate(args)
 
 
-def _simulate_summary(sim) -> list[str]:  # noqa: ANN001 - a Simulation
-    """What the run ignored or refused, with line numbers, so nothing passes unnoticed."""
-    from orchestrator.core.durations import format_duration_ms
-    out = []
-    if sim.duplicates:
-        out.append(f"simulate: {_count(sim.duplicates, 'line')} ignored as duplicates (event_id already seen): "
-                   f"{_line_ranges(sim.duplicates)}")
-    if sim.stale:
-        age = sim.engine.policies.max_event_age_ms
-        out.append(f"simulate: {_count(sim.stale, 'line')} too old to enrol anyone (more than "
-                   f"{format_duration_ms(age)} before the clock; state updated only): {_line_ranges(sim.stale)}")
-    for reason, lines in sorted(sim.dead_letters.items()):
-        out.append(f"simulate: {_count(lines, 'line')} dead-lettered {reason}: {_line_ranges(lines)}")
-    return out
+def cmd_explain(args: argparse.Namespace) -> int:
+    from orchestrator.admin import explain
+    return explain.run(args)
 
 
-def _count(items: list, noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+def cmd_stats(args: argparse.Namespace) -> int:
+    from orchestrator.admin import stats
+    return stats.run(args)
 
 
-def _line_ranges(numbers: list[int], limit: int = 20) -> str:
-    """``3, 7-9, 12`` (runs joined), at most ``limit`` parts."""
-    parts: list[str] = []
-    start = prev = numbers[0]
-    for n in [*numbers[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    more = len(parts) - limit
-    return ", ".join(parts[:limit]) + (f", and {more} more" if more > 0 else "")
-
-
-class _Progress:
-    """A live line on stderr (only on a terminal): lines read, outputs, rate."""
-
-    def __init__(self, what: str, *, enabled: bool) -> None:
-        import time
-        self.what, self.enabled, self.time = what, enabled, time.monotonic
-        self.lines = self.outputs = 0
-        self.started = self.last = self.time()
-
-    def count(self, lines):  # noqa: ANN001, ANN201 - any iterable of lines
-        for line in lines:
-            self.lines += 1
-            if self.enabled and self.lines % 1000 == 0 and self.time() - self.last >= 0.5:
-                self.last = self.time()
-                rate = self.lines / max(self.last - self.started, 1e-9)
-                sys.stderr.write(f"\r{self.what}: {self.lines:,} events read, {self.outputs:,} outputs, "
-                                 f"{rate:,.0f} events/s")
-                sys.stderr.flush()
-            yield line
-
-    def done(self) -> None:
-        if self.enabled:
-            elapsed = self.time() - self.started
-            sys.stderr.write(f"\r\x1b[2K{self.what}: {self.lines:,} events, {self.outputs:,} outputs in "
-                             f"{elapsed:.1f} s\n")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestrator.admin.demo import run_demo
+    return run_demo(rate=args.rate, duration_s=args.duration)
 
 
 # ---------------------------------------------------------------------------- kafka
@@ -426,59 +121,6 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-# ---------------------------------------------------------------------------- explain
-def cmd_explain(args: argparse.Namespace) -> int:
-    settings = _settings()
-    from orchestrator.runtime.explain import explain, render_text
-    report = asyncio.run(explain(settings, args.customer_id, limit=args.limit))
-    if args.json:
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-    else:
-        print(render_text(report))
-    return 0
-
-
-# ---------------------------------------------------------------------------- stats
-def cmd_stats(args: argparse.Namespace) -> int:
-    settings = _settings()
-    from orchestrator.core.stats import render_table
-    from orchestrator.runtime.stats import journey_stats
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\rreading decisions: {done}/{total}")
-            sys.stderr.flush()
-
-    reports = asyncio.run(journey_stats(settings, progress=progress))
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[2K")
-    if args.journey:
-        reports = [r for r in reports if r["journey"] == args.journey]
-    if args.json:
-        print(orjson.dumps(reports, option=orjson.OPT_INDENT_2).decode())
-    elif reports:
-        print(render_table(reports))
-    else:
-        print("no journey decisions yet")
-    return 0
-
-
-# ---------------------------------------------------------------------------- adapter
-def cmd_adapter(args: argparse.Namespace) -> int:
-    settings = _settings()
-    _setup_logging(args.loglevel, settings.log_format)
-    from orchestrator.adapters.options import webhook_options
-    from orchestrator.adapters.webhook import run_webhook
-    run_webhook(settings, webhook_options(args, topic_prefix=settings.topic_prefix, env=os.environ))
-    return 0
-
-
-# ---------------------------------------------------------------------------- demo
-def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestrator.demo import run_demo
-    return run_demo(rate=args.rate, duration_s=args.duration)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ KAFKA = ("aiokafka", "confluent_kafka", "kafka", "faust", "mode")
 ASYNC = ("asyncio", "uvloop", "aiohttp")
 CORE_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.errors")
 AIOKAFKA_ROOMS = ("runtime", "admin", "adapters", "localkafka", "testing")
-ROCKSDICT_FILES = ("runtime/store.py", "adapters/store.py")
+ROCKSDICT_FILES = ("runtime/store.py", "adapters/dedup.py")
 
 
 def imports_of(path: Path) -> set[str]:

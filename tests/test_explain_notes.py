@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.runtime.explain import describe_state, render_text
+from orchestrator.admin.explain import describe_state, render_text
 from tests.corehelpers import HOUR, T0, Customer, engine
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.observability.metrics import Metrics
-from orchestrator.runtime.client import seek_to_start
+from orchestrator.runtime.kafka import read_to_end, seek_to_start
 from orchestrator.runtime.store import Stores
 
 log = logging.getLogger("orchestrator.worker")
@@ -52,19 +52,10 @@ async def restore(consumer: AIOKafkaConsumer, stores: Stores, topic: str, partit
     m.recovery_remaining.set(remaining)
     log.info("restoring %d partitions from the changelog: up to %d records", len(todo), remaining)
     started = time.monotonic()
-    consumer.assign(list(todo))
-    for tp, start in todo.items():
-        consumer.seek(tp, start)
     try:
-        while todo:
-            batch = await consumer.getmany(*todo, timeout_ms=500, max_records=RESTORE_BATCH)
-            for tp, msgs in batch.items():
-                if msgs:
-                    stores.get(tp.partition).apply_changelog([(r.key, r.value) for r in msgs], msgs[-1].offset)
-                    remaining -= len(msgs)
-            for tp in list(todo):        # by position: compaction may have removed the last offsets
-                if await consumer.position(tp) >= ends[tp]:
-                    del todo[tp]
+        async for tp, msgs in read_to_end(consumer, dict(todo), ends=ends, max_records=RESTORE_BATCH):
+            stores.get(tp.partition).apply_changelog([(r.key, r.value) for r in msgs], msgs[-1].offset)
+            remaining -= len(msgs)
             m.recovery_remaining.set(max(0, remaining))
     finally:
         consumer.unsubscribe()

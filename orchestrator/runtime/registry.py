@@ -28,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core.catalog import JourneySet
 from orchestrator.core.journeys import Journey, journey_files, parse_journey
 from orchestrator.errors import DefinitionError
-from orchestrator.runtime.client import partitions_of, seek_to_start, start_client
+from orchestrator.runtime.kafka import partitions_of, read_to_end, start_client
 
 log = logging.getLogger("orchestrator.journeys")
 
@@ -90,19 +90,9 @@ async def read_published(settings: Settings) -> tuple[list[Publication], dict[in
     out: list[Publication] = []
     try:
         tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        await seek_to_start(consumer, tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.offset < ends[tp]:
-                        out.append(_publication(m))
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        async for _, msgs in read_to_end(consumer, dict.fromkeys(tps), ends=ends):
+            out.extend(_publication(m) for m in msgs)
         return out, {tp.partition: ends[tp] for tp in tps}
     finally:
         await consumer.stop()
@@ -112,17 +102,6 @@ def _publication(m) -> Publication:  # noqa: ANN001 - aiokafka ConsumerRecord
     text = m.value.decode("utf-8", errors="replace") if m.value is not None else None
     return Publication(m.key.decode("utf-8", errors="replace") if m.key else "", text, m.partition, m.offset,
                        m.timestamp)
-
-
-async def publish(settings: Settings, items: list[tuple[str, str]]) -> None:
-    """Send (journey id, YAML text) records, waiting for every acknowledgement."""
-    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), acks="all", enable_idempotence=True)
-    await start_client(producer, settings)
-    try:
-        for jid, text in items:
-            await producer.send_and_wait(journeys_topic(settings), value=text.encode(), key=jid.encode())
-    finally:
-        await producer.stop()
 
 
 class Registry:

@@ -25,7 +25,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.runtime.client import existing_partitions, start_client
+from orchestrator.runtime.kafka import existing_partitions, start_client
 
 log = logging.getLogger(__name__)
 

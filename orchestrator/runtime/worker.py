@@ -58,7 +58,7 @@ from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime import recovery, web
 from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
-from orchestrator.runtime.client import partitions_of
+from orchestrator.runtime.kafka import partitions_of
 from orchestrator.runtime.counters import Counters
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import argparse
+import asyncio
 from typing import Any
 
 import orjson
@@ -10,13 +11,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core.stats import from_decisions
-from orchestrator.runtime.client import seek_to_start, start_client
+from orchestrator.observability.progress import ProgressLine
+from orchestrator.runtime.kafka import read_to_end, start_client
 
 
 async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progress: Any = None) -> list[dict[str, Any]]:
     """Every decision on the topic, in per-partition order (a customer's decisions keep their order).
     The topic must exist (one sentence otherwise); nothing is created."""
-    from orchestrator.runtime.explain import NO_WORKER_YET
+    from orchestrator.admin.explain import NO_WORKER_YET
     from orchestrator.runtime.topics import require_topics
     topic = settings.topic("decisions")
     parts = (await require_topics(settings, [topic], hint=NO_WORKER_YET))[topic]
@@ -26,21 +28,10 @@ async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progr
     out: list[dict[str, Any]] = []
     try:
         tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        await seek_to_start(consumer, tps)
         total = sum(ends.values())
-        deadline = time.monotonic() + deadline_s
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    if m.offset < ends[tp]:
-                        out.append(orjson.loads(m.value))
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+        async for _, msgs in read_to_end(consumer, dict.fromkeys(tps), ends=ends, deadline_s=deadline_s):
+            out.extend(orjson.loads(m.value) for m in msgs)
             if progress is not None:
                 progress(len(out), total)
     finally:
@@ -91,3 +82,21 @@ def beside_shadow(decisions: list[dict[str, Any]], journey: str) -> tuple[list[d
     live = [d for d in mine if not d.get("shadow") and d.get("journey_version") == live_version
             and d.get("customer_id") in since and (parse_ts_ms(d.get("ts")) or -1) >= since[d.get("customer_id")]]
     return shadow + live, version, live_version
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.core.stats import render_table
+    settings = Settings.from_env()
+    line = ProgressLine(tty_only=True)
+    reports = asyncio.run(journey_stats(settings, progress=lambda done, total: line.show(
+        f"reading decisions: {done}/{total}")))
+    line.clear()
+    if args.journey:
+        reports = [r for r in reports if r["journey"] == args.journey]
+    if args.json:
+        print(orjson.dumps(reports, option=orjson.OPT_INDENT_2).decode())
+    elif reports:
+        print(render_table(reports))
+    else:
+        print("no journey decisions yet")
+    return 0

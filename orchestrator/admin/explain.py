@@ -10,15 +10,15 @@ text, decisions of a shadow journey version are marked ``[shadow]`` (nothing was
 
 from __future__ import annotations
 
-import time
+import argparse
+import asyncio
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.config import Settings
-from orchestrator.runtime.client import start_client
+from orchestrator.runtime.kafka import partition_for, read_to_end, start_client
 from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
 from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state
@@ -31,18 +31,11 @@ NO_WORKER_YET = "no worker has run with this prefix yet (the worker creates its 
 async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, newest: int | None,
                 deadline_s: float) -> list[tuple[int, bytes | None]]:
     """(offset, value) of every record with ``key`` in ``tp`` (the newest ``newest`` offsets only)."""
-    consumer.assign([tp])
     end = (await consumer.end_offsets([tp]))[tp]
-    begin = (await consumer.beginning_offsets([tp]))[tp]
-    start = begin if newest is None else max(begin, end - newest)
-    consumer.seek(tp, start)
+    start = None if newest is None else end - newest
     found: list[tuple[int, bytes | None]] = []
-    deadline = time.monotonic() + deadline_s
-    while await consumer.position(tp) < end and time.monotonic() < deadline:
-        batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
-        for msg in batch.get(tp, []):
-            if msg.key == key:
-                found.append((msg.offset, msg.value))
+    async for _, msgs in read_to_end(consumer, {tp: start}, ends={tp: end}, deadline_s=deadline_s, max_records=5000):
+        found.extend((msg.offset, msg.value) for msg in msgs if msg.key == key)
     return found
 
 
@@ -58,13 +51,13 @@ async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> d
         result: dict[str, Any] = {"customer_id": customer_id, "state": None, "decisions": []}
         parts = partitions.get(changelog)
         if parts:
-            tp = TopicPartition(changelog, DefaultPartitioner()(key, parts, parts))
+            tp = TopicPartition(changelog, partition_for(key, len(parts)))
             records = await _scan(consumer, tp, STATE + key, newest=None, deadline_s=60)
             if records and records[-1][1] is not None:
                 result["state"] = describe_state(decode_state(records[-1][1][DUE_LEN:]))   # after the due ms
         parts = partitions.get(decisions)
         if parts:
-            tp = TopicPartition(decisions, DefaultPartitioner()(key, parts, parts))
+            tp = TopicPartition(decisions, partition_for(key, len(parts)))
             records = await _scan(consumer, tp, key, newest=DECISIONS_SCAN, deadline_s=60)
             result["decisions"] = [orjson.loads(v) for _, v in records[-limit:] if v is not None]
         return result
@@ -145,3 +138,13 @@ def render_text(report: dict[str, Any]) -> str:
     else:
         lines.append("  no decisions found")
     return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    report = asyncio.run(explain(settings, args.customer_id, limit=args.limit))
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render_text(report))
+    return 0

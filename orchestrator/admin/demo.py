@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from orchestrator.config import Settings
+from orchestrator.observability.progress import ProgressLine
 from orchestrator.observability.scrape import scrape
 from orchestrator.observability.scrape import total as _sum
 
@@ -76,7 +77,7 @@ class LagProbe:
         self.consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
 
     async def start(self) -> None:
-        from orchestrator.runtime.client import start_client
+        from orchestrator.runtime.kafka import start_client
         await start_client(self.admin, self.settings)
         await start_client(self.consumer, self.settings)
 
@@ -107,8 +108,8 @@ class LagProbe:
         return lag
 
 
-class ProgressLine:
-    """Rates from two scrapes of the worker's /metrics, printed on one line."""
+class Rates:
+    """Rates from two scrapes of the worker's /metrics, as the text of the progress line."""
 
     def __init__(self, channels: tuple[str, ...]) -> None:
         self.channels = channels
@@ -139,13 +140,14 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
     from aiokafka import AIOKafkaProducer
     from orchestrator.core import load_policies
     channels = load_policies(settings.policies).channels
-    from orchestrator.runtime.client import start_client
+    from orchestrator.runtime.kafka import start_client
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), linger_ms=10)
     await start_client(producer, settings)
     probe = LagProbe(settings)
     await probe.start()
     traffic = DemoTraffic()
-    progress = ProgressLine(channels)
+    rates = Rates(channels)
+    line = ProgressLine(sys.stdout, every_s=1.0)
     url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     started = time.monotonic()
     next_report = started + 1.0
@@ -158,15 +160,13 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
             due = int((time.monotonic() - started) / interval)
             while sent < due:
                 value = traffic.next()
-                from orchestrator.runtime.client import key_of
+                from orchestrator.admin.produce import key_of
                 await producer.send(settings.events_topic, value=value, key=key_of(value))
                 sent += 1
             if time.monotonic() >= next_report:
                 metrics = await asyncio.to_thread(scrape, url)
                 lag = await probe.lag()
-                line = progress.render(metrics, lag, sent)
-                sys.stdout.write("\r\x1b[2K" + line if sys.stdout.isatty() else line + "\n")
-                sys.stdout.flush()
+                line.show(rates.render(metrics, lag, sent), force=True)
                 next_report += 1.0
             await asyncio.sleep(min(interval, 0.05))
     finally:

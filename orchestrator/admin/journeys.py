@@ -1,0 +1,208 @@
+"""``orchestrator journeys validate|list|publish|diff``: definitions in a folder, and what is
+published on ``<prefix>.journeys`` (judged with the worker's own rules, see
+:func:`orchestrator.runtime.registry.survey`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import os
+import sys
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from orchestrator.config import Settings
+from orchestrator.core import load_policies
+from orchestrator.errors import DefinitionError
+from orchestrator.runtime.kafka import start_client
+
+
+def policies_for(args: argparse.Namespace):  # noqa: ANN201 - Policies
+    """``--policies``, else ``ORCH_POLICIES``, else ``policies.yaml`` (the defaults if that is absent)."""
+    return load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
+
+
+def validate(args: argparse.Namespace) -> int:
+    from orchestrator.core.journeys import journey_files, load_journey_file
+    policies = policies_for(args)
+    paths: list[Path] = []
+    for item in args.paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(journey_files(p))
+        elif p.exists():
+            paths.append(p)
+        else:
+            print(f"{p}: no such file or folder", file=sys.stderr)
+            return 2
+    bad = 0
+    for path in paths:
+        try:
+            j = load_journey_file(path, channels=policies.channels)
+        except DefinitionError as exc:
+            bad += 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        for warning in j.warnings:
+            print(warning, file=sys.stderr)
+        print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes"
+              f"{f', {len(j.warnings)} warning(s)' if j.warnings else ''})")
+    if not paths:
+        print("no journey files found", file=sys.stderr)
+        return 2
+    return 1 if bad else 0
+
+
+def list_journeys(args: argparse.Namespace) -> int:
+    if args.published:
+        from orchestrator.core.timeutil import format_ts
+        from orchestrator.runtime.registry import read_published, survey
+        settings = Settings.from_env()
+        policies = load_policies(args.policies or settings.policies)
+        published, _ = asyncio.run(read_published(settings))
+        for jid, view in sorted(survey(settings, published, policies.channels).items()):
+            rows = [(j, "live") for j in [view.live] if j is not None]
+            rows += [(j, "shadow") for j in [view.shadow] if j is not None]
+            rows += [(j, "old shadow" if j.shadow else "older") for j in reversed(view.older)]
+            for j, status in rows:
+                flags = ["enabled" if j.enabled else "disabled"]
+                print("\t".join([j.id, f"v{j.version}", status, f"entry={j.entry_on}", *flags,
+                                 f"published {format_ts(view.published_ms[j.version])}"]))
+            for v in view.refused:
+                print("\t".join([jid, f"v{v.version}" if v.version is not None else "v?", v.result,
+                                 f"published {format_ts(v.pub.timestamp_ms)}", v.reason]))
+            if not rows and not view.refused:
+                print(f"{jid}\t(tombstone)")
+        return 0
+    from orchestrator.core import load_journey_dir
+    policies = policies_for(args)
+    journeys, problems = load_journey_dir(args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys",
+                                          channels=policies.channels)
+    for j in sorted(journeys, key=lambda j: j.id):
+        print(f"{j.id}\tv{j.version}\tentry={j.entry_on}\tpriority={j.priority}\tgroup={j.group or '-'}"
+              f"\t{'enabled' if j.enabled else 'disabled'}\t{j.source}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list[tuple[Path, str, object]], list[str]]:
+    """(path, text, Journey) for every journey file under ``paths``, and every problem found."""
+    from orchestrator.core.journeys import journey_files, parse_journey
+    found: list[Path] = []
+    for item in paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
+        p = Path(item)
+        found.extend(journey_files(p) if p.is_dir() else [p])
+    out, problems = [], []
+    for path in found:
+        try:
+            text = path.read_text(encoding="utf-8")
+            out.append((path, text, parse_journey(text, str(path), channels=channels)))
+        except OSError as exc:
+            problems.append(f"{path}:1: cannot read file: {exc}")
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    return out, problems
+
+
+def publish_journeys(args: argparse.Namespace) -> int:
+    from orchestrator.runtime.registry import journeys_topic, read_published, survey
+    from orchestrator.runtime.topics import ensure_topics
+    settings = Settings.from_env()
+    policies = load_policies(args.policies or settings.policies)
+    local, problems = local_definitions(args.paths, policies.channels)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("nothing published: fix the definitions above first", file=sys.stderr)
+        return 1
+    # The journeys topic as the worker would create it (compacted), never the broker's defaults.
+    asyncio.run(ensure_topics(settings, policies.channels, only=[journeys_topic(settings)]))
+    published, _ = asyncio.run(read_published(settings))
+    views = survey(settings, published, policies.channels)
+    to_send: list[tuple[str, str]] = []
+    for path, text, j in local:
+        view = views.get(j.id)
+        known = view.texts if view is not None else {}       # versions loaded, not refused records
+        if j.version in known:
+            if known[j.version] == text:
+                print(f"{path}: {j.id} version {j.version} is already published, unchanged")
+                continue
+            print(f"{path}: {j.id} version {j.version} is already published with different content; "
+                  f"bump version: to publish a change (customers in flight keep their version)", file=sys.stderr)
+            return 1
+        if known and max(known) > j.version and not args.force:
+            print(f"{path}: {j.id} version {j.version} is older than the published version {max(known)}; "
+                  "publish a higher version (or use --force)", file=sys.stderr)
+            return 1
+        to_send.append((j.id, text))
+        print(f"{path}: publishing {j.id} version {j.version}"
+              f"{' (shadow)' if j.shadow else ''}{' (disabled)' if not j.enabled else ''}")
+    if to_send:
+        asyncio.run(publish(settings, to_send))
+        print(f"published {len(to_send)} journey(s) to {settings.topic('journeys')}; workers load them without a restart")
+    return 0
+
+
+def diff(args: argparse.Namespace) -> int:
+    from orchestrator.runtime.registry import read_published, survey
+    settings = Settings.from_env()
+    if args.shadow:
+        from orchestrator.core.shadow import compare, render_comparison
+        from orchestrator.admin.stats import beside_shadow, read_decisions
+        decisions = asyncio.run(read_decisions(settings))
+        paired, shadow_version, live_version = beside_shadow(decisions, args.shadow)
+        if shadow_version is None:
+            seen = any(d.get("journey") == args.shadow for d in decisions)
+            print(f"error: journey {args.shadow} has {'no shadow decisions' if seen else 'no decisions'} on "
+                  f"{settings.topic('decisions')}; publish a version with shadow: true and let it see traffic"
+                  f"{'' if seen else ' (is the journey id right?)'}", file=sys.stderr)
+            return 1
+        report = compare(paired, args.shadow)
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render_comparison(report))
+        return 0
+    policies = load_policies(args.policies or settings.policies)
+    local, problems = local_definitions(args.paths, policies.channels)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    published, _ = asyncio.run(read_published(settings))
+    views = survey(settings, published, policies.channels)
+    changed = 0
+    for path, text, j in local:
+        view = views.get(j.id)
+        texts = view.texts if view is not None else {}
+        live = view.live if view is not None else None
+        if j.version in texts:
+            # The same version as published: it may not change (workers refuse new content for it).
+            base, label = texts[j.version], f"{j.id} v{j.version} (published)"
+            if base == text:
+                print(f"{j.id}: unchanged (version {j.version})")
+                continue
+            print(f"{j.id}: version {j.version} is published with other content; bump version: to publish a change")
+        elif live is not None:
+            base, label = texts[live.version], f"{j.id} v{live.version} (published, live)"
+            print(f"{j.id}: version {j.version} is not published yet; against the live version {live.version}:")
+        else:
+            print(f"{j.id}: new (version {j.version}, {path}), not published yet")
+            changed += 1
+            continue
+        changed += 1
+        diff = difflib.unified_diff(base.splitlines(keepends=True), text.splitlines(keepends=True),
+                                    fromfile=label, tofile=str(path))
+        sys.stdout.writelines(diff)
+    return 1 if problems else (3 if changed and args.exit_code else 0)
+
+
+async def publish(settings: Settings, items: list[tuple[str, str]]) -> None:
+    """Send (journey id, YAML text) records, waiting for every acknowledgement."""
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), acks="all", enable_idempotence=True)
+    await start_client(producer, settings)
+    try:
+        for jid, text in items:
+            await producer.send_and_wait(settings.topic("journeys"), value=text.encode(), key=jid.encode())
+    finally:
+        await producer.stop()
