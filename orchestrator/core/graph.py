@@ -38,7 +38,7 @@ from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNod
                                         SendNode, SplitNode, WaitForNode, WaitNode)
 from orchestrator.core.timeutil import parse_ts_ms
 
-# Node kinds handled explicitly below; tests/test_graph.py checks that it covers journeys.Node.
+# Node kinds handled explicitly below; tests/unit/test_graph.py checks that it covers journeys.Node.
 HANDLED_NODE_TYPES = (SendNode, BranchNode, SplitNode, WaitNode, WaitForNode, ExitNode)
 
 ENTRY = "<entry>"        # pseudo node names: cannot clash with a node (NODE_NAME has no < >)

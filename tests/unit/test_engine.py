@@ -11,7 +11,7 @@ from orchestrator.core.state import (
     OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_outputs,
 )
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
-from tests.corehelpers import (
+from tests.unit.corehelpers import (
     ACTION_KEYS, CHANNELS, DAY, DECISION_KEYS, DECISION_OUTCOMES, HOUR, MIN, SUPPRESSION_KEYS,
     SUPPRESSION_REASONS, T0, Customer, actions, decisions, engine, ev, journey, suppressions,
 )

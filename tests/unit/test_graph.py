@@ -29,7 +29,7 @@ from orchestrator.core.journeys import load_journey_file
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.simulate import Simulation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ("email", "sms", "push", "inapp", "web", "ads")
 EXAMPLES = sorted((ROOT / "journeys").glob("*.yaml"))
 MERMAID_BLOCK = re.compile(r"```mermaid\n(.*?)```", re.S)

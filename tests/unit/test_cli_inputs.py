@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.corehelpers import DAY, MIN, T0, line_of, raw_event
+from tests.unit.corehelpers import DAY, MIN, T0, line_of, raw_event
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 JOURNEY = """\
 journey: hi

@@ -33,7 +33,7 @@ from orchestrator.core.policies import load_policies
 from orchestrator.localkafka.install import kafka_version
 from orchestrator.testing.net import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"

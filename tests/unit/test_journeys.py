@@ -14,9 +14,9 @@ from orchestrator.core.journeys import (
 )
 from orchestrator.core.yamlsrc import load as load_yaml
 from orchestrator.errors import DefinitionError
-from tests.corehelpers import CHANNELS, DAY, HOUR, line_of
+from tests.unit.corehelpers import CHANNELS, DAY, HOUR, line_of
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # SPEC §4, verbatim (also journeys/cart-recovery.yaml).
 SPEC_EXAMPLE = """\

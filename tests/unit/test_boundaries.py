@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
+PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator"
 
 KAFKA = ("aiokafka", "confluent_kafka", "kafka", "faust", "mode")
 ASYNC = ("asyncio", "uvloop", "aiohttp")

@@ -9,9 +9,9 @@ import pytest
 from orchestrator.core import Policies, load_policies, parse_policies
 from orchestrator.core.policies import DEFAULT_CHANNELS, FrequencyRule, QuietHours
 from orchestrator.errors import ConfigError, DefinitionError
-from tests.corehelpers import DAY, HOUR, line_of
+from tests.unit.corehelpers import DAY, HOUR, line_of
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 SPEC_POLICIES = """\
 channels: [email, sms, push, inapp, web, ads]

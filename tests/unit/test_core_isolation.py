@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("faust", "aiokafka", "rocksdict", "kafka", "mode", "uvloop")
 
 PROBE = """
