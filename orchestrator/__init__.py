@@ -1,12 +1,16 @@
 """orchestrator: real-time journey orchestration on Kafka.
 
-Layers (imports only point downwards):
+Rooms (imports only point downwards; ``tests/unit/test_boundaries.py`` checks it):
 
-- ``orchestrator.core``: pure, synchronous decision logic (events, journeys,
-  expressions, policies, state, engine). Imports only the stdlib, msgspec and
-  PyYAML, never faust, aiokafka or rocksdict.
-- ``orchestrator.runtime``: the Faust worker that feeds Kafka events to the core
-  and writes its effects back to Kafka.
+- ``orchestrator.core``: pure, synchronous decision logic (events, journeys, expressions,
+  policies, state, engine, gate). Imports only the stdlib, msgspec and PyYAML: never a Kafka
+  client, RocksDB or asyncio.
+- ``orchestrator.runtime``: the worker process that feeds Kafka events to the core in batches and
+  writes its effects back to Kafka, with its RocksDB state.
+- ``orchestrator.admin``: what each command-line tool does; ``orchestrator.adapters``: the
+  reference channel adapter; ``orchestrator.localkafka``: the local dev broker;
+  ``orchestrator.observability``: metrics, logs, the progress line; ``orchestrator.testing``:
+  what tests and benchmarks use to run the product.
 - ``orchestrator.cli``: the ``orchestrator`` command.
 """
 
