@@ -36,8 +36,8 @@ class BatchSender:
     def partition(self, key: bytes) -> int:
         p = self._part.get(key)
         if p is None:
-            from aiokafka.partitioner import murmur2
-            p = self._part[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+            from orchestrator.runtime.kafka import partition_for
+            p = self._part[key] = partition_for(key, self.partitions)
         return p
 
     async def add(self, key: bytes, value: bytes) -> None:
