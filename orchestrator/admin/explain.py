@@ -21,7 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.runtime.kafka import partition_for, read_to_end, start_client
 from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
-from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state
+from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state, remembered_count
 from orchestrator.core.timeutil import format_ts
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
@@ -86,7 +86,7 @@ def describe_state(state: CustomerState) -> dict[str, Any]:
                        for ch, e in sorted(state.engagement.items())},
         "activity": {t: {"count_by_day": len(a.days), "last_at": format_ts(a.last_ms)}
                      for t, a in sorted(state.activity.items())},
-        "events_remembered_for_dedup": len(state.seen),
+        "events_remembered_for_dedup": remembered_count(state),
         "notes": _notes(state),
     }
 

@@ -25,7 +25,7 @@ from orchestrator.core.journeys import (
 from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import (
-    ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
+    ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
     engagement_for, prune_stamps, record_activity, remember_event, tombstone,
 )
 from orchestrator.core.timeutil import format_ts
@@ -143,8 +143,6 @@ class Engine:
         if state.erased_ms is not None:                         # a tombstone: nothing else to fire
             if now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
                 return Result(None, [])
-            if state.outbox and now_ms >= state.erased_ms + OUTBOX_KEEP_MS:
-                state.outbox = {}       # the erasure's outputs kept for a replay; committed long since
             return Result(state, [])
         out = _Effects()
         self._fire_due(state, customer_id, now_ms, out)

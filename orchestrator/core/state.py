@@ -7,12 +7,15 @@ defaults, so older records keep decoding.
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import Any
 
 import msgspec
 
 DEDUP_WINDOW_MS = 25 * 3_600_000      # SPEC: duplicates ignored within at least 24 h
 DEDUP_MAX_IDS = 20_000
+SEEN_HASH_LEN = 8
 ENGAGEMENT_WINDOW_MS = 30 * 86_400_000
 ENGAGEMENT_MAX_STAMPS = 256
 ACTIVITY_MAX_TYPES = 128
@@ -21,7 +24,7 @@ ACTION_REFS_MAX = 256
 DAY_MS = 86_400_000
 
 
-class Instance(msgspec.Struct, kw_only=True):
+class Instance(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One customer's active run through one journey version."""
 
     journey: str
@@ -54,46 +57,36 @@ class ActionRef(msgspec.Struct, array_like=True):
     ts_ms: int
 
 
-class Engagement(msgspec.Struct, kw_only=True):
+class Engagement(msgspec.Struct, kw_only=True, omit_defaults=True):
     sent: list[int] = []
     opened: list[int] = []
     clicked: list[int] = []
     last_opened_ms: int | None = None
 
 
-class Activity(msgspec.Struct, kw_only=True):
+class Activity(msgspec.Struct, kw_only=True, omit_defaults=True):
     days: dict[int, int] = {}         # day number (epoch days) -> count
     last_ms: int = 0
 
 
-class Session(msgspec.Struct, kw_only=True):
+class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
     started_ms: int = 0
     last_ms: int = 0
     event_count: int = 0
     categories: list[str] = []
 
 
-class Outbox(msgspec.Struct, array_like=True):
-    """Outputs of one recent input message, kept until its offset is surely committed.
-
-    If the worker dies after the state write but before the outputs were
-    acknowledged, the message is replayed; finding its coordinates here, the
-    worker re-sends these exact outputs (same ids) instead of deciding again.
-    """
-
-    at_ms: int
-    outputs: list[tuple[str, str, bytes]]   # (topic suffix, key, JSON value)
-
-
-OUTBOX_KEEP_MS = 10 * 60_000
-OUTBOX_MAX = 64
 # A tombstone lives as long as the event ids it remembers can still be duplicated.
 TOMBSTONE_KEEP_MS = DEDUP_WINDOW_MS
 
 
-class CustomerState(msgspec.Struct, kw_only=True):
+class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True):
     profile: dict[str, Any] = {}
-    seen: dict[str, int] = {}                     # event_id -> processed at (ms)
+    # Event ids processed in the duplicate window (see :func:`remember_event`): 8-byte hashes, and
+    # beside them when each was processed (4-byte seconds). Compact and decoded as two byte strings.
+    seen_ids: bytes = b""
+    seen_at: bytes = b""
+    seen: dict[str, int] = {}                     # the same, as states before 2026-12 kept it (read, migrated)
     instances: dict[str, Instance] = {}           # journey id -> active instance
     exits: dict[str, int] = {}                    # journey id -> last exit (ms), for re-entry
     sends: list[tuple[int, str]] = []             # (ms, channel), for frequency caps
@@ -101,7 +94,6 @@ class CustomerState(msgspec.Struct, kw_only=True):
     engagement: dict[str, Engagement] = {}
     activity: dict[str, Activity] = {}
     session: Session = msgspec.field(default_factory=Session)
-    outbox: dict[str, Outbox] = {}                # "partition:offset" of an input -> its outputs
     # Set only on the tombstone an erasure leaves (see :func:`tombstone`); a new event clears it.
     erased_ms: int | None = None
 
@@ -109,7 +101,7 @@ class CustomerState(msgspec.Struct, kw_only=True):
         """The earliest timer of any instance, or ``None``; a tombstone's own timers (see :func:`tombstone`)."""
         due = None
         if self.erased_ms is not None:
-            due = self.erased_ms + (OUTBOX_KEEP_MS if self.outbox else TOMBSTONE_KEEP_MS)
+            due = self.erased_ms + TOMBSTONE_KEEP_MS
         for inst in self.instances.values():
             for t in (inst.due_ms, inst.deadline_ms):
                 if t is not None and (due is None or t < due):
@@ -133,46 +125,72 @@ def tombstone(state: CustomerState, now_ms: int) -> CustomerState:
     """What an erasure leaves of ``state``: the event ids still inside the duplicate window.
 
     Nothing personal survives (no profile, journeys, sends, engagement, activity or session):
-    an event id and the time it was processed are all that is kept, so that a redelivered
-    earlier event is still ignored (SPEC §2). The worker adds the erasure's own outputs to the
-    outbox, so a replayed erasure re-sends them instead of deciding again. Two due times (so the
-    worker's timer index wakes it): ``erased_ms + OUTBOX_KEEP_MS`` drops that outbox entry (the
-    erasure is committed long before), ``erased_ms + TOMBSTONE_KEEP_MS`` removes the tombstone,
-    when every id it keeps has left the window. A genuinely new event before that starts from
-    it (see ``Engine.on_event``).
+    hashes of event ids and the times they were processed are all that is kept, so that a
+    redelivered earlier event is still ignored (SPEC §2). A replayed erasure re-sends its first
+    outputs from the worker's journal like any input (see :mod:`orchestrator.runtime.batch`). The
+    tombstone's due time ``erased_ms + TOMBSTONE_KEEP_MS`` (the worker's timer index wakes it)
+    removes it when every id it keeps has left the window. A genuinely new event before that
+    starts from it (see ``Engine.on_event``).
     """
-    cutoff = now_ms - DEDUP_WINDOW_MS
-    seen = {k: t for k, t in state.seen.items() if t >= cutoff}
-    return CustomerState(seen=seen, erased_ms=now_ms)
+    _prune_seen(state, now_ms)
+    return CustomerState(seen_ids=state.seen_ids, seen_at=state.seen_at, erased_ms=now_ms)
+
+
+def _event_hash(event_id: str) -> bytes:
+    return hashlib.blake2b(event_id.encode(), digest_size=SEEN_HASH_LEN).digest()
+
+
+def remembered(state: CustomerState, event_id: str) -> bool:
+    """Whether ``event_id`` was processed within the duplicate window (kept in ``state``)."""
+    if state.seen:
+        _migrate_seen(state)
+    ids, h = state.seen_ids, _event_hash(event_id)
+    i = ids.find(h)
+    while i != -1:
+        if i % SEEN_HASH_LEN == 0:
+            return True
+        i = ids.find(h, i + 1)
+    return False
+
+
+def remembered_count(state: CustomerState) -> int:
+    return len(state.seen_ids) // SEEN_HASH_LEN + len(state.seen)
 
 
 def remember_event(state: CustomerState, event_id: str, now_ms: int) -> bool:
-    """Record ``event_id``; ``False`` if it was already seen (a duplicate)."""
-    seen = state.seen
-    if event_id in seen:
+    """Record ``event_id``; ``False`` if it was already seen (a duplicate).
+
+    Ids are kept as 64-bit hashes: two different ids of one customer collide with a chance of
+    about n / 2^64 for n ids in the window (at most ``DEDUP_MAX_IDS``), far below one in 10^14.
+    """
+    if remembered(state, event_id):
         return False
-    seen[event_id] = now_ms
-    if len(seen) > 64 and len(seen) % 64 == 0:   # amortised pruning
-        cutoff = now_ms - DEDUP_WINDOW_MS
-        for key in [k for k, t in seen.items() if t < cutoff]:
-            del seen[key]
-        while len(seen) > DEDUP_MAX_IDS:
-            del seen[next(iter(seen))]
+    state.seen_ids += _event_hash(event_id)
+    state.seen_at += (now_ms // 1000).to_bytes(4, "little")
+    n = len(state.seen_ids) // SEEN_HASH_LEN
+    if n > 64 and n % 64 == 0:                  # amortised pruning
+        _prune_seen(state, now_ms)
     return True
 
 
-def remember_outputs(state: CustomerState, coord: str, now_ms: int,
-                     outputs: list[tuple[str, str, bytes]]) -> None:
-    """Keep ``outputs`` of the input at ``coord`` (see :class:`Outbox`); drop old entries."""
-    box = state.outbox
-    if box:
-        cutoff = now_ms - OUTBOX_KEEP_MS
-        for key in [k for k, e in box.items() if e.at_ms < cutoff]:
-            del box[key]
-        while len(box) >= OUTBOX_MAX:
-            del box[next(iter(box))]
-    if outputs:
-        box[coord] = Outbox(now_ms, outputs)
+def _prune_seen(state: CustomerState, now_ms: int) -> None:
+    """Drop ids processed before the window, and the oldest beyond ``DEDUP_MAX_IDS``."""
+    if state.seen:
+        _migrate_seen(state)
+    cutoff = (now_ms - DEDUP_WINDOW_MS) // 1000
+    ids, at = state.seen_ids, state.seen_at
+    keep = [i for i, (t,) in enumerate(struct.iter_unpack("<I", at)) if t >= cutoff][-DEDUP_MAX_IDS:]
+    if len(keep) * SEEN_HASH_LEN != len(ids):
+        state.seen_ids = b"".join(ids[i * SEEN_HASH_LEN:(i + 1) * SEEN_HASH_LEN] for i in keep)
+        state.seen_at = b"".join(at[i * 4:(i + 1) * 4] for i in keep)
+
+
+def _migrate_seen(state: CustomerState) -> None:
+    """Move ids kept by an older state (``seen``: id -> ms) into the compact form."""
+    old, state.seen = state.seen, {}
+    for event_id, ms in old.items():
+        state.seen_ids += _event_hash(event_id)
+        state.seen_at += (ms // 1000).to_bytes(4, "little")
 
 
 def prune_stamps(stamps: list[int], cutoff: int) -> list[int]:

@@ -6,11 +6,21 @@ This is the whole path of an event from the consumer to an action:
 - ``ingest``: validate an event of ``<prefix>.events``; a bad one becomes a dead letter; one keyed
   by its customer_id in its home partition is decided at once, any other is forwarded re-keyed to
   the internal topic (``<prefix>.internal.events-by-customer``) and decided when it comes back;
-- ``decide``: read the customer's state once per batch (the checkpoint's overlay of states not
-  yet in RocksDB first, then RocksDB), re-send the outputs of an input decided before a crash
-  (its *outbox*), or run the engine and queue its outputs;
-- at the end of the batch, one changelog record per changed customer, after the outputs; every
-  record is appended to producer batches without awaiting, then handed to the producer at once.
+- ``decide``: re-send the outputs of an input decided before a crash (found in the *journal*,
+  below), or read the customer's state once per batch (the checkpoint's overlay of states not
+  yet in RocksDB first, then RocksDB), run the engine and queue its outputs;
+- at the end of the batch, one changelog record per changed customer and one journal record per
+  input partition, after the outputs; every record is appended to producer batches without
+  awaiting, then handed to the producer at once.
+
+The journal replaces an outbox kept inside each customer's state: the outputs of the batch's
+inputs, by input offset, in one changelog record per partition and input topic (key ``j``, see
+:mod:`~orchestrator.runtime.store`). It is durable with the states (step 3) before the offsets are
+committed (step 5), so when a crash replays an input, its outputs are in the journal: they are
+re-sent with the same ids and nothing is decided again. On assignment the journals of the
+partition's uncommitted offsets are loaded (:meth:`Decider.adopt`); once its offsets are committed
+a journal is tombstoned. Counts are kept in plain integers and pushed to the metrics once per
+batch (:class:`~orchestrator.runtime.counters.Tally`).
 
 What comes back is a :class:`~orchestrator.runtime.checkpoint.Flush` for steps 3-5.
 """
@@ -23,18 +33,19 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event, encode_event, parse_event
-from orchestrator.core.state import CustomerState, decode_state, encode_state, remember_outputs
+from orchestrator.core.state import CustomerState, decode_state, encode_state
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
-from orchestrator.runtime.counters import Counters
+from orchestrator.runtime.counters import Counters, Tally
 from orchestrator.runtime.kafka import partition_for
-from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, timer_key
+from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, journal_key, timer_key
 from orchestrator.runtime.timers import TICK
 
 log = logging.getLogger("orchestrator.worker")
@@ -103,8 +114,17 @@ class Decider:
         self._now = 0
         self._cache: dict[bytes, _Entry] = {}
         self._ticks: list[bytes] = []
-        self._decided = 0
-        self._decide_s = 0.0
+        self._tally = Tally()
+        # Partition of a key, per partition count (murmur2 once per key, not once per record).
+        self._placed: dict[int, dict[bytes, int]] = {}
+        self._home_count = partition_counts[settings.keyed_topic]
+        # Journals: this batch's outputs by input (partition, topic code) -> [(offset, outputs)];
+        # the journals written and not yet tombstoned: partition -> [(code, first, last offset)];
+        # the outputs of inputs to re-send when replayed: partition -> {(code, offset): outputs}.
+        self._journal: dict[tuple[int, bytes], list[tuple[int, list[tuple[str, str, bytes]]]]] = {}
+        self._journals: dict[int, list[tuple[bytes, int, int]]] = {}
+        self._replay: dict[int, dict[tuple[bytes, int], list[tuple[str, str, bytes]]]] = {}
+        self._code_topic = {b"e": settings.events_topic, b"k": settings.keyed_topic}
 
     async def run(self, records: dict[TopicPartition, list[Any]], ready: set[int]) -> Flush:
         """Decide every record of partitions in ``ready``, queue the results, hand them to the producer."""
@@ -113,8 +133,9 @@ class Decider:
         self._now = now_ms()
         self._cache = {}
         self._ticks = []
-        self._decided = 0
-        self._decide_s = 0.0
+        self._tally = tally = Tally()
+        started = time.perf_counter()
+        decided = 0
         commits: dict[TopicPartition, int] = {}
         for tp, msgs in records.items():
             p = tp.partition
@@ -122,12 +143,13 @@ class Decider:
                 continue                   # revoked meanwhile: the new owner reads them
             store = self.stores.get(p)
             ingest = tp.topic == events_topic
+            decided += len(msgs)
             for msg in msgs:
                 try:
                     if ingest:
                         self.ingest(msg, p, store)
                     else:
-                        self.decide(msg.key, msg.value, f"k{p}:{msg.offset}", p, store)
+                        self.decide(msg.key, msg.value, b"k", msg.offset, p, store)
                 except WorkerFailure:
                     raise
                 except Exception:
@@ -148,8 +170,10 @@ class Decider:
             changes.setdefault(e.partition, []).append((key, e.old_due, new))
             overlay[key] = (seq, new)
             self._out.add(changelog, e.partition, STATE + key, new)
-        if self._decided:
-            self.counters.metrics.processing.observe(self._decide_s / self._decided)
+        journals = self._write_journals(changelog)
+        if decided:
+            self.counters.metrics.processing.observe((time.perf_counter() - started) / decided)
+        self.counters.add(tally)
         futures: list[asyncio.Future] = []
         changelog_futures: list[tuple[int, asyncio.Future, int]] = []
         for topic, partition, fut, count in await self._out.submit():
@@ -157,7 +181,7 @@ class Decider:
             if topic == changelog:
                 changelog_futures.append((partition, fut, count))
         self._out = Outbound(self.producer)
-        flush = Flush(seq, futures, changelog_futures, changes, commits, self._ticks)
+        flush = Flush(seq, futures, changelog_futures, changes, commits, self._ticks, journals)
         self._cache = {}
         self._ticks = []
         return flush
@@ -171,7 +195,7 @@ class Decider:
                 self._round_robin += 1
                 partition = self._round_robin % n
             else:
-                partition = partition_for(key, n)
+                partition = self._place(key, n)
         try:
             self._out.add(topic, partition, key, value)
         except Exception as exc:  # noqa: BLE001 - e.g. a record over the size limit
@@ -179,6 +203,18 @@ class Decider:
 
     def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
         self._send_raw(self.topic_names[suffix], key, value, None)
+
+    def _place(self, key: bytes, n: int) -> int:
+        """``partition_for(key, n)``, remembered (a bounded cache: cleared when it grows large)."""
+        placed = self._placed.get(n)
+        if placed is None:
+            placed = self._placed[n] = {}
+        p = placed.get(key)
+        if p is None:
+            if len(placed) >= PLACED_MAX:
+                placed.clear()
+            p = placed[key] = partition_for(key, n)
+        return p
 
     # ------------------------------------------------------------------ records in
     def ingest(self, msg: Any, p: int, store: PartitionStore) -> None:
@@ -190,22 +226,31 @@ class Decider:
             log.exception("event validation failed unexpectedly")
             parsed = Rejection("invalid_schema", f"validation error: {type(exc).__name__}")
         if isinstance(parsed, Rejection):
-            self.counters.dead_letter(parsed.reason)
+            self._tally.dead[parsed.reason] += 1
             record = dead_letter(parsed, topic=msg.topic, partition=p, offset=msg.offset, raw=value,
                                  now_ms=self._now)
             self._send("dlq", msg.key, orjson.dumps(record))
             return
         cid = parsed.customer_id.encode()
-        home = partition_for(cid, self.partition_counts[s.keyed_topic])   # = the partition of the customer's state
+        home = self._place(cid, self._home_count)      # = the partition of the customer's state
         if msg.key == cid and p == home:
-            self.decide(cid, parsed, f"e{p}:{msg.offset}", p, store)
+            self.decide(cid, parsed, b"e", msg.offset, p, store)
         else:
             self._send_raw(s.keyed_topic, cid, encode_event(parsed), home)
 
-    def decide(self, key: bytes, value: bytes | Event, coord: str, p: int, store: PartitionStore) -> None:
-        c, engine, now = self.counters, self.engine, self._now
-        m = c.metrics
-        started = time.perf_counter()
+    def decide(self, key: bytes, value: bytes | Event, code: bytes, offset: int, p: int, store: PartitionStore) -> None:
+        """One input of partition ``p``: an event, or a timer's tick, of the customer ``key``; ``code``
+        and ``offset`` say where it was read (``e``: the events topic, ``k``: the internal one)."""
+        t, engine, now = self._tally, self.engine, self._now
+        replay = self._replay.get(p)
+        if replay:
+            done = replay.pop((code, offset), None)
+            if done is not None:
+                # This exact input was decided before a crash: re-send its outputs, decide nothing.
+                for topic, okey, out in done:
+                    self._send(topic, okey.encode(), out)
+                t.replayed += len(done)
+                return
         is_tick = isinstance(value, bytes) and value[:1] == TICK
         if is_tick:
             ev = None
@@ -215,7 +260,7 @@ class Decider:
             try:
                 ev = decode_event(value)
             except Exception:
-                log.exception("undecodable record on the internal topic at %s", coord)
+                log.exception("undecodable record on the internal topic at %s%d:%d", code.decode(), p, offset)
                 return
         entry = self._cache.get(key)
         if entry is None:
@@ -225,13 +270,6 @@ class Decider:
                      else _Entry(p, None, None))
             self._cache[key] = entry
         state = entry.state
-        box = state.outbox.get(coord) if state is not None else None
-        if box is not None:
-            # This exact message was applied before a crash: re-send its outputs, decide nothing.
-            for topic, okey, out in box.outputs:
-                self._send(topic, okey.encode(), out)
-            m.replayed_outputs.inc(len(box.outputs))
-            return
         old_due = state.next_due_ms() if state is not None else None
         try:
             if is_tick:
@@ -244,45 +282,100 @@ class Decider:
             return
         if is_tick:
             due = value[1:1 + DUE_LEN]
-            m.timers_fired.inc()
-            m.timer_lateness.observe(max(0.0, (now - int.from_bytes(due, "big")) / 1000))
+            t.timers_fired += 1
+            t.lateness_s.append(max(0.0, (now - int.from_bytes(due, "big")) / 1000))
             self._ticks.append(timer_key(due, key))
         elif result.duplicate:
-            c.duplicate.inc()
+            t.duplicate += 1
             return
         else:
-            c.valid.inc()
-            m.last_event_ts.set(ev.ts_ms / 1000)
-        for lc in result.lifecycle:
-            c.lifecycle(lc)
-        c.invalid_fields(result.invalid_fields)
-        encoded = [(o.topic, o.key, orjson.dumps(o.value)) for o in result.outputs]
-        for (topic, okey, out), o in zip(encoded, result.outputs):
-            self._send(topic, okey.encode(), out)
-            c.output(o.topic, o.value, now, event_triggered=not is_tick)
+            t.valid += 1
+            if ev.ts_ms > t.last_event_ms:
+                t.last_event_ms = ev.ts_ms
+        if result.lifecycle:
+            t.lifecycle.extend(result.lifecycle)
+        if result.invalid_fields:
+            t.invalid_fields.update(result.invalid_fields)
+        outputs = result.outputs
+        if outputs:
+            cid = key.decode() if is_tick else ev.customer_id
+            encoded = []
+            for o in outputs:
+                out = orjson.dumps(o.value)
+                encoded.append((o.topic, o.key, out))
+                self._send(o.topic, key if o.key == cid else o.key.encode(), out)
+                t.output(o.topic, o.value)
+                if not is_tick and o.topic[0] == "a":
+                    # Only sends an event triggered directly: a send after a wait (or a quiet-hours
+                    # deferral) is late on purpose.
+                    t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
+            journal = self._journal.get((p, code))
+            if journal is None:
+                journal = self._journal[(p, code)] = []
+            journal.append((offset, encoded))
         new_state = result.state
         if new_state is None:
             entry.dirty = entry.dirty or entry.old_due is not None or entry.state is not None
             entry.state = None
         else:
-            new_due = new_state.next_due_ms()
-            if result.outputs or state is None or not is_tick or new_due != old_due:
-                if new_state.outbox:
-                    self._prune_outbox(new_state)
-                remember_outputs(new_state, coord, now, encoded)
+            if outputs or state is None or not is_tick or new_state.next_due_ms() != old_due:
                 entry.dirty = True
             entry.state = new_state
-        self._decided += 1
-        self._decide_s += time.perf_counter() - started
 
-    def _prune_outbox(self, state: CustomerState) -> None:
-        """Forget the outputs of inputs whose offsets are committed: they are never replayed here.
+    # ------------------------------------------------------------------ the journal
+    def _write_journals(self, changelog: str) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """This batch's journal records, and tombstones for journals whose offsets are all committed:
+        queued to the changelog, returned as rows for RocksDB (step 4)."""
+        rows: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        positions = self.checkpoint.positions
+        for p, kept in self._journals.items():
+            if not kept:
+                continue
+            still = []
+            for code, first, last in kept:
+                done = positions.get(TopicPartition(self._code_topic[code], p))
+                if done is not None and last < done:
+                    key = journal_key(code, first)
+                    self._out.add(changelog, p, key, None)
+                    rows.setdefault(p, []).append((key, None))
+                else:
+                    still.append((code, first, last))
+            self._journals[p] = still
+        for (p, code), entries in self._journal.items():
+            key = journal_key(code, entries[0][0])
+            value = _journal_encoder.encode(entries)
+            self._out.add(changelog, p, key, value)
+            rows.setdefault(p, []).append((key, value))
+            self._journals.setdefault(p, []).append((code, entries[0][0], entries[-1][0]))
+        self._journal = {}
+        return rows
 
-        Coordinates are "e<partition>:<offset>" (events topic) or "k<partition>:<offset>" (internal)."""
-        positions, events, keyed = self.checkpoint.positions, self.settings.events_topic, self.settings.keyed_topic
-        box = state.outbox
-        for coord in list(box):
-            head, _, offset = coord.partition(":")
-            done = positions.get(TopicPartition(events if head[0] == "e" else keyed, int(head[1:])))
-            if done is not None and int(offset) < done:
-                del box[coord]
+    def adopt(self, p: int, store: PartitionStore, committed: dict[bytes, int | None]) -> None:
+        """A partition assigned (and restored): the outputs of its journaled inputs at or after the
+        committed offsets (``committed``: topic code -> next offset to process, ``None``: nothing
+        committed) are re-sent if those inputs come again; older journals are tombstoned."""
+        replay: dict[tuple[bytes, int], list[tuple[str, str, bytes]]] = {}
+        kept: list[tuple[bytes, int, int]] = []
+        for key, value in store.journals():
+            code, first = key[1:2], int.from_bytes(key[2:10], "big")
+            entries = _journal_decoder.decode(value)
+            kept.append((code, first, entries[-1][0] if entries else first))
+            done = committed.get(code)
+            for offset, outputs in entries:
+                if done is None or offset >= done:
+                    replay[(code, offset)] = [tuple(o) for o in outputs]
+        self._replay[p] = replay
+        self._journals[p] = kept
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions revoked: their journals are the next owner's."""
+        for p in partitions:
+            self._replay.pop(p, None)
+            self._journals.pop(p, None)
+            for key in [k for k in self._journal if k[0] == p]:
+                del self._journal[key]
+
+
+PLACED_MAX = 500_000
+_journal_encoder = msgspec.msgpack.Encoder()
+_journal_decoder = msgspec.msgpack.Decoder(list[tuple[int, list[tuple[str, str, bytes]]]])

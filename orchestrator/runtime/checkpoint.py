@@ -32,13 +32,14 @@ MAX_BATCHES_IN_FLIGHT = 8         # handed to the checkpoint, not yet committed
 class Flush:
     """A decided batch on its way to Kafka, RocksDB and the offset commit."""
 
-    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq")
+    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq", "journals")
 
     def __init__(self, seq: int, futures: list[asyncio.Future], changelog: list[tuple[int, asyncio.Future, int]],
                  changes: dict[int, list[tuple[bytes, bytes | None, bytes | None]]],
-                 commits: dict[TopicPartition, int], ticks: list[bytes]) -> None:
+                 commits: dict[TopicPartition, int], ticks: list[bytes],
+                 journals: dict[int, list[tuple[bytes, bytes | None]]] | None = None) -> None:
         self.seq, self.futures, self.changelog, self.changes = seq, futures, changelog, changes
-        self.commits, self.ticks = commits, ticks
+        self.commits, self.ticks, self.journals = commits, ticks, journals or {}
 
 
 class Checkpoint:
@@ -51,7 +52,7 @@ class Checkpoint:
         self.on_ticks_done = on_ticks_done
         # Customer key -> (batch sequence, value) written by a batch not yet in RocksDB.
         self.overlay: dict[bytes, tuple[int, bytes | None]] = {}
-        # Committed offset (the next to process) per input partition: the lag gauge, outbox pruning.
+        # Committed offset (the next to process) per input partition: the lag gauge, journal pruning.
         self.positions: dict[TopicPartition, int] = {}
         self.failed: BaseException | None = None
         self._queue: asyncio.Queue[Flush] = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
@@ -107,8 +108,8 @@ class Checkpoint:
             offsets: dict[int, int] = {}
             for p, fut, count in item.changelog:
                 offsets[p] = max(offsets.get(p, -1), fut.result().offset + count - 1)
-            for p, rows in item.changes.items():
-                self.stores.get(p).write(rows, offsets.get(p))
+            for p in item.changes.keys() | item.journals.keys():
+                self.stores.get(p).write(item.changes.get(p, []), offsets.get(p), item.journals.get(p, ()))
             seq = item.seq
             for rows in item.changes.values():
                 for key, _, _ in rows:
@@ -123,7 +124,7 @@ class Checkpoint:
                 await self.commit(commits)
             except Exception as exc:  # noqa: BLE001 - e.g. the group rebalanced meanwhile
                 # Harmless: the state is durable; whoever owns the partitions replays these inputs,
-                # finds them in the outbox (same outputs, same ids) and decides nothing twice.
+                # finds them in the journal (same outputs, same ids) and decides nothing twice.
                 log.warning("offset commit failed (%s); those inputs will be replayed", type(exc).__name__)
             else:
                 self.positions.update(commits)

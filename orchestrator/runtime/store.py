@@ -7,12 +7,16 @@ Keys inside a partition's database:
                        followed by the msgpack :class:`CustomerState`
 ``t`` + due + cid      empty: the timer index, ordered by due time
 ``o``                  offset (8 bytes) of the last changelog record applied
+``j`` + topic + offset   the *journal* of one batch: the outputs of its inputs
+                       from one input topic (``e`` events, ``k`` internal) of
+                       this partition, from that first offset (8 bytes) on
 =====================  =====================================================
 
 The changelog topic (``<prefix>.internal.state-changelog``, compacted, one
-partition per input partition) carries the ``c`` records only, value = the same
-bytes or a tombstone; the timer index is derived from the due prefix, so it
-costs no changelog traffic and a restore rebuilds it.
+partition per input partition) carries the ``c`` and ``j`` records, value = the
+same bytes or a tombstone; the timer index is derived from the due prefix, so it
+costs no changelog traffic and a restore rebuilds it. A journal is tombstoned once
+the offsets it covers are committed (see :mod:`orchestrator.runtime.batch`).
 
 Write order (see :mod:`orchestrator.runtime.checkpoint`): a batch's changelog records
 and outputs are acknowledged by Kafka first, then written here in one
@@ -32,6 +36,7 @@ from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 STATE = b"c"
 TIMER = b"t"
 OFFSET_KEY = b"o"
+JOURNAL = b"j"
 DUE_LEN = 8                       # the big-endian due ms in front of a state, and in a timer key
 NO_DUE = bytes(DUE_LEN)
 
@@ -61,6 +66,11 @@ def timer_key(due: bytes, customer_key: bytes) -> bytes:
     return TIMER + due + customer_key
 
 
+def journal_key(code: bytes, first_offset: int) -> bytes:
+    """Key of the journal of one batch's inputs from topic ``code`` (``e``/``k``) of a partition."""
+    return JOURNAL + code + first_offset.to_bytes(8, "big")
+
+
 def split_timer_key(key: bytes) -> tuple[bytes, bytes]:
     """(due, customer key) of a timer index key."""
     return key[1:1 + DUE_LEN], key[1 + DUE_LEN:]
@@ -88,13 +98,20 @@ class PartitionStore:
         raw = self.db.get(OFFSET_KEY)
         return None if raw is None else int.from_bytes(raw, "big")
 
-    def write(self, changes: list[tuple[bytes, bytes | None, bytes | None]], changelog_offset: int | None) -> None:
-        """Apply ``(customer key, old due prefix, new value)`` changes and the changelog offset atomically.
+    def write(self, changes: list[tuple[bytes, bytes | None, bytes | None]], changelog_offset: int | None,
+              journals: list[tuple[bytes, bytes | None]] = ()) -> None:
+        """Apply ``(customer key, old due prefix, new value)`` changes, journal records ``(key,
+        value or None)`` and the changelog offset atomically.
 
         The old due prefix (the first 8 bytes of the value stored now, ``None`` if there is none)
         says which timer index entry to replace.
         """
         wb = WriteBatch(raw_mode=True)
+        for key, value in journals:
+            if value is None:
+                wb.delete(key)
+            else:
+                wb.put(key, value)
         for key, old_due, new in changes:
             old_due = old_due or NO_DUE
             new_due = new[:DUE_LEN] if new else NO_DUE
@@ -112,16 +129,30 @@ class PartitionStore:
         self.db.write(wb)
 
     def apply_changelog(self, records: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
-        """Restore: apply changelog records (key = ``c`` + customer id) up to ``last_offset``."""
+        """Restore: apply changelog records (states and journals) up to ``last_offset``."""
         latest: dict[bytes, bytes | None] = {}
+        journals: dict[bytes, bytes | None] = {}
         for key, value in records:
             if key[:1] == STATE:
                 latest[key[1:]] = value
+            elif key[:1] == JOURNAL:
+                journals[key] = value
         rows = []
         for k, v in latest.items():
             old = self.get(k)
             rows.append((k, old[:DUE_LEN] if old else None, v))
-        self.write(rows, last_offset)
+        self.write(rows, last_offset, list(journals.items()))
+
+    def journals(self) -> list[tuple[bytes, bytes]]:
+        """Every journal kept (key, value), in key order."""
+        it = self.db.iter()
+        it.seek(JOURNAL)
+        out = []
+        while it.valid() and it.key()[:1] == JOURNAL:
+            out.append((it.key(), it.value()))
+            it.next()
+        del it
+        return out
 
     def due(self, now_ms: int, after: bytes | None = None) -> Iterator[bytes]:
         """Timer keys (``t`` + due + customer) due at or before ``now_ms``, in due order."""

@@ -30,6 +30,9 @@ from orchestrator.runtime.kafka import existing_partitions, start_client
 log = logging.getLogger(__name__)
 
 COMPACTED = {"cleanup.policy": "compact"}
+# The changelog holds customer states and journals (outputs, with their params): an erased
+# customer's earlier records must be compacted away within a bounded time, not "eventually".
+CHANGELOG = {**COMPACTED, "max.compaction.lag.ms": str(24 * 3_600_000)}
 
 
 def output_topics(settings: Settings, channels: tuple[str, ...]) -> list[str]:
@@ -43,7 +46,7 @@ def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[
     for name in output_topics(settings, channels):
         topics[name] = {}
     topics[settings.topic("journeys")] = dict(COMPACTED)
-    topics[settings.changelog_topic] = dict(COMPACTED)
+    topics[settings.changelog_topic] = dict(CHANGELOG)
     return topics
 
 

@@ -27,9 +27,9 @@ Until step 4, a batch's new states live in an in-memory overlay that later batch
 read first, so deciding never waits for Kafka round trips (they overlap with the next
 batch instead of adding up). A state change is durable (changelog) before its input
 offset is committed, and the local database is never ahead of the changelog. A crash
-between 3 and 5 replays the batch: each state keeps the outputs of its recent inputs
-(the *outbox*, by input coordinates), so a replayed record re-sends exactly those
-outputs (same ids) and decides nothing again. Partitions being revoked wait until
+between 3 and 5 replays the batch: the outputs of its inputs are in the changelog too
+(the *journal*, by input offset, see :mod:`~orchestrator.runtime.batch`), so a replayed
+record re-sends exactly those outputs (same ids) and decides nothing again. Partitions being revoked wait until
 every batch in flight is committed, so a graceful hand-over replays nothing
 (restore and warm copies: :mod:`~orchestrator.runtime.recovery`; timers:
 :mod:`~orchestrator.runtime.timers`; endpoints: :mod:`~orchestrator.runtime.web`).
@@ -229,14 +229,19 @@ class Worker:
             self.ready -= partitions
             self.timers.reset()
             self.checkpoint.forget(partitions)
+            self.decider.forget(partitions)
         if partitions:
             log.info("partitions revoked: %s", sorted(partitions))
 
     async def _assigned(self, partitions: set[int]) -> None:
         COORDINATOR_WAIT.joined()              # from now on, coordinator trouble is worth its ERROR lines
         async with self._lock:
-            await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic,
-                                   partitions - self.ready, self.metrics)
+            new = partitions - self.ready
+            await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic, new, self.metrics)
+            for p in sorted(new):
+                committed = {code: await self.consumer.committed(TopicPartition(topic, p))
+                             for code, topic in ((b"e", self.settings.events_topic), (b"k", self.settings.keyed_topic))}
+                self.decider.adopt(p, self.stores.get(p), committed)
             self.ready.clear()
             self.ready.update(partitions)
         log.info("partitions assigned: %s", sorted(partitions))

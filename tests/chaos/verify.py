@@ -63,7 +63,7 @@ def verify(out: Outcome, exp: Expected, obs: Observer, lines: list[Line], coords
             fp = next(iter(obs.actions[aid]))
             dup_by_node[f"{fp[4]}/{fp[6]}"] += n - 1
     d["duplicates_by_journey_node"] = dict(dup_by_node.most_common())
-    # A copy with the same decided_at is a re-send of the record (the outbox, or a producer retry);
+    # A copy with the same decided_at is a re-send of the record (the journal, or a producer retry);
     # another decided_at means the input was decided again (its state write was lost too).
     dups = [a for a, n in obs.action_counts.items() if n > 1]
     d["duplicates_resent"] = sum(1 for a in dups if len(obs.decided_at[a]) == 1)

@@ -173,7 +173,7 @@ async def test_sigkill_during_erasures_never_recontacts_an_erased_customer(tmp_p
         records = await read_all([w.topic(t) for t in OUTPUTS])
     finally:
         w2.stop()
-    print(f"\n{len(records)} output records; {replayed:.0f} re-sent from the outbox after the SIGKILL")
+    print(f"\n{len(records)} output records; {replayed:.0f} re-sent from the journal after the SIGKILL")
 
     # The same id never carries different content. A replay whose state change had reached the changelog
     # re-sends the first record byte for byte; one whose state change had not (the worker died after

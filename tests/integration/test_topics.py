@@ -51,6 +51,21 @@ async def describe(prefix: str) -> dict[str, tuple[int, str]]:
         await admin.close()
 
 
+async def topic_config(topic: str, name: str) -> str | None:
+    """One topic-level config value, as the broker reports it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {name: None})]):
+            for res in response.to_object()["resources"]:
+                for entry in res["config_entries"]:
+                    if entry["config_names"] == name:
+                        return entry["config_value"]
+        return None
+    finally:
+        await admin.close()
+
+
 def env_for(prefix: str, tmp: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": prefix, "ORCH_PARTITIONS": "4",
             "ORCH_POLICIES": str(HERE / "policies.yaml"), "ORCH_DATA_DIR": str(tmp / f"cli-{prefix}"), **extra}
@@ -95,6 +110,8 @@ async def test_fresh_prefix_publish_then_explain_then_worker_with_4_partitions(t
         for name, (partitions, policy) in topics.items():
             assert partitions == 4, name
             assert policy == ("compact" if name[len(prefix) + 1:] in COMPACTED else "delete"), name
+        # An erased customer's earlier states and journals are compacted away within a day.
+        assert await topic_config(f"{prefix}.internal.state-changelog", "max.compaction.lag.ms") == "86400000"
         deadline = time.monotonic() + 60
         while total(w.metrics(), "orch_journey_publications_total{result=loaded}") < 2:
             assert time.monotonic() < deadline, w.log_tail()

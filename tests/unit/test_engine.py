@@ -8,7 +8,7 @@ import pytest
 from orchestrator.core import Engine, JourneySet, Policies
 from orchestrator.core.policies import FrequencyRule, QuietHours
 from orchestrator.core.state import (
-    OUTBOX_KEEP_MS, TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_outputs,
+    TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_event, remembered, remembered_count,
 )
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from tests.unit.corehelpers import (
@@ -318,7 +318,7 @@ def test_profile_erased_drops_state_and_suppresses_everything() -> None:
 
 def test_profile_erased_of_an_unknown_customer_still_suppresses() -> None:
     r = engine(CART).on_event(None, ev("profile.erased", "c-9", T0, "e-erase"), T0)
-    assert r.state is not None and set(r.state.seen) == {"e-erase"}
+    assert r.state is not None and remembered(r.state, "e-erase") and remembered_count(r.state) == 1
     sup = one(suppressions(r.outputs))
     assert sup["reason"] == "erased" and sup["channels"] == list(CHANNELS) and sup["cancels"] == []
 
@@ -359,7 +359,7 @@ def test_a_new_event_after_erasure_starts_from_nothing_and_may_enrol() -> None:
     assert again["action_id"] != first and again["trigger_event_id"] == "e-new"
     assert one(decisions(out, "entered"))["journey"] == "ew"
     assert c.state.erased_ms is None and c.state.profile == {}      # a customer again, from nothing
-    assert "e-1" in c.state.seen                                     # earlier ids are still duplicates
+    assert remembered(c.state, "e-1")                                # earlier ids are still duplicates
     assert c.engine.on_event(c.state, ev("cart.updated", "c-1", T0, "e-1"), T0 + 3 * HOUR).duplicate
 
 
@@ -372,8 +372,11 @@ def test_the_erasure_tombstone_keeps_nothing_personal() -> None:
     c.event("message.opened", T0 + MIN, eid="e-open", action_id=aid, channel="email")
     c.event("profile.erased", T0 + HOUR, eid="e-erase")
     kept = c.state
-    assert kept == CustomerState(seen={"e-p": T0 - MIN, "e-go": T0, "e-open": T0 + MIN, "e-erase": T0 + HOUR},
-                                 erased_ms=T0 + HOUR)
+    ids = CustomerState()
+    for eid, at in (("e-p", T0 - MIN), ("e-go", T0), ("e-open", T0 + MIN), ("e-erase", T0 + HOUR)):
+        remember_event(ids, eid, at)
+    assert kept == CustomerState(seen_ids=ids.seen_ids, seen_at=ids.seen_at, erased_ms=T0 + HOUR)
+    assert not remembered(kept, "e-old") and not remembered(kept, "Ann")
     assert decode_state(encode_state(kept)) == kept
 
 
@@ -387,25 +390,15 @@ def test_the_tombstone_expires_when_its_ids_leave_the_duplicate_window() -> None
     assert gone.state is None and gone.outputs == []
     # An event after the expiry, before any timer fired, starts from an empty state too.
     late = c.engine.on_event(c.state, ev("cart.updated", "c-1", expiry, "e-1"), expiry)
-    assert not late.duplicate and late.state.erased_ms is None and set(late.state.seen) == {"e-1"}
-
-
-def test_the_erasure_outputs_kept_for_a_replay_are_dropped_after_the_outbox_window() -> None:
-    c, _ = erased_customer()
-    erased = T0 + HOUR
-    remember_outputs(c.state, "e0:7", erased, [("suppressions", "c-1", b"{}")])   # what the worker adds
-    assert c.state.next_due_ms() == erased + OUTBOX_KEEP_MS                 # the worker's timer index wakes it
-    assert c.engine.on_timer(c.state, "c-1", erased + OUTBOX_KEEP_MS - 1).state.outbox
-    kept = c.engine.on_timer(c.state, "c-1", erased + OUTBOX_KEEP_MS).state
-    assert kept.outbox == {} and kept.next_due_ms() == erased + TOMBSTONE_KEEP_MS
-    assert set(kept.seen) == {"e-profile", "e-1", "e-erase"}
+    assert not late.duplicate and late.state.erased_ms is None
+    assert remembered(late.state, "e-1") and remembered_count(late.state) == 1
 
 
 def test_erasing_twice_keeps_one_tombstone_with_both_ids() -> None:
     c, _ = erased_customer()
     sup = one(suppressions(c.event("profile.erased", T0 + 2 * HOUR, eid="e-erase-2")))
     assert sup["cancels"] == [] and c.state.erased_ms == T0 + 2 * HOUR
-    assert {"e-erase", "e-erase-2", "e-1"} <= set(c.state.seen)
+    assert all(remembered(c.state, eid) for eid in ("e-erase", "e-erase-2", "e-1"))
 
 
 # ---------------------------------------------------------------------------- goal and exit

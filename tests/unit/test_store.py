@@ -66,3 +66,18 @@ def test_standby_targets_follow_the_partitions_after_the_owned_ones():
     assert standby_targets(1, 6, set(range(6))) == set()
     assert standby_targets(0, 6, {0}) == set()
     assert standby_targets(1, 6, set()) == set()
+
+
+def test_journals_are_written_restored_and_tombstoned_with_the_states(tmp_path: Path):
+    from orchestrator.runtime.store import journal_key
+    stores = Stores(str(tmp_path))
+    store = stores.get(2)
+    j1, j2 = journal_key(b"e", 100), journal_key(b"k", 7)
+    store.write([(b"ann", None, value(None, b"s"))], changelog_offset=3, journals=[(j1, b"one"), (j2, b"two")])
+    assert store.journals() == [(j1, b"one"), (j2, b"two")]
+    store.write([], changelog_offset=4, journals=[(j1, None)])            # tombstoned once committed
+    assert store.journals() == [(j2, b"two")] and store.changelog_offset() == 4
+    # A restore elsewhere applies the same changelog records: states and journals alike.
+    other = Stores(str(tmp_path / "other")).get(2)
+    other.apply_changelog([(b"c" + b"ann", value(None, b"s")), (j1, b"one"), (j2, b"two"), (j1, None)], 4)
+    assert other.journals() == [(j2, b"two")] and other.get(b"ann") == value(None, b"s")
