@@ -164,6 +164,38 @@ def test_picture_shows_nodes_edges_conditions_weights_waits_and_annotations():
         assert needle in text, needle
 
 
+V2_YAML = """
+journey: v2
+entry: {on: [cart.updated, checkout.started], max_entries: 3}
+exit: {if: profile.plan == "enterprise"}
+start: morning
+nodes:
+  morning: {wait_until: "09:00", days: [mon, tue, wed, thu, fri], next: offer}
+  offer:
+    send: email
+    template: offer-1
+    window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
+    exempt: [frequency, quiet_hours]
+    next: night
+  night: {wait_until: "22:30", next: receipt}
+  receipt: {send: sms, template: r, window: {days: [sat, sun]}}
+"""
+
+
+def test_picture_shows_the_journey_language_v2():
+    j = parse_journey(V2_YAML, "v2.yaml", channels=CHANNELS)
+    text = to_dot(picture(j))
+    for needle in ('label="v2 v1\\nentry on cart.updated or checkout.started\\nat most 3 entries"',
+                   '"morning" [shape=box, style="rounded", label="morning\\nwait until 09:00 mon-fri"]',
+                   'label="offer\\nsend email\\ntemplate offer-1\\nwindow mon-fri 09:00-18:00\\n'
+                   'exempt from frequency, quiet_hours"',
+                   'label="night\\nwait until 22:30"',
+                   'label="receipt\\nsend sms\\ntemplate r\\nwindow sat, sun"',
+                   'label="exit if profile.plan == \\"enterprise\\""',
+                   '"morning" -> "offer";', '"offer" -> "night";', '"night" -> "receipt";'):
+        assert needle in text, needle
+
+
 def test_mermaid_escapes_what_would_break_a_label():
     text = to_mermaid(picture(paths_journey()))
     assert ('n_choose -->|"if profile.tier == #quot;gold#quot; and event.properties.note != '
