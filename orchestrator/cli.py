@@ -282,6 +282,41 @@ def cmd_journeys_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confidence(value: float) -> float:
+    if not 50 <= value < 100:
+        raise ConfigError(f"--confidence {value:g} is not a percentage between 50 and 100: give one like 95")
+    return value / 100
+
+
+def cmd_journeys_winner(args: argparse.Namespace) -> int:
+    from orchestrator.admin.winner import render_report, winner
+    from orchestrator.runtime.stats import read_decisions
+    confidence = _confidence(args.confidence)
+    policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
+    j = _graph_journey(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
+                       policies.channels)
+    text = Path(j.source).read_text(encoding="utf-8")
+    decisions = asyncio.run(read_decisions(_settings()))
+    report, new_text = winner(j, text, decisions, split=args.split, confidence=confidence, metric=args.metric,
+                              channels=policies.channels)
+    if args.output and new_text is not None:
+        Path(args.output).write_text(new_text, encoding="utf-8")
+    if args.json:
+        print(orjson.dumps({**report, "next_version_text": new_text}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(render_report(report))
+    if new_text is not None:
+        nv = report["next_version"]
+        where = f"written to {args.output}" if args.output else "below; -o FILE writes it to a file"
+        note = "" if nv["comments_kept"] else " (written out anew: the file's comments are not kept)"
+        print(f"\nnext version of {j.source}: version {nv['version']}, split {nv['replaces']} replaced by "
+              f"{nv['by']}{note}; {where}; then `journeys diff` and `journeys publish` it")
+        if not args.output:
+            print()
+            sys.stdout.write(new_text)
+    return 0
+
+
 # ---------------------------------------------------------------------------- simulate
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.core import Engine, JourneySet, load_journey_dir
@@ -497,6 +532,19 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("--to", dest="until", metavar="T", help="with --stats: until this time (default: now)")
     jg.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     jg.set_defaults(fn=cmd_journeys_graph)
+
+    jw = jsub.add_parser("winner", help="compare the arms of a split (from <prefix>.decisions); when one wins, "
+                         "print the next version with the split replaced by it")
+    jw.add_argument("journey", metavar="JOURNEY", help="a journey id in the journeys folder, or a file")
+    jw.add_argument("--metric", choices=["goal"], default="goal", help="what counts as a conversion (default goal)")
+    jw.add_argument("--confidence", type=float, default=95.0, metavar="PCT",
+                    help="confidence of the two-sided test, in percent (default 95)")
+    jw.add_argument("--split", metavar="NODE", help="the split node (default: the journey's only reachable split)")
+    jw.add_argument("--journeys", metavar="DIR", help="journeys folder (default: $ORCH_JOURNEYS, else journeys)")
+    jw.add_argument("--policies", help="policies file (channels); default $ORCH_POLICIES")
+    jw.add_argument("-o", "--output", metavar="FILE", help="write the next version to FILE")
+    jw.add_argument("--json", action="store_true", help="print the report (and the next version) as JSON")
+    jw.set_defaults(fn=cmd_journeys_winner)
 
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
     s.add_argument("--journeys", required=True, metavar="DIR")

@@ -18,7 +18,7 @@ from orchestrator.core import events as ev_mod
 from orchestrator.core.catalog import JourneySet
 from orchestrator.core.events import Event
 from orchestrator.core.gate import Gate, customer_zone
-from orchestrator.core.ids import bucket, stable_hash
+from orchestrator.core.ids import stable_hash
 from orchestrator.core.journeys import (
     REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode, SplitNode, WaitForNode, WaitNode,
     WaitUntilNode,
@@ -298,13 +298,7 @@ class Engine:
                     self._finish(state, cid, inst, j, "no_branch_matched", now_ms, out)
                     return
             elif isinstance(node, SplitNode):
-                total = sum(w for w, _ in node.arms)
-                x = bucket("split", j.id, cid, node.name) * total
-                for w, nxt in node.arms:
-                    name = nxt
-                    if x < w:
-                        break
-                    x -= w
+                name = node.arms[node.arm_of(j.id, cid)][1]
             elif isinstance(node, WaitNode):
                 inst.due_ms = now_ms + node.ms
                 return

@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.core import yamlsrc
 from orchestrator.core.durations import parse_duration_ms, parse_percent
 from orchestrator.core.expressions import Expression, compile_expression
+from orchestrator.core.ids import bucket
 from orchestrator.core.localtime import ALL_DAYS, DAY_NAMES, Window, format_clock, format_days, parse_clock
 from orchestrator.errors import DefinitionError, ExpressionError
 
@@ -60,6 +61,16 @@ class BranchNode:
 class SplitNode:
     name: str
     arms: tuple[tuple[float, str], ...]                 # (weight, next)
+
+    def arm_of(self, journey_id: str, customer_id: str) -> int:
+        """The arm a customer takes: a deterministic function of (journey, customer, node) (SPEC §4),
+        so the engine and ``journeys winner`` always agree on it."""
+        x = bucket("split", journey_id, customer_id, self.name) * sum(w for w, _ in self.arms)
+        for i, (w, _) in enumerate(self.arms):
+            if x < w:
+                return i
+            x -= w
+        return len(self.arms) - 1                        # (rounding at the very top of the range)
 
 
 @dataclass(frozen=True)
@@ -578,15 +589,22 @@ def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None
         visit(name, [])
 
 
-def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:
-    """A warning for every node no path from ``start`` reaches (it can never run)."""
+def reachable(nodes: dict[str, Node], start: str) -> set[str]:
+    """The nodes some path from ``start`` reaches (``start`` included)."""
     reached = {start}
     todo = [start]
     while todo:
-        for succ in _successors(nodes[todo.pop()]):
+        node = nodes.get(todo.pop())
+        for succ in _successors(node) if node is not None else []:
             if succ in nodes and succ not in reached:
                 reached.add(succ)
                 todo.append(succ)
+    return reached
+
+
+def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:
+    """A warning for every node no path from ``start`` reaches (it can never run)."""
+    reached = reachable(nodes, start)
     return [f"{doc.where(('nodes', name))}: warning: node {name!r} is never reached from start {start!r}"
             for name in nodes if name not in reached]
 
