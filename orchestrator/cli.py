@@ -203,7 +203,7 @@ def cmd_journeys_diff(args: argparse.Namespace) -> int:
     return 1 if problems else (3 if changed and args.exit_code else 0)
 
 
-def _graph_journey(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: ANN202 - Journey
+def _journey_arg(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: ANN202 - Journey
     """JOURNEY is a file, or an id in the folder (its highest version, as a worker runs it)."""
     from orchestrator.core.journeys import load_journey_dir, load_journey_file
     path = Path(spec)
@@ -220,7 +220,7 @@ def _graph_journey(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: 
     return max(matches, key=lambda j: j.version)
 
 
-def _graph_time(value: str | None, now_ms: int) -> int | None:
+def _time_arg(value: str | None, now_ms: int) -> int | None:
     """``--from``/``--to``: RFC 3339, a date (UTC midnight), epoch ms, or a duration ago (``24h``)."""
     from orchestrator.core.durations import parse_duration_ms
     from orchestrator.core.timeutil import parse_ts_ms
@@ -249,12 +249,12 @@ def cmd_journeys_graph(args: argparse.Namespace) -> int:
     if (args.since or args.until) and not args.stats:
         raise ConfigError("--from and --to choose the span of the counts: add --stats")
     policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
-    journey = _graph_journey(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
+    journey = _journey_arg(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
                              policies.channels)
     counts = None
     if args.stats:
         now_ms = int(time.time() * 1000)
-        since, until = _graph_time(args.since, now_ms), _graph_time(args.until, now_ms)
+        since, until = _time_arg(args.since, now_ms), _time_arg(args.until, now_ms)
         if since is not None and until is not None and since >= until:
             raise ConfigError("--from must be before --to")
         from orchestrator.runtime.stats import read_decisions
@@ -293,7 +293,7 @@ def cmd_journeys_winner(args: argparse.Namespace) -> int:
     from orchestrator.runtime.stats import read_decisions
     confidence = _confidence(args.confidence)
     policies = _load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
-    j = _graph_journey(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
+    j = _journey_arg(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
                        policies.channels)
     text = Path(j.source).read_text(encoding="utf-8")
     decisions = asyncio.run(read_decisions(_settings()))
@@ -405,6 +405,31 @@ class _Progress:
             elapsed = self.time() - self.started
             sys.stderr.write(f"\r\x1b[2K{self.what}: {self.lines:,} events, {self.outputs:,} outputs in "
                              f"{elapsed:.1f} s\n")
+
+
+# ---------------------------------------------------------------------------- backtest
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import time
+
+    from orchestrator.admin.backtest import backtest, render
+    from orchestrator.core import load_journey_dir
+    now_ms = int(time.time() * 1000)
+    since, until = _time_arg(args.since, now_ms), _time_arg(args.until, now_ms)
+    if since >= until:
+        raise ConfigError("--from must be before --to")
+    settings = _settings()
+    policies = _load_policies(args.policies or settings.policies)
+    journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print("nothing replayed: fix the definitions above first", file=sys.stderr)
+        return 1
+    if not journeys:
+        raise ConfigError(f"{args.journeys}: no journeys found; give the folder of the journeys to try")
+    report = asyncio.run(backtest(settings, journeys, policies, since, until))
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render(report))
+    return 0
 
 
 # ---------------------------------------------------------------------------- kafka
@@ -551,6 +576,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policies", metavar="F")
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.set_defaults(fn=cmd_simulate)
+
+    bt = sub.add_parser("backtest", help="replay the events <prefix>.events retains in a span through the "
+                        "journeys in DIR; compare with the live decisions of that span (writes no topic)")
+    bt.add_argument("--journeys", required=True, metavar="DIR", help="the journeys to try (e.g. a changed copy)")
+    bt.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
+    bt.add_argument("--from", dest="since", required=True, metavar="T",
+                    help="RFC 3339 time, date (UTC midnight), epoch ms, or a duration ago (7d)")
+    bt.add_argument("--to", dest="until", required=True, metavar="T", help="end of the span (same forms)")
+    bt.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    bt.set_defaults(fn=cmd_backtest)
 
     e = sub.add_parser("explain", help="a customer's state and recent decisions (why did / didn't they get it?)")
     e.add_argument("customer_id", metavar="CUSTOMER_ID")
