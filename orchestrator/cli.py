@@ -221,12 +221,14 @@ def _journey_arg(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: AN
 
 
 def _time_arg(value: str | None, now_ms: int) -> int | None:
-    """``--from``/``--to``: RFC 3339, a date (UTC midnight), epoch ms, or a duration ago (``24h``)."""
+    """``--from``/``--to``: RFC 3339, a date (UTC midnight), epoch ms, a duration ago (``24h``), or ``now``."""
     from orchestrator.core.durations import parse_duration_ms
     from orchestrator.core.timeutil import parse_ts_ms
     if value is None:
         return None
     text = value.strip()
+    if text == "now":
+        return now_ms
     if text.isdigit():
         return int(text)
     try:
@@ -236,7 +238,7 @@ def _time_arg(value: str | None, now_ms: int) -> int | None:
     ms = parse_ts_ms(text + "T00:00:00Z" if len(text) == 10 else text)
     if ms is None:
         raise ConfigError(f"{value!r} is not a time: give an RFC 3339 time (2026-11-23T10:00:00Z), a date "
-                          "(2026-11-23), epoch milliseconds, or a duration ago (24h, 7d)")
+                          "(2026-11-23), epoch milliseconds, a duration ago (24h, 7d), or now")
     return ms
 
 
@@ -583,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
     bt.add_argument("--from", dest="since", required=True, metavar="T",
                     help="RFC 3339 time, date (UTC midnight), epoch ms, or a duration ago (7d)")
-    bt.add_argument("--to", dest="until", required=True, metavar="T", help="end of the span (same forms)")
+    bt.add_argument("--to", dest="until", required=True, metavar="T", help="end of the span (same forms, or now)")
     bt.add_argument("--json", action="store_true", help="print the comparison as JSON")
     bt.set_defaults(fn=cmd_backtest)
 

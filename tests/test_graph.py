@@ -341,7 +341,7 @@ def test_cli_finds_a_journey_by_id_or_file(capsys, monkeypatch):
     assert code == 0 and by_file == by_id == to_mermaid(picture(
         load_journey_file(ROOT / "journeys" / "cart-recovery.yaml", channels=CHANNELS)))
     code, dot_text, _ = run_cli(capsys, "journeys", "graph", "welcome", "--format", "dot")
-    assert code == 0 and dot_text.startswith("// journey welcome v1")
+    assert code == 0 and dot_text.startswith("// journey welcome v2")
 
 
 def test_cli_takes_the_highest_version_and_reports_broken_files(capsys, tmp_path):

@@ -20,7 +20,7 @@ with the same code:
 How arrows are counted. Decisions only name the node where something was decided: the entry
 (``entered`` at ``start``), each send's gate outcome, and the node a customer was at when they
 left (goal, exit, preemption). Between two decisions of one journey instance, a customer went from
-the first node to the second through nodes that record nothing (waits, ``wait_for``, branches,
+the first node to the second through nodes that record nothing (waits, ``wait_until``, ``wait_for``, branches,
 splits). When every such path shares an arrow, that arrow is counted; an arrow on some paths but
 not all (two branch cases to the same node, a split whose arms meet again) is not, and is drawn
 with ``≥`` before its count, which is then a lower bound. A customer still waiting after a send
