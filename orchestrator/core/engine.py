@@ -83,6 +83,8 @@ class Engine:
         self.journeys = journeys if isinstance(journeys, JourneySet) else JourneySet(journeys)
         self.policies = policies or Policies()
         self.gate = Gate(self.policies)
+        # How long a send is remembered for the frequency caps (their longest window; 0: no caps).
+        self._caps_ms = max((r.per_ms for r in self.policies.frequency), default=0)
 
     # ------------------------------------------------------------------ entry points
     def on_event(self, state: CustomerState | None, event: Event, now_ms: int) -> Result:
@@ -238,7 +240,8 @@ class Engine:
         ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
         state.instances[key] = inst
-        state.entries[key] = self._entries(state, key) + 1      # for entry.max_entries of any version
+        n = state.entries.get(key)                              # for entry.max_entries of any version
+        state.entries[key] = n + 1 if n is not None else self._entries(state, key) + 1
         if isinstance(out, _Effects) and not j.shadow:
             out.lifecycle.append(Lifecycle("entered", j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
         out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
@@ -323,7 +326,7 @@ class Engine:
     def _send(self, state: CustomerState, cid: str, inst: Instance, j: Journey, node: SendNode,
               event: Event | None, now_ms: int, out: list[Output]) -> bool:
         """Gate and send. Returns True if the instance is parked (a deferred send: its window or quiet hours)."""
-        gate, p = self.gate, self.policies
+        gate = self.gate
         visit = inst.visits.get(node.name, 1)
         action_id = "a-" + stable_hash(j.id, j.version, cid, inst.instance_id, node.name, visit)
         consented = [ch for ch in node.channels if gate.consents(state, ch)]
@@ -350,7 +353,11 @@ class Engine:
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap", capped, now_ms,
                                       shadow=inst.shadow))
             return False
-        params = self._params(state, inst, node, event, now_ms)
+        if event is None and inst.deferred_params is not None:
+            params = inst.deferred_params        # evaluated when the send was first decided
+        else:
+            ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
+            params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
         resume = gate.quiet_until(state, channel, now_ms) if not exempt or "quiet_hours" not in exempt else None
         if resume is not None:
             self._defer(cid, inst, j, node, channel, action_id, params, resume, "quiet_hours_deferred", now_ms, out)
@@ -382,7 +389,7 @@ class Engine:
         if channel not in inst.channels:
             inst.channels.append(channel)
         # Every send counts toward later sends' caps, an exempt one too.
-        longest = max((r.per_ms for r in p.frequency), default=0)
+        longest = self._caps_ms
         state.sends = [(t, ch) for t, ch in state.sends if t > now_ms - longest] if longest else []
         if longest:
             state.sends.append((now_ms, channel))
@@ -395,7 +402,8 @@ class Engine:
 
     def _params(self, state: CustomerState, inst: Instance, node: SendNode, event: Event | None,
                 now_ms: int) -> dict[str, Any]:
-        """A send's params: as evaluated when it was first decided, if it was deferred since."""
+        """A send's params: as evaluated when it was first decided, if it was deferred since (the
+        same as the inline evaluation in :meth:`_send`, which saves a call on every send)."""
         if event is None and inst.deferred_params is not None:
             return inst.deferred_params
         ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
