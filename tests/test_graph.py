@@ -196,6 +196,21 @@ def test_picture_shows_the_journey_language_v2():
         assert needle in text, needle
 
 
+def test_counts_through_wait_until_and_a_window_deferral():
+    j = parse_journey(V2_YAML, "v2.yaml", channels=CHANNELS)
+    saturday = parse_ts_ms("2026-03-14T12:00:00Z")
+    events = [(saturday, ev("w", "profile.updated", saturday, 0, consent={"sms": True})),
+              (saturday + 1, ev("w", "cart.updated", saturday + 1, 1))]
+    decisions = simulate(j, events, until_ms=saturday + 8 * 86_400_000)
+    assert [(d["node"], d["outcome"]) for d in decisions] == [
+        ("morning", "entered"), ("offer", "sent"), ("receipt", "window_deferred"), ("receipt", "sent"),
+        ("receipt", "exited")]
+    counts = count_decisions(j, decisions)
+    assert counts.unexplained == 0 and counts.unknown_nodes == 0
+    assert counts.edges == {(ENTRY, 0): 1, ("morning", 0): 1, ("offer", 0): 1, ("night", 0): 1, ("receipt", 0): 1}
+    assert counts.nodes["receipt"] == {"window_deferred": 1, "sent": 1, "exited completed": 1}
+
+
 def test_mermaid_escapes_what_would_break_a_label():
     text = to_mermaid(picture(paths_journey()))
     assert ('n_choose -->|"if profile.tier == #quot;gold#quot; and event.properties.note != '
