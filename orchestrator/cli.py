@@ -81,6 +81,11 @@ def cmd_journeys_graph(args: argparse.Namespace) -> int:
     return draw(args)
 
 
+def cmd_journeys_winner(args: argparse.Namespace) -> int:
+    from orchestrator.admin.winner import run
+    return run(args)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from orchestrator.admin.simulate import simulate
     return simulate(args)
@@ -99,6 +104,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from orchestrator.admin.demo import run_demo
     return run_demo(rate=args.rate, duration_s=args.duration)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from orchestrator.admin.backtest import run
+    return run(args)
 
 
 # ---------------------------------------------------------------------------- kafka
@@ -174,11 +184,34 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     jg.set_defaults(fn=cmd_journeys_graph)
 
+    jw = jsub.add_parser("winner", help="compare the arms of a split (from <prefix>.decisions); when one wins, "
+                         "print the next version with the split replaced by it")
+    jw.add_argument("journey", metavar="JOURNEY", help="a journey id in the journeys folder, or a file")
+    jw.add_argument("--metric", choices=["goal"], default="goal", help="what counts as a conversion (default goal)")
+    jw.add_argument("--confidence", type=float, default=95.0, metavar="PCT",
+                    help="confidence of the two-sided test, in percent (default 95)")
+    jw.add_argument("--split", metavar="NODE", help="the split node (default: the journey's only reachable split)")
+    jw.add_argument("--journeys", metavar="DIR", help="journeys folder (default: $ORCH_JOURNEYS, else journeys)")
+    jw.add_argument("--policies", help="policies file (channels); default $ORCH_POLICIES")
+    jw.add_argument("-o", "--output", metavar="FILE", help="write the next version to FILE")
+    jw.add_argument("--json", action="store_true", help="print the report (and the next version) as JSON")
+    jw.set_defaults(fn=cmd_journeys_winner)
+
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
     s.add_argument("--journeys", required=True, metavar="DIR")
     s.add_argument("--policies", metavar="F")
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.set_defaults(fn=cmd_simulate)
+
+    bt = sub.add_parser("backtest", help="replay the events <prefix>.events retains in a span through the "
+                        "journeys in DIR; compare with the live decisions of that span (writes no topic)")
+    bt.add_argument("--journeys", required=True, metavar="DIR", help="the journeys to try (e.g. a changed copy)")
+    bt.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
+    bt.add_argument("--from", dest="since", required=True, metavar="T",
+                    help="RFC 3339 time, date (UTC midnight), epoch ms, or a duration ago (7d)")
+    bt.add_argument("--to", dest="until", required=True, metavar="T", help="end of the span (same forms, or now)")
+    bt.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    bt.set_defaults(fn=cmd_backtest)
 
     e = sub.add_parser("explain", help="a customer's state and recent decisions (why did / didn't they get it?)")
     e.add_argument("customer_id", metavar="CUSTOMER_ID")

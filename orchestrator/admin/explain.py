@@ -80,6 +80,7 @@ def describe_state(state: CustomerState) -> dict[str, Any]:
             for jid, i in sorted(state.instances.items())
         },
         "last_exits": {jid: format_ts(ms) for jid, ms in sorted(state.exits.items())},
+        "entries": dict(sorted(state.entries.items())),
         "recent_sends": [{"at": format_ts(ms), "channel": ch} for ms, ch in state.sends],
         "engagement": {ch: {"sent": len(e.sent), "opened": len(e.opened), "clicked": len(e.clicked),
                             "last_opened_at": format_ts(e.last_opened_ms) if e.last_opened_ms else None}
@@ -122,6 +123,9 @@ def render_text(report: dict[str, Any]) -> str:
             lines.append("  active journeys: none")
         if state["last_exits"]:
             lines.append("  last exits: " + ", ".join(f"{k} at {v}" for k, v in state["last_exits"].items()))
+        if state.get("entries"):
+            lines.append("  entries so far (for entry.max_entries): "
+                         + ", ".join(f"{k} {n}" for k, n in state["entries"].items()))
         if state["recent_sends"]:
             lines.append("  sends counted by frequency caps: "
                          + ", ".join(f"{s['channel']} at {s['at']}" for s in state["recent_sends"]))

@@ -17,11 +17,13 @@ from typing import Any, NamedTuple
 from orchestrator.core import events as ev_mod
 from orchestrator.core.catalog import JourneySet
 from orchestrator.core.events import Event
-from orchestrator.core.gate import Gate
-from orchestrator.core.ids import bucket, stable_hash
+from orchestrator.core.gate import Gate, customer_zone
+from orchestrator.core.ids import stable_hash
 from orchestrator.core.journeys import (
     REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode, SplitNode, WaitForNode, WaitNode,
+    WaitUntilNode,
 )
+from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import (
@@ -81,6 +83,8 @@ class Engine:
         self.journeys = journeys if isinstance(journeys, JourneySet) else JourneySet(journeys)
         self.policies = policies or Policies()
         self.gate = Gate(self.policies)
+        # How long a send is remembered for the frequency caps (their longest window; 0: no caps).
+        self._caps_ms = max((r.per_ms for r in self.policies.frequency), default=0)
 
     # ------------------------------------------------------------------ entry points
     def on_event(self, state: CustomerState | None, event: Event, now_ms: int) -> Result:
@@ -117,11 +121,18 @@ class Engine:
             if j is None:
                 self._drop(state, event.customer_id, inst, now_ms, out)
                 continue
+            if etype not in j.listens and j.exit_if is None:
+                continue                        # nothing of this journey reacts to this event
             if etype in j.goal_on:
                 self._finish(state, event.customer_id, inst, j, "goal", now_ms, out,
                              suppress_reason="goal", suppress_channels=j.goal_suppress, cause=event.event_id)
             elif etype in j.exit_on:
                 self._finish(state, event.customer_id, inst, j, "exit", now_ms, out,
+                             suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
+            elif j.exit_if is not None and j.exit_if.truthy(
+                    Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
+                # exit.if (SPEC §4.1): after this event's state update, the same ending as exit.on
+                self._finish(state, event.customer_id, inst, j, "condition", now_ms, out,
                              suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif inst.waiting_for is not None and self._waits_for(j, inst, etype) \
                     and self._feedback_matches(state, inst, event):
@@ -171,14 +182,17 @@ class Engine:
             node = j.nodes.get(inst.node)
             fired_at = inst.due_ms
             inst.due_ms = None
-            if isinstance(node, (WaitNode, WaitForNode)):
+            if isinstance(node, (WaitNode, WaitForNode, WaitUntilNode)):
                 inst.trigger_event_id = f"timer:{inst.instance_id}:{inst.node}:{fired_at}"
             if isinstance(node, WaitNode):
                 self._run(state, cid, inst, j, node.next, None, now_ms, out)
+            elif isinstance(node, WaitUntilNode):
+                self._run(state, cid, inst, j, node.next, None, now_ms, out, released=(node.name,))
             elif isinstance(node, WaitForNode):
                 inst.waiting_for = None
                 self._run(state, cid, inst, j, node.on_timeout, None, now_ms, out)
             elif isinstance(node, SendNode) and inst.deferred:
+                # A deferred send (quiet hours or its window): the whole gate runs again.
                 inst.deferred, inst.deferred_action, inst.deferred_channel = False, None, None
                 self._run(state, cid, inst, j, node.name, None, now_ms, out, revisit=True)
             else:
@@ -192,6 +206,11 @@ class Engine:
             return
         # An entry condition that is false is not a refusal: nothing is recorded.
         if j.entry_if is not None and not j.entry_if.truthy(Namespaces(self.policies.channels, state, event, None, now_ms), now_ms):
+            return
+        if j.max_entries is not None and self._entries(state, key) >= j.max_entries:
+            # Checked before re-entry: it is the refusal that stays true.
+            out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "max_entries", now_ms,
+                                      shadow=j.shadow))
             return
         last_exit = state.exits.get(key)
         if last_exit is not None and (j.reentry_ms == REENTRY_NEVER or (
@@ -219,15 +238,39 @@ class Engine:
         ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
         state.instances[key] = inst
+        n = state.entries.get(key)                              # for entry.max_entries of any version
+        state.entries[key] = n + 1 if n is not None else self._entries(state, key) + 1
         if isinstance(out, _Effects) and not j.shadow:
             out.lifecycle.append(Lifecycle("entered", j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
         out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
                                   "holdout" if inst.holdout else "treatment", now_ms, shadow=j.shadow))
+        if j.exit_if is not None and j.exit_if.truthy(
+                Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
+            # The entry event is the first event of the customer in the journey: exit.if holds
+            # already, so the instance ends before its first node (nothing is sent).
+            self._finish(state, cid, inst, j, "condition", now_ms, out, suppress_reason="exit", cause=event.event_id)
+            return
         self._run(state, cid, inst, j, j.start, event, now_ms, out)
+
+    @staticmethod
+    def _entries(state: CustomerState, key: str) -> int:
+        """Entries into a journey (all versions) so far. A state written before entries were
+        counted has none for a journey it left: that was one entry at least."""
+        n = state.entries.get(key)
+        if n is None:
+            return 1 if key in state.exits else 0
+        return n
 
     # ------------------------------------------------------------------ walking nodes
     def _run(self, state: CustomerState, cid: str, inst: Instance, j: Journey, name: str | None,
-             event: Event | None, now_ms: int, out: list[Output], revisit: bool = False) -> None:
+             event: Event | None, now_ms: int, out: list[Output], revisit: bool = False,
+             released: tuple[str, ...] = ()) -> None:
+        """Walk from node ``name`` until the instance parks or ends.
+
+        ``released``: the ``wait_until`` nodes this walk has left already (by their timer, or at
+        once because it was that minute). Reached again in the same walk, such a node waits for
+        its next day rather than releasing again, so a loop through it cannot spin.
+        """
         for _ in range(MAX_STEPS):
             if name is None:
                 self._finish(state, cid, inst, j, "completed", now_ms, out)
@@ -256,13 +299,7 @@ class Engine:
                     self._finish(state, cid, inst, j, "no_branch_matched", now_ms, out)
                     return
             elif isinstance(node, SplitNode):
-                total = sum(w for w, _ in node.arms)
-                x = bucket("split", j.id, cid, node.name) * total
-                for w, nxt in node.arms:
-                    name = nxt
-                    if x < w:
-                        break
-                    x -= w
+                name = node.arms[node.arm_of(j.id, cid)][1]
             elif isinstance(node, WaitNode):
                 inst.due_ms = now_ms + node.ms
                 return
@@ -270,6 +307,14 @@ class Engine:
                 inst.waiting_for = " or ".join(node.event_types)     # for `explain`; matching reads the node
                 inst.due_ms = now_ms + node.timeout_ms
                 return
+            elif isinstance(node, WaitUntilNode):
+                due = next_time_of_day(now_ms, customer_zone(state), node.minute, node.days,
+                                       allow_now=name not in released)
+                if due > now_ms:
+                    inst.due_ms = due
+                    return
+                released = (*released, name)          # exactly that minute: on at once
+                name = node.next
             elif isinstance(node, ExitNode):
                 self._finish(state, cid, inst, j, node.reason, now_ms, out)
                 return
@@ -278,8 +323,8 @@ class Engine:
     # ------------------------------------------------------------------ the send gate
     def _send(self, state: CustomerState, cid: str, inst: Instance, j: Journey, node: SendNode,
               event: Event | None, now_ms: int, out: list[Output]) -> bool:
-        """Gate and send. Returns True if the instance is parked (deferred by quiet hours)."""
-        gate, p = self.gate, self.policies
+        """Gate and send. Returns True if the instance is parked (a deferred send: its window or quiet hours)."""
+        gate = self.gate
         visit = inst.visits.get(node.name, 1)
         action_id = "a-" + stable_hash(j.id, j.version, cid, inst.instance_id, node.name, visit)
         consented = [ch for ch in node.channels if gate.consents(state, ch)]
@@ -288,33 +333,32 @@ class Engine:
                                       f"no consent for {', '.join(node.channels)}", now_ms, shadow=inst.shadow))
             return False
         channel = consented[0] if len(consented) == 1 else gate.best_channel(state, consented, now_ms)
+        if node.window is not None:
+            opens = gate.window_opens(state, node.window, now_ms)
+            if opens is not None:
+                self._defer(cid, inst, j, node, channel, action_id, self._params(state, inst, node, event, now_ms),
+                            opens, "window_deferred", now_ms, out)
+                return True
         if inst.holdout or gate.globally_held_out(cid):
             # (inst.holdout also covers the global holdout as decided at entry; say which one)
             detail = "journey holdout" if gate.journey_held_out(j, cid) else "global holdout"
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms,
                                       shadow=inst.shadow))
             return False
-        capped = gate.frequency_capped(state, channel, now_ms)
+        exempt = node.exempt
+        capped = gate.frequency_capped(state, channel, now_ms) if not exempt or "frequency" not in exempt else None
         if capped is not None:
             out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap", capped, now_ms,
                                       shadow=inst.shadow))
             return False
-        ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
         if event is None and inst.deferred_params is not None:
             params = inst.deferred_params        # evaluated when the send was first decided
         else:
+            ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
             params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
-        resume = gate.quiet_until(state, channel, now_ms)
+        resume = gate.quiet_until(state, channel, now_ms) if not exempt or "quiet_hours" not in exempt else None
         if resume is not None:
-            inst.deferred, inst.deferred_action, inst.deferred_channel = True, action_id, channel
-            inst.deferred_params = params
-            inst.due_ms = resume
-            if action_id not in inst.action_ids:
-                inst.action_ids.append(action_id)
-            if channel not in inst.channels:
-                inst.channels.append(channel)
-            out.append(self._decision(cid, j.id, j.version, node.name, channel, "quiet_hours_deferred",
-                                      f"deferred to {format_ts(resume)}", now_ms, action_id, shadow=inst.shadow))
+            self._defer(cid, inst, j, node, channel, action_id, params, resume, "quiet_hours_deferred", now_ms, out)
             return True
         if inst.shadow:
             # Shadow: the decision is recorded; nothing is sent and nothing counts against caps.
@@ -342,7 +386,8 @@ class Engine:
             inst.action_ids.append(action_id)
         if channel not in inst.channels:
             inst.channels.append(channel)
-        longest = max((r.per_ms for r in p.frequency), default=0)
+        # Every send counts toward later sends' caps, an exempt one too.
+        longest = self._caps_ms
         state.sends = [(t, ch) for t, ch in state.sends if t > now_ms - longest] if longest else []
         if longest:
             state.sends.append((now_ms, channel))
@@ -352,6 +397,34 @@ class Engine:
         if len(state.actions) > ACTION_REFS_MAX:
             del state.actions[next(iter(state.actions))]
         return False
+
+    def _params(self, state: CustomerState, inst: Instance, node: SendNode, event: Event | None,
+                now_ms: int) -> dict[str, Any]:
+        """A send's params: as evaluated when it was first decided, if it was deferred since (the
+        same as the inline evaluation in :meth:`_send`, which saves a call on every send)."""
+        if event is None and inst.deferred_params is not None:
+            return inst.deferred_params
+        ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
+        return {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
+
+    def _defer(self, cid: str, inst: Instance, j: Journey, node: SendNode, channel: str, action_id: str,
+               params: dict[str, Any], until_ms: int, outcome: str, now_ms: int, out: list[Output]) -> None:
+        """Park the instance at a send until ``until_ms`` (quiet hours, or the node's window).
+
+        Both deferrals are one mechanism: the send's action id and channel join the instance's, so
+        a goal, an exit, a preemption or an unsubscribe while it waits cancels it in its
+        suppression; the timer re-runs the whole gate; the params and trigger event of this first
+        attempt are kept for the send that follows.
+        """
+        inst.deferred, inst.deferred_action, inst.deferred_channel = True, action_id, channel
+        inst.deferred_params = params
+        inst.due_ms = until_ms
+        if action_id not in inst.action_ids:
+            inst.action_ids.append(action_id)
+        if channel not in inst.channels:
+            inst.channels.append(channel)
+        out.append(self._decision(cid, j.id, j.version, node.name, channel, outcome,
+                                  f"deferred to {format_ts(until_ms)}", now_ms, action_id, shadow=inst.shadow))
 
     # ------------------------------------------------------------------ leaving
     def _finish(self, state: CustomerState, cid: str, inst: Instance, j: Journey, reason: str, now_ms: int,

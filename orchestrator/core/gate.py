@@ -2,19 +2,33 @@
 order: consent -> global/journey holdout -> frequency caps -> quiet hours. ``send: best`` picks,
 among the listed channels that pass consent, the one with the best smoothed engagement.
 
+A send node's own ``window`` (SPEC §4.1) is checked right after consent: outside it the send is
+deferred to the window's next opening, where the whole gate runs again. After consent, so nothing
+is deferred for a customer who cannot be contacted on the node's channels (and the deferral names
+the channel); before the holdout, so a held-out customer waits for the window exactly as a
+treated one does (both groups keep the same timing). A node's ``exempt`` skips frequency caps
+and/or quiet hours; consent is never skipped, and an exempt send still counts toward the caps of
+later sends.
+
 Each check answers a question about one customer's state; the engine turns the answers into
 decisions (:meth:`orchestrator.core.engine.Engine._send`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from orchestrator.core.durations import format_duration_ms
 from orchestrator.core.ids import bucket
 from orchestrator.core.journeys import Journey
+from orchestrator.core.localtime import Window, window_opening
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import ENGAGEMENT_WINDOW_MS, CustomerState
+
+
+def customer_zone(state: CustomerState) -> tzinfo:
+    """The customer's timezone (``profile.timezone``, an IANA name), UTC if absent or unknown."""
+    return zone(state.profile.get("timezone")) or timezone.utc
 
 
 class Gate:
@@ -56,7 +70,7 @@ class Gate:
         q = self.policies.quiet_hours
         if q is None or channel not in q.channels:
             return None
-        tz = zone(state.profile.get("timezone")) or timezone.utc
+        tz = customer_zone(state)
         local = datetime.fromtimestamp(now_ms / 1000, tz)
         minute = local.hour * 60 + local.minute
         start, end = q.start_min, q.end_min
@@ -69,6 +83,11 @@ class Gate:
         naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
         resume = naive.replace(tzinfo=tz)
         return int(resume.timestamp() * 1000)
+
+    @staticmethod
+    def window_opens(state: CustomerState, window: Window, now_ms: int) -> int | None:
+        """``None`` inside the send node's window, else when it next opens (customer's timezone)."""
+        return window_opening(now_ms, customer_zone(state), window)
 
     def frequency_capped(self, state: CustomerState, channel: str, now_ms: int) -> str | None:
         """Why a send on ``channel`` now would break a rolling cap (across all journeys), or ``None``."""

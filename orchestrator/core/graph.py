@@ -4,10 +4,11 @@ Pure (no I/O), so ``orchestrator journeys graph``, the README's pictures and the
 with the same code:
 
 - :func:`picture` turns a :class:`~orchestrator.core.journeys.Journey` into boxes and arrows:
-  the entry (``on``/``if``, re-entry, holdout, group) pointing at ``start``, one box per node
-  (sends with channel(s), template, exemptions and window; waits with their duration;
-  ``wait_for`` with its event types and timeout; exits with their reason) and notes for the goal
-  and the exit rules. Branch conditions, split shares and the two ways out of a ``wait_for`` are
+  the entry (``on``/``if``, re-entry, ``max_entries``, holdout, group) pointing at ``start``, one
+  box per node (sends with channel(s), template, window and exemptions; waits with their
+  duration; ``wait_until`` with its time of day and days; ``wait_for`` with its event types and
+  timeout; exits with their reason) and notes for the goal and the exit rules (``exit.on``,
+  ``exit.if``, ``max_touches``, ``max_duration``). Branch conditions, split shares and the two ways out of a ``wait_for`` are
   the arrows' labels. A send without ``next`` ends the journey (``completed``): it points at a
   synthetic *end* box.
 - :func:`count_decisions` reads Decision records (SPEC §3, the ``decisions`` topic) into
@@ -19,7 +20,7 @@ with the same code:
 How arrows are counted. Decisions only name the node where something was decided: the entry
 (``entered`` at ``start``), each send's gate outcome, and the node a customer was at when they
 left (goal, exit, preemption). Between two decisions of one journey instance, a customer went from
-the first node to the second through nodes that record nothing (waits, ``wait_for``, branches,
+the first node to the second through nodes that record nothing (waits, ``wait_until``, ``wait_for``, branches,
 splits). When every such path shares an arrow, that arrow is counted; an arrow on some paths but
 not all (two branch cases to the same node, a split whose arms meet again) is not, and is drawn
 with ``≥`` before its count, which is then a lower bound. A customer still waiting after a send
@@ -35,11 +36,11 @@ from typing import Any
 
 from orchestrator.core import journeys as jmod
 from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, Node,
-                                        SendNode, SplitNode, WaitForNode, WaitNode)
+                                        SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.timeutil import parse_ts_ms
 
 # Node kinds handled explicitly below; tests/unit/test_graph.py checks that it covers journeys.Node.
-HANDLED_NODE_TYPES = (SendNode, BranchNode, SplitNode, WaitNode, WaitForNode, ExitNode)
+HANDLED_NODE_TYPES = (SendNode, BranchNode, SplitNode, WaitNode, WaitForNode, WaitUntilNode, ExitNode)
 
 ENTRY = "<entry>"        # pseudo node names: cannot clash with a node (NODE_NAME has no < >)
 END = "<end>"
@@ -145,7 +146,7 @@ def ways_out(node: Node) -> list[tuple[str, str]]:
         case SplitNode(arms=arms):
             total = sum(w for w, _ in arms)
             return [(nxt, _percent(w, total)) for w, nxt in arms]
-        case WaitNode(next=nxt):
+        case WaitNode(next=nxt) | WaitUntilNode(next=nxt):
             return [(nxt, "")]
         case WaitForNode(on_event=on_event, on_timeout=on_timeout, timeout_ms=ms):
             return [(on_event, " or ".join(_types(node.event_types))), (on_timeout, f"timeout {format_duration_ms(ms)}")]
@@ -164,12 +165,10 @@ def _node_box(node: Node) -> Box:
             else:
                 lines = [name, f"send {node.channel}"]
             lines.append(f"template {node.template}")
-            exempt = getattr(node, "exempt", None)
-            if exempt:
-                lines.append(f"exempt from {_describe(exempt)}")
-            window = getattr(node, "window", None)
-            if window:
-                lines.append(f"window {_describe(window)}")
+            if node.window is not None:
+                lines.append(f"window {node.window}")
+            if node.exempt:
+                lines.append(f"exempt from {', '.join(node.exempt)}")
             return Box(name, "send", tuple(lines))
         case BranchNode():
             return Box(name, "branch", (name,))
@@ -177,6 +176,8 @@ def _node_box(node: Node) -> Box:
             return Box(name, "split", (name, "split"))
         case WaitNode(ms=ms):
             return Box(name, "wait", (name, f"wait {format_duration_ms(ms)}"))
+        case WaitUntilNode():
+            return Box(name, "wait", (name, f"wait until {node}"))
         case WaitForNode(timeout_ms=ms):
             return Box(name, "wait_for", (name, f"wait for {' or '.join(_types(node.event_types))}",
                                           f"timeout {format_duration_ms(ms)}"))
@@ -200,9 +201,8 @@ def _entry_box(j: Journey) -> Box:
         lines.append("reentry always")
     elif j.reentry_ms != REENTRY_NEVER:
         lines.append(f"reentry after {format_duration_ms(j.reentry_ms)}")
-    max_entries = getattr(j, "max_entries", None)
-    if max_entries:
-        lines.append(f"max {max_entries} entries")
+    if j.max_entries is not None:
+        lines.append(f"at most {j.max_entries} entr{'y' if j.max_entries == 1 else 'ies'}")
     if j.holdout:
         lines.append(f"holdout {_percent(j.holdout, 1.0)}")
     if j.group:
@@ -220,9 +220,8 @@ def _notes(j: Journey) -> list[Box]:
     rules = []
     if j.exit_on:
         rules.append(f"exit on {' or '.join(_types(j.exit_on))}")
-    exit_if = getattr(j, "exit_if", None)
-    if exit_if is not None:
-        rules.append(f"exit if {getattr(exit_if, 'source', exit_if)}")
+    if j.exit_if is not None:
+        rules.append(f"exit if {j.exit_if.source}")
     if j.max_touches is not None:
         rules.append(f"at most {j.max_touches} touches")
     if j.max_duration_ms is not None:
@@ -304,7 +303,7 @@ class _Paths:
     def resting_place(self, a: str) -> EdgeKey | None:
         """The arrow out of send ``a`` into the wait a customer now sits in, if it is certain."""
         ways = self.out.get(a, [])
-        if len(ways) == 1 and isinstance(self.nodes.get(ways[0][1]), (WaitNode, WaitForNode)):
+        if len(ways) == 1 and isinstance(self.nodes.get(ways[0][1]), (WaitNode, WaitForNode, WaitUntilNode)):
             return ways[0][0]
         return None
 

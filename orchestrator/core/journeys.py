@@ -15,6 +15,8 @@ from typing import Any
 from orchestrator.core import yamlsrc
 from orchestrator.core.durations import parse_duration_ms, parse_percent
 from orchestrator.core.expressions import Expression, compile_expression
+from orchestrator.core.ids import bucket
+from orchestrator.core.localtime import ALL_DAYS, DAY_NAMES, Window, format_clock, format_days, parse_clock
 from orchestrator.errors import DefinitionError, ExpressionError
 
 JOURNEY_ID = re.compile(r"^[a-z0-9-]{1,64}$")
@@ -42,6 +44,11 @@ class SendNode:
     template: str
     params: dict[str, Expression]
     next: str | None
+    window: Window | None = None           # outside it the send is deferred to its next opening
+    exempt: tuple[str, ...] = ()           # gate checks skipped: of EXEMPTIBLE only
+
+
+EXEMPTIBLE = ("frequency", "quiet_hours")   # consent (and holdout) are never exempt
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,16 @@ class BranchNode:
 class SplitNode:
     name: str
     arms: tuple[tuple[float, str], ...]                 # (weight, next)
+
+    def arm_of(self, journey_id: str, customer_id: str) -> int:
+        """The arm a customer takes: a deterministic function of (journey, customer, node) (SPEC §4),
+        so the engine and ``journeys winner`` always agree on it."""
+        x = bucket("split", journey_id, customer_id, self.name) * sum(w for w, _ in self.arms)
+        for i, (w, _) in enumerate(self.arms):
+            if x < w:
+                return i
+            x -= w
+        return len(self.arms) - 1                        # (rounding at the very top of the range)
 
 
 @dataclass(frozen=True)
@@ -73,12 +90,25 @@ class WaitForNode:
 
 
 @dataclass(frozen=True)
+class WaitUntilNode:
+    """Wait for a time of day in the customer's timezone, on some days of the week (SPEC §4.1)."""
+
+    name: str
+    minute: int                      # minutes after local midnight
+    days: tuple[int, ...]            # weekday numbers (Monday 0); all seven when the node names none
+    next: str
+
+    def __str__(self) -> str:
+        return format_clock(self.minute) + ("" if self.days == ALL_DAYS else f" {format_days(self.days)}")
+
+
+@dataclass(frozen=True)
 class ExitNode:
     name: str
     reason: str
 
 
-Node = SendNode | BranchNode | SplitNode | WaitNode | WaitForNode | ExitNode
+Node = SendNode | BranchNode | SplitNode | WaitNode | WaitForNode | WaitUntilNode | ExitNode
 
 REENTRY_NEVER = -1
 REENTRY_ALWAYS = 0
@@ -100,6 +130,8 @@ class Journey:
     goal_on: EventTypes = EventTypes()       # any of these is the goal (none: no goal)
     goal_suppress: tuple[str, ...] = ()
     exit_on: EventTypes = EventTypes()
+    exit_if: Expression | None = None        # checked on every event of a customer in the journey
+    max_entries: int | None = None           # per customer, over all versions of this journey
     max_touches: int | None = None
     max_duration_ms: int | None = None
     enabled: bool = True
@@ -108,6 +140,14 @@ class Journey:
     # Not reasons to refuse the definition, but worth a look (``file:line: warning: message``):
     # nodes that no path from ``start`` reaches.
     warnings: tuple[str, ...] = ()
+    # Every event type that can change an instance of this journey: goal, exit and wait_for types.
+    # An event of another type skips the instance at once unless ``exit_if`` is set (precomputed,
+    # so an event no journey listens to costs one set lookup per instance).
+    listens: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        waits = [t for n in self.nodes.values() if isinstance(n, WaitForNode) for t in n.event_types]
+        object.__setattr__(self, "listens", frozenset((*self.goal_on, *self.exit_on, *waits)))
 
     @property
     def key(self) -> str:
@@ -116,15 +156,17 @@ class Journey:
 
 _TOP_KEYS = {"journey", "version", "priority", "group", "entry", "capture", "holdout", "goal", "exit",
              "start", "nodes", "enabled", "shadow", "description"}
-_NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "exit")
+_NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "wait_until", "exit")
 _NODE_KEYS = {
-    "send": {"send", "channels", "template", "params", "next"},
+    "send": {"send", "channels", "template", "params", "next", "window", "exempt"},
     "branch": {"branch"},
     "split": {"split"},
     "wait": {"wait", "next"},
     "wait_for": {"wait_for", "timeout", "on_event", "on_timeout"},
+    "wait_until": {"wait_until", "days", "next"},
     "exit": {"exit"},
 }
+_WINDOW_KEYS = {"days", "from", "to"}
 
 
 class _Checker:
@@ -180,6 +222,34 @@ class _Checker:
                 out.append(item)
         return EventTypes(out)
 
+    def days(self, path: tuple[Any, ...], value: Any) -> tuple[int, ...] | None:
+        """A non-empty list of day names (``mon`` .. ``sun``), as sorted weekday numbers."""
+        label = ".".join(map(str, path))
+        if not isinstance(value, list) or not value:
+            self.error(path, f"{label} must be a non-empty list of days ({', '.join(DAY_NAMES)})")
+            return None
+        out: set[int] = set()
+        bad = False
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item in DAY_NAMES:
+                out.add(DAY_NAMES.index(item))          # a repeat is harmless
+            else:
+                bad = True
+                self.error(path + (i,), f"{label}: {item!r} is not a day (use {', '.join(DAY_NAMES)})")
+        return None if bad else tuple(sorted(out))
+
+    def clock(self, path: tuple[Any, ...], value: Any) -> int | None:
+        minute = parse_clock(value)
+        if minute is None:
+            self.error(path, f'{".".join(map(str, path))} must be a time of day like "09:00" (HH:MM, 00:00-23:59)')
+        return minute
+
+    def whole(self, path: tuple[Any, ...], value: Any) -> int | None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.error(path, f"{'.'.join(map(str, path))} must be a whole number >= 1")
+            return None
+        return value
+
 
 def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journey:
     """Read and check one journey definition; raise :class:`DefinitionError` if anything is wrong."""
@@ -211,7 +281,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     if not isinstance(shadow, bool):
         c.error(("shadow",), "shadow must be true or false")
 
-    entry = c.mapping(("entry",), raw.get("entry"), {"on", "if", "reentry"}) if "entry" in raw else {}
+    entry = c.mapping(("entry",), raw.get("entry"), {"on", "if", "reentry", "max_entries"}) if "entry" in raw else {}
     if "entry" not in raw:
         c.error((), "missing entry: (entry.on names the event type that enrols a customer)")
     entry_on = EventTypes()
@@ -231,6 +301,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
         else:
             ms = c.duration(("entry", "reentry"), value)
             reentry_ms = ms if ms is not None else REENTRY_NEVER
+    max_entries = c.whole(("entry", "max_entries"), entry["max_entries"]) if "max_entries" in entry else None
 
     capture: dict[str, Expression] = {}
     for name, source in c.mapping(("capture",), raw.get("capture", {})).items():
@@ -258,11 +329,14 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
         goal_suppress = _channel_list(c, ("goal", "suppress"), goal.get("suppress", []), channels)
 
     exit_on = EventTypes()
+    exit_if = None
     max_touches = max_duration_ms = None
     if "exit" in raw:
-        ex = c.mapping(("exit",), raw["exit"], {"on", "max_touches", "max_duration"})
+        ex = c.mapping(("exit",), raw["exit"], {"on", "if", "max_touches", "max_duration"})
         if "on" in ex:
             exit_on = c.event_types(("exit", "on"), ex["on"])
+        if "if" in ex:
+            exit_if = c.expr(("exit", "if"), ex["if"])
         if "max_touches" in ex:
             mt = ex["max_touches"]
             if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
@@ -291,7 +365,8 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     return Journey(
         id=jid, version=version, start=start, nodes=nodes, entry_on=entry_on, entry_if=entry_if,
         reentry_ms=reentry_ms, priority=priority, group=group, capture=capture, holdout=holdout,
-        goal_on=goal_on, goal_suppress=goal_suppress, exit_on=exit_on, max_touches=max_touches,
+        goal_on=goal_on, goal_suppress=goal_suppress, exit_on=exit_on, exit_if=exit_if,
+        max_entries=max_entries, max_touches=max_touches,
         max_duration_ms=max_duration_ms, enabled=enabled, shadow=shadow, source=filename,
         warnings=tuple(warnings),
     )
@@ -363,8 +438,11 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
                 e = c.expr(p + ("params", key), source)
                 if e is not None:
                     params[str(key)] = e
+            window = _window(c, p + ("window",), spec["window"]) if "window" in spec else None
+            exempt = _exempt(c, p + ("exempt",), spec["exempt"]) if "exempt" in spec else ()
             nodes[name] = SendNode(name, channel, cands, template if isinstance(template, str) else "",
-                                   params, target(p + ("next",), spec.get("next"), required=False))
+                                   params, target(p + ("next",), spec.get("next"), required=False),
+                                   window, exempt)
         elif kind == "branch":
             cases_raw = spec["branch"]
             if not isinstance(cases_raw, list) or not cases_raw:
@@ -412,6 +490,12 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
             on_timeout = target(p + ("on_timeout",), spec.get("on_timeout"))
             if et and ms and on_event and on_timeout:
                 nodes[name] = WaitForNode(name, et, ms, on_event, on_timeout)
+        elif kind == "wait_until":
+            minute = c.clock(p + ("wait_until",), spec["wait_until"])
+            days = c.days(p + ("days",), spec["days"]) if "days" in spec else ALL_DAYS
+            nxt = target(p + ("next",), spec.get("next"))
+            if minute is not None and days is not None and nxt is not None:
+                nodes[name] = WaitUntilNode(name, minute, days, nxt)
         else:
             reason = spec["exit"]
             if not isinstance(reason, str) or not EXIT_REASON.match(reason):
@@ -424,6 +508,47 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
     return nodes
 
 
+def _window(c: _Checker, path: tuple[Any, ...], value: Any) -> Window | None:
+    """``{days: [..], from: "09:00", to: "18:00"}``: days default to all, times to the whole day;
+    ``from`` after ``to`` runs across midnight. ``None`` (with the problems reported) if invalid."""
+    if not isinstance(value, dict):
+        c.mapping(path, value)
+        return None
+    raw = c.mapping(path, value, _WINDOW_KEYS)
+    label = ".".join(map(str, path))
+    problems = len(c.problems)
+    days = c.days(path + ("days",), raw["days"]) if "days" in raw else ALL_DAYS
+    start = end = None
+    if ("from" in raw) != ("to" in raw):
+        c.error(path, f"{label}: from: and to: go together (leave both out for whole days)")
+    elif "from" in raw:
+        start, end = c.clock(path + ("from",), raw["from"]), c.clock(path + ("to",), raw["to"])
+        if start is not None and start == end:
+            c.error(path + ("to",), f"{label}: from: and to: must differ (leave both out for whole days)")
+    elif "days" not in raw:
+        c.error(path, f"{label} needs days:, or from: and to:, or all three")
+    if len(c.problems) > problems or days is None:
+        return None
+    return Window(days, start, end)
+
+
+def _exempt(c: _Checker, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
+    """Gate checks a send skips: ``frequency`` and ``quiet_hours``; consent never."""
+    label = ".".join(map(str, path))
+    items = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for i, item in enumerate(items):
+        p = path + (i,) if isinstance(value, list) else path
+        if item in EXEMPTIBLE:
+            if item not in out:
+                out.append(item)
+        elif item in ("consent", "holdout"):
+            c.error(p, f"{label}: {item} is never exempt (a send may skip only {', '.join(EXEMPTIBLE)})")
+        else:
+            c.error(p, f"{label}: {item!r} is not a check a send may skip (use {', '.join(EXEMPTIBLE)})")
+    return tuple(x for x in EXEMPTIBLE if x in out)
+
+
 def _successors(node: Node) -> list[str]:
     match node:
         case SendNode(next=nxt):
@@ -432,7 +557,7 @@ def _successors(node: Node) -> list[str]:
             return [n for _, n in cases]
         case SplitNode(arms=arms):
             return [n for _, n in arms]
-        case WaitNode(next=nxt):
+        case WaitNode(next=nxt) | WaitUntilNode(next=nxt):
             return [nxt]
         case WaitForNode(on_event=a, on_timeout=b):
             return [a, b]
@@ -446,7 +571,8 @@ def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None
 
     def visit(name: str, stack: list[str]) -> None:
         node = nodes.get(name)
-        if node is None or isinstance(node, (WaitNode, WaitForNode)):
+        # (a wait_until releases at once at most once per walk, so a loop through it waits too)
+        if node is None or isinstance(node, (WaitNode, WaitForNode, WaitUntilNode)):
             return
         if state.get(name) == 1:
             cycle = stack[stack.index(name):] + [name]
@@ -463,15 +589,22 @@ def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None
         visit(name, [])
 
 
-def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:
-    """A warning for every node no path from ``start`` reaches (it can never run)."""
+def reachable(nodes: dict[str, Node], start: str) -> set[str]:
+    """The nodes some path from ``start`` reaches (``start`` included)."""
     reached = {start}
     todo = [start]
     while todo:
-        for succ in _successors(nodes[todo.pop()]):
+        node = nodes.get(todo.pop())
+        for succ in _successors(node) if node is not None else []:
             if succ in nodes and succ not in reached:
                 reached.add(succ)
                 todo.append(succ)
+    return reached
+
+
+def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:
+    """A warning for every node no path from ``start`` reaches (it can never run)."""
+    reached = reachable(nodes, start)
     return [f"{doc.where(('nodes', name))}: warning: node {name!r} is never reached from start {start!r}"
             for name in nodes if name not in reached]
 

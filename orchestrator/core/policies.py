@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.core import yamlsrc
 from orchestrator.core.durations import parse_duration_ms, parse_percent
+from orchestrator.core.localtime import parse_clock
 from orchestrator.errors import ConfigError, DefinitionError
 
 DEFAULT_CHANNELS = ("email", "sms", "push", "inapp", "web", "ads")
 CHANNEL = re.compile(r"^[a-z0-9_-]{1,32}$")
-_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,11 @@ def parse_policies(text: str, filename: str) -> Policies:
                 err(("quiet_hours", "channels"), f"quiet_hours.channels: unknown channel(s) {bad}")
             times = []
             for key in ("from", "to"):
-                value = q.get(key)
-                m = _CLOCK.match(value) if isinstance(value, str) else None
-                if not m:
+                minute = parse_clock(q.get(key))
+                if minute is None:
                     err(("quiet_hours", key), f'quiet_hours.{key} must be a time like "21:00" (quote it)')
                 else:
-                    times.append(int(m.group(1)) * 60 + int(m.group(2)))
+                    times.append(minute)
             if not bad and len(times) == 2:
                 if times[0] == times[1]:
                     err(("quiet_hours",), "quiet_hours.from and .to must differ")

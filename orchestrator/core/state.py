@@ -43,7 +43,7 @@ class Instance(msgspec.Struct, kw_only=True, omit_defaults=True):
     shadow: bool = False              # a shadow instance records decisions and sends nothing
     due_ms: int | None = None         # the timer of the current node, if any
     waiting_for: str | None = None    # event type a wait_for node waits for
-    deferred: bool = False            # parked at a send that quiet hours deferred
+    deferred: bool = False            # parked at a send that quiet hours or its window deferred
     deferred_action: str | None = None
     deferred_channel: str | None = None
     deferred_params: dict[str, Any] | None = None   # params as evaluated when first decided
@@ -89,6 +89,9 @@ class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True):
     seen: dict[str, int] = {}                     # the same, as states before 2026-12 kept it (read, migrated)
     instances: dict[str, Instance] = {}           # journey id -> active instance
     exits: dict[str, int] = {}                    # journey id -> last exit (ms), for re-entry
+    # journey id -> entries, over all its versions, for entry.max_entries: one small number per
+    # journey the customer ever entered (an erasure forgets it with everything else)
+    entries: dict[str, int] = {}
     sends: list[tuple[int, str]] = []             # (ms, channel), for frequency caps
     actions: dict[str, ActionRef] = {}            # recent action_id -> where it came from
     engagement: dict[str, Engagement] = {}

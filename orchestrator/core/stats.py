@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from statistics import NormalDist
 from typing import Any
 
 Z95 = 1.959963984540054
+POWER = 0.80                # for "how many more entries": the chance to see a difference that is there
 
 
 def _rate(goals: int, entries: int) -> float | None:
@@ -116,3 +118,61 @@ def render_table(reports: list[dict[str, Any]]) -> str:
             lines.append(f"{r['journey']} v{r['version']} exits: "
                          + ", ".join(f"{k} {v}" for k, v in r["exits"].items()))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- comparing arms (journeys winner)
+def z_two_sided(confidence: float) -> float:
+    """The normal quantile of a two-sided interval or test at ``confidence`` (0.95 -> 1.96)."""
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+
+
+def rate_interval(goals: int, entries: int, z: float) -> list[float] | None:
+    """Wilson score interval of a conversion rate (sound for small counts and rates near 0 or 1)."""
+    if not entries:
+        return None
+    p = goals / entries
+    denom = 1 + z * z / entries
+    centre = (p + z * z / (2 * entries)) / denom
+    half = z * math.sqrt(p * (1 - p) / entries + z * z / (4 * entries * entries)) / denom
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def two_proportion_test(g1: int, n1: int, g2: int, n2: int) -> float | None:
+    """Two-sided p-value of the pooled two-proportion z-test of rate 1 = rate 2 (``None``: no data)."""
+    if not n1 or not n2:
+        return None
+    pooled = (g1 + g2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0                          # no conversions at all, or nothing but: no difference to see
+    z = (g1 / n1 - g2 / n2) / se
+    return 2 * (1 - NormalDist().cdf(abs(z)))
+
+
+def normal_approximation_holds(g1: int, n1: int, g2: int, n2: int) -> bool:
+    """The textbook condition for the z-test: at least 5 expected conversions and 5 expected
+    non-conversions in each arm at the pooled rate."""
+    if not n1 or not n2:
+        return False
+    pooled = (g1 + g2) / (n1 + n2)
+    return all(n * pooled >= 5 and n * (1 - pooled) >= 5 for n in (n1, n2))
+
+
+def difference_interval(g1: int, n1: int, g2: int, n2: int, z: float) -> list[float] | None:
+    """Wald interval of rate 1 - rate 2 (as ``lift_interval``, at any confidence)."""
+    if not n1 or not n2:
+        return None
+    p1, p2 = g1 / n1, g2 / n2
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    return [p1 - p2 - z * se, p1 - p2 + z * se]
+
+
+def entries_per_arm(p1: float, p2: float, alpha: float, power: float = POWER) -> int | None:
+    """Entries each of two arms needs for a two-sided test at ``alpha`` to detect rates ``p1`` vs
+    ``p2`` with ``power`` (the usual normal-approximation formula); ``None`` if they are equal."""
+    if p1 == p2:
+        return None
+    za, zb = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+    mean = (p1 + p2) / 2
+    n = (za * math.sqrt(2 * mean * (1 - mean)) + zb * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p1 - p2) ** 2
+    return math.ceil(n)

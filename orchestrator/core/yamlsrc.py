@@ -78,6 +78,18 @@ def load(text: str, filename: str) -> Located:
     return Located(data, lines, filename)
 
 
+def compose(text: str, filename: str) -> yaml.Node | None:
+    """The node tree of one document, with the position of every value in the text (for edits
+    that keep the rest of a file as it is, like ``journeys winner``)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise DefinitionError([f"{filename}:1: invalid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+
+
 MAX_VALUES = 50_000   # far above any real definition; stops alias bombs (&a [*b, *b, ...]) expanding exponentially
 
 

@@ -18,7 +18,7 @@ disable_created_metrics()   # no *_created series: they double the output and no
 
 SUPPRESSION_REASONS = ("goal", "exit", "erased", "unsubscribed", "preempted", "expired")
 DECISION_OUTCOMES = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_hours_deferred", "suppressed",
-                     "preempted", "entry_refused", "entered", "exited", "goal")
+                     "preempted", "entry_refused", "entered", "exited", "goal", "window_deferred")
 # Known profile fields (SPEC §2) whose invalid values are counted, never the values themselves.
 PROFILE_FIELDS = ("timezone", "consent")
 # Latency SLOs: first action within 100 ms p99 at half load; 1 s is the timer SLO.

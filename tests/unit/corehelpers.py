@@ -26,7 +26,7 @@ CHANNELS = DEFAULT_CHANNELS
 
 DECISION_KEYS = {"customer_id", "journey", "journey_version", "node", "channel", "outcome", "detail", "ts"}
 DECISION_OUTCOMES = {"sent", "holdout", "no_consent", "frequency_cap", "quiet_hours_deferred", "suppressed",
-                     "preempted", "entry_refused", "entered", "exited", "goal"}
+                     "preempted", "entry_refused", "entered", "exited", "goal", "window_deferred"}
 ACTION_KEYS = {"action_id", "customer_id", "channel", "template", "params", "journey", "journey_version", "node",
                "trigger_event_id", "event_ts", "decided_at"}
 SUPPRESSION_KEYS = {"suppression_id", "customer_id", "channels", "journey", "reason", "cancels", "ts"}

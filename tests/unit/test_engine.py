@@ -1322,3 +1322,336 @@ def test_an_invalid_timezone_is_kept_reported_and_read_as_utc() -> None:
     assert d["detail"] == "deferred to 2026-01-16T08:00:00.000Z"                  # UTC's 08:00
     ok = c.engine.on_event(c.state, ev("profile.updated", "c-1", T0, timezone="Europe/Oslo"), T0 + 1)
     assert ok.invalid_fields == ()
+
+
+# ---------------------------------------------------------------------------- entry.max_entries (SPEC §4.1)
+LIMITED = """
+journey: limited
+version: 1
+entry: {on: cart.updated, reentry: always, max_entries: 2}
+start: email
+nodes:
+  email: {send: email, template: t, next: done}
+  done: {exit: completed}
+"""
+
+
+def test_max_entries_refuses_the_entry_after_the_last_allowed_one() -> None:
+    c = Customer(engine(LIMITED))
+    assert actions(c.event("cart.updated", T0)) and actions(c.event("cart.updated", T0 + HOUR))
+    out = c.event("cart.updated", T0 + 2 * HOUR)
+    assert refused_only(out, "max_entries")
+    refused = one(decisions(out))
+    assert set(refused) == DECISION_KEYS and (refused["journey"], refused["node"]) == ("limited", None)
+    assert refused_only(c.event("cart.updated", T0 + 300 * DAY), "max_entries")      # for good
+
+
+def test_max_entries_counts_entries_over_all_versions_of_the_journey() -> None:
+    v1 = LIMITED.replace(", max_entries: 2", "")
+    c = Customer(Engine(JourneySet([journey(v1)])))
+    for i in range(3):
+        assert actions(c.event("cart.updated", T0 + i * HOUR))
+    assert c.state.entries == {"limited": 3}                  # one small number per journey
+    # version 2 adds the cap: the three entries into version 1 count
+    c.engine = Engine(JourneySet([journey(v1), journey(LIMITED.replace("version: 1", "version: 2"))]))
+    assert refused_only(c.event("cart.updated", T0 + DAY), "max_entries")
+
+
+def test_max_entries_survives_a_state_round_trip_and_an_erasure_forgets_it() -> None:
+    c = Customer(engine(LIMITED))
+    c.event("cart.updated", T0)
+    c.event("cart.updated", T0 + 1)
+    c.state = decode_state(encode_state(c.state))
+    assert refused_only(c.event("cart.updated", T0 + 2), "max_entries")
+    c.event("profile.erased", T0 + 3)
+    assert actions(c.event("cart.updated", T0 + 4))            # nothing personal survives, this count neither
+
+
+def test_a_state_from_before_entries_were_counted_counts_a_journey_it_left_as_one_entry() -> None:
+    c = Customer(engine(LIMITED.replace("max_entries: 2", "max_entries: 1")))
+    c.state = CustomerState(exits={"limited": T0 - DAY})
+    assert refused_only(c.event("cart.updated", T0), "max_entries")
+
+
+def test_max_entries_is_checked_before_reentry_and_a_false_entry_if_records_nothing() -> None:
+    text = LIMITED.replace("reentry: always, max_entries: 2", "reentry: 30d, max_entries: 1, "
+                           "if: event.properties.value > 10")
+    c = Customer(engine(text))
+    assert actions(c.event("cart.updated", T0, value=20))
+    assert refused_only(c.event("cart.updated", T0 + HOUR, value=20), "max_entries")    # not "reentry"
+    assert c.event("cart.updated", T0 + HOUR, value=5) == []
+
+
+def test_a_refused_group_entry_does_not_count() -> None:
+    low = LIMITED.replace("journey: limited", "journey: limited\ngroup: g\npriority: 1") \
+        .replace("reentry: always, max_entries: 2", "reentry: always, max_entries: 1")
+    holder = grouped("holder", "page.viewed", 5).replace("group: promos", "group: g")
+    c = Customer(engine(low, holder))
+    c.event("page.viewed", T0)
+    assert one(decisions(c.event("cart.updated", T0 + 1), "entry_refused"))["detail"] == "group"
+    c.tick(T0 + DAY)                                          # the holder leaves
+    assert actions(c.event("cart.updated", T0 + DAY + 1))
+
+
+# ---------------------------------------------------------------------------- exit.if (SPEC §4.1)
+EXIT_IF = """
+journey: upsell
+entry: {on: [cart.updated, checkout.started]}
+goal: {on: order.completed, suppress: [sms]}
+exit: {if: profile.plan == "enterprise"}
+start: email
+nodes:
+  email: {send: email, template: t1, next: pause}
+  pause: {wait: 1d, next: push}
+  push: {send: push, template: t2}
+"""
+
+
+def test_exit_if_ends_the_instance_on_the_event_that_makes_it_true() -> None:
+    c = Customer(engine(EXIT_IF))
+    aid = one(actions(c.event("cart.updated", T0)))["action_id"]
+    assert c.event("page.viewed", T0 + HOUR) == []                     # still false
+    out = c.event("profile.updated", T0 + 2 * HOUR, plan="enterprise")  # after this event's state update
+    exited = one(decisions(out, "exited"))
+    assert (exited["detail"], exited["node"]) == ("condition", "pause")
+    sup = one(suppressions(out))                                        # as exit.on: what was used, withdrawn
+    assert (sup["reason"], sup["channels"], sup["cancels"], sup["journey"]) == ("exit", ["email"], [aid], "upsell")
+    assert c.state.instances == {}
+    assert c.tick(T0 + 2 * DAY) == []
+
+
+def test_exit_if_is_checked_on_every_event_not_only_some_types() -> None:
+    text = EXIT_IF.replace('if: profile.plan == "enterprise"', "if: session.event_count >= 3")
+    c = Customer(engine(text))
+    c.event("cart.updated", T0)
+    assert c.event("page.viewed", T0 + MIN) == []
+    out = c.event("anything.at_all", T0 + 2 * MIN)
+    assert one(decisions(out, "exited"))["detail"] == "condition"
+
+
+def test_exit_if_true_at_entry_ends_the_instance_before_its_first_node() -> None:
+    c = Customer(engine(EXIT_IF))
+    c.event("profile.updated", T0 - HOUR, plan="enterprise")
+    out = c.event("checkout.started", T0)
+    assert [(d["outcome"], d["detail"]) for d in decisions(out)] == [("entered", "treatment"), ("exited", "condition")]
+    assert not actions(out) and not suppressions(out)
+
+
+def test_exit_if_is_not_checked_by_timers_and_a_goal_comes_first() -> None:
+    text = EXIT_IF.replace('if: profile.plan == "enterprise"', 'if: hours_since(journey.entered_at) > 2')
+    c = Customer(engine(text))
+    c.event("cart.updated", T0)
+    assert one(actions(c.tick(T0 + DAY)))["template"] == "t2"           # true by then, but no event came
+    c = Customer(engine(text), "c-2")
+    c.event("cart.updated", T0)
+    out = c.event("order.completed", T0 + 3 * HOUR)                     # true too: the goal counts
+    assert one(decisions(out, "goal")) and not decisions(out, "exited")
+
+
+def test_exit_if_cancels_a_deferred_send() -> None:
+    c = Customer(engine(EXIT_IF.replace("exit: {if:", "exit: {on: account.closed, if:"), policies=QUIET))
+    night = ts("2026-01-15T23:00:00Z")
+    c.event("cart.updated", night)
+    out = c.tick(night + DAY)                                           # the push: quiet hours
+    deferred = one(decisions(out, "quiet_hours_deferred"))
+    out = c.event("profile.updated", night + DAY + MIN, plan="enterprise")
+    assert deferred["action_id"] in one(suppressions(out))["cancels"]
+    assert c.tick(ts("2026-01-17T08:00:00Z")) == []
+
+
+# ---------------------------------------------------------------------------- wait_until (SPEC §4.1)
+MORNING = """
+journey: morning
+entry: {on: cart.updated, reentry: always}
+start: wake
+nodes:
+  wake: {wait_until: "09:00", days: [mon, tue, wed, thu, fri], next: email}
+  email: {send: email, template: good-morning, next: done}
+  done: {exit: completed}
+"""
+
+
+def test_wait_until_waits_for_the_time_in_the_customers_timezone() -> None:
+    c = Customer(engine(MORNING))
+    c.event("profile.updated", T0 - HOUR, timezone="America/New_York")
+    assert not actions(c.event("cart.updated", T0))                    # Tuesday 08:00 EDT (since 03-08)
+    due = ts("2026-03-10T13:00:00Z")                                    # 09:00 EDT
+    assert c.state.next_due_ms() == due
+    assert c.tick(due - 1) == []
+    action = one(actions(c.tick(due)))
+    assert action["template"] == "good-morning" and action["decided_at"] == format_ts(due)
+
+
+def test_wait_until_defaults_to_utc_and_skips_to_an_allowed_day() -> None:
+    c = Customer(engine(MORNING))
+    friday = ts("2026-03-13T10:00:00Z")
+    c.event("cart.updated", friday)
+    assert c.state.next_due_ms() == ts("2026-03-16T09:00:00Z")          # Monday
+
+
+def test_wait_until_in_that_very_minute_goes_on_at_once() -> None:
+    c = Customer(engine(MORNING))
+    assert one(actions(c.event("cart.updated", ts("2026-03-10T09:00:30Z"))))["template"] == "good-morning"
+
+
+def test_a_loop_through_wait_until_sends_once_per_day() -> None:
+    daily = MORNING.replace("next: done}\n  done: {exit: completed}", "next: wake}")
+    c = Customer(engine(daily))
+    assert len(actions(c.event("cart.updated", ts("2026-03-10T09:00:30Z")))) == 1
+    assert c.state.next_due_ms() == ts("2026-03-11T09:00:00Z")
+    assert len(actions(c.tick(ts("2026-03-11T09:00:00Z")))) == 1         # released by its timer: once
+    assert c.state.next_due_ms() == ts("2026-03-12T09:00:00Z")
+
+
+def test_wait_until_across_the_dst_changes() -> None:
+    early = MORNING.replace('"09:00", days: [mon, tue, wed, thu, fri]', '"02:30"')
+    c = Customer(engine(early))
+    c.event("profile.updated", ts("2026-03-28T12:00:00Z"), timezone="Europe/Paris")
+    c.event("cart.updated", ts("2026-03-28T22:00:00Z"))                  # 23:00 CET; 02:30 is skipped
+    assert c.state.next_due_ms() == ts("2026-03-29T01:00:00Z")           # released at the jump, 03:00 CEST
+    c = Customer(engine(early), "c-2")
+    c.event("profile.updated", ts("2026-10-24T12:00:00Z"), timezone="Europe/Paris")
+    c.event("cart.updated", ts("2026-10-24T22:00:00Z"))                  # 00:00 CEST; 02:30 happens twice
+    assert c.state.next_due_ms() == ts("2026-10-25T00:30:00Z")           # the first one, CEST
+    assert one(actions(c.tick(ts("2026-10-25T00:30:00Z"))))
+    assert c.state.instances == {}                                        # and only once
+
+
+# ---------------------------------------------------------------------------- window (SPEC §4.1)
+WINDOWED = """
+journey: office
+entry: {on: cart.updated, reentry: always}
+goal: {on: order.completed, suppress: [sms]}
+exit: {on: account.closed}
+start: offer
+nodes:
+  offer:
+    send: email
+    template: offer-1
+    params: {value: event.properties.value}
+    window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
+    next: done
+  done: {exit: completed}
+"""
+SATURDAY = ts("2026-03-14T12:00:00Z")
+MONDAY_9 = ts("2026-03-16T09:00:00Z")
+
+
+def test_outside_the_window_the_send_is_deferred_to_its_next_opening() -> None:
+    c = Customer(engine(WINDOWED))
+    out = c.event("cart.updated", SATURDAY, eid="e-sat", value=42)
+    assert not actions(out)
+    deferred = one(decisions(out, "window_deferred"))
+    assert set(deferred) == DECISION_KEYS | {"action_id"}
+    assert (deferred["node"], deferred["channel"], deferred["detail"]) == \
+        ("offer", "email", f"deferred to {format_ts(MONDAY_9)}")
+    assert c.state.next_due_ms() == MONDAY_9                              # a timer: survives like any other
+    c.state = decode_state(encode_state(c.state))
+    assert c.tick(MONDAY_9 - 1) == []
+    action = one(actions(c.tick(MONDAY_9)))
+    assert action["action_id"] == deferred["action_id"]
+    assert (action["params"], action["trigger_event_id"], action["decided_at"]) == \
+        ({"value": 42}, "e-sat", format_ts(MONDAY_9))                     # its first attempt's params and event
+
+
+def test_inside_the_window_the_send_goes_at_once() -> None:
+    c = Customer(engine(WINDOWED))
+    assert one(actions(c.event("cart.updated", ts("2026-03-16T17:59:59Z"))))
+    c = Customer(engine(WINDOWED), "c-2")
+    assert decisions(c.event("cart.updated", ts("2026-03-16T18:00:00Z")), "window_deferred")
+
+
+def test_the_whole_gate_runs_again_when_the_window_opens() -> None:
+    pol = Policies(frequency=(FrequencyRule(1, 7 * DAY),))
+    c = Customer(engine(WINDOWED, INSTANT.replace("cart.updated", "page.viewed"), policies=pol))
+    assert decisions(c.event("cart.updated", SATURDAY), "window_deferred")
+    assert actions(c.event("page.viewed", SATURDAY + HOUR))               # another journey's send: the cap is full
+    out = c.tick(MONDAY_9)
+    assert one(decisions(out, "frequency_cap"))["node"] == "offer" and not actions(out)
+    c = Customer(engine(WINDOWED, policies=Policies(consent={"email": "opt_in"})), "c-2")
+    c.event("profile.updated", SATURDAY - HOUR, consent={"email": True})
+    c.event("cart.updated", SATURDAY)
+    c.event("profile.updated", SATURDAY + HOUR, consent={"email": False})
+    assert one(decisions(c.tick(MONDAY_9), "no_consent"))
+
+
+@pytest.mark.parametrize("etype, reason", [("order.completed", "goal"), ("account.closed", "exit")])
+def test_goal_and_exit_cancel_a_window_deferral(etype: str, reason: str) -> None:
+    c = Customer(engine(WINDOWED))
+    deferred = one(decisions(c.event("cart.updated", SATURDAY), "window_deferred"))
+    sup = one(suppressions(c.event(etype, SATURDAY + HOUR)))
+    assert sup["reason"] == reason and deferred["action_id"] in sup["cancels"]
+    assert c.tick(MONDAY_9) == [] and not actions(c.log)
+
+
+def test_preemption_cancels_a_window_deferral() -> None:
+    low = WINDOWED.replace("journey: office", "journey: office\ngroup: g\npriority: 1")
+    high = grouped("urgent", "page.viewed", 9).replace("group: promos", "group: g")
+    c = Customer(engine(low, high))
+    deferred = one(decisions(c.event("cart.updated", SATURDAY), "window_deferred"))
+    out = c.event("page.viewed", SATURDAY + HOUR)
+    sup = next(s for s in suppressions(out) if s["reason"] == "preempted")
+    assert sup["journey"] == "office" and sup["cancels"] == [deferred["action_id"]] and sup["channels"] == ["email"]
+    assert [a["journey"] for a in actions(c.log)] == ["urgent"]
+
+
+def test_a_held_out_customer_waits_for_the_window_too() -> None:
+    c = Customer(engine(WINDOWED.replace("start: offer", "holdout: 100%\nstart: offer")))
+    assert decisions(c.event("cart.updated", SATURDAY), "window_deferred")
+    assert one(decisions(c.tick(MONDAY_9), "holdout"))
+
+
+def test_window_and_quiet_hours_both_apply() -> None:
+    text = WINDOWED.replace("send: email", "send: push").replace('from: "09:00", to: "18:00"',
+                                                                 'from: "20:00", to: "23:00"')
+    c = Customer(engine(text, policies=QUIET))
+    monday_noon = ts("2026-03-16T12:00:00Z")
+    assert one(decisions(c.event("cart.updated", monday_noon), "window_deferred"))["detail"] == \
+        "deferred to 2026-03-16T20:00:00.000Z"
+    out = c.tick(ts("2026-03-16T20:00:00Z"))
+    assert one(actions(out))
+    late = Customer(engine(text, policies=QUIET), "c-2")
+    assert decisions(late.event("cart.updated", ts("2026-03-16T21:30:00Z")), "quiet_hours_deferred")
+    out = late.tick(ts("2026-03-17T08:00:00Z"))                           # quiet hours end outside the window
+    assert one(decisions(out, "window_deferred"))["detail"] == "deferred to 2026-03-17T20:00:00.000Z"
+
+
+def test_a_window_across_the_dst_change() -> None:
+    text = WINDOWED.replace('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}',
+                            '{from: "02:10", to: "02:50"}')
+    c = Customer(engine(text))
+    c.event("profile.updated", ts("2026-03-28T12:00:00Z"), timezone="Europe/Paris")
+    deferred = one(decisions(c.event("cart.updated", ts("2026-03-28T22:00:00Z")), "window_deferred"))
+    # 02:10-02:50 does not exist on 2026-03-29 in Paris: the next opening is 02:10 CEST on the 30th
+    assert deferred["detail"] == "deferred to 2026-03-30T00:10:00.000Z"
+
+
+# ---------------------------------------------------------------------------- exempt (SPEC §4.1)
+RECEIPT = """
+journey: receipt
+entry: {on: order.completed, reentry: always}
+start: r
+nodes:
+  r: {send: push, template: receipt, exempt: [frequency, quiet_hours], next: done}
+  done: {exit: completed}
+"""
+
+
+def test_an_exempt_send_skips_caps_and_quiet_hours_and_still_counts_toward_later_caps() -> None:
+    pol = Policies(frequency=(FrequencyRule(1, DAY),), quiet_hours=QUIET.quiet_hours)
+    c = Customer(engine(RECEIPT, INSTANT.replace("send: email", "send: push"), policies=pol))
+    night = ts("2026-01-15T23:00:00Z")
+    assert one(actions(c.event("order.completed", night)))["template"] == "receipt"     # quiet hours skipped
+    assert one(actions(c.event("order.completed", night + MIN)))["template"] == "receipt"  # the cap skipped
+    out = c.event("cart.updated", ts("2026-01-16T09:00:00Z"))             # a later, non-exempt send
+    assert "2 sends on all channels" in one(decisions(out, "frequency_cap"))["detail"]
+
+
+def test_exempting_one_check_keeps_the_other_and_consent_always_applies() -> None:
+    pol = Policies(frequency=(FrequencyRule(0, DAY),), quiet_hours=QUIET.quiet_hours, consent={"push": "opt_in"})
+    only_caps = RECEIPT.replace("exempt: [frequency, quiet_hours]", "exempt: [frequency]")
+    c = Customer(engine(only_caps, policies=pol))
+    c.event("profile.updated", T0, consent={"push": True})
+    assert decisions(c.event("order.completed", ts("2026-01-15T23:00:00Z")), "quiet_hours_deferred")
+    c = Customer(engine(RECEIPT, policies=pol), "c-2")                    # no consent given
+    assert one(decisions(c.event("order.completed", T0), "no_consent"))

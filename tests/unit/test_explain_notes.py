@@ -31,3 +31,10 @@ def test_explain_says_a_tombstone_is_an_erasure() -> None:
     assert described["notes"] == ["erased at 2026-03-10T13:00:00.000Z: only event ids are kept, to ignore "
                                   "redelivered events, until 2026-03-11T14:00:00.000Z"]
     assert "note: erased at" in text and "Ann" not in text
+
+
+def test_explain_shows_how_many_times_the_customer_entered_each_journey() -> None:
+    from orchestrator.core.state import CustomerState
+    report = {"customer_id": "c-1", "state": describe_state(CustomerState(entries={"welcome": 2})), "decisions": []}
+    assert report["state"]["entries"] == {"welcome": 2}
+    assert "entries so far (for entry.max_entries): welcome 2" in render_text(report)

@@ -164,6 +164,53 @@ def test_picture_shows_nodes_edges_conditions_weights_waits_and_annotations():
         assert needle in text, needle
 
 
+V2_YAML = """
+journey: v2
+entry: {on: [cart.updated, checkout.started], max_entries: 3}
+exit: {if: profile.plan == "enterprise"}
+start: morning
+nodes:
+  morning: {wait_until: "09:00", days: [mon, tue, wed, thu, fri], next: offer}
+  offer:
+    send: email
+    template: offer-1
+    window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
+    exempt: [frequency, quiet_hours]
+    next: night
+  night: {wait_until: "22:30", next: receipt}
+  receipt: {send: sms, template: r, window: {days: [sat, sun]}}
+"""
+
+
+def test_picture_shows_the_journey_language_v2():
+    j = parse_journey(V2_YAML, "v2.yaml", channels=CHANNELS)
+    text = to_dot(picture(j))
+    for needle in ('label="v2 v1\\nentry on cart.updated or checkout.started\\nat most 3 entries"',
+                   '"morning" [shape=box, style="rounded", label="morning\\nwait until 09:00 mon-fri"]',
+                   'label="offer\\nsend email\\ntemplate offer-1\\nwindow mon-fri 09:00-18:00\\n'
+                   'exempt from frequency, quiet_hours"',
+                   'label="night\\nwait until 22:30"',
+                   'label="receipt\\nsend sms\\ntemplate r\\nwindow sat, sun"',
+                   'label="exit if profile.plan == \\"enterprise\\""',
+                   '"morning" -> "offer";', '"offer" -> "night";', '"night" -> "receipt";'):
+        assert needle in text, needle
+
+
+def test_counts_through_wait_until_and_a_window_deferral():
+    j = parse_journey(V2_YAML, "v2.yaml", channels=CHANNELS)
+    saturday = parse_ts_ms("2026-03-14T12:00:00Z")
+    events = [(saturday, ev("w", "profile.updated", saturday, 0, consent={"sms": True})),
+              (saturday + 1, ev("w", "cart.updated", saturday + 1, 1))]
+    decisions = simulate(j, events, until_ms=saturday + 8 * 86_400_000)
+    assert [(d["node"], d["outcome"]) for d in decisions] == [
+        ("morning", "entered"), ("offer", "sent"), ("receipt", "window_deferred"), ("receipt", "sent"),
+        ("receipt", "exited")]
+    counts = count_decisions(j, decisions)
+    assert counts.unexplained == 0 and counts.unknown_nodes == 0
+    assert counts.edges == {(ENTRY, 0): 1, ("morning", 0): 1, ("offer", 0): 1, ("night", 0): 1, ("receipt", 0): 1}
+    assert counts.nodes["receipt"] == {"window_deferred": 1, "sent": 1, "exited completed": 1}
+
+
 def test_mermaid_escapes_what_would_break_a_label():
     text = to_mermaid(picture(paths_journey()))
     assert ('n_choose -->|"if profile.tier == #quot;gold#quot; and event.properties.note != '
@@ -309,7 +356,7 @@ def test_cli_finds_a_journey_by_id_or_file(capsys, monkeypatch):
     assert code == 0 and by_file == by_id == to_mermaid(picture(
         load_journey_file(ROOT / "journeys" / "cart-recovery.yaml", channels=CHANNELS)))
     code, dot_text, _ = run_cli(capsys, "journeys", "graph", "welcome", "--format", "dot")
-    assert code == 0 and dot_text.startswith("// journey welcome v1")
+    assert code == 0 and dot_text.startswith("// journey welcome v2")
 
 
 def test_cli_takes_the_highest_version_and_reports_broken_files(capsys, tmp_path):

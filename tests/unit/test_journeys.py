@@ -10,8 +10,9 @@ import pytest
 
 from orchestrator.core import load_journey_dir, load_journey_file, parse_journey
 from orchestrator.core.journeys import (
-    REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, SendNode, SplitNode, WaitForNode, WaitNode,
+    REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode,
 )
+from orchestrator.core.localtime import Window
 from orchestrator.core.yamlsrc import load as load_yaml
 from orchestrator.errors import DefinitionError
 from tests.unit.corehelpers import CHANNELS, DAY, HOUR, line_of
@@ -482,3 +483,105 @@ def test_the_spec_example_warns_about_its_unused_split() -> None:
     j = parse(SPEC_EXAMPLE, "cart-recovery.yaml")
     assert j.warnings == (f"cart-recovery.yaml:{line_of(SPEC_EXAMPLE, '  ab:')}: warning: node 'ab' is never "
                           "reached from start 'wait_1h'",)
+
+
+# ---------------------------------------------------------------------------- journey language v2 (SPEC §4.1)
+V2 = """\
+journey: v2
+entry:
+  on: [cart.updated, checkout.started]
+  max_entries: 3
+exit:
+  if: profile.plan == "enterprise"
+start: morning
+nodes:
+  morning: {wait_until: "09:00", days: [mon, tue, wed, thu, fri], next: offer}
+  offer:
+    send: email
+    template: offer-1
+    window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
+    exempt: [frequency, quiet_hours]
+    next: done
+  done: {exit: completed}
+"""
+
+
+def test_the_spec_4_1_additions_parse() -> None:
+    j = parse(V2)
+    assert j.entry_on == ("cart.updated", "checkout.started") and j.max_entries == 3
+    assert j.exit_if is not None and j.exit_if.source == 'profile.plan == "enterprise"'
+    assert j.nodes["morning"] == WaitUntilNode("morning", 9 * 60, (0, 1, 2, 3, 4), "offer")
+    offer = j.nodes["offer"]
+    assert isinstance(offer, SendNode)
+    assert offer.window == Window((0, 1, 2, 3, 4), 9 * 60, 18 * 60)
+    assert offer.exempt == ("frequency", "quiet_hours")
+    assert j.warnings == ()
+
+
+def test_defaults_of_the_additions() -> None:
+    j = parse(MINIMAL)
+    assert j.max_entries is None and j.exit_if is None
+    hello = j.nodes["hello"]
+    assert isinstance(hello, SendNode) and hello.window is None and hello.exempt == ()
+    text = V2.replace(', days: [mon, tue, wed, thu, fri], next: offer}', ', next: offer}')
+    assert parse(text).nodes["morning"].days == (0, 1, 2, 3, 4, 5, 6)      # every day
+
+
+@pytest.mark.parametrize("window, expected", [
+    ('{from: "22:00", to: "06:00"}', Window((0, 1, 2, 3, 4, 5, 6), 22 * 60, 6 * 60)),   # across midnight
+    ("{days: [sat, sun]}", Window((5, 6))),                                             # whole days
+    ('{days: [fri, mon, mon], from: "9:30", to: "17:00"}', Window((0, 4), 9 * 60 + 30, 17 * 60)),
+])
+def test_window_forms(window: str, expected: Window) -> None:
+    text = V2.replace('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}', window)
+    assert parse(text).nodes["offer"].window == expected
+
+
+@pytest.mark.parametrize("old, new, needle, words", [
+    ("  max_entries: 3", "  max_entries: 0", "max_entries", ("max_entries", ">= 1")),
+    ("  max_entries: 3", "  max_entries: three", "max_entries", ("max_entries",)),
+    ("  max_entries: 3", "  max_entries: true", "max_entries", ("max_entries",)),
+    ("  max_entries: 3", "  max_entries: 3\n  max_entry: 4", "max_entry:", ("unknown key",)),
+    ('  if: profile.plan == "enterprise"', "  if: profile.__class__", "  if: profile", ("exit.if",)),
+    ('  if: profile.plan == "enterprise"', '  if: profile.plan == "enterprise"\n  when: now', "when: now",
+     ("unknown key",)),
+    ('wait_until: "09:00"', 'wait_until: "9am"', "morning:", ("wait_until", "HH:MM")),
+    ('wait_until: "09:00"', 'wait_until: "24:00"', "morning:", ("wait_until",)),
+    ('wait_until: "09:00"', "wait_until: 540", "morning:", ("wait_until",)),
+    ("days: [mon, tue, wed, thu, fri], next: offer", "days: [monday, tue], next: offer", "morning:",
+     ("'monday' is not a day", "mon, tue, wed, thu, fri, sat, sun")),
+    ("days: [mon, tue, wed, thu, fri], next: offer", "days: [Mon], next: offer", "morning:", ("'Mon' is not a day",)),
+    ("days: [mon, tue, wed, thu, fri], next: offer", "days: [], next: offer", "morning:", ("non-empty list",)),
+    ("days: [mon, tue, wed, thu, fri], next: offer", "days: mon, next: offer", "morning:", ("non-empty list",)),
+    ("days: [mon, tue, wed, thu, fri], next: offer}", "days: [mon]}", "morning:", ("next must name a node",)),
+    ("next: offer}", "next: offer, at: noon}", "morning:", ("unknown key 'at'",)),
+    ("next: offer}", "next: nowhere}", "morning:", ("no node named 'nowhere'",)),
+    ('from: "09:00", to: "18:00"}', 'from: "09:00"}', "window:", ("from: and to: go together",)),
+    ('from: "09:00", to: "18:00"}', 'from: "09:00", to: "9:00"}', "window:", ("must differ",)),
+    ('from: "09:00", to: "18:00"}', 'from: "09:00", to: "6pm"}', "window:", ("window.to", "HH:MM")),
+    ('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}', "{}", "window:", ("window needs days",)),
+    ('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}', "weekdays", "window:", ("mapping",)),
+    ("window: {days: [mon, tue,", "window: {days: [mon, tues,", "window:", ("'tues' is not a day",)),
+    ('to: "18:00"}', 'to: "18:00", tz: UTC}', "window:", ("unknown key 'tz'",)),
+    ("exempt: [frequency, quiet_hours]", "exempt: [consent]", "exempt:", ("consent is never exempt",)),
+    ("exempt: [frequency, quiet_hours]", "exempt: [frequency, holdout]", "exempt:", ("holdout is never exempt",)),
+    ("exempt: [frequency, quiet_hours]", "exempt: [caps]", "exempt:", ("'caps' is not a check",
+                                                                         "frequency, quiet_hours")),
+])
+def test_the_additions_are_refused_at_their_line(old: str, new: str, needle: str, words: tuple[str, ...]) -> None:
+    text = V2.replace(old, new)
+    assert text != V2
+    assert_problem_at(text, needle, *words)
+
+
+def test_exempt_takes_one_name_too() -> None:
+    j = parse(V2.replace("exempt: [frequency, quiet_hours]", "exempt: quiet_hours"))
+    assert j.nodes["offer"].exempt == ("quiet_hours",)
+
+
+def test_a_loop_through_wait_until_is_a_loop_that_waits() -> None:
+    text = V2.replace("    next: done\n  done:", "    next: morning\n  done:")
+    j = parse(text)
+    assert j.nodes["offer"].next == "morning"
+    assert j.warnings == (f"j.yaml:{line_of(text, '  done:')}: warning: node 'done' is never reached from start "
+                          "'morning'",)

@@ -260,3 +260,196 @@ def test_an_erasure_tombstone_expires_in_simulate_as_in_a_worker() -> None:
     assert again == [] and sim.duplicates == [3]                          # redelivered: still ignored
     list(sim.advance(T + MIN + TOMBSTONE_KEEP_MS))
     assert "c-1" not in sim.states                                        # nothing left after the window
+
+
+# ---------------------------------------------------------------------------- SPEC §4 lists and §4.1, black-box
+# Each test below is written against SPEC §4/§4.1 only: journey YAML and event JSON lines go into
+# `orchestrator simulate`, and the JSON lines it prints are checked.
+def simulate_cli(tmp_path: Path, capsys, journeys: list[str], events: list[dict],
+                 policies: str | None = None) -> list[dict]:
+    from orchestrator.cli import main
+    folder = tmp_path / "journeys"
+    folder.mkdir(exist_ok=True)
+    for i, text in enumerate(journeys):
+        (folder / f"j{i}.yaml").write_text(text)
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("".join(json.dumps(e) + "\n" for e in events))
+    args = ["simulate", "--journeys", str(folder), str(lines)]
+    if policies is not None:
+        (tmp_path / "policies.yaml").write_text(policies)
+        args[1:1] = ["--policies", str(tmp_path / "policies.yaml")]
+    capsys.readouterr()
+    assert main(args) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def e(n: int, cid: str, etype: str, when: str, **props) -> dict:
+    return {"event_id": f"e-{cid}-{n}", "customer_id": cid, "type": etype, "ts": when, "properties": props}
+
+
+def outcomes(records: list[dict], cid: str) -> list[tuple[str, str, str | None]]:
+    """(at, outcome, detail) of the customer's decisions, in order."""
+    return [(r["at"], r["value"]["outcome"], r["value"]["detail"]) for r in records
+            if r["topic"] == "decisions" and r["value"]["customer_id"] == cid]
+
+
+def sent(records: list[dict], cid: str) -> list[tuple[str, str, str]]:
+    """(at, channel, template) of the customer's actions."""
+    return [(r["at"], r["value"]["channel"], r["value"]["template"]) for r in records
+            if r["topic"].startswith("actions.") and r["value"]["customer_id"] == cid]
+
+
+LISTS = """
+journey: lists
+entry: {on: [cart.updated, checkout.started]}
+goal: {on: [order.completed, subscription.started], suppress: [push]}
+exit: {on: [account.closed, account.frozen]}
+start: mail
+nodes:
+  mail: {send: email, template: m, next: read}
+  read: {wait_for: [message.opened, message.clicked], timeout: 1d, on_event: thanks, on_timeout: nudge}
+  thanks: {send: push, template: thanks}
+  nudge: {send: push, template: nudge}
+"""
+
+
+def test_simulate_any_of_lists(tmp_path, capsys) -> None:
+    events = [e(1, "a", "checkout.started", "2026-03-10T10:00:00Z"),        # the second entry type enrols
+              e(1, "b", "cart.updated", "2026-03-10T10:00:00Z"),
+              e(1, "c", "cart.updated", "2026-03-10T10:00:00Z"),
+              e(1, "d", "cart.updated", "2026-03-10T10:00:00Z"),
+              e(2, "b", "subscription.started", "2026-03-10T11:00:00Z"),    # the second goal type
+              e(2, "c", "account.frozen", "2026-03-10T11:00:00Z"),          # the second exit type
+              e(2, "d", "message.clicked", "2026-03-10T11:00:00Z", action_id="a-someone-else", channel="email"),
+              e(9, "z", "page.viewed", "2026-03-12T00:00:00Z")]
+    first = simulate_cli(tmp_path, capsys, [LISTS], events)
+    assert [s[2] for s in sent(first, "a")] == ["m", "nudge"]
+    # the same run, now with a click on a's email (action ids are deterministic: the same again)
+    mail_a = next(r["value"]["action_id"] for r in first
+                  if r["topic"] == "actions.email" and r["value"]["customer_id"] == "a")
+    events.insert(4, e(2, "a", "message.clicked", "2026-03-10T10:30:00Z", action_id=mail_a, channel="email"))
+    records = simulate_cli(tmp_path, capsys, [LISTS], events)
+    assert sent(records, "a")[-1] == ("2026-03-10T10:30:00.000Z", "push", "thanks")   # the second wait_for type
+    assert outcomes(records, "b")[-1][1:] == ("goal", "goal")
+    assert outcomes(records, "c")[-1][1:] == ("exited", "exit")
+    assert [s[2] for s in sent(records, "d")] == ["m", "nudge"]       # feedback about another action: timeout
+    assert sent(records, "d")[-1][0] == "2026-03-11T10:00:00.000Z"
+
+
+def test_simulate_entry_max_entries(tmp_path, capsys) -> None:
+    text = """
+journey: capped
+version: 2
+entry: {on: cart.updated, reentry: always, max_entries: 2}
+start: s
+nodes:
+  s: {send: email, template: t}
+"""
+    events = [e(i, "a", "cart.updated", f"2026-03-10T1{i}:00:00Z") for i in range(4)]
+    records = simulate_cli(tmp_path, capsys, [text], events)
+    assert len(sent(records, "a")) == 2
+    refused = [r["value"] for r in records if r["topic"] == "decisions" and r["value"]["outcome"] == "entry_refused"]
+    assert [(d["journey"], d["journey_version"], d["detail"]) for d in refused] == [("capped", 2, "max_entries")] * 2
+
+
+def test_simulate_exit_if(tmp_path, capsys) -> None:
+    text = """
+journey: upsell
+entry: {on: cart.updated}
+exit: {if: profile.plan == "enterprise"}
+start: s
+nodes:
+  s: {send: email, template: t, next: w}
+  w: {wait: 1d, next: p}
+  p: {send: push, template: p}
+"""
+    events = [e(1, "a", "cart.updated", "2026-03-10T10:00:00Z"),
+              e(1, "b", "cart.updated", "2026-03-10T10:00:00Z"),
+              e(2, "a", "profile.updated", "2026-03-10T12:00:00Z", plan="enterprise"),
+              e(3, "b", "profile.updated", "2026-03-10T12:00:00Z", plan="team"),
+              e(9, "z", "page.viewed", "2026-03-12T00:00:00Z")]
+    records = simulate_cli(tmp_path, capsys, [text], events)
+    assert outcomes(records, "a")[-1] == ("2026-03-10T12:00:00.000Z", "exited", "condition")
+    [sup] = [r["value"] for r in records if r["topic"] == "suppressions"]
+    assert (sup["customer_id"], sup["reason"], sup["channels"]) == ("a", "exit", ["email"])
+    assert [s[2] for s in sent(records, "a")] == ["t"]
+    assert [s[2] for s in sent(records, "b")] == ["t", "p"]
+
+
+def test_simulate_wait_until_in_the_customers_timezone_across_dst(tmp_path, capsys) -> None:
+    text = """
+journey: early
+entry: {on: cart.updated}
+start: w
+nodes:
+  w: {wait_until: "02:30", next: s}
+  s: {send: email, template: t}
+"""
+    weekdays = text.replace('"02:30"', '"09:00", days: [mon, tue, wed, thu, fri]')
+    events = [e(0, "paris", "profile.updated", "2026-03-28T12:00:00Z", timezone="Europe/Paris"),
+              e(1, "paris", "cart.updated", "2026-03-28T22:00:00Z"),   # 23:00 CET; 02:30 is skipped that night
+              e(0, "fall", "profile.updated", "2026-10-24T12:00:00Z", timezone="Europe/Paris"),
+              e(1, "fall", "cart.updated", "2026-10-24T22:00:00Z"),    # 02:30 happens twice that night
+              e(9, "z", "page.viewed", "2026-10-27T00:00:00Z")]
+    records = simulate_cli(tmp_path, capsys, [text], events)
+    assert sent(records, "paris") == [("2026-03-29T01:00:00.000Z", "email", "t")]     # at the jump, 03:00 CEST
+    assert sent(records, "fall") == [("2026-10-25T00:30:00.000Z", "email", "t")]      # the first 02:30 only
+    events = [e(1, "utc", "cart.updated", "2026-03-13T10:00:00Z"),     # a Friday, no timezone: UTC
+              e(9, "z", "page.viewed", "2026-03-17T00:00:00Z")]
+    assert sent(simulate_cli(tmp_path, capsys, [weekdays], events), "utc") == \
+        [("2026-03-16T09:00:00.000Z", "email", "t")]
+
+
+def test_simulate_window_defers_to_its_opening_across_dst_and_a_goal_cancels(tmp_path, capsys) -> None:
+    text = """
+journey: office
+entry: {on: cart.updated}
+goal: {on: order.completed}
+start: s
+nodes:
+  s:
+    send: email
+    template: t
+    window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
+"""
+    events = [e(0, "a", "profile.updated", "2026-03-27T12:00:00Z", timezone="Europe/Paris"),
+              e(1, "a", "cart.updated", "2026-03-28T10:00:00Z"),       # Saturday; Monday is CEST
+              e(1, "b", "cart.updated", "2026-03-28T10:00:00Z"),
+              e(2, "b", "order.completed", "2026-03-29T10:00:00Z"),    # the goal while deferred
+              e(1, "c", "cart.updated", "2026-03-30T10:00:00Z"),       # Monday, inside: at once
+              e(9, "z", "page.viewed", "2026-04-01T00:00:00Z")]
+    records = simulate_cli(tmp_path, capsys, [text], events)
+    deferred = [r for r in records if r["topic"] == "decisions" and r["value"]["outcome"] == "window_deferred"]
+    assert [(r["value"]["customer_id"], r["value"]["detail"]) for r in deferred] == [
+        ("a", "deferred to 2026-03-30T07:00:00.000Z"), ("b", "deferred to 2026-03-30T09:00:00.000Z")]
+    assert sent(records, "a") == [("2026-03-30T07:00:00.000Z", "email", "t")]       # 09:00 CEST
+    assert sent(records, "b") == []
+    [sup] = [r["value"] for r in records if r["topic"] == "suppressions"]
+    assert sup["reason"] == "goal" and sup["cancels"] == [deferred[1]["value"]["action_id"]]
+    assert sent(records, "c") == [("2026-03-30T10:00:00.000Z", "email", "t")]
+
+
+def test_simulate_exempt_sends(tmp_path, capsys) -> None:
+    receipt = """
+journey: receipt
+entry: {on: order.completed, reentry: always}
+start: r
+nodes:
+  r: {send: sms, template: receipt, exempt: [frequency, quiet_hours]}
+"""
+    promo = """
+journey: promo
+entry: {on: cart.updated}
+start: p
+nodes:
+  p: {send: sms, template: promo}
+"""
+    policies = 'frequency: [{max: 1, per: 1d}]\nquiet_hours: {channels: [sms], from: "21:00", to: "08:00"}\n'
+    events = [e(1, "a", "order.completed", "2026-03-10T23:00:00Z"),    # quiet hours: exempt
+              e(2, "a", "order.completed", "2026-03-10T23:30:00Z"),    # over the cap: exempt
+              e(3, "a", "cart.updated", "2026-03-11T10:00:00Z")]       # not exempt: capped by the two receipts
+    records = simulate_cli(tmp_path, capsys, [receipt, promo], events, policies)
+    assert sent(records, "a") == [("2026-03-10T23:00:00.000Z", "sms", "receipt"),
+                                  ("2026-03-10T23:30:00.000Z", "sms", "receipt")]
+    promo = [o for o in outcomes(records, "a") if o[1] == "frequency_cap"]
+    assert promo == [("2026-03-11T10:00:00.000Z", "frequency_cap", "2 sends on all channels in the last 1d (max 1)")]

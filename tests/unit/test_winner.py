@@ -1,0 +1,244 @@
+"""``orchestrator journeys winner`` without Kafka: the statistics per split arm, the test, and the next
+version's text (orchestrator/admin/winner.py). Decisions come from the real engine (simulate);
+tests/integration/test_winner.py runs the command on a real worker's decisions."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import orjson
+import pytest
+
+from orchestrator.admin.winner import compare_arms, find_split, next_version, render_report, winner
+from orchestrator.core import Engine, JourneySet, Policies, parse_journey
+from orchestrator.core import stats
+from orchestrator.core.ids import bucket
+from orchestrator.core.timeutil import parse_ts_ms
+from orchestrator.errors import ConfigError
+from orchestrator.simulate import Simulation
+from tests.unit.corehelpers import CHANNELS
+
+T0 = parse_ts_ms("2026-03-10T10:00:00Z")
+assert T0 is not None
+
+AB = """\
+# Which reminder works better?
+journey: ab
+version: 4              # bump on every change
+entry: {on: cart.updated}
+goal: {on: order.completed}
+start: ab
+nodes:
+  ab:                   # the experiment
+    split:
+      - {weight: 50, next: mail}
+      - {weight: 50, next: push}
+  mail: {send: email, template: ab-mail, next: wait}
+  push: {send: push, template: ab-push, next: wait}
+  wait: {wait: 2d, next: done}
+  done: {exit: completed}
+"""
+
+
+def parse(text: str, filename: str = "ab.yaml") -> Any:
+    return parse_journey(text, filename, channels=CHANNELS)
+
+
+def run(text: str, customers: int, convert: dict[str, float], *, seed: int = 0,
+        policies: Policies | None = None) -> list[dict[str, Any]]:
+    """Decisions of a simulated run: each customer enters; a customer converts with the chance of
+    the template they were sent (decided by a hash of the customer, not by a random generator)."""
+    sim = Simulation(Engine(JourneySet([parse(text)]), policies or Policies()))
+    decisions: list[dict[str, Any]] = []
+    line = 0
+    for i in range(customers):
+        cid = f"c{seed}-{i}"
+        line += 1
+        for r in sim.feed(orjson.dumps({"event_id": f"e-{cid}", "customer_id": cid, "type": "cart.updated",
+                                        "ts": T0 + i * 1000}), line):
+            if r["topic"] == "decisions":
+                decisions.append(r["value"])
+            elif r["topic"].startswith("actions."):
+                template = r["value"]["template"]
+                if bucket("converts", cid) < convert.get(template, 0.0):
+                    line += 1
+                    for g in sim.feed(orjson.dumps({"event_id": f"g-{cid}", "customer_id": cid,
+                                                    "type": "order.completed", "ts": T0 + i * 1000 + 1}), line):
+                        if g["topic"] == "decisions":
+                            decisions.append(g["value"])
+    return decisions
+
+
+# ---------------------------------------------------------------------------- statistics
+def test_the_statistics_helpers_give_the_textbook_values() -> None:
+    assert stats.z_two_sided(0.95) == pytest.approx(1.959964, abs=1e-6)
+    assert stats.z_two_sided(0.99) == pytest.approx(2.575829, abs=1e-6)
+    lo, hi = stats.rate_interval(10, 100, stats.z_two_sided(0.95))       # Wilson: [5.52%, 17.44%]
+    assert (round(lo, 4), round(hi, 4)) == (0.0552, 0.1744)
+    assert stats.rate_interval(0, 0, 1.96) is None
+    assert stats.rate_interval(0, 20, 1.96)[0] == 0.0
+    # 10/100 vs 20/100: z = 1.98, p = 0.0477
+    assert stats.two_proportion_test(20, 100, 10, 100) == pytest.approx(0.0477, abs=1e-4)
+    assert stats.two_proportion_test(0, 50, 0, 50) == 1.0
+    assert stats.entries_per_arm(0.10, 0.15, 0.05) == 686                 # 80% power
+    assert stats.entries_per_arm(0.1, 0.1, 0.05) is None
+    assert not stats.normal_approximation_holds(3, 10, 0, 10) and stats.normal_approximation_holds(30, 100, 20, 100)
+
+
+# ---------------------------------------------------------------------------- arms
+def test_an_arm_that_converts_better_wins_and_the_next_version_replaces_the_split() -> None:
+    j = parse(AB)
+    decisions = run(AB, 400, {"ab-mail": 0.10, "ab-push": 0.40})
+    report, text = winner(j, AB, decisions, channels=CHANNELS)
+    mail, push = report["arms"]
+    assert (mail["next"], push["next"]) == ("mail", "push")
+    assert mail["entries"] + push["entries"] == 400 and min(mail["entries"], push["entries"]) > 150
+    # the goals per arm are what the engine's own split gave each customer
+    sent = {d["customer_id"]: d["node"] for d in decisions if d["outcome"] == "sent"}
+    goals = {d["customer_id"] for d in decisions if d["outcome"] == "goal"}
+    assert push["goals"] == sum(1 for c in goals if sent[c] == "push")
+    assert mail["goals"] == sum(1 for c in goals if sent[c] == "mail")
+    assert push["rate"] > 0.3 > 0.15 > mail["rate"]
+    assert report["winner"] == 1 and report["leader"] == 1
+    assert report["comparisons"][0]["significant"] and report["comparisons"][0]["p_value"] < 0.001
+    assert report["next_version"] == {"version": 5, "replaces": "ab", "by": "push", "comments_kept": True}
+    # the diff is the decision: the version, the start, the split's lines; comments kept
+    diff = [line for line in difflib.unified_diff(AB.splitlines(), text.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert diff == ["-version: 4              # bump on every change", "+version: 5              # bump on every change",
+                    "-start: ab", "+start: push",
+                    "-  ab:                   # the experiment", "-    split:",
+                    "-      - {weight: 50, next: mail}", "-      - {weight: 50, next: push}"]
+    nj = parse(text)
+    assert (nj.version, nj.start, sorted(nj.nodes)) == (5, "push", ["done", "mail", "push", "wait"])
+    assert nj.warnings and "'mail' is never reached" in nj.warnings[0]
+    assert "winner: arm 1 (push) beats every other arm at 95% confidence" in render_report(report)
+
+
+def test_without_a_significant_difference_it_says_who_leads_and_how_many_more_entries() -> None:
+    j = parse(AB)
+    report, text = winner(j, AB, run(AB, 40, {"ab-mail": 0.10, "ab-push": 0.20}), channels=CHANNELS)
+    assert text is None and report["winner"] is None and report["leader"] == 1
+    more = report["more_entries"]
+    mail, push = report["arms"]
+    need = stats.entries_per_arm(push["rate"], mail["rate"], 0.05)
+    assert more["per_arm"] == need and more["by_arm"] == {"1": need - push["entries"], "0": need - mail["entries"]}
+    assert more["journey_total"] == round(max(more["by_arm"].values()) / 0.5)
+    out = render_report(report)
+    assert "no winner: arm 1 (push) leads, not yet significantly at 95%" in out
+    assert f"about {max(more['by_arm'].values()):,} more entries per arm" in out
+
+
+def test_equal_arms_and_arms_without_entries() -> None:
+    j = parse(AB)
+    report, _ = winner(j, AB, run(AB, 40, {}), channels=CHANNELS)
+    assert report["winner"] is None and report["more_entries"] is None
+    assert report["verdict"].startswith("no arm leads: all convert at 0.00%")
+    report, _ = winner(j, AB, [], channels=CHANNELS)
+    assert report["leader"] is None and "not every arm has entries yet (0, 0)" in report["verdict"]
+
+
+def test_a_higher_confidence_asks_for_more() -> None:
+    j = parse(AB)
+    decisions = run(AB, 200, {"ab-mail": 0.10, "ab-push": 0.25})
+    at95, _ = winner(j, AB, decisions, confidence=0.95, channels=CHANNELS)
+    at9999, _ = winner(j, AB, decisions, confidence=0.9999, channels=CHANNELS)
+    p = at95["comparisons"][0]["p_value"]
+    assert 0.0001 < p < 0.05, p                    # this run: significant at 95%, not at 99.99%
+    assert at95["winner"] == 1 and at9999["winner"] is None
+
+
+def test_three_arms_share_the_confidence_and_the_leader_must_beat_both() -> None:
+    three = AB.replace("      - {weight: 50, next: push}",
+                       "      - {weight: 50, next: push}\n      - {weight: 50, next: inapp}") \
+        .replace("  wait: {wait", "  inapp: {send: inapp, template: ab-inapp, next: wait}\n  wait: {wait")
+    j = parse(three)
+    report, text = winner(j, three, run(three, 600, {"ab-mail": 0.10, "ab-push": 0.40, "ab-inapp": 0.35}),
+                          channels=CHANNELS)
+    assert report["alpha"] == pytest.approx(0.025)
+    assert report["leader"] == 1 and report["winner"] is None      # push does not beat inapp
+    assert [c["significant"] for c in report["comparisons"]] == [True, False]
+    report, text = winner(j, three, run(three, 600, {"ab-mail": 0.10, "ab-push": 0.40, "ab-inapp": 0.05}),
+                          channels=CHANNELS)
+    assert report["winner"] == 1 and "start: push" in text
+
+
+def test_held_out_customers_are_the_baseline_not_an_arm() -> None:
+    held = AB.replace("start: ab", "holdout: 50%\nstart: ab")
+    j = parse(held)
+    report, _ = winner(j, held, run(held, 200, {"ab-mail": 0.5, "ab-push": 0.5}), channels=CHANNELS)
+    h = report["holdout"]
+    assert h["entries"] > 50 and h["goals"] == 0                   # never contacted, never converted here
+    assert sum(a["entries"] for a in report["arms"]) + h["entries"] == 200
+    assert "holdout  (not contacted)" in render_report(report)
+
+
+def test_which_split() -> None:
+    j = parse(AB)
+    assert find_split(j, None).name == "ab"
+    with pytest.raises(ConfigError, match="no split node 'nope'"):
+        find_split(j, "nope")
+    two = AB.replace("  mail: {send: email, template: ab-mail, next: wait}",
+                     "  mail: {send: email, template: ab-mail, next: again}\n"
+                     "  again: {split: [{weight: 1, next: wait}, {weight: 1, next: done}]}")
+    with pytest.raises(ConfigError, match="has 2 splits .*--split NODE"):
+        find_split(parse(two), None)
+    assert find_split(parse(two), "again").name == "again"
+    with pytest.raises(ConfigError, match="no split that customers reach"):
+        find_split(parse(AB.replace("start: ab", "start: mail")), None)
+
+
+# ---------------------------------------------------------------------------- the next version's text
+def test_every_reference_to_the_split_is_pointed_at_the_winner() -> None:
+    text = """\
+journey: refs
+entry: {on: cart.updated}
+start: first
+nodes:
+  first: {wait: 1h, next: check}
+  check:
+    branch:
+      - {if: profile.vip, next: pick}
+      - {next: done}
+  listen: {wait_for: message.opened, timeout: 1d, on_event: pick, on_timeout: 'pick'}
+  pick: {split: [{weight: 1, next: a}, {weight: 1, next: b}]}   # the experiment
+  a: {send: email, template: a, next: listen}
+  b: {send: push, template: b, next: later}
+  later: {wait: 1d, next: pick}
+  done: {exit: completed}
+"""
+    j = parse(text, "refs.yaml")
+    new, kept = next_version(text, "refs.yaml", j, "pick", "b", channels=CHANNELS)
+    assert kept
+    nj = parse(new, "refs.yaml")
+    assert nj.version == 2 and "pick" not in nj.nodes
+    assert nj.nodes["check"].cases[0][1] == "b" and nj.nodes["later"].next == "b"
+    assert (nj.nodes["listen"].on_event, nj.nodes["listen"].on_timeout) == ("b", "b")
+    assert new.splitlines()[:2] == ["journey: refs", "version: 2"]          # inserted after the id
+    assert "# the experiment" not in new and new.count("\n") == text.count("\n")
+
+
+def test_a_layout_the_text_edit_cannot_handle_is_written_out_anew() -> None:
+    text = """\
+journey: flow   # a comment
+version: 1
+entry: {on: cart.updated}
+start: pick
+nodes: {pick: {split: [{weight: 1, next: a}, {weight: 1, next: b}]}, a: {send: email, template: a},
+        b: {send: push, template: b}}
+"""
+    j = parse(text, "flow.yaml")
+    new, kept = next_version(text, "flow.yaml", j, "pick", "a", channels=CHANNELS)
+    assert not kept
+    nj = parse(new, "flow.yaml")
+    assert (nj.version, nj.start, sorted(nj.nodes)) == (2, "a", ["a", "b"])
+    assert nj.entry_on == j.entry_on
+
+
+def test_the_report_is_json() -> None:
+    report, text = winner(parse(AB), AB, run(AB, 400, {"ab-mail": 0.10, "ab-push": 0.40}), channels=CHANNELS)
+    data = orjson.loads(orjson.dumps(report))
+    assert data["winner"] == 1 and data["arms"][1]["ci"][0] < data["arms"][1]["rate"] < data["arms"][1]["ci"][1]
+    assert not any(isinstance(v, float) and math.isnan(v) for a in data["arms"] for v in a.values())
