@@ -339,17 +339,24 @@ class GroupOffsets:
 
 async def changelog_stats(topic: str, events: float) -> dict[str, Any]:
     """What the engine's state costs, read from its changelog topic after the run: each customer's
-    last record (value = 8-byte due prefix + msgpack state; tombstones drop the customer), and every
-    record's bytes (key + value) per event decided. The topic is compacted, but nothing is compacted
-    within a run (the active segment never is)."""
-    from orchestrator.runtime.store import DUE_LEN
+    last record (key ``c`` + customer, value = 8-byte due prefix + msgpack state; tombstones drop the
+    customer), the journals (key ``j``: the outputs of a batch's inputs, kept until committed), and
+    every record's bytes (key + value) per event decided. The topic is compacted, but nothing is
+    compacted within a run (the active segment never is)."""
+    from orchestrator.runtime.store import DUE_LEN, JOURNAL, STATE
     last: dict[bytes, int | None] = {}
-    counts = {"records": 0, "bytes": 0}
+    counts = {"records": 0, "bytes": 0, "journal_records": 0, "journal_bytes": 0}
 
     def each(m: Any) -> None:
+        size = len(m.key or b"") + len(m.value or b"")
         counts["records"] += 1
-        counts["bytes"] += len(m.key or b"") + len(m.value or b"")
-        last[m.key] = None if m.value is None else len(m.value) - DUE_LEN
+        counts["bytes"] += size
+        kind = (m.key or b"")[:1]
+        if kind == STATE:
+            last[m.key] = None if m.value is None else len(m.value) - DUE_LEN
+        elif kind == JOURNAL:
+            counts["journal_records"] += 1
+            counts["journal_bytes"] += size
 
     await read_topics([topic], each=each, timeout_s=300)
     sizes = sorted(v for v in last.values() if v is not None)
@@ -359,7 +366,9 @@ async def changelog_stats(topic: str, events: float) -> dict[str, Any]:
             "state_bytes_mean": round(sum(sizes) / len(sizes), 1) if sizes else None,
             "events": int(events),
             "changelog_bytes_per_event": round(counts["bytes"] / events, 1) if events else None,
-            "changelog_records_per_event": round(counts["records"] / events, 3) if events else None}
+            "changelog_records_per_event": round(counts["records"] / events, 3) if events else None,
+            "journal_records": counts["journal_records"],
+            "journal_bytes_per_event": round(counts["journal_bytes"] / events, 1) if events else None}
 
 
 async def rekeyed(topic: str) -> dict[str, int]:

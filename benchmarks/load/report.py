@@ -200,7 +200,9 @@ def engine_state(r: dict[str, Any]) -> list[str]:
                    f"(without the 8-byte due prefix); the changelog carried {st.get('records', 0):,} records, "
                    f"{fmt(st.get('changelog_bytes_per_event'), 0)} bytes and "
                    f"{fmt(st.get('changelog_records_per_event'), 2)} records per event decided "
-                   f"({st.get('events', 0):,} events).")
+                   f"({st.get('events', 0):,} events), of which journals (the outputs kept for a replay until "
+                   f"their offsets are committed) {fmt(st.get('journal_bytes_per_event'), 0)} bytes per event in "
+                   f"{st.get('journal_records', 0):,} records.")
     elif e.get("state_error"):
         out.append(f"Engine state: not read ({e['state_error']}).")
     rk = (e.get("throughput") or {}).get("rekeying")

@@ -16,6 +16,7 @@ class JourneySet:
         self.current: dict[str, Journey] = {}
         self.shadow: dict[str, Journey] = {}
         self.by_entry: dict[str, list[Journey]] = {}
+        self.by_version: dict[tuple[str, int], Journey] = {}     # (id, version) -> journey: one lookup
         for j in journeys:
             self.add(j)
 
@@ -29,6 +30,7 @@ class JourneySet:
             sh = self.shadow.get(j.id)
             if sh is not None and j.version < sh.version:
                 known.setdefault(j.version, j)
+                self._index()
                 return "added"
             self.shadow[j.id] = j
         else:
@@ -51,9 +53,10 @@ class JourneySet:
             # Shadows first: they then see the customer as the live version did, before its sends.
             lst.sort(key=lambda j: (not j.shadow, -j.priority, j.id))
         self.by_entry = by_entry
+        self.by_version = {(jid, v): j for jid, versions in self.versions.items() for v, j in versions.items()}
 
     def get(self, jid: str, version: int) -> Journey | None:
-        return self.versions.get(jid, {}).get(version)
+        return self.by_version.get((jid, version))
 
     def __iter__(self) -> Iterator[Journey]:
         return iter(self.current.values())

@@ -57,7 +57,7 @@ class _Effects(list):  # list[Output] that also collects Lifecycle records
         self.lifecycle: list[Lifecycle] = []
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     state: CustomerState | None          # None: delete the customer's state (an expired erasure tombstone)
     outputs: list[Output] = field(default_factory=list)
@@ -161,14 +161,20 @@ class Engine:
 
     # ------------------------------------------------------------------ timers
     def _fire_due(self, state: CustomerState, cid: str, now_ms: int, out: list[Output]) -> None:
+        instances = state.instances
         for _ in range(MAX_STEPS):
-            due = [(min(t for t in (i.due_ms, i.deadline_ms) if t is not None), jid)
-                   for jid, i in state.instances.items()
-                   if (i.due_ms is not None and i.due_ms <= now_ms)
-                   or (i.deadline_ms is not None and i.deadline_ms <= now_ms)]
-            if not due:
+            # The instance with the earliest timer due at now_ms (ties: the smallest key).
+            first: tuple[int, str] | None = None
+            for jid, i in instances.items():
+                t = i.due_ms
+                d = i.deadline_ms
+                if d is not None and (t is None or d < t):
+                    t = d
+                if t is not None and t <= now_ms and (first is None or (t, jid) < first):
+                    first = (t, jid)
+            if first is None:
                 return
-            _, jid = min(due)
+            jid = first[1]
             inst = state.instances[jid]
             j = self._journey_of(inst)
             if j is None:
@@ -536,7 +542,7 @@ class Engine:
 
     # ------------------------------------------------------------------ records
     def _journey_of(self, inst: Instance) -> Journey | None:
-        j = self.journeys.get(inst.journey, inst.version)
+        j = self.journeys.by_version.get((inst.journey, inst.version))
         if j is None:
             cur = self.journeys.current.get(inst.journey)
             if cur is not None and inst.node in cur.nodes:

@@ -51,13 +51,6 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     properties: dict[str, Any] = {}
     account_id: str | None = None
 
-    def as_namespace(self) -> dict[str, Any]:
-        """The ``event`` namespace of expressions."""
-        return {
-            "event_id": self.event_id, "customer_id": self.customer_id, "type": self.type,
-            "ts": format_ts(self.ts_ms), "properties": self.properties, "account_id": self.account_id,
-        }
-
 
 class Rejection(msgspec.Struct, frozen=True):
     reason: str

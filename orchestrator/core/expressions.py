@@ -269,5 +269,38 @@ class _Compiler:
                             "activity, session or a function result")
         if isinstance(base, ast.Name) and base.id in _LITERAL_NAMES:
             raise self.fail(f"{base.id} has no fields")
+        # A chain of constant fields (``event.properties.value``) is walked in one function:
+        # one call per expression instead of one per level.
+        path: list[Any] = []
+        node: ast.AST = base
+        while True:
+            if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
+                path.append(node.attr)
+            elif (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+                  and isinstance(node.slice.value, (str, int)) and not isinstance(node.slice.value, bool)):
+                path.append(node.slice.value)
+            else:
+                break
+            node = node.value
+        const_key = key(None, 0)
+        if isinstance(node, ast.Name) and node.id in NAMESPACES:
+            self._name(node.id)                     # checks and records the name
+            keys = (*reversed(path), const_key)
+            for k in keys[:-1]:
+                if isinstance(k, str) and k.startswith("_"):
+                    raise self.fail(f"field names may not start with an underscore: {k!r}")
+            name = node.id
+
+            def _walk(ns: Namespaces, now: int) -> Any:
+                v = ns.get(name)
+                for k in keys:
+                    if type(v) is dict:
+                        v = v.get(k)
+                    else:
+                        v = lookup(v, k)
+                    if v is None:
+                        return None
+                return v
+            return _walk
         parent = self.compile(base)
         return lambda ns, now: lookup(parent(ns, now), key(ns, now))

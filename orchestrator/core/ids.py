@@ -8,6 +8,7 @@ produces the same ids and adapters can de-duplicate on them; splits and holdouts
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 
 def stable_hash(*parts: object) -> str:
@@ -16,7 +17,9 @@ def stable_hash(*parts: object) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=1 << 16)
 def bucket(*parts: object) -> float:
-    """A deterministic number in [0, 1) for (journey, customer, ...)."""
+    """A deterministic number in [0, 1) for (journey, customer, ...); the recent ones are remembered
+    (a customer's holdout is asked at entry and again at each send)."""
     h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=8).digest()
     return int.from_bytes(h, "big") / 2**64

@@ -12,6 +12,47 @@ from orchestrator.core.state import DAY_MS, CustomerState, Instance
 from orchestrator.core.timeutil import format_ts
 
 
+_NAMES = frozenset(("event", "profile", "journey", "engagement", "activity", "session", "now"))
+_EVENT_FIELDS = ("event_id", "customer_id", "type", "ts", "properties", "account_id")
+
+
+class EventView(Mapping[str, Any]):
+    """The ``event`` namespace: the event's fields read where they are, not copied into a dict
+    (``ts`` is formatted only when an expression reads it)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: Event) -> None:
+        self._event = event
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        ev = self._event
+        if key == "properties":
+            return ev.properties
+        if key == "type":
+            return ev.type
+        if key == "ts":
+            return format_ts(ev.ts_ms)
+        if key == "event_id":
+            return ev.event_id
+        if key == "customer_id":
+            return ev.customer_id
+        if key == "account_id":
+            return ev.account_id
+        return default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _EVENT_FIELDS:
+            raise KeyError(key)
+        return self.get(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_EVENT_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_EVENT_FIELDS)
+
+
 class Namespaces(Mapping[str, Any]):
     """Expression namespaces, each built only when an expression reads it."""
 
@@ -21,17 +62,20 @@ class Namespaces(Mapping[str, Any]):
         self._cache: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
-        if key in self._cache:
-            return self._cache[key]
-        value = self._build(key)
-        self._cache[key] = value
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = cache[key] = self._build(key)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[key]
-        except KeyError:
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        if key not in _NAMES:
             return default
+        value = cache[key] = self._build(key)
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(("event", "profile", "journey", "engagement", "activity", "session", "now"))
@@ -42,7 +86,7 @@ class Namespaces(Mapping[str, Any]):
     def _build(self, key: str) -> Any:
         s, now = self._state, self._now
         if key == "event":
-            return self._event.as_namespace() if self._event else None
+            return EventView(self._event) if self._event else None
         if key == "profile":
             return s.profile
         if key == "journey":

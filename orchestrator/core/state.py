@@ -84,8 +84,8 @@ class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True):
     profile: dict[str, Any] = {}
     # Event ids processed in the duplicate window (see :func:`remember_event`): 8-byte hashes, and
     # beside them when each was processed (4-byte seconds). Compact and decoded as two byte strings.
-    seen_ids: bytes = b""
-    seen_at: bytes = b""
+    seen_ids: bytearray = msgspec.field(default_factory=bytearray)
+    seen_at: bytearray = msgspec.field(default_factory=bytearray)
     seen: dict[str, int] = {}                     # the same, as states before 2026-12 kept it (read, migrated)
     instances: dict[str, Instance] = {}           # journey id -> active instance
     exits: dict[str, int] = {}                    # journey id -> last exit (ms), for re-entry
@@ -184,8 +184,8 @@ def _prune_seen(state: CustomerState, now_ms: int) -> None:
     ids, at = state.seen_ids, state.seen_at
     keep = [i for i, (t,) in enumerate(struct.iter_unpack("<I", at)) if t >= cutoff][-DEDUP_MAX_IDS:]
     if len(keep) * SEEN_HASH_LEN != len(ids):
-        state.seen_ids = b"".join(ids[i * SEEN_HASH_LEN:(i + 1) * SEEN_HASH_LEN] for i in keep)
-        state.seen_at = b"".join(at[i * 4:(i + 1) * 4] for i in keep)
+        state.seen_ids = bytearray(b"".join(ids[i * SEEN_HASH_LEN:(i + 1) * SEEN_HASH_LEN] for i in keep))
+        state.seen_at = bytearray(b"".join(at[i * 4:(i + 1) * 4] for i in keep))
 
 
 def _migrate_seen(state: CustomerState) -> None:

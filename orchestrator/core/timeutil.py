@@ -33,14 +33,20 @@ def parse_ts_ms(value: object) -> int | None:
 
 
 _last: tuple[int, str] = (-1, "")   # one decision stamps many records with the same "now"
+_last_ms: tuple[int, str] = (-1, "")
 
 
 def format_ts(ms: int) -> str:
     """Epoch ms -> ``2026-11-23T10:00:00.123Z``."""
-    global _last
+    global _last, _last_ms
+    done = _last_ms                     # one read: safe even if threads share the cache
+    if done[0] == ms:
+        return done[1]
     seconds, millis = divmod(int(ms), 1000)
-    last = _last                        # one read: safe even if threads share the cache
+    last = _last
     if last[0] != seconds:
         last = (seconds, datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
         _last = last
-    return f"{last[1]}.{millis:03d}Z"
+    text = f"{last[1]}.{millis:03d}Z"
+    _last_ms = (ms, text)
+    return text

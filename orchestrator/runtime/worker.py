@@ -42,6 +42,7 @@ capped the worker at ~2,200 events/s; see docs/benchmarks.md for this loop's fig
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Iterable
@@ -68,6 +69,7 @@ from orchestrator.runtime.topics import check_topics, output_topics
 log = logging.getLogger("orchestrator.worker")
 
 BATCH_MAX = 500                   # records per loop iteration (bounds the time the loop is busy)
+GC_YOUNG = 20_000                 # allocations between young-generation collections (Python's default: 700)
 POLL_MS = 100
 
 
@@ -311,6 +313,13 @@ def run_worker(settings: Settings) -> None:
 
     async def main() -> None:
         worker = Worker(settings, published, end)
+        # The objects of a batch (decoded states, outputs) die by reference counting when the batch
+        # is done; the cyclic collector's young-generation pass every 700 allocations only walked
+        # them (measured: ~8 % of the drain's CPU). Start-up objects (journeys, modules) are frozen
+        # out of its way; young garbage is collected every GC_YOUNG allocations instead.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG, 50, 100)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
