@@ -17,6 +17,9 @@ Every variable, its default and meaning:
 ``ORCH_WEB_HOST``                ``127.0.0.1``          address of ``/metrics``, ``/health``
 ``ORCH_WEB_PORT``                ``6066``               port of the same
 ``ORCH_MAX_EVENT_BYTES``         ``65536``              larger events are dead-lettered ``too_large``
+``ORCH_PRODUCER_PARTITIONER``    ``murmur2``            how the event producers place keys: ``murmur2`` (the Java
+                                                       client, aiokafka, kafka-python) or ``crc32`` (librdkafka's
+                                                       default: confluent-kafka, Go, .NET, node-rdkafka, kcat)
 ``ORCH_KAFKA_SECURITY_PROTOCOL`` ``PLAINTEXT``          PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
 ``ORCH_KAFKA_SASL_MECHANISM``    ``PLAIN``              PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
 ``ORCH_KAFKA_SASL_USERNAME``     (none)
@@ -38,6 +41,7 @@ from orchestrator.errors import ConfigError
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+PARTITIONERS = ("murmur2", "crc32")
 
 
 def external_bootstrap(env: Mapping[str, str] | None = None) -> str | None:
@@ -79,6 +83,7 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     max_event_bytes: int = 65536
+    producer_partitioner: str = "murmur2"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
     sasl_username: str | None = None
@@ -98,6 +103,10 @@ class Settings:
         prefix = env.get("ORCH_TOPIC_PREFIX", "orch") or "orch"
         if not all(c.isalnum() or c in "._-" for c in prefix):
             raise ConfigError(f"ORCH_TOPIC_PREFIX may only use letters, digits, '.', '_' and '-', got {prefix!r}")
+        partitioner = (env.get("ORCH_PRODUCER_PARTITIONER") or "murmur2").strip().lower()
+        if partitioner not in PARTITIONERS:
+            raise ConfigError(f"ORCH_PRODUCER_PARTITIONER must be murmur2 (Java client, aiokafka) or crc32 "
+                              f"(librdkafka's default: confluent-kafka, Go, .NET, kcat), got {partitioner!r}")
         log_format = env.get("ORCH_LOG_FORMAT", "text").lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"ORCH_LOG_FORMAT must be text or json, got {log_format!r}")
@@ -113,6 +122,7 @@ class Settings:
             web_host=env.get("ORCH_WEB_HOST") or "127.0.0.1",
             web_port=_int(env, "ORCH_WEB_PORT", 6066, minimum=0),
             max_event_bytes=_int(env, "ORCH_MAX_EVENT_BYTES", 65536),
+            producer_partitioner=partitioner,
             security_protocol=protocol,
             sasl_mechanism=mechanism,
             sasl_username=env.get("ORCH_KAFKA_SASL_USERNAME") or None,

@@ -9,7 +9,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from orchestrator.config import Settings
-from orchestrator.runtime.kafka import start_client
+from orchestrator.runtime.kafka import placement, start_client
 from orchestrator.runtime.topics import all_topics, ensure_topics, require_topics
 
 
@@ -24,18 +24,23 @@ def key_of(line: bytes) -> bytes | None:
 
 
 async def produce_lines(settings: Settings, lines: Iterable[bytes] | BinaryIO, *, topic: str) -> int:
-    """Send each non-empty line as one message keyed by its customer_id. Returns the count."""
+    """Send each non-empty line as one message keyed by its customer_id, in the partition
+    ``ORCH_PRODUCER_PARTITIONER`` places that key (as the worker expects). Returns the count."""
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), linger_ms=5, acks="all",
                                 max_request_size=2 * 1024 * 1024, enable_idempotence=True)
     await start_client(producer, settings)
+    place = placement(settings)
     sent = 0
     try:
+        partitions = len(await producer.partitions_for(topic))
         futures = []
         for line in lines:
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            futures.append(await producer.send(topic, value=line, key=key_of(line)))
+            key = key_of(line)
+            futures.append(await producer.send(topic, value=line, key=key,
+                                               partition=None if key is None else place(key, partitions)))
             sent += 1
         for f in futures:
             await f

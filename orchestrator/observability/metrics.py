@@ -21,6 +21,8 @@ DECISION_OUTCOMES = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_ho
                      "preempted", "entry_refused", "entered", "exited", "goal", "window_deferred")
 # Known profile fields (SPEC §2) whose invalid values are counted, never the values themselves.
 PROFILE_FIELDS = ("timezone", "consent")
+# Why a valid event took the hop through the internal topic (orch_events_rekeyed_total).
+REKEY_REASONS = ("key", "partition")
 # Latency SLOs: first action within 100 ms p99 at half load; 1 s is the timer SLO.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Timer SLO: fire within 1 s of the due time.
@@ -38,6 +40,11 @@ class Metrics:
                                  "(valid, dead_letter, duplicate).", ["result"], registry=r)
         self.dead_letters = Counter("orch_dead_letters", "Messages sent to the dead-letter topic, by reason.",
                                     ["reason"], registry=r)
+        self.events_rekeyed = Counter(
+            "orch_events_rekeyed", "Valid events forwarded through the internal topic to their customer's "
+            "partition before being decided, by reason: key (not keyed by customer_id) or partition (keyed by "
+            "customer_id, but the producer placed it elsewhere than ORCH_PRODUCER_PARTITIONER does).",
+            ["reason"], registry=r)
         self.actions = Counter("orch_actions", "Actions produced, by channel.", ["channel"], registry=r)
         self.suppressions = Counter("orch_suppressions", "Suppressions produced, by reason.", ["reason"], registry=r)
         self.decisions = Counter("orch_decisions", "Send-gate and lifecycle decisions, by outcome; shadow=\"true\" "
@@ -98,6 +105,8 @@ class Metrics:
                 self.decisions.labels(outcome, shadow)
         for name in PROFILE_FIELDS:
             self.invalid_profile_fields.labels(name)
+        for reason in REKEY_REASONS:
+            self.events_rekeyed.labels(reason)
 
     def journey_labels(self, journeys: Iterable[str]) -> None:
         """Create the per-journey series at zero, so dashboards show every journey from the start."""

@@ -44,7 +44,7 @@ from orchestrator.core.state import CustomerState, decode_state, encode_state
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.counters import Counters, Tally
-from orchestrator.runtime.kafka import partition_for
+from orchestrator.runtime.kafka import placement
 from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, journal_key, timer_key
 from orchestrator.runtime.timers import TICK
 
@@ -118,6 +118,9 @@ class Decider:
         # Partition of a key, per partition count (murmur2 once per key, not once per record).
         self._placed: dict[int, dict[bytes, int]] = {}
         self._home_count = partition_counts[settings.keyed_topic]
+        self._partitioner = placement(settings)
+        self._keyed_here = self._keyed_elsewhere = 0     # events keyed by customer_id: at home or not
+        self._warned = False
         # Journals: this batch's outputs by input (partition, topic code) -> [(offset, outputs)];
         # the journals written and not yet tombstoned: partition -> [(code, first, last offset)];
         # the outputs of inputs to re-send when replayed: partition -> {(code, offset): outputs}.
@@ -205,7 +208,8 @@ class Decider:
         self._send_raw(self.topic_names[suffix], key, value, None)
 
     def _place(self, key: bytes, n: int) -> int:
-        """``partition_for(key, n)``, remembered (a bounded cache: cleared when it grows large)."""
+        """The partition of ``key`` among ``n`` (``ORCH_PRODUCER_PARTITIONER``), remembered (a bounded
+        cache: cleared when it grows large)."""
         placed = self._placed.get(n)
         if placed is None:
             placed = self._placed[n] = {}
@@ -213,7 +217,7 @@ class Decider:
         if p is None:
             if len(placed) >= PLACED_MAX:
                 placed.clear()
-            p = placed[key] = partition_for(key, n)
+            p = placed[key] = self._partitioner(key, n)
         return p
 
     # ------------------------------------------------------------------ records in
@@ -233,10 +237,33 @@ class Decider:
             return
         cid = parsed.customer_id.encode()
         home = self._place(cid, self._home_count)      # = the partition of the customer's state
-        if msg.key == cid and p == home:
-            self.decide(cid, parsed, b"e", msg.offset, p, store)
+        if msg.key == cid:
+            if p == home:
+                self._keyed_here += 1
+                self.decide(cid, parsed, b"e", msg.offset, p, store)
+                return
+            self._keyed_elsewhere += 1
+            self._tally.rekeyed["partition"] += 1
+            if not self._warned:
+                self._warn_partitioner()
         else:
-            self._send_raw(s.keyed_topic, cid, encode_event(parsed), home)
+            self._tally.rekeyed["key"] += 1
+        self._send_raw(s.keyed_topic, cid, encode_event(parsed), home)
+
+    def _warn_partitioner(self) -> None:
+        """Once: events keyed by customer_id arrive where the configured partitioner does not put them."""
+        self._warned = True
+        name = self.settings.producer_partitioner
+        other = "crc32" if name == "murmur2" else "murmur2"
+        log.warning(
+            "an event keyed by its customer_id arrived in another partition than ORCH_PRODUCER_PARTITIONER=%s "
+            "places it (%d of %d such events so far); each takes a second produce and consume through %s. "
+            "The producers probably use %s: set ORCH_PRODUCER_PARTITIONER=%s (or give the producers %s); "
+            "orch_events_rekeyed_total{reason=\"partition\"} counts them", name, self._keyed_elsewhere,
+            self._keyed_here + self._keyed_elsewhere, self.settings.keyed_topic,
+            "librdkafka's default partitioner (confluent-kafka, Go, .NET, node-rdkafka, kcat)" if other == "crc32"
+            else "murmur2 (the Java client, aiokafka)", other,
+            "partitioner=murmur2_random" if name == "murmur2" else "a CRC-32 partitioner")
 
     def decide(self, key: bytes, value: bytes | Event, code: bytes, offset: int, p: int, store: PartitionStore) -> None:
         """One input of partition ``p``: an event, or a timer's tick, of the customer ``key``; ``code``

@@ -21,7 +21,7 @@ class Tally:
     """One batch's counts, in plain Python numbers."""
 
     __slots__ = ("valid", "duplicate", "dead", "replayed", "timers_fired", "lateness_s", "latency_s",
-                 "last_event_ms", "invalid_fields", "outputs", "lifecycle")
+                 "last_event_ms", "invalid_fields", "outputs", "lifecycle", "rekeyed")
 
     def __init__(self) -> None:
         self.valid = self.duplicate = self.replayed = self.timers_fired = 0
@@ -32,6 +32,7 @@ class Tally:
         self.invalid_fields: Counter[str] = Counter()
         self.outputs: Counter[tuple[str, str]] = Counter()    # (topic suffix kind, label) -> count
         self.lifecycle: list[Lifecycle] = []
+        self.rekeyed: Counter[str] = Counter()               # reason (REKEY_REASONS) -> events forwarded
 
     def output(self, topic: str, value: dict[str, Any]) -> None:
         """Count one output record (``topic`` is its suffix: actions.<channel>, suppressions, decisions)."""
@@ -80,6 +81,8 @@ class Counters:
             m.last_event_ts.set(t.last_event_ms / 1000)
         for name, n in t.invalid_fields.items():
             self._invalid_fields[name].inc(n)
+        for reason, n in t.rekeyed.items():
+            m.events_rekeyed.labels(reason).inc(n)
         for (kind, label), n in t.outputs.items():
             if kind == "decisions":
                 outcome, _, shadow = label.partition("/")

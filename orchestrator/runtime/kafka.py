@@ -1,10 +1,12 @@
 """Kafka conventions every part of the product shares: where a key's records go, how a client is
 started, which topics exist, and how a topic is read to its end.
 
-- The one partitioner: Kafka's default for keyed records (murmur2 of the key, as the Java client
-  and aiokafka compute it). The worker places a customer's state, its internal-topic records and
-  its outputs with it, and ``explain`` finds the customer's changelog and decisions partitions
-  with it.
+- The one partitioner, :func:`placement`: how the event producers place a key
+  (``ORCH_PRODUCER_PARTITIONER``): ``murmur2`` (Kafka's default for keyed records in the Java
+  client and aiokafka) or ``crc32`` (librdkafka's default, ``consistent_random``). The worker
+  places a customer's state, its internal-topic records and its outputs with it, so events keyed
+  by customer_id are decided where they arrive, and ``explain`` finds the customer's changelog and
+  decisions partitions with it.
 - :func:`start_client`: any aiokafka client started with one sentence when Kafka cannot be
   reached, refuses the credentials or presents an untrusted certificate.
 - :func:`existing_partitions` / :func:`partitions_of`: topics found without creating them.
@@ -18,7 +20,8 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,8 +33,19 @@ from orchestrator.errors import ConfigError
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """The partition of ``key`` among ``partitions`` (Kafka's default for keyed records)."""
+    """The partition of ``key`` among ``partitions`` with murmur2 (the Java client's default)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def crc32_partition(key: bytes, partitions: int) -> int:
+    """The partition of ``key`` with librdkafka's default partitioner (``consistent_random``:
+    CRC-32 of the key modulo the partition count, for non-empty keys)."""
+    return zlib.crc32(key) % partitions
+
+
+def placement(settings: Settings) -> Callable[[bytes, int], int]:
+    """The partitioner named by ``ORCH_PRODUCER_PARTITIONER``."""
+    return crc32_partition if settings.producer_partitioner == "crc32" else partition_for
 
 
 async def read_to_end(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int | None], *,
