@@ -234,10 +234,10 @@ def clean_env() -> dict[str, str]:
 
 
 def worker_proc(name: str, workdir: Path, *, prefix: str, partitions: int, data_dir: Path, port: int,
-                journeys: Path, policies: Path, log_path: Path) -> Proc:
+                journeys: Path, policies: Path, log_path: Path, extra: dict[str, str] | None = None) -> Proc:
     """``python -m orchestrator worker`` with its own prefix, data dir and metrics port."""
     env = worker_env(prefix=prefix, partitions=partitions, data_dir=data_dir, web_port=port, journeys=journeys,
-                     policies=policies, base=clean_env())
+                     policies=policies, base=clean_env(), extra=extra)
     return Proc(name, list(WORKER_ARGV), env, log_path)
 
 

@@ -127,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
                    help="who produces the backlog: aiokafka with murmur2 partitions like the Java client (default), "
                         "or confluent-kafka with its defaults (CRC32 partitions): most events then take the "
                         "engine's re-keying hop")
+    r.add_argument("--engine-partitioner", choices=["murmur2", "crc32"], default=None,
+                   help="the engine's ORCH_PRODUCER_PARTITIONER (default: crc32 with --producer confluent-default, "
+                        "as the README says; murmur2 otherwise)")
     r.add_argument("--drain-cap", type=float, default=90.0,
                    help="stop a drain this many seconds after the first output (default 90)")
     r.add_argument("--rate", type=float, default=0.0,

@@ -279,6 +279,7 @@ async def run_scale(workdir: Path, run_id: str, k: int, backlog: list[dict[str, 
     and warmed up, then the backlog produced while it is consumed."""
     prefix = f"bench-{run_id}-x{k}"
     system = EngineWorkers(workdir, prefix, args.partitions, workers=k)
+    system.partitioner = args.engine_partitioner or ("crc32" if args.producer == "confluent-default" else "murmur2")
     res: dict[str, Any] = {"workers": k, "prefix": prefix}
     try:
         await create_topics(system.topics_to_create())

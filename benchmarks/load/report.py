@@ -212,7 +212,9 @@ def engine_state(r: dict[str, Any]) -> list[str]:
         producer = (e.get("throughput") or {}).get("producer")
         how = ("confluent-kafka's default partitioner (CRC32)" if producer == "confluent-default"
                else "murmur2, like the Java client")
-        out.append(f"The backlog was produced with {how}: {rk['rekeyed_events']:,} of {n:,} events{share} took "
+        setting = (e.get("throughput") or {}).get("engine_partitioner") or "murmur2"
+        out.append(f"The backlog was produced with {how}, the engine ran with ORCH_PRODUCER_PARTITIONER={setting}: "
+                   f"{rk['rekeyed_events']:,} of {n:,} events{share} took "
                    f"the re-keying hop through the internal topic (a second produce and consume each).")
     return out + [""] if out else []
 

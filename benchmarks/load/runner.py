@@ -51,6 +51,7 @@ async def run_system(system: System, backlog: list[dict[str, Any]], args: argpar
                 f"{k} {v}%" for k, v in list(res["profile"].get("self_by_package", {}).items())[:6]))
         if engine:
             res["throughput"]["rekeying"] = await rekeyed(system.keyed_topic)
+            res["throughput"]["engine_partitioner"] = system.partitioner
         tp = res["throughput"]
         committed = (tp.get("committed_offsets") or {}).get("events_per_s")
         note(f"{system.name}: {tp['events_per_s']:,.0f} events/s sustained ({committed or 0:,.0f} by committed "
@@ -145,6 +146,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for name in order:
             prefix = f"bench-{run_id}-{name.replace('_', '')}"
             system = SYSTEMS[name](workdir, prefix, args.partitions)
+            if isinstance(system, EngineWorkers):
+                # Configured as the README tells a user of those producers.
+                system.partitioner = args.engine_partitioner or (
+                    "crc32" if args.producer == "confluent-default" else "murmur2")
             prefixes.append((prefix, system.also_delete()))
             note(f"{name}: {system.label}, prefix {prefix}")
 

@@ -230,6 +230,7 @@ class EngineWorkers(System):
                  journeys: Path = JOURNEYS, policies: Path = POLICIES) -> None:
         super().__init__(workdir, prefix, partitions)
         self.workers, self.journeys, self.policies = workers, journeys, policies
+        self.partitioner = "murmur2"              # ORCH_PRODUCER_PARTITIONER of the workers
         self.ports: list[int] = []
         self._last: dict[int, float] = {}
 
@@ -257,7 +258,8 @@ class EngineWorkers(System):
             self.procs.append(worker_proc(f"worker-{i}", self.workdir, prefix=self.prefix, partitions=self.partitions,
                                           data_dir=self.workdir / f"data-{self.prefix}-{i}", port=port,
                                           journeys=self.journeys, policies=self.policies,
-                                          log_path=self.workdir / f"{self.prefix}-{i}.log"))
+                                          log_path=self.workdir / f"{self.prefix}-{i}.log",
+                                          extra={"ORCH_PRODUCER_PARTITIONER": self.partitioner}))
             self.ports.append(port)
         for p in self.procs:
             p.start()
