@@ -5,7 +5,9 @@ For every batch handed over, in order (all those waiting at once):
 
 3. wait until Kafka has acknowledged every output and changelog record of the batch;
 4. write its changed states to RocksDB in one write batch, with the changelog offset;
-5. commit its input offsets.
+5. commit its input offsets: at most every ``COMMIT_INTERVAL_S`` (a commit is a round trip and
+   work for the group coordinator; the states and journals are durable already), and at once
+   when the worker stops or partitions are revoked.
 
 Until step 4, a batch's new states live in the :attr:`Checkpoint.overlay`, which later batches
 read first: deciding never waits for Kafka round trips. The local database is never ahead of
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
@@ -27,6 +30,7 @@ from orchestrator.runtime.store import Stores
 log = logging.getLogger("orchestrator.worker")
 
 MAX_BATCHES_IN_FLIGHT = 8         # handed to the checkpoint, not yet committed
+COMMIT_INTERVAL_S = 0.25          # offsets of durable batches are committed at most this often
 
 
 class Flush:
@@ -57,6 +61,8 @@ class Checkpoint:
         self.failed: BaseException | None = None
         self._queue: asyncio.Queue[Flush] = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
         self._flushing = False
+        self._uncommitted: dict[TopicPartition, int] = {}    # durable (steps 3-4 done), not yet committed
+        self._committed_at = 0.0
 
     async def hand_over(self, flush: Flush) -> None:
         """Queue a decided batch (waits while ``MAX_BATCHES_IN_FLIGHT`` are not yet committed)."""
@@ -68,6 +74,8 @@ class Checkpoint:
             if self.failed is not None:
                 return
             await asyncio.sleep(0.005)
+        if self._uncommitted and self.failed is None:
+            await self._commit()
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions revoked: their committed offsets are someone else's business now."""
@@ -77,21 +85,42 @@ class Checkpoint:
     async def run(self) -> None:
         """Steps 3-5 for every batch handed over, in order; all waiting batches at once."""
         queue = self._queue
-        while True:
-            items = [await queue.get()]
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            self._flushing = True
-            try:
-                await self._flush(items)
-            except Exception as exc:  # noqa: BLE001 - e.g. RocksDB cannot write: stop, commit nothing more
-                if not isinstance(exc, WorkerFailure):
-                    log.exception("could not complete a batch; stopping so its inputs are replayed")
-                self.failed = exc
-                while True:                # nothing more is committed; let the worker stop
-                    await queue.get()
-            finally:
-                self._flushing = False
+        waiting: asyncio.Future[Flush] | None = None      # one get() kept across idle ticks, never cancelled
+        try:
+            while True:
+                if waiting is None:
+                    waiting = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({waiting}, timeout=COMMIT_INTERVAL_S)
+                if not done:                      # idle: commit what is durable
+                    if self._uncommitted and self.failed is None:
+                        self._flushing = True
+                        try:
+                            await self._commit()
+                        finally:
+                            self._flushing = False
+                    continue
+                items, waiting = [waiting.result()], None
+                await self._step(items)
+        finally:
+            if waiting is not None:
+                waiting.cancel()
+
+    async def _step(self, items: list[Flush]) -> None:
+        """Steps 3-5 for ``items`` and every batch waiting behind them."""
+        queue = self._queue
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        self._flushing = True
+        try:
+            await self._flush(items)
+        except Exception as exc:  # noqa: BLE001 - e.g. RocksDB cannot write: stop, commit nothing more
+            if not isinstance(exc, WorkerFailure):
+                log.exception("could not complete a batch; stopping so its inputs are replayed")
+            self.failed = exc
+            while True:                # nothing more is committed; let the worker stop
+                await queue.get()
+        finally:
+            self._flushing = False
 
     async def _flush(self, items: list[Flush]) -> None:
         # Step 3: every output and changelog record acknowledged.
@@ -117,8 +146,15 @@ class Checkpoint:
                         del overlay[key]
             self.on_ticks_done(item.ticks)
             commits.update(item.commits)
-        # Step 5: the input offsets, for the partitions still ours.
-        commits = {tp: o for tp, o in commits.items() if tp.partition in self.ready}
+        # Step 5: the input offsets, for the partitions still ours (at most every COMMIT_INTERVAL_S).
+        self._uncommitted.update(commits)
+        if time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
+            await self._commit()
+
+    async def _commit(self) -> None:
+        commits = {tp: o for tp, o in self._uncommitted.items() if tp.partition in self.ready}
+        self._uncommitted = {}
+        self._committed_at = time.monotonic()
         if commits:
             try:
                 await self.commit(commits)
