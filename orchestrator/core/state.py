@@ -145,9 +145,13 @@ def _event_hash(event_id: str) -> bytes:
 
 def remembered(state: CustomerState, event_id: str) -> bool:
     """Whether ``event_id`` was processed within the duplicate window (kept in ``state``)."""
+    return _find(state, _event_hash(event_id))
+
+
+def _find(state: CustomerState, h: bytes) -> bool:
     if state.seen:
         _migrate_seen(state)
-    ids, h = state.seen_ids, _event_hash(event_id)
+    ids = state.seen_ids
     i = ids.find(h)
     while i != -1:
         if i % SEEN_HASH_LEN == 0:
@@ -166,9 +170,10 @@ def remember_event(state: CustomerState, event_id: str, now_ms: int) -> bool:
     Ids are kept as 64-bit hashes: two different ids of one customer collide with a chance of
     about n / 2^64 for n ids in the window (at most ``DEDUP_MAX_IDS``), far below one in 10^14.
     """
-    if remembered(state, event_id):
+    h = _event_hash(event_id)
+    if _find(state, h):
         return False
-    state.seen_ids += _event_hash(event_id)
+    state.seen_ids += h
     state.seen_at += (now_ms // 1000).to_bytes(4, "little")
     n = len(state.seen_ids) // SEEN_HASH_LEN
     if n > 64 and n % 64 == 0:                  # amortised pruning
@@ -205,26 +210,35 @@ def prune_stamps(stamps: list[int], cutoff: int) -> list[int]:
 
 
 def record_activity(state: CustomerState, event_type: str, ts_ms: int, properties: dict[str, Any]) -> None:
-    act = state.activity.get(event_type)
+    activity = state.activity
+    act = activity.get(event_type)
     if act is None:
-        if len(state.activity) >= ACTIVITY_MAX_TYPES:
-            oldest = min(state.activity, key=lambda k: state.activity[k].last_ms)
-            del state.activity[oldest]
-        act = state.activity[event_type] = Activity()
+        if len(activity) >= ACTIVITY_MAX_TYPES:
+            oldest = min(activity, key=lambda k: activity[k].last_ms)
+            del activity[oldest]
+        act = activity[event_type] = Activity()
     day = ts_ms // DAY_MS
-    act.days[day] = act.days.get(day, 0) + 1
-    if len(act.days) > 31:
-        for d in [d for d in act.days if d < day - 30]:
-            del act.days[d]
-    act.last_ms = max(act.last_ms, ts_ms)
+    days = act.days
+    n = days.get(day)
+    if n is None:
+        days[day] = 1
+        if len(days) > 31:
+            for d in [d for d in days if d < day - 30]:
+                del days[d]
+    else:
+        days[day] = n + 1
+    if ts_ms > act.last_ms:
+        act.last_ms = ts_ms
     s = state.session
     if s.event_count == 0 or ts_ms - s.last_ms >= SESSION_GAP_MS:
         s.started_ms, s.event_count, s.categories = ts_ms, 0, []
-    s.last_ms = max(s.last_ms, ts_ms)
+    if ts_ms > s.last_ms:
+        s.last_ms = ts_ms
     s.event_count += 1
-    category = properties.get("category") if properties else None
-    if isinstance(category, str) and category not in s.categories and len(s.categories) < 32:
-        s.categories.append(category[:64])
+    if properties:
+        category = properties.get("category")
+        if isinstance(category, str) and category not in s.categories and len(s.categories) < 32:
+            s.categories.append(category[:64])
 
 
 def engagement_for(state: CustomerState, channel: str) -> Engagement:
