@@ -1,0 +1,34 @@
+"""The webhook adapter's periodic upkeep: forgetting ids after ``--dedup-window`` and measuring
+how far each lane is behind. :mod:`orchestrator.adapters.webhook` runs them every minute and
+every 5 seconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from orchestrator.adapters.dedup import DedupStore, now_ms
+from orchestrator.adapters.lanes import Lane
+from orchestrator.adapters.metrics import AdapterMetrics
+
+
+async def prune(store: DedupStore, metrics: AdapterMetrics) -> None:
+    """Delete every id past the window, in chunks, letting the lanes run between them."""
+    while True:
+        deleted = store.prune(now_ms())
+        metrics.pruned.inc(deleted)
+        if deleted < 10_000:
+            return
+        await asyncio.sleep(0)
+
+
+async def observe_lag(consumer: AIOKafkaConsumer, lanes: dict[TopicPartition, Lane], metrics: AdapterMetrics) -> None:
+    """Records not yet committed, per assigned partition: its end minus the offset its lane
+    commits next."""
+    metrics.lag.clear()               # partitions moved to another process drop out
+    for tp, lane in list(lanes.items()):
+        highwater = consumer.highwater(tp)
+        done = lane.advance()
+        if highwater is not None and done is not None:
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
