@@ -8,9 +8,11 @@
     │                                 (``file:line: message``; the last good version keeps running)
     ├── ExpressionError               an ``if:``/``params:``/``capture:`` expression is refused
     ├── LocalKafkaError               the local dev broker cannot be fetched, started or stopped
-    └── WorkerFailure                 the worker must stop without committing what it decided
-                                      (an output Kafka refused, RocksDB unable to write): its
-                                      uncommitted inputs are replayed by whoever owns them next
+    ├── WorkerFailure                 the worker must stop without committing what it decided
+    │                                 (an output Kafka refused, RocksDB unable to write): its
+    │                                 uncommitted inputs are replayed by whoever owns them next
+    └── AdapterFailed                 the webhook adapter stopped on an error; what it had not
+                                      finished is read again on restart
 
 Bad *events* never raise: the core turns them into dead letters (see
 ``orchestrator.core.events``). A worker must never crash on input.
@@ -54,3 +56,7 @@ class LocalKafkaError(OrchestratorError):
 
 class WorkerFailure(OrchestratorError):
     """The worker must stop without committing (its uncommitted inputs are then replayed)."""
+
+
+class AdapterFailed(OrchestratorError):
+    """The adapter stopped on an error; what it had not finished is read again on restart."""

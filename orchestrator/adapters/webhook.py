@@ -66,7 +66,7 @@ from orchestrator.adapters.records import RecordHandler
 from orchestrator.adapters.wire import parse_action, parse_suppression
 from orchestrator.config import Settings
 from orchestrator.core.events import Rejection
-from orchestrator.errors import ConfigError, OrchestratorError
+from orchestrator.errors import AdapterFailed, ConfigError
 
 log = logging.getLogger("orchestrator.adapter")
 
@@ -75,10 +75,6 @@ POLL_MS = 200
 COMMIT_EVERY_S = 1.0
 PRUNE_EVERY_S = 60.0
 LAG_EVERY_S = 5.0
-
-
-class AdapterFailed(OrchestratorError):
-    """The adapter stopped on an error; what it had not finished is read again on restart."""
 
 
 class _Listener(ConsumerRebalanceListener):
