@@ -9,6 +9,7 @@ the broker is named after its own prefix, so cleaning up touches nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import platform
@@ -19,6 +20,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from orchestrator.config import default_bootstrap as bootstrap
@@ -223,6 +225,19 @@ class Proc(ChildProcess):
         if self.exit_code() is None and self.proc is not None:
             self.mem()                     # the last reading before it goes
         return super().stop(sig, timeout_s)
+
+
+@contextlib.contextmanager
+def checkout(rev: str, where: Path) -> Iterator[Path]:
+    """Git revision ``rev`` of this repository checked out (detached) at ``where``, removed afterwards."""
+    added = subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=ROOT,
+                           capture_output=True, text=True)
+    if added.returncode != 0:
+        raise SystemExit(f"cannot check out {rev}: {added.stderr.strip() or added.stdout.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True)
 
 
 def clean_env() -> dict[str, str]:

@@ -102,25 +102,18 @@ def first_difference(ours: list[bytes], theirs: list[bytes]) -> tuple[int, bytes
 # ------------------------------------------------------------------------------------- --against
 def replay_at(rev: str, backlog: Path, journeys: Path, policies: Path, horizon_days: float) -> list[bytes]:
     """Replay ``backlog`` with the ``orchestrator`` of revision ``rev`` (a temporary git worktree)."""
-    with tempfile.TemporaryDirectory(prefix="identical-") as tmp:
-        tree = Path(tmp) / "tree"
-        added = subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT,
-                               capture_output=True, text=True)
-        if added.returncode != 0:
-            raise SystemExit(f"cannot check out {rev}: {added.stderr.strip() or added.stdout.strip()}")
-        try:
-            out = Path(tmp) / "records.jsonl"
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
-            done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--replay", str(backlog),
-                                   "--journeys", str(journeys), "--policies", str(policies),
-                                   "--horizon-days", str(horizon_days), "--records", str(out),
-                                   "--expect-tree", str(tree)],
-                                  cwd=tree, env=env, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(f"replaying at {rev} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
-            return out.read_bytes().splitlines()
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+    from benchmarks.common import checkout
+    with tempfile.TemporaryDirectory(prefix="identical-") as tmp, checkout(rev, Path(tmp) / "tree") as tree:
+        out = Path(tmp) / "records.jsonl"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--replay", str(backlog),
+                               "--journeys", str(journeys), "--policies", str(policies),
+                               "--horizon-days", str(horizon_days), "--records", str(out),
+                               "--expect-tree", str(tree)],
+                              cwd=tree, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"replaying at {rev} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
+        return out.read_bytes().splitlines()
 
 
 def _replay_main(args: argparse.Namespace) -> int:

@@ -97,28 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         return _time_main(args)
     if not args.against:
         ap.error("--against REV is required")
-    from benchmarks.common import loadavg
+    from benchmarks.common import checkout, loadavg
     from benchmarks.identical import backlog_lines
-    with tempfile.TemporaryDirectory(prefix="versus-") as tmp:
-        other = Path(tmp) / "tree"
-        added = subprocess.run(["git", "worktree", "add", "--detach", str(other), args.against], cwd=ROOT,
-                               capture_output=True, text=True)
-        if added.returncode != 0:
-            raise SystemExit(f"cannot check out {args.against}: {added.stderr.strip() or added.stdout.strip()}")
-        try:
-            side = other if args.journeys_of == "rev" else ROOT
-            journeys, policies = side / "journeys", side / "policies.yaml"
-            backlog = Path(tmp) / "backlog.jsonl"
-            backlog.write_bytes(b"".join(line + b"\n" for line in
-                                         backlog_lines(args.events, journeys=journeys, policies=policies)))
-            load_before = loadavg()
-            rounds: dict[str, list[dict[str, float]]] = {"this": [], "against": []}
-            for _ in range(args.rounds):
-                rounds["against"].append(_run(other, backlog, journeys, policies))
-                rounds["this"].append(_run(ROOT, backlog, journeys, policies))
-            load_after = loadavg()
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="versus-") as tmp, checkout(args.against, Path(tmp) / "tree") as other:
+        side = other if args.journeys_of == "rev" else ROOT
+        journeys, policies = side / "journeys", side / "policies.yaml"
+        backlog = Path(tmp) / "backlog.jsonl"
+        backlog.write_bytes(b"".join(line + b"\n" for line in
+                                     backlog_lines(args.events, journeys=journeys, policies=policies)))
+        load_before = loadavg()
+        rounds: dict[str, list[dict[str, float]]] = {"this": [], "against": []}
+        for _ in range(args.rounds):
+            rounds["against"].append(_run(other, backlog, journeys, policies))
+            rounds["this"].append(_run(ROOT, backlog, journeys, policies))
+        load_after = loadavg()
     med = {k: statistics.median(r["events_per_s"] for r in v) for k, v in rounds.items()}
     report = {"against": args.against, "events": args.events, "journeys_of": args.journeys_of,
               "events_per_s": med, "ratio": med["this"] / med["against"], "rounds": rounds,
