@@ -369,11 +369,12 @@ class Decider:
                     still.append((code, first, last))
             self._journals[p] = still
         for (p, code), entries in self._journal.items():
-            key = journal_key(code, entries[0][0])
-            value = _journal_encoder.encode(entries)
-            self._out.add(changelog, p, key, value)
-            rows.setdefault(p, []).append((key, value))
-            self._journals.setdefault(p, []).append((code, entries[0][0], entries[-1][0]))
+            for chunk in journal_chunks(entries):
+                key = journal_key(code, chunk[0][0])
+                value = _journal_encoder.encode(chunk)
+                self._out.add(changelog, p, key, value)
+                rows.setdefault(p, []).append((key, value))
+                self._journals.setdefault(p, []).append((code, chunk[0][0], chunk[-1][0]))
         self._journal = {}
         return rows
 
@@ -404,5 +405,27 @@ class Decider:
 
 
 PLACED_MAX = 500_000
+# A journal record stays well under Kafka's default message.max.bytes (1 MB) and the producer's
+# batch size, however many outputs a batch of one partition has: larger ones are cut in pieces.
+JOURNAL_MAX_BYTES = 200_000
+
+
+def journal_chunks(entries: list[tuple[int, list[tuple[str, str, bytes]]]],
+                   limit: int = JOURNAL_MAX_BYTES) -> list[list[tuple[int, list[tuple[str, str, bytes]]]]]:
+    """``entries`` (input offset, its outputs), in order, cut into runs of at most about ``limit``
+    bytes each (an input's outputs are never split: one input larger than ``limit`` is a run alone)."""
+    chunks: list[list[tuple[int, list[tuple[str, str, bytes]]]]] = []
+    current: list[tuple[int, list[tuple[str, str, bytes]]]] = []
+    size = 0
+    for entry in entries:
+        n = 16 + sum(len(t) + len(k) + len(v) + 8 for t, k, v in entry[1])
+        if current and size + n > limit:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks
 _journal_encoder = msgspec.msgpack.Encoder()
 _journal_decoder = msgspec.msgpack.Decoder(list[tuple[int, list[tuple[str, str, bytes]]]])

@@ -81,3 +81,18 @@ def test_journals_are_written_restored_and_tombstoned_with_the_states(tmp_path: 
     other = Stores(str(tmp_path / "other")).get(2)
     other.apply_changelog([(b"c" + b"ann", value(None, b"s")), (j1, b"one"), (j2, b"two"), (j1, None)], 4)
     assert other.journals() == [(j2, b"two")] and other.get(b"ann") == value(None, b"s")
+
+
+def test_a_batch_journal_is_cut_in_records_under_the_size_limit():
+    import msgspec
+
+    from orchestrator.runtime.batch import JOURNAL_MAX_BYTES, journal_chunks
+    out = ("decisions", "c-1", b"x" * 900)
+    entries = [(offset, [out, out, out]) for offset in range(500)]          # ~1.4 MB of outputs
+    chunks = journal_chunks(entries)
+    assert len(chunks) > 1
+    assert [e for c in chunks for e in c] == entries                         # in order, nothing lost
+    assert all(len(msgspec.msgpack.encode(c)) <= JOURNAL_MAX_BYTES + 4096 for c in chunks)
+    assert journal_chunks([(7, [out])]) == [[(7, [out])]]
+    big = (8, [("actions.email", "c-2", b"y" * (JOURNAL_MAX_BYTES + 1))])
+    assert journal_chunks([(7, [out]), big, (9, [out])]) == [[(7, [out])], [big], [(9, [out])]]
