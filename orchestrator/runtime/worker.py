@@ -68,7 +68,7 @@ from orchestrator.runtime.topics import check_topics, output_topics
 
 log = logging.getLogger("orchestrator.worker")
 
-BATCH_MAX = 500                   # records per loop iteration (bounds the time the loop is busy)
+BATCH_MAX = 2000                  # records per loop iteration (bounds the time the loop is busy)
 GC_YOUNG = 20_000                 # allocations between young-generation collections (Python's default: 700)
 POLL_MS = 100
 
