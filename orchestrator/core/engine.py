@@ -11,7 +11,6 @@ Effects are returned as :class:`Output` records addressed by topic *suffix*
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from orchestrator.core import events as ev_mod
@@ -57,15 +56,25 @@ class _Effects(list):  # list[Output] that also collects Lifecycle records
         self.lifecycle: list[Lifecycle] = []
 
 
-@dataclass(slots=True)
 class Result:
-    state: CustomerState | None          # None: delete the customer's state (an expired erasure tombstone)
-    outputs: list[Output] = field(default_factory=list)
-    duplicate: bool = False
-    lifecycle: list[Lifecycle] = field(default_factory=list)
-    # Known profile fields this event set to a value the engine cannot use (e.g. "timezone" that is
-    # not an IANA name): kept in the profile, read as the default; the worker counts them.
-    invalid_fields: tuple[str, ...] = ()
+    """What one decision returns (a plain class: one is made per event, and a dataclass's
+    generated ``__init__`` with default factories cost a measurable share of the worker's time)."""
+
+    __slots__ = ("state", "outputs", "duplicate", "lifecycle", "invalid_fields")
+
+    def __init__(self, state: CustomerState | None, outputs: list[Output] | None = None, duplicate: bool = False,
+                 lifecycle: list[Lifecycle] | None = None, invalid_fields: tuple[str, ...] = ()) -> None:
+        self.state = state                      # None: delete the customer's state (an expired erasure tombstone)
+        self.outputs = [] if outputs is None else outputs
+        self.duplicate = duplicate
+        self.lifecycle = [] if lifecycle is None else lifecycle
+        # Known profile fields this event set to a value the engine cannot use (e.g. "timezone" that is
+        # not an IANA name): kept in the profile, read as the default; the worker counts them.
+        self.invalid_fields = invalid_fields
+
+    def __repr__(self) -> str:
+        return (f"Result(state={self.state!r}, outputs={self.outputs!r}, duplicate={self.duplicate!r}, "
+                f"lifecycle={self.lifecycle!r}, invalid_fields={self.invalid_fields!r})")
 
 
 SHADOW_SUFFIX = "~shadow"     # journey ids are [a-z0-9-], so this never clashes
@@ -162,6 +171,8 @@ class Engine:
     # ------------------------------------------------------------------ timers
     def _fire_due(self, state: CustomerState, cid: str, now_ms: int, out: list[Output]) -> None:
         instances = state.instances
+        if not instances:
+            return
         for _ in range(MAX_STEPS):
             # The instance with the earliest timer due at now_ms (ties: the smallest key).
             first: tuple[int, str] | None = None

@@ -120,7 +120,7 @@ def encode_state(state: CustomerState) -> bytes:
     return _encoder.encode(state)
 
 
-def decode_state(data: bytes | None) -> CustomerState:
+def decode_state(data: bytes | memoryview | None) -> CustomerState:
     return CustomerState() if not data else _decoder.decode(data)
 
 

@@ -293,7 +293,7 @@ class Decider:
         if entry is None:
             pending = self.checkpoint.overlay.get(key)
             raw = store.get(key) if pending is None else pending[1]
-            entry = (_Entry(p, raw[:DUE_LEN], decode_state(raw[DUE_LEN:])) if raw is not None
+            entry = (_Entry(p, raw[:DUE_LEN], decode_state(memoryview(raw)[DUE_LEN:])) if raw is not None
                      else _Entry(p, None, None))
             self._cache[key] = entry
         state = entry.state
