@@ -3,6 +3,11 @@
 Everything the engine knows about a customer lives here, so a customer's
 decisions need exactly one state read and one state write. New fields must have
 defaults, so older records keep decoding.
+
+The state structs are plain data that never refer back to their holders, so they
+are not tracked by the cyclic garbage collector (``gc=False``): a batch keeps
+thousands of decoded states alive, and the collector's passes only walked them.
+Reference counting frees them as before. Never store a state object inside itself.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ ACTION_REFS_MAX = 256
 DAY_MS = 86_400_000
 
 
-class Instance(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Instance(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One customer's active run through one journey version."""
 
     journey: str
@@ -50,26 +55,26 @@ class Instance(msgspec.Struct, kw_only=True, omit_defaults=True):
     deadline_ms: int | None = None    # exit.max_duration
 
 
-class ActionRef(msgspec.Struct, array_like=True):
+class ActionRef(msgspec.Struct, array_like=True, gc=False):
     journey: str
     instance_id: str
     channel: str
     ts_ms: int
 
 
-class Engagement(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Engagement(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     sent: list[int] = []
     opened: list[int] = []
     clicked: list[int] = []
     last_opened_ms: int | None = None
 
 
-class Activity(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Activity(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     days: dict[int, int] = {}         # day number (epoch days) -> count
     last_ms: int = 0
 
 
-class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Session(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     started_ms: int = 0
     last_ms: int = 0
     event_count: int = 0
@@ -80,7 +85,7 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True):
 TOMBSTONE_KEEP_MS = DEDUP_WINDOW_MS
 
 
-class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True):
+class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     profile: dict[str, Any] = {}
     # Event ids processed in the duplicate window (see :func:`remember_event`): 8-byte hashes, and
     # beside them when each was processed (4-byte seconds). Compact and decoded as two byte strings.
