@@ -258,7 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 141
-    except (ConfigError, DefinitionError) as exc:
+    except DefinitionError as exc:
+        # Every problem on its own line as `file:line: message` (as `journeys validate` prints
+        # them), so an editor or CI can parse each one; no prefix on the first.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OrchestratorError as exc:
