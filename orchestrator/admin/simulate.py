@@ -27,7 +27,12 @@ def simulate(args: argparse.Namespace) -> int:
         print(f"{args.journeys}: no journeys found", file=sys.stderr)
         return 1
     sim = Simulation(Engine(JourneySet(journeys), policies))
-    stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
+    try:
+        stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
+    except OSError as exc:
+        print(f"error: cannot read {args.events!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
+              "or - for standard input", file=sys.stderr)
+        return 1
     out = sys.stdout.buffer
     progress = _Counted("simulate")
     with stream:

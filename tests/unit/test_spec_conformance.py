@@ -265,3 +265,33 @@ def test_a_holdout_is_a_percentage_with_or_without_the_sign(tmp_path, capsys, gi
                and r["value"]["detail"] == "holdout")
     expected = 2000 * float(share) / 100
     assert abs(held - expected) <= max(4 * (expected ** 0.5), 3), (held, expected)
+
+
+# ---------------------------------------------------------------------------- §6 command line
+def test_simulate_of_a_missing_events_file_is_one_sentence_not_a_traceback(tmp_path, capsys) -> None:
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "cart-recovery.yaml").write_text(SPEC_JOURNEY)
+    (tmp_path / "policies.yaml").write_text(SPEC_POLICIES)
+    capsys.readouterr()
+    assert main(["simulate", "--journeys", str(tmp_path / "j"), "--policies", str(tmp_path / "policies.yaml"),
+                 str(tmp_path / "missing.jsonl")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing.jsonl" in err[0], err
+
+
+def test_validate_refuses_one_id_and_version_in_two_files_as_a_worker_does(tmp_path, capsys) -> None:
+    """`journeys validate` on a folder says what a worker (and simulate) loading it refuses: the
+    same journey id and version in two files."""
+    folder = tmp_path / "journeys"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(SPEC_JOURNEY)
+    (folder / "b.yaml").write_text(SPEC_JOURNEY.replace("cart-reminder-1", "cart-reminder-9"))
+    (tmp_path / "policies.yaml").write_text(SPEC_POLICIES)
+    capsys.readouterr()
+    assert main(["journeys", "validate", "--policies", str(tmp_path / "policies.yaml"), str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'b.yaml'}:1: journey 'cart-recovery' version 3 is also defined in {folder / 'a.yaml'}" in err
+    (tmp_path / "events.jsonl").write_text("")
+    assert main(["simulate", "--journeys", str(folder), "--policies", str(tmp_path / "policies.yaml"),
+                 str(tmp_path / "events.jsonl")]) == 1          # the loader refuses the same
+    assert "is also defined in" in capsys.readouterr().err
