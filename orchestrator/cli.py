@@ -49,7 +49,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from orchestrator.core import load_policies
     settings = _settings()
     topic = settings.topic(args.topic)
-    stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
+    try:
+        stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
+                          "or - (or nothing) for standard input") from None
     with stream:
         sent = asyncio.run(produce(settings, stream, topic, load_policies(settings.policies).channels))
     print(f"sent {sent} events to {topic}", file=sys.stderr)

@@ -295,3 +295,11 @@ def test_validate_refuses_one_id_and_version_in_two_files_as_a_worker_does(tmp_p
     assert main(["simulate", "--journeys", str(folder), "--policies", str(tmp_path / "policies.yaml"),
                  str(tmp_path / "events.jsonl")]) == 1          # the loader refuses the same
     assert "is also defined in" in capsys.readouterr().err
+
+
+def test_produce_of_a_missing_file_is_one_sentence_not_a_traceback(tmp_path, capsys) -> None:
+    """Checked before any connection is made: no broker is needed to be told the file is missing."""
+    capsys.readouterr()
+    assert main(["produce", str(tmp_path / "missing.jsonl")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing.jsonl" in err[0], err
