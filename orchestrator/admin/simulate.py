@@ -15,6 +15,7 @@ from orchestrator.observability.progress import ProgressLine
 
 
 def simulate(args: argparse.Namespace) -> int:
+    from orchestrator.config import max_event_bytes
     from orchestrator.core import Engine, JourneySet, load_journey_dir
     from orchestrator.simulate import Simulation
     policies = load_policies(args.policies)
@@ -26,7 +27,7 @@ def simulate(args: argparse.Namespace) -> int:
     if not journeys:
         print(f"{args.journeys}: no journeys found", file=sys.stderr)
         return 1
-    sim = Simulation(Engine(JourneySet(journeys), policies))
+    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes())
     try:
         stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
     except OSError as exc:

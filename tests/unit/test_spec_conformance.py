@@ -303,3 +303,15 @@ def test_produce_of_a_missing_file_is_one_sentence_not_a_traceback(tmp_path, cap
     assert main(["produce", str(tmp_path / "missing.jsonl")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "missing.jsonl" in err[0], err
+
+
+@pytest.mark.parametrize("limit, reasons", [(None, ["too_large"]), ("200000", [])])
+def test_simulate_honours_orch_max_event_bytes_as_a_worker_does(tmp_path, capsys, monkeypatch, limit, reasons) -> None:
+    """§2: the size limit is ORCH_MAX_EVENT_BYTES (default 65536), in simulate as in a worker."""
+    if limit is None:
+        monkeypatch.delenv("ORCH_MAX_EVENT_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("ORCH_MAX_EVENT_BYTES", limit)
+    big = ev("e-big", "c-1", "page.viewed", "2026-11-23T10:00:00Z", blob="x" * 100_000)
+    records, _ = simulate(tmp_path, capsys, {"cart-recovery.yaml": SPEC_JOURNEY}, [big])
+    assert [r["value"]["reason"] for r in records if r["topic"] == "dlq"] == reasons
