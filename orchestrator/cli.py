@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
     s.add_argument("--journeys", required=True, metavar="DIR")
-    s.add_argument("--policies", metavar="F")
+    s.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.set_defaults(fn=cmd_simulate)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from orchestrator.core import load_policies
+from orchestrator.admin.journeys import policies_for
 from orchestrator.observability.progress import ProgressLine
 
 
@@ -18,7 +18,7 @@ def simulate(args: argparse.Namespace) -> int:
     from orchestrator.config import max_event_bytes
     from orchestrator.core import Engine, JourneySet, load_journey_dir
     from orchestrator.simulate import Simulation
-    policies = load_policies(args.policies)
+    policies = policies_for(args)    # --policies, else ORCH_POLICIES, else policies.yaml: what a worker reads
     journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
     if problems:
         for problem in problems:

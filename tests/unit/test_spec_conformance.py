@@ -315,3 +315,30 @@ def test_simulate_honours_orch_max_event_bytes_as_a_worker_does(tmp_path, capsys
     big = ev("e-big", "c-1", "page.viewed", "2026-11-23T10:00:00Z", blob="x" * 100_000)
     records, _ = simulate(tmp_path, capsys, {"cart-recovery.yaml": SPEC_JOURNEY}, [big])
     assert [r["value"]["reason"] for r in records if r["topic"] == "dlq"] == reasons
+
+
+def test_simulate_reads_orch_policies_when_no_policies_flag_is_given(tmp_path, capsys, monkeypatch) -> None:
+    """§5: policies come from ORCH_POLICIES (default policies.yaml), for simulate as for a worker:
+    with `sms: opt_in` there, an sms to a customer without consent is `no_consent`."""
+    folder = tmp_path / "journeys"
+    folder.mkdir()
+    (folder / "s.yaml").write_text("journey: s\nentry: {on: go}\nstart: m\nnodes:\n  m: {send: sms, template: t}\n")
+    (tmp_path / "events.jsonl").write_text(json.dumps(ev("e-1", "c-1", "go", "2026-11-23T12:00:00Z")) + "\n")
+    (tmp_path / "mine.yaml").write_text("consent: {sms: opt_in}\n")
+    (tmp_path / "policies.yaml").write_text("consent: {sms: opt_out}\n")
+
+    def gate_outcome() -> str:
+        capsys.readouterr()
+        assert main(["simulate", "--journeys", str(folder), str(tmp_path / "events.jsonl")]) == 0
+        records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        [outcome] = [r["value"]["outcome"] for r in records if r["topic"] == "decisions"
+                     and r["value"]["channel"] == "sms"]
+        return outcome
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCH_POLICIES", str(tmp_path / "mine.yaml"))
+    assert gate_outcome() == "no_consent"
+    monkeypatch.delenv("ORCH_POLICIES")                    # then policies.yaml in the working directory
+    assert gate_outcome() == "sent"
+    (tmp_path / "policies.yaml").write_text("consent: {sms: opt_in}\n")
+    assert gate_outcome() == "no_consent"
