@@ -49,7 +49,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from orchestrator.core import load_policies
     settings = _settings()
     topic = settings.topic(args.topic)
-    stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
+    try:
+        stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.file!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
+                          "or - (or nothing) for standard input") from None
     with stream:
         sent = asyncio.run(produce(settings, stream, topic, load_policies(settings.policies).channels))
     print(f"sent {sent} events to {topic}", file=sys.stderr)
@@ -199,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
     s.add_argument("--journeys", required=True, metavar="DIR")
-    s.add_argument("--policies", metavar="F")
+    s.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
     s.add_argument("events", metavar="EVENTS.jsonl")
     s.set_defaults(fn=cmd_simulate)
 
@@ -258,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 141
-    except (ConfigError, DefinitionError) as exc:
+    except DefinitionError as exc:
+        # Every problem on its own line as `file:line: message` (as `journeys validate` prints
+        # them), so an editor or CI can parse each one; no prefix on the first.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OrchestratorError as exc:

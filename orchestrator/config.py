@@ -16,7 +16,8 @@ Every variable, its default and meaning:
 ``ORCH_POLICIES``                ``policies.yaml``      policies file (defaults if absent)
 ``ORCH_WEB_HOST``                ``127.0.0.1``          address of ``/metrics``, ``/health``
 ``ORCH_WEB_PORT``                ``6066``               port of the same
-``ORCH_MAX_EVENT_BYTES``         ``65536``              larger events are dead-lettered ``too_large``
+``ORCH_MAX_EVENT_BYTES``         ``65536``              larger events are dead-lettered ``too_large`` (simulate and
+                                                       backtest too)
 ``ORCH_PRODUCER_PARTITIONER``    ``murmur2``            how the event producers place keys: ``murmur2`` (the Java
                                                        client, aiokafka, kafka-python) or ``crc32`` (librdkafka's
                                                        default: confluent-kafka, Go, .NET, node-rdkafka, kcat)
@@ -55,6 +56,12 @@ def default_bootstrap(env: Mapping[str, str] | None = None) -> str:
     ``localhost:9092`` by default)."""
     env = os.environ if env is None else env
     return external_bootstrap(env) or f"localhost:{(env.get('ORCH_LOCAL_KAFKA_PORT') or '').strip() or '9092'}"
+
+
+def max_event_bytes(env: Mapping[str, str] | None = None) -> int:
+    """``ORCH_MAX_EVENT_BYTES`` alone: the offline tools (simulate, backtest) refuse as ``too_large``
+    what a worker would, without needing the Kafka settings."""
+    return _int(os.environ if env is None else env, "ORCH_MAX_EVENT_BYTES", 65536)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

@@ -12,6 +12,9 @@ more than 5 minutes ahead is time passing if the file catches up with it (one of
 would have received it before its time, so it is dead-lettered ``future_timestamp`` and does
 not move the clock. The last line is taken at its time (nothing follows that it could spoil).
 
+A dead letter is stamped with the clock; one refused before the clock has started (before the
+first event) with the time it will start at, the next event's ``ts``.
+
 What is ignored is reported (:attr:`Simulation.duplicates`, :attr:`Simulation.stale`, with
 line numbers): duplicate ``event_id``s, and events of a type some journey enters on that are
 older than ``max_event_age`` before the clock (they update state but enrol nobody).
@@ -75,9 +78,10 @@ class Simulation:
         """Decide one line at the clock (no future-timestamp rule: that needs the next lines, see :meth:`run`)."""
         yield from self._apply(raw, line_no, self._parse(raw))
 
-    def _apply(self, raw: bytes, line_no: int, parsed: Event | Rejection) -> Iterator[dict[str, Any]]:
+    def _apply(self, raw: bytes, line_no: int, parsed: Event | Rejection,
+               start_ms: int = 0) -> Iterator[dict[str, Any]]:
         if isinstance(parsed, Rejection):
-            now = self.clock_ms if self.clock_ms is not None else 0
+            now = self.clock_ms if self.clock_ms is not None else start_ms   # the clock has not started
             self.dead_letters.setdefault(parsed.reason, []).append(line_no)
             yield self._record("dlq", now, dead_letter(parsed, topic="events", partition=None, offset=line_no,
                                                       raw=raw, now_ms=now))
@@ -119,7 +123,19 @@ class Simulation:
                 why = self._future(parsed, ahead, more)
                 if why is not None:
                     parsed = Rejection("future_timestamp", why)
-            yield from self._apply(raw, line_no, parsed)
+            start = self._start_ms(ahead, more) if isinstance(parsed, Rejection) and self.clock_ms is None else 0
+            yield from self._apply(raw, line_no, parsed, start)
+
+    def _start_ms(self, ahead: deque, more: Any) -> int:
+        """Before the clock has started, where it will start: the ts of the next event in the file
+        (0, the epoch, if none follows). A line refused before the first event is stamped so."""
+        k = 0
+        while k < LOOKAHEAD and (k < len(ahead) or more()):
+            nxt = ahead[k][2]
+            k += 1
+            if isinstance(nxt, Event):
+                return nxt.ts_ms
+        return 0
 
     def _future(self, event: Event, ahead: deque, more: Any) -> str | None:
         """Why ``event`` is in the future for a worker fed the file in real time, or ``None``."""

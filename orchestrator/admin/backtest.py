@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, max_event_bytes
 from orchestrator.errors import ConfigError
 from orchestrator.core import Engine, JourneySet
 from orchestrator.core.journeys import Journey
@@ -83,7 +83,7 @@ async def read_events(settings: Settings, since_ms: int, until_ms: int, *,
 def replay(journeys: Iterable[Journey], policies: Policies, events: Iterable[bytes], until_ms: int) -> \
         tuple[list[dict[str, Any]], Simulation]:
     """The decisions the journeys make over ``events`` (step 2 of the module docstring)."""
-    sim = Simulation(Engine(JourneySet(journeys), policies))
+    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes())
     decisions = [r["value"] for r in sim.run(events) if r["topic"] == "decisions"]
     decisions += [r["value"] for r in sim.advance(until_ms - 1) if r["topic"] == "decisions"]
     return decisions, sim

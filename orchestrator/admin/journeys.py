@@ -78,6 +78,7 @@ def validate(args: argparse.Namespace) -> int:
             print(f"{p}: no such file or folder", file=sys.stderr)
             return 2
     bad = 0
+    seen: dict[tuple[str, int], Path] = {}
     for path in paths:
         try:
             j = load_journey_file(path, channels=policies.channels)
@@ -86,6 +87,13 @@ def validate(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
+        if (j.id, j.version) in seen:
+            # What a worker's journeys folder (load_journey_dir) refuses: one id and version twice.
+            bad += 1
+            print(f"{path}:1: journey {j.id!r} version {j.version} is also defined in {seen[(j.id, j.version)]}",
+                  file=sys.stderr)
+            continue
+        seen[(j.id, j.version)] = path
         for warning in j.warnings:
             print(warning, file=sys.stderr)
         print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes"

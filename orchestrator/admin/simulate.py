@@ -10,14 +10,15 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from orchestrator.core import load_policies
+from orchestrator.admin.journeys import policies_for
 from orchestrator.observability.progress import ProgressLine
 
 
 def simulate(args: argparse.Namespace) -> int:
+    from orchestrator.config import max_event_bytes
     from orchestrator.core import Engine, JourneySet, load_journey_dir
     from orchestrator.simulate import Simulation
-    policies = load_policies(args.policies)
+    policies = policies_for(args)    # --policies, else ORCH_POLICIES, else policies.yaml: what a worker reads
     journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
     if problems:
         for problem in problems:
@@ -26,8 +27,13 @@ def simulate(args: argparse.Namespace) -> int:
     if not journeys:
         print(f"{args.journeys}: no journeys found", file=sys.stderr)
         return 1
-    sim = Simulation(Engine(JourneySet(journeys), policies))
-    stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
+    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes())
+    try:
+        stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
+    except OSError as exc:
+        print(f"error: cannot read {args.events!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
+              "or - for standard input", file=sys.stderr)
+        return 1
     out = sys.stdout.buffer
     progress = _Counted("simulate")
     with stream:

@@ -197,10 +197,9 @@ class Engine:
                              suppress_channels=(), cause=f"deadline:{inst.deadline_ms}")
                 continue
             node = j.nodes.get(inst.node)
-            fired_at = inst.due_ms
+            # A timer keeps the instance's trigger: a send after a wait names the event that last
+            # moved the instance (SPEC §3's example: the email after `wait_1h` carries `e-9f1c`).
             inst.due_ms = None
-            if isinstance(node, (WaitNode, WaitForNode, WaitUntilNode)):
-                inst.trigger_event_id = f"timer:{inst.instance_id}:{inst.node}:{fired_at}"
             if isinstance(node, WaitNode):
                 self._run(state, cid, inst, j, node.next, None, now_ms, out)
             elif isinstance(node, WaitUntilNode):

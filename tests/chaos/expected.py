@@ -8,6 +8,7 @@ policies as the workers, on a virtual clock, over exactly the lines produced.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,10 @@ POLICIES = HERE / "policies.yaml"
 
 
 def action_fingerprint(a: dict[str, Any]) -> tuple:
-    """An action without its wall-clock fields; a timer's trigger id without its firing time."""
-    trigger = str(a.get("trigger_event_id"))
-    if trigger.startswith("timer:"):
-        trigger = trigger.rsplit(":", 1)[0]
+    """An action without its wall-clock fields (``decided_at``)."""
     return (a.get("customer_id"), a.get("channel"), a.get("template"), orjson.dumps(a.get("params"),
             option=orjson.OPT_SORT_KEYS), a.get("journey"), a.get("journey_version"), a.get("node"),
-            trigger, a.get("event_ts"))
+            a.get("trigger_event_id"), a.get("event_ts"))
 
 
 def suppression_fingerprint(s: dict[str, Any]) -> tuple:
@@ -62,11 +60,26 @@ def make_engine() -> Engine:
     return Engine(JourneySet(journeys), policies)
 
 
+class _TimerAware(Simulation):
+    """The simulation, noting which actions a timer sent (an action's trigger_event_id names the
+    event that last moved its instance, so the action itself does not say it came from a timer)."""
+
+    def __init__(self, engine: Engine, timer_actions: set[str], **kwargs: Any) -> None:
+        super().__init__(engine, **kwargs)
+        self.timer_actions = timer_actions
+
+    def advance(self, until_ms: int) -> Iterator[dict[str, Any]]:
+        for r in super().advance(until_ms):
+            if r["topic"].startswith("actions."):
+                self.timer_actions.add(r["value"]["action_id"])
+            yield r
+
+
 def expected(lines: list[Line]) -> Expected:
     """Run the offline simulator over the lines in produce order (Kafka keeps each customer's
     events in order: one key, one partition), then run its clock on by a minute."""
-    sim = Simulation(make_engine(), max_event_bytes=MAX_EVENT_BYTES)
     exp = Expected()
+    sim = _TimerAware(make_engine(), exp.timer_actions, max_event_bytes=MAX_EVENT_BYTES)
 
     def take(i: int, records: Any) -> None:
         for r in records:
@@ -74,8 +87,6 @@ def expected(lines: list[Line]) -> Expected:
             if topic.startswith("actions."):
                 exp.actions[v["action_id"]] = action_fingerprint(v)
                 exp.action_line.setdefault(v["action_id"], i)
-                if str(v.get("trigger_event_id")).startswith("timer:"):
-                    exp.timer_actions.add(v["action_id"])
             elif topic == "suppressions":
                 exp.suppressions[v["suppression_id"]] = suppression_fingerprint(v)
             elif topic == "decisions":

@@ -274,10 +274,10 @@ def simulate_cli(tmp_path: Path, capsys, journeys: list[str], events: list[dict]
         (folder / f"j{i}.yaml").write_text(text)
     lines = tmp_path / "events.jsonl"
     lines.write_text("".join(json.dumps(e) + "\n" for e in events))
-    args = ["simulate", "--journeys", str(folder), str(lines)]
-    if policies is not None:
-        (tmp_path / "policies.yaml").write_text(policies)
-        args[1:1] = ["--policies", str(tmp_path / "policies.yaml")]
+    # The documented defaults unless policies are given (without --policies, simulate reads
+    # ORCH_POLICIES or ./policies.yaml, as a worker does: the repository's own, here).
+    (tmp_path / "policies.yaml").write_text(policies if policies is not None else "{}\n")
+    args = ["simulate", "--journeys", str(folder), "--policies", str(tmp_path / "policies.yaml"), str(lines)]
     capsys.readouterr()
     assert main(args) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
