@@ -614,6 +614,17 @@ def test_configmap_journeys_and_policies_are_valid(tmp_path: Path) -> None:
     assert len(journeys) == len(configmaps["orchestrator-journeys"]["data"]) > 0
 
 
+def test_configmaps_are_copies_of_the_repository_examples() -> None:
+    # docs/deployment.md and the file's header say so: a cluster starts on the journeys the README
+    # describes, not on an older version of them.
+    configmaps = {doc["metadata"]["name"]: doc for _, doc in k8s_objects() if doc["kind"] == "ConfigMap"}
+    journeys = configmaps["orchestrator-journeys"]["data"]
+    assert set(journeys) == {p.name for p in (ROOT / "journeys").glob("*.yaml")}
+    stale = sorted(key for key, text in journeys.items() if text != (ROOT / "journeys" / key).read_text())
+    assert not stale, f"deploy/k8s/configmap.yaml: {stale} differ from journeys/"
+    assert configmaps["orchestrator-policies"]["data"]["policies.yaml"] == (ROOT / "policies.yaml").read_text()
+
+
 def test_metrics_port_and_probes_use_the_web_port() -> None:
     container = worker_container()
     settings = Settings.from_env(k8s_settings_env())
