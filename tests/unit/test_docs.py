@@ -259,3 +259,24 @@ def test_the_readme_layout_names_every_room_and_module():
         if not re.search(rf"^{top}/", block, re.M):
             unnamed.append(f"{top}/")
     assert not unnamed, f"not in the README's Layout: {unnamed}"
+
+
+# ---------------------------------------------------------------------------- the simulate example
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+
+
+def test_the_readme_simulate_example_prints_what_the_readme_says(tmp_path, monkeypatch, capsys):
+    from orchestrator.cli import main
+    (block,) = [b for b in shell_blocks(text(README)) if "orchestrator simulate" in b]
+    events = re.search(r"<<'EOF'\n(.*?)^EOF$", block, re.S | re.M).group(1)
+    (tmp_path / "events.jsonl").write_text(events)
+    for name in ("journeys", "policies.yaml"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)                  # the README runs it from the repository root
+    (rest,) = command_lines(block)
+    assert main(argv_of(rest)) == 0
+    out = capsys.readouterr().out.splitlines()
+    shown = re.search(r"^# (\{.*?)…", block, re.M).group(1)   # the comment's first record, up to "…"
+    assert out[0].startswith(shown), (out[0], shown)
+    said = re.search(r"Here (\w+) records", text(README)).group(1)
+    assert len(out) == NUMBERS[said], out
