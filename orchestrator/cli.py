@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topic", default="events", help="topic suffix (default: events)")
     pr.set_defaults(fn=cmd_produce)
 
-    j = sub.add_parser("journeys", help="validate or list journey definitions")
+    j = sub.add_parser("journeys", help="validate, list, publish, diff or draw journey definitions; compare split arms")
     jsub = j.add_subparsers(dest="action", required=True, metavar="ACTION")
     jv = jsub.add_parser("validate", help="check journey files; prints file:line: message for each problem")
     jv.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $ORCH_JOURNEYS)")

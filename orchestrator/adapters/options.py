@@ -64,8 +64,8 @@ def add_webhook_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help=f"per request (default {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--retry-budget", type=float, default=DEFAULT_RETRY_BUDGET_S, metavar="SECONDS",
-                   help="retry 5xx, timeouts and connection errors for at most this long after the first "
-                        f"attempt, then dead-letter (default {DEFAULT_RETRY_BUDGET_S:g})")
+                   help="retry 5xx, 408, 409, 425, 429, timeouts and connection errors for at most this long "
+                        f"after the first attempt, then dead-letter (default {DEFAULT_RETRY_BUDGET_S:g})")
     p.add_argument("--max-per-second", action="append", default=[], metavar="RATE",
                    help="token-bucket limit per channel: a number for every channel, or CHANNEL=RATE "
                         "(repeatable); default no limit")

@@ -626,7 +626,8 @@ def journey_files(directory: str | Path) -> list[Path]:
 
 
 def load_journey_dir(directory: str | Path, *, channels: Iterable[str]) -> tuple[list[Journey], list[str]]:
-    """Load every ``*.yaml`` in ``directory``. Returns (journeys, problems); bad files are skipped."""
+    """Load every ``*.yaml`` and ``*.yml`` file in ``directory`` (none if it is not a folder).
+    Returns (journeys, problems); bad files are skipped."""
     journeys: list[Journey] = []
     problems: list[str] = []
     seen: dict[tuple[str, int], str] = {}

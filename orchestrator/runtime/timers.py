@@ -1,4 +1,5 @@
-"""Timers: waits, quiet-hours deferrals and journey deadlines, as wake-up calls.
+"""Timers: waits, ``wait_until``, ``wait_for`` timeouts, quiet-hours and window deferrals and journey
+deadlines, as wake-up calls.
 
 Each partition's RocksDB keeps a timer index (``t`` + due ms + customer id, see
 :mod:`orchestrator.runtime.store`) in due order. Every ``SCAN_INTERVAL_S`` the scanner sends a

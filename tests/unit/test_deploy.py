@@ -57,8 +57,14 @@ def worker_variables() -> set[str]:
     return set(re.findall(r'"(ORCH_[A-Z0-9_]+)"', inspect.getsource(config_module)))
 
 
+def adapter_variables() -> set[str]:
+    """The ``"ORCH_ADAPTER_..."`` literals of the webhook adapter's options (its store's folder)."""
+    from orchestrator.adapters import options
+    return set(re.findall(r'"(ORCH_[A-Z0-9_]+)"', inspect.getsource(options)))
+
+
 def known_variables() -> set[str]:
-    return worker_variables() | set(PENDING_VARIABLES)
+    return worker_variables() | adapter_variables() | set(PENDING_VARIABLES)
 
 
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
@@ -263,7 +269,7 @@ def test_every_orch_variable_mentioned_is_read_by_the_worker(path: Path) -> None
     text = path.read_text(encoding="utf-8")
     unknown = set(ORCH_NAME.findall(text)) - known_variables()
     assert not unknown, (f"{path.relative_to(ROOT)} uses {sorted(unknown)}, which "
-                         "orchestrator/config.py does not read")
+                         "neither orchestrator/config.py nor the adapter's options read")
 
 
 def test_every_orch_variable_set_is_read_by_the_worker() -> None:
@@ -274,7 +280,7 @@ def test_every_orch_variable_set_is_read_by_the_worker() -> None:
         sources[f"compose {name}"] = set(compose_env(service))
     for where, names in sources.items():
         unknown = {n for n in names if n.startswith("ORCH_")} - known
-        assert not unknown, f"{where} sets {sorted(unknown)}, which the worker does not read"
+        assert not unknown, f"{where} sets {sorted(unknown)}, which neither the worker nor the adapter reads"
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -443,11 +449,19 @@ def test_compose_runs_the_webhook_adapter_against_the_demo_receiver() -> None:
         receiver = services[url.hostname]
         assert url.scheme == "http" and url.hostname in service["depends_on"], name
         assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
-        env = Settings.from_env({**dockerfile_env(), **compose_env(service)})
+        environ = {**dockerfile_env(), **compose_env(service)}
+        env = Settings.from_env(environ)
         assert env.bootstrap == "kafka:9092"
+        # The adapter's store is where the adapter itself puts it (--data-dir, ORCH_ADAPTER_DATA_DIR,
+        # else .orch/adapter/<group> under the image's working directory), not ORCH_DATA_DIR.
+        from orchestrator.adapters.options import webhook_options
+        from orchestrator.cli import build_parser
+        data_dir = webhook_options(build_parser().parse_args(argv), topic_prefix=env.topic_prefix,
+                                   env=environ).data_dir
         volumes = {target: source for source, target in compose_volumes(service)}
-        store = volumes.get(env.data_dir)
-        assert store in declared and store not in worker_volumes, f"{name}: its own named volume at ORCH_DATA_DIR"
+        store = volumes.get(str(data_dir))
+        assert store in declared and store not in worker_volumes, \
+            f"{name}: its store ({data_dir}) is not its own named volume"
         # The receiver: the script compose mounts, listening on the port the adapter posts to.
         (script,) = [(DEPLOY / src).resolve() for src, target in compose_volumes(receiver)
                      if target == receiver["command"][1]]
@@ -598,6 +612,17 @@ def test_configmap_journeys_and_policies_are_valid(tmp_path: Path) -> None:
     journeys, problems = load_journey_dir(journeys_dir, channels=policies.channels)
     assert not problems
     assert len(journeys) == len(configmaps["orchestrator-journeys"]["data"]) > 0
+
+
+def test_configmaps_are_copies_of_the_repository_examples() -> None:
+    # docs/deployment.md and the file's header say so: a cluster starts on the journeys the README
+    # describes, not on an older version of them.
+    configmaps = {doc["metadata"]["name"]: doc for _, doc in k8s_objects() if doc["kind"] == "ConfigMap"}
+    journeys = configmaps["orchestrator-journeys"]["data"]
+    assert set(journeys) == {p.name for p in (ROOT / "journeys").glob("*.yaml")}
+    stale = sorted(key for key, text in journeys.items() if text != (ROOT / "journeys" / key).read_text())
+    assert not stale, f"deploy/k8s/configmap.yaml: {stale} differ from journeys/"
+    assert configmaps["orchestrator-policies"]["data"]["policies.yaml"] == (ROOT / "policies.yaml").read_text()
 
 
 def test_metrics_port_and_probes_use_the_web_port() -> None:
