@@ -274,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A file the user named cannot be read or written (`journeys graph -o /no/such/dir/x.svg`):
+        # one sentence, no traceback. Kafka connection failures are OrchestratorErrors already.
+        if exc.filename is None:
+            raise
+        print(f"error: cannot use {str(exc.filename)!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -12,7 +12,7 @@ Every variable, its default and meaning:
 ``ORCH_STANDBY_REPLICAS``        ``1``                  warm copies: each worker follows the changelogs of this
                                                        many times its own number of partitions (the next ones)
 ``ORCH_DATA_DIR``                ``.orch/data``         the worker's RocksDB state (one per worker)
-``ORCH_JOURNEYS``                ``journeys/``          folder of journey YAML files
+``ORCH_JOURNEYS``                ``journeys/``          folder of journey YAML files (given: must exist)
 ``ORCH_POLICIES``                ``policies.yaml``      policies file (defaults if absent)
 ``ORCH_WEB_HOST``                ``127.0.0.1``          address of ``/metrics``, ``/health``
 ``ORCH_WEB_PORT``                ``6066``               port of the same

@@ -126,9 +126,13 @@ def list_journeys(args: argparse.Namespace) -> int:
                 print(f"{jid}\t(tombstone)")
         return 0
     from orchestrator.core import load_journey_dir
+    from orchestrator.core.journeys import journey_dir_problem
     policies = policies_for(args)
-    journeys, problems = load_journey_dir(args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys",
-                                          channels=policies.channels)
+    folder = args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys"
+    problem = journey_dir_problem(folder)
+    if problem is not None:
+        raise ConfigError(problem)
+    journeys, problems = load_journey_dir(folder, channels=policies.channels)
     for j in sorted(journeys, key=lambda j: j.id):
         print(f"{j.id}\tv{j.version}\tentry={j.entry_on}\tpriority={j.priority}\tgroup={j.group or '-'}"
               f"\t{'enabled' if j.enabled else 'disabled'}\t{j.source}")

@@ -618,6 +618,28 @@ def load_journey_file(path: str | Path, *, channels: Iterable[str]) -> Journey:
     return parse_journey(text, str(p), channels=channels)
 
 
+DEFAULT_JOURNEYS_DIR = "journeys"
+
+
+def journey_dir_problem(directory: str | Path) -> str | None:
+    """Why ``directory`` cannot be read as a folder of journeys, in one sentence, or ``None``.
+
+    The default folder (``journeys``, relative to the working directory) may be absent: a worker
+    can run on published journeys alone, and says so. Any other path was given on purpose
+    (``ORCH_JOURNEYS`` or a command's argument), so a missing folder there is an error rather
+    than a silent run without the journeys meant.
+    """
+    d = Path(directory)
+    if d.is_dir():
+        return None
+    if d.exists():
+        return f"journeys folder {str(directory)!r} is a file, not a folder; give the folder of journey YAML files"
+    if str(directory) == DEFAULT_JOURNEYS_DIR:
+        return None
+    return (f"journeys folder {str(directory)!r} does not exist; give an existing folder (ORCH_JOURNEYS or "
+            "the command's argument), or set neither to use ./journeys")
+
+
 def journey_files(directory: str | Path) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():

@@ -46,6 +46,7 @@ import gc
 import logging
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 from typing import NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -53,6 +54,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
+from orchestrator.core.journeys import journey_dir_problem
 from orchestrator.errors import ConfigError, WorkerFailure
 from orchestrator.observability.logs import COORDINATOR_WAIT
 from orchestrator.observability.metrics import Metrics
@@ -306,6 +308,12 @@ def run_worker(settings: Settings) -> None:
 
     uvloop.install()
     channels = load_policies(settings.policies).channels
+    problem = journey_dir_problem(settings.journeys)
+    if problem is not None:
+        raise ConfigError(problem)          # before any topic is created
+    if not Path(settings.journeys).is_dir():
+        log.warning("no journeys folder %r (ORCH_JOURNEYS): only journeys published to %s run",
+                    settings.journeys, settings.topic("journeys"))
     asyncio.run(check_topics(settings))         # refuse unusable topics before creating anything
     asyncio.run(ensure_topics(settings, channels))
     asyncio.run(check_topics(settings))

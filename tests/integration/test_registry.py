@@ -57,6 +57,7 @@ def of(records, customer):
 
 async def test_worker_refuses_new_content_for_a_version_it_has_and_counts_it_once(tmp_path):
     jid = f"reg-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "no-files").mkdir()                 # an empty journeys folder: published journeys only
     w = WorkerProcess(tmp_path, journeys=tmp_path / "no-files").start()
     try:
         published = cli(w.env, "journeys", "publish", str(write(tmp_path / "v1", "j.yaml", definition(jid, 1))))

@@ -26,6 +26,7 @@ nodes:
 @pytest.fixture(scope="module")
 def shadow_worker(tmp_path_factory: pytest.TempPathFactory):
     tmp = Path(tmp_path_factory.mktemp("shadow"))
+    (tmp / "no-files").mkdir()                      # an empty journeys folder: published journeys only
     w = WorkerProcess(tmp, journeys=tmp / "no-files").start()
     yield w
     w.stop()

@@ -103,6 +103,7 @@ async def test_fresh_prefix_publish_then_explain_then_worker_with_4_partitions(t
     assert "no such topic" in line and f"{prefix}.decisions" in line and "ORCH_BOOTSTRAP" in line
     assert await describe(prefix) == {f"{prefix}.journeys": (4, "compact")}      # explain created nothing
 
+    (tmp_path / "no-files").mkdir()                 # an empty journeys folder: published journeys only
     w = WorkerProcess(tmp_path, prefix=prefix, partitions=4, journeys=tmp_path / "no-files").start()
     try:
         topics = await describe(prefix)
@@ -150,7 +151,7 @@ async def test_worker_refuses_a_topic_that_must_be_compacted_but_is_not(tmp_path
 
 def test_connection_failures_are_one_sentence_for_every_command(tmp_path):
     address = f"127.0.0.1:{free_port()}"                 # nothing listens there
-    env = env_for(new_prefix(), tmp_path, ORCH_BOOTSTRAP=address)
+    env = env_for(new_prefix(), tmp_path, ORCH_BOOTSTRAP=address, ORCH_JOURNEYS=str(HERE / "journeys"))
     events = tmp_path / "events.jsonl"
     events.write_text('{"event_id": "e-1", "customer_id": "c-1", "type": "x.y", "ts": 1}\n')
     for args in (["produce", str(events)], ["stats"], ["journeys", "list", "--published"], ["explain", "c-1"],

@@ -154,3 +154,48 @@ def test_simulate_into_a_closed_pipe_exits_quietly(journeys, tmp_path) -> None:
 def test_kafka_status_into_a_closed_pipe_exits_quietly(tmp_path) -> None:
     proc = run_into_a_closed_pipe(["kafka", "status"], REPO)
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+# ---------------------------------------------------------------------------- ORCH_JOURNEYS and journeys folders
+def _worker(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A worker pointed at a port where no broker listens: anything it says before Kafka is reached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env.update({"ORCH_BOOTSTRAP": "127.0.0.1:1", "ORCH_DATA_DIR": str(cwd / "data"), **env_extra})
+    return subprocess.run([sys.executable, "-m", "orchestrator", "worker"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_worker_refuses_a_journeys_folder_that_does_not_exist(tmp_path) -> None:
+    # A typo in ORCH_JOURNEYS used to start a worker with no file journeys and not a word.
+    missing = tmp_path / "jouneys"
+    r = _worker({"ORCH_JOURNEYS": str(missing)}, tmp_path)
+    assert r.returncode == 1
+    line = one_sentence_error(r.stderr)
+    assert str(missing) in line and "does not exist" in line
+    assert "Kafka" not in r.stderr              # refused before any broker is contacted (nothing created)
+
+
+def test_a_worker_refuses_a_journeys_path_that_is_a_file(journeys, tmp_path) -> None:
+    r = _worker({"ORCH_JOURNEYS": str(journeys / "hi.yaml")}, tmp_path)
+    assert r.returncode == 1
+    assert "is a file, not a folder" in one_sentence_error(r.stderr)
+
+
+def test_a_worker_without_the_default_journeys_folder_says_it_runs_published_journeys_only(tmp_path) -> None:
+    r = _worker({}, tmp_path)                   # no ./journeys here, ORCH_JOURNEYS unset: allowed
+    assert "no journeys folder 'journeys' (ORCH_JOURNEYS): only journeys published to orch.journeys run" in r.stderr
+    assert "cannot reach Kafka" in r.stderr     # it went on to the broker
+
+
+def test_journeys_list_of_a_missing_folder_fails_with_one_sentence(tmp_path, capsys) -> None:
+    missing = tmp_path / "nope"
+    assert main(["journeys", "list", str(missing)]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and str(missing) in one_sentence_error(out.err)
+
+
+def test_a_file_that_cannot_be_written_is_one_sentence(journeys, tmp_path, capsys) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "x.dot"
+    assert main(["journeys", "graph", str(journeys / "hi.yaml"), "--format", "dot", "-o", str(target)]) == 1
+    out = capsys.readouterr()
+    assert str(target) in one_sentence_error(out.err)
