@@ -85,23 +85,24 @@ def parse_policies(text: str, filename: str) -> Policies:
         if not isinstance(rule, dict):
             err(p, "a frequency rule must be a mapping like {max: 5, per: 7d}")
             continue
+        # Every problem of the rule is reported (a bad per: must not hide an unknown channel).
+        before = len(problems)
         for key in rule:
             if key not in ("max", "per", "channel"):
                 err(p + (key,), f"unknown key {key!r} in a frequency rule (max, per, channel)")
         mx = rule.get("max")
         if not isinstance(mx, int) or isinstance(mx, bool) or mx < 0:
             err(p, "frequency max must be a whole number >= 0")
-            continue
+        per = 0
         try:
             per = parse_duration_ms(rule.get("per"))
         except ValueError as exc:
             err(p, f"frequency per: {exc}")
-            continue
         ch = rule.get("channel")
         if ch is not None and ch not in channels:
             err(p + ("channel",), f"unknown channel {ch!r} (channels: {', '.join(channels)})")
-            continue
-        rules.append(FrequencyRule(mx, per, ch))
+        if len(problems) == before:
+            rules.append(FrequencyRule(mx, per, ch))
 
     quiet = None
     if "quiet_hours" in raw:
