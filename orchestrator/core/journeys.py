@@ -177,9 +177,18 @@ class _Checker:
         self.doc = doc
         self.channels = channels
         self.problems: list[str] = []
+        self._lines: list[int] = []          # the line of each problem, to report them in file order
 
     def error(self, path: tuple[Any, ...], message: str) -> None:
-        self.problems.append(f"{self.doc.where(path)}: {message}")
+        line = self.doc.line(path)
+        self.problems.append(f"{self.doc.filename}:{line}: {message}")
+        self._lines.append(line)
+
+    def sorted_problems(self) -> list[str]:
+        """The problems in the order of their lines (in the order found within one line), as a
+        reader goes through the file: not the order of the checks (unknown keys first)."""
+        order = sorted(range(len(self.problems)), key=self._lines.__getitem__)
+        return [self.problems[i] for i in order]
 
     def expr(self, path: tuple[Any, ...], source: Any) -> Expression | None:
         """Compile one expression and check every field it reads from a fixed namespace: a path
@@ -374,7 +383,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
             warnings = _unreachable(doc, nodes, start)
 
     if c.problems:
-        raise DefinitionError(c.problems)
+        raise DefinitionError(c.sorted_problems())
     return Journey(
         id=jid, version=version, start=start, nodes=nodes, entry_on=entry_on, entry_if=entry_if,
         reentry_ms=reentry_ms, priority=priority, group=group, capture=capture, holdout=holdout,

@@ -54,9 +54,11 @@ _KEYS = {"channels", "frequency", "quiet_hours", "consent", "global_holdout", "m
 def parse_policies(text: str, filename: str) -> Policies:
     doc = yamlsrc.load(text, filename)
     problems: list[str] = []
+    lines: list[int] = []       # the line of each problem: they are reported in file order
 
     def err(path: tuple[Any, ...], msg: str) -> None:
-        problems.append(f"{doc.where(path)}: {msg}")
+        lines.append(doc.line(path))
+        problems.append(f"{filename}:{lines[-1]}: {msg}")
 
     raw = doc.data if doc.data is not None else {}
     if not isinstance(raw, dict):
@@ -156,7 +158,7 @@ def parse_policies(text: str, filename: str) -> Policies:
         except ValueError as exc:
             err(("max_event_age",), f"max_event_age: {exc}")
     if problems:
-        raise DefinitionError(problems)
+        raise DefinitionError([problems[i] for i in sorted(range(len(problems)), key=lines.__getitem__)])
     return Policies(channels, tuple(rules), quiet, consent, holdout, age, filename)
 
 

@@ -468,6 +468,25 @@ def test_an_unknown_top_level_key_does_not_hide_the_other_problems() -> None:
             line_of(text, "next: nowhere"), line_of(text, "on: Bad Type")} <= lines
 
 
+def test_problems_are_reported_in_line_order() -> None:
+    # The unknown keys (checked first) are at the end of the file: they are reported last.
+    text = (MINIMAL + "colour: red\n").replace("send: email", "send: fax").replace("wait: 1h", "wait: forever") \
+        .replace("  on: signup.completed", "  on: Bad Type").replace("    next: done", "    next: done\n    tempo: 3")
+    problems = refused(text)
+    lines = [int(p.split(":")[1]) for p in problems]
+    assert lines == sorted(lines), problems
+    assert lines[0] == line_of(text, "Bad Type") and lines[-1] == line_of(text, "colour")
+    assert "unknown key 'colour'" in problems[-1]
+
+
+def test_problems_on_one_line_keep_the_order_they_were_found_in() -> None:
+    text = MINIMAL.replace("    wait: 1h\n    next: done", "    branch:\n      - {if: nope, nex: done}")
+    problems = refused(text)
+    assert len(problems) == 3 and len({p.split(":")[1] for p in problems}) == 1, problems
+    # the mapping's unknown key, its expression, then its missing next
+    assert "unknown key 'nex'" in problems[0] and "unknown name 'nope'" in problems[1] and "next" in problems[2]
+
+
 # ---------------------------------------------------------------------------- start and reachability
 def test_an_invalid_start_node_is_reported_at_the_node_only() -> None:
     text = MINIMAL.replace("start: hello", "start: pause").replace("wait: 1h", "wait: forever")

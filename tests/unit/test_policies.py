@@ -135,6 +135,13 @@ def test_every_problem_of_a_frequency_rule_is_reported() -> None:
         assert any(needle in p for p in problems), (needle, problems)
 
 
+def test_problems_are_reported_in_line_order() -> None:
+    # Unknown top-level keys are found first; one at the end of the file is reported last.
+    text = SPEC_POLICIES.replace("global_holdout: 5%", "global_holdout: some") + "colour: red\n"
+    problems = refused(text)
+    assert [int(p.split(":")[1]) for p in problems] == [line_of(text, "global_holdout"), line_of(text, "colour")]
+
+
 def test_yaml_errors_carry_file_and_line() -> None:
     text = SPEC_POLICIES.replace("global_holdout: 5%", "global_holdout: 5%: oops")
     assert_problem_at(text, "oops", "invalid YAML")
