@@ -97,13 +97,21 @@ def lookup(container: Any, key: Any) -> Any:
 
 
 class Expression:
-    """A compiled expression. Call it with the namespaces and the clock's now (epoch ms)."""
+    """A compiled expression. Call it with the namespaces and the clock's now (epoch ms).
 
-    __slots__ = ("source", "names", "_fn")
+    ``fields`` holds every constant path the expression reads from a namespace, as
+    ``(namespace, key, ...)`` (``engagement.email.sent_7d`` is ``("engagement", "email",
+    "sent_7d")``): a journey's validation checks them against what the namespaces really hold
+    (:func:`orchestrator.core.namespaces.field_problem`), once, so evaluation never does.
+    """
 
-    def __init__(self, source: str, fn: Fn, names: frozenset[str]) -> None:
+    __slots__ = ("source", "names", "fields", "_fn")
+
+    def __init__(self, source: str, fn: Fn, names: frozenset[str],
+                 fields: tuple[tuple[str | int, ...], ...] = ()) -> None:
         self.source = source
         self.names = names
+        self.fields = fields
         self._fn = fn
 
     def __call__(self, namespaces: Namespaces, now_ms: int) -> Any:
@@ -137,15 +145,16 @@ def compile_expression(source: object) -> Expression:
         raise ExpressionError(f"syntax error: {exc.msg}", source=source) from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise ExpressionError(f"expression has more than {MAX_NODES} parts", source=source)
-    names: set[str] = set()
-    fn = _Compiler(source, names).compile(tree.body)
-    return Expression(source, fn, frozenset(names))
+    compiler = _Compiler(source, set())
+    fn = compiler.compile(tree.body)
+    return Expression(source, fn, frozenset(compiler.names), tuple(compiler.fields))
 
 
 class _Compiler:
     def __init__(self, source: str, names: set[str]) -> None:
         self.source = source
         self.names = names
+        self.fields: list[tuple[str | int, ...]] = []     # constant paths read from a namespace
 
     def fail(self, message: str) -> ExpressionError:
         return ExpressionError(message, source=self.source)
@@ -290,6 +299,7 @@ class _Compiler:
                 if isinstance(k, str) and k.startswith("_"):
                     raise self.fail(f"field names may not start with an underscore: {k!r}")
             name = node.id
+            self.fields.append((name, *keys))
 
             def _walk(ns: Namespaces, now: int) -> Any:
                 v = ns.get(name)

@@ -17,6 +17,7 @@ from orchestrator.core.durations import parse_duration_ms, parse_percent
 from orchestrator.core.expressions import Expression, compile_expression
 from orchestrator.core.ids import bucket
 from orchestrator.core.localtime import ALL_DAYS, DAY_NAMES, Window, format_clock, format_days, parse_clock
+from orchestrator.core.namespaces import field_problem
 from orchestrator.errors import DefinitionError, ExpressionError
 
 JOURNEY_ID = re.compile(r"^[a-z0-9-]{1,64}$")
@@ -172,19 +173,40 @@ _WINDOW_KEYS = {"days", "from", "to"}
 class _Checker:
     """Collects problems with their ``file:line`` while a definition is read."""
 
-    def __init__(self, doc: yamlsrc.Located) -> None:
+    def __init__(self, doc: yamlsrc.Located, channels: tuple[str, ...]) -> None:
         self.doc = doc
+        self.channels = channels
         self.problems: list[str] = []
+        self._lines: list[int] = []          # the line of each problem, to report them in file order
 
     def error(self, path: tuple[Any, ...], message: str) -> None:
-        self.problems.append(f"{self.doc.where(path)}: {message}")
+        line = self.doc.line(path)
+        self.problems.append(f"{self.doc.filename}:{line}: {message}")
+        self._lines.append(line)
+
+    def sorted_problems(self) -> list[str]:
+        """The problems in the order of their lines (in the order found within one line), as a
+        reader goes through the file: not the order of the checks (unknown keys first)."""
+        order = sorted(range(len(self.problems)), key=self._lines.__getitem__)
+        return [self.problems[i] for i in order]
 
     def expr(self, path: tuple[Any, ...], source: Any) -> Expression | None:
+        """Compile one expression and check every field it reads from a fixed namespace: a path
+        that can never have a value (``journey.nope``, ``engagement.fax.sent_7d``) is refused here,
+        once, rather than read as ``None`` on every evaluation."""
+        label = ".".join(map(str, path))
         try:
-            return compile_expression(source)
+            e = compile_expression(source)
         except ExpressionError as exc:
-            self.error(path, f"{'.'.join(map(str, path))}: {exc}")
+            self.error(path, f"{label}: {exc}")
             return None
+        bad = False
+        for fpath in e.fields:
+            problem = field_problem(fpath, self.channels)
+            if problem is not None:
+                bad = True
+                self.error(path, f"{label}: {ExpressionError(problem, source=e.source)}")
+        return None if bad else e
 
     def duration(self, path: tuple[Any, ...], value: Any) -> int | None:
         try:
@@ -254,8 +276,8 @@ class _Checker:
 def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journey:
     """Read and check one journey definition; raise :class:`DefinitionError` if anything is wrong."""
     doc = yamlsrc.load(text, filename)
-    c = _Checker(doc)
     channels = tuple(channels)
+    c = _Checker(doc, channels)
     if not isinstance(doc.data, dict):
         c.mapping((), doc.data)
     if c.problems or not doc.data:
@@ -361,7 +383,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
             warnings = _unreachable(doc, nodes, start)
 
     if c.problems:
-        raise DefinitionError(c.problems)
+        raise DefinitionError(c.sorted_problems())
     return Journey(
         id=jid, version=version, start=start, nodes=nodes, entry_on=entry_on, entry_if=entry_if,
         reentry_ms=reentry_ms, priority=priority, group=group, capture=capture, holdout=holdout,

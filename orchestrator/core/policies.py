@@ -54,9 +54,11 @@ _KEYS = {"channels", "frequency", "quiet_hours", "consent", "global_holdout", "m
 def parse_policies(text: str, filename: str) -> Policies:
     doc = yamlsrc.load(text, filename)
     problems: list[str] = []
+    lines: list[int] = []       # the line of each problem: they are reported in file order
 
     def err(path: tuple[Any, ...], msg: str) -> None:
-        problems.append(f"{doc.where(path)}: {msg}")
+        lines.append(doc.line(path))
+        problems.append(f"{filename}:{lines[-1]}: {msg}")
 
     raw = doc.data if doc.data is not None else {}
     if not isinstance(raw, dict):
@@ -85,23 +87,24 @@ def parse_policies(text: str, filename: str) -> Policies:
         if not isinstance(rule, dict):
             err(p, "a frequency rule must be a mapping like {max: 5, per: 7d}")
             continue
+        # Every problem of the rule is reported (a bad per: must not hide an unknown channel).
+        before = len(problems)
         for key in rule:
             if key not in ("max", "per", "channel"):
                 err(p + (key,), f"unknown key {key!r} in a frequency rule (max, per, channel)")
         mx = rule.get("max")
         if not isinstance(mx, int) or isinstance(mx, bool) or mx < 0:
             err(p, "frequency max must be a whole number >= 0")
-            continue
+        per = 0
         try:
             per = parse_duration_ms(rule.get("per"))
         except ValueError as exc:
             err(p, f"frequency per: {exc}")
-            continue
         ch = rule.get("channel")
         if ch is not None and ch not in channels:
             err(p + ("channel",), f"unknown channel {ch!r} (channels: {', '.join(channels)})")
-            continue
-        rules.append(FrequencyRule(mx, per, ch))
+        if len(problems) == before:
+            rules.append(FrequencyRule(mx, per, ch))
 
     quiet = None
     if "quiet_hours" in raw:
@@ -155,7 +158,7 @@ def parse_policies(text: str, filename: str) -> Policies:
         except ValueError as exc:
             err(("max_event_age",), f"max_event_age: {exc}")
     if problems:
-        raise DefinitionError(problems)
+        raise DefinitionError([problems[i] for i in sorted(range(len(problems)), key=lines.__getitem__)])
     return Policies(channels, tuple(rules), quiet, consent, holdout, age, filename)
 
 

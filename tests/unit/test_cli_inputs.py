@@ -94,6 +94,19 @@ def test_validate_reports_every_problem_of_a_file_in_one_pass(tmp_path, capsys) 
                      line_of(text, "holdout: lots")}
 
 
+def test_validate_prints_the_problems_of_a_file_in_line_order(tmp_path, capsys) -> None:
+    # An unknown key at the end of the file is found first, printed last.
+    text = JOURNEY.replace("start: e", "start: e\nholdout: lots").replace("send: email", "send: fax") \
+        + 'colour: red\ncapture: {n: "journey.nope"}\n'
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    assert main(["journeys", "validate", "--policies", str(REPO / "policies.yaml"), str(f)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [int(p.split(":")[1]) for p in err] == [line_of(text, "holdout"), line_of(text, "send: fax"),
+                                                   line_of(text, "colour"), line_of(text, "journey.nope")], err
+    assert "unknown key 'colour'" in err[2] and "journey has no field 'nope'" in err[3]
+
+
 def test_validate_warns_about_unreachable_nodes_and_still_accepts(tmp_path, capsys) -> None:
     text = JOURNEY.replace("template: hi}", "template: hi}\n  lost: {exit: never}")
     f = tmp_path / "j.yaml"

@@ -12,10 +12,16 @@ from orchestrator.core import load_journey_dir, load_journey_file, parse_journey
 from orchestrator.core.journeys import (
     REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode,
 )
+from orchestrator.core.events import Event
+from orchestrator.core.expressions import compile_expression
 from orchestrator.core.localtime import Window
+from orchestrator.core.namespaces import (
+    ACTIVITY_FIELDS, ENGAGEMENT_FIELDS, EVENT_FIELDS, JOURNEY_FIELDS, SESSION_FIELDS, Namespaces, field_problem,
+)
+from orchestrator.core.state import Activity, CustomerState, Engagement, Instance, Session
 from orchestrator.core.yamlsrc import load as load_yaml
 from orchestrator.errors import DefinitionError
-from tests.unit.corehelpers import CHANNELS, DAY, HOUR, line_of
+from tests.unit.corehelpers import CHANNELS, DAY, HOUR, MIN, T0, line_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -462,6 +468,25 @@ def test_an_unknown_top_level_key_does_not_hide_the_other_problems() -> None:
             line_of(text, "next: nowhere"), line_of(text, "on: Bad Type")} <= lines
 
 
+def test_problems_are_reported_in_line_order() -> None:
+    # The unknown keys (checked first) are at the end of the file: they are reported last.
+    text = (MINIMAL + "colour: red\n").replace("send: email", "send: fax").replace("wait: 1h", "wait: forever") \
+        .replace("  on: signup.completed", "  on: Bad Type").replace("    next: done", "    next: done\n    tempo: 3")
+    problems = refused(text)
+    lines = [int(p.split(":")[1]) for p in problems]
+    assert lines == sorted(lines), problems
+    assert lines[0] == line_of(text, "Bad Type") and lines[-1] == line_of(text, "colour")
+    assert "unknown key 'colour'" in problems[-1]
+
+
+def test_problems_on_one_line_keep_the_order_they_were_found_in() -> None:
+    text = MINIMAL.replace("    wait: 1h\n    next: done", "    branch:\n      - {if: nope, nex: done}")
+    problems = refused(text)
+    assert len(problems) == 3 and len({p.split(":")[1] for p in problems}) == 1, problems
+    # the mapping's unknown key, its expression, then its missing next
+    assert "unknown key 'nex'" in problems[0] and "unknown name 'nope'" in problems[1] and "next" in problems[2]
+
+
 # ---------------------------------------------------------------------------- start and reachability
 def test_an_invalid_start_node_is_reported_at_the_node_only() -> None:
     text = MINIMAL.replace("start: hello", "start: pause").replace("wait: 1h", "wait: forever")
@@ -585,3 +610,113 @@ def test_a_loop_through_wait_until_is_a_loop_that_waits() -> None:
     assert j.nodes["offer"].next == "morning"
     assert j.warnings == (f"j.yaml:{line_of(text, '  done:')}: warning: node 'done' is never reached from start "
                           "'morning'",)
+
+
+# ---------------------------------------------------------------------------- fields of the fixed namespaces
+# SPEC §4 Expressions: `journey`, `engagement`, `activity`, `session`, `event` and `now` hold a fixed
+# set of fields; `profile`, `event.properties` and `journey.vars` are open. A constant path into a
+# fixed namespace that can never have a value is refused, not read as None forever.
+UNKNOWN_FIELDS = [
+    ("journey.nope == 1", "journey has no field 'nope'", "entered_at, id, touches, version, vars.<name>"),
+    ("journey.touches.count > 1", "journey.touches has no fields", ""),
+    ("session.nope > 1", "session has no field 'nope'", "categories, event_count, started_at"),
+    ("session.categories.first == 'shoes'", "session.categories is a list", "session.categories[0]"),
+    ("engagement.fax.sent_7d > 0", "engagement has no channel 'fax'", "email, sms, push, inapp, web, ads"),
+    ("engagement.email.sent_99d > 0", "engagement.<channel> has no field 'sent_99d'",
+     "clicked_30d, clicked_7d, last_opened_at, opened_30d, opened_7d, sent_30d, sent_7d"),
+    ("engagement.email.opened_30d.x", "engagement.email.opened_30d has no fields", ""),
+    ("activity.cart.updated.count_7d > 0", "activity.cart.updated.count_7d has no value",
+     "activity.<event type>.count_30d or .last_at"),
+    ("activity['cart.updated'] != null", "activity['cart.updated'] has no value", ".last_at"),
+    ("activity.count_30d > 0", "activity.count_30d has no value", "activity.<event type>.count_30d"),
+    ("activity.Cart.count_30d > 0", "'Cart' is not part of an event type", ""),
+    ("activity.cart['updated.x'].count_30d > 0", "read only right after activity", ""),
+    ("event.nope == 1", "event has no field 'nope'",
+     "account_id, customer_id, event_id, ts, type, properties.<name>"),
+    ("event.type.name == 'x'", "event.type has no fields", ""),
+    ("now.day == 1", "now is a time and has no field", ""),
+]
+
+
+@pytest.mark.parametrize("source, message, allowed", UNKNOWN_FIELDS)
+def test_a_field_a_fixed_namespace_never_has_is_refused_at_its_line(source: str, message: str, allowed: str) -> None:
+    text = MINIMAL.replace("  on: signup.completed", f'  on: signup.completed\n  if: "{source}"')
+    problem = assert_problem_at(text, "  if: ", "entry.if", message, allowed)
+    assert f"in expression {source!r}" in problem
+
+
+@pytest.mark.parametrize("where", ["branch", "params", "capture", "exit"])
+def test_unknown_fields_are_refused_in_every_kind_of_expression(where: str) -> None:
+    if where == "branch":
+        text = MINIMAL.replace("    wait: 1h\n    next: done", "    branch:\n      - {if: session.nope, next: done}")
+    elif where == "params":
+        text = MINIMAL.replace("    template: welcome-1", "    template: welcome-1\n    params: {n: session.nope}")
+    elif where == "capture":
+        text = MINIMAL + "capture: {n: session.nope}\n"
+    else:
+        text = MINIMAL + "exit: {if: session.nope}\n"
+    assert_problem_at(text, "session.nope", "session has no field 'nope'")
+
+
+def test_every_unknown_field_of_an_expression_is_reported() -> None:
+    text = MINIMAL.replace("  on: signup.completed",
+                           '  on: signup.completed\n  if: "journey.nope or engagement.fax.sent_7d > 0"')
+    problems = refused(text)
+    assert len(problems) == 2
+    assert "journey has no field 'nope'" in problems[0] and "no channel 'fax'" in problems[1]
+
+
+KNOWN_FIELDS = [
+    "journey.id", "journey.version", "journey.vars.anything.deeper", "journey.entered_at", "journey.touches",
+    "session.started_at", "session.event_count", "session.categories", "session.categories[0]",
+    "engagement.email", "engagement.sms.sent_7d", "engagement.push.opened_30d", "engagement.email.clicked_7d",
+    "engagement['email'].last_opened_at", "activity.cart.updated.count_30d", "activity.cart.updated.last_at",
+    "activity['cart.updated'].count_30d", "activity.signup.last_at", "activity['sign-up'].count_30d",
+    "event.properties.anything.deeper", "event.type", "event.ts", "event.event_id", "event.customer_id",
+    "event.account_id", "profile.anything[0].deeper", "now", "len(session.categories)", "engagement", "activity",
+]
+
+
+@pytest.mark.parametrize("source", KNOWN_FIELDS)
+def test_every_field_the_namespaces_have_is_accepted(source: str) -> None:
+    text = MINIMAL.replace("    template: welcome-1", f'    template: welcome-1\n    params: {{v: "{source}"}}')
+    assert set(parse(text).nodes["hello"].params) == {"v"}
+
+
+def test_engagement_channels_are_the_configured_ones() -> None:
+    text = MINIMAL.replace("  on: signup.completed", '  on: signup.completed\n  if: "engagement.pager.sent_7d > 0"')
+    assert parse_journey(text, "j.yaml", channels=("email", "pager")).entry_if is not None
+    with pytest.raises(DefinitionError) as info:
+        parse_journey(text.replace("pager.sent", "sms.sent"), "j.yaml", channels=("email", "pager"))
+    assert "engagement has no channel 'sms'" in str(info.value) and "(channels: email, pager)" in str(info.value)
+
+
+def test_the_field_lists_are_what_the_namespaces_really_hold() -> None:
+    """A path refused by validation reads None from a customer who has everything; an accepted one
+    reads a value: the lists in namespaces.py and what ``Namespaces`` builds agree."""
+    state = CustomerState(
+        profile={"anything": [{"deeper": 1}]},
+        engagement={ch: Engagement(sent=[T0 - HOUR], opened=[T0 - HOUR], clicked=[T0 - HOUR],
+                                   last_opened_ms=T0 - HOUR) for ch in CHANNELS},
+        activity={t: Activity(days={T0 // DAY: 1}, last_ms=T0 - HOUR)
+                  for t in ("cart.updated", "signup", "sign-up", "updated.x", "cart", "count_30d")},
+        session=Session(started_ms=T0 - HOUR, last_ms=T0 - MIN, event_count=2, categories=["shoes"]))
+    inst = Instance(journey="mini", version=1, instance_id="e-0", node="pause", entered_ms=T0 - HOUR,
+                    trigger_event_id="e-0", trigger_ts_ms=T0 - HOUR, vars={"anything": {"deeper": 1}}, touches=1)
+    event = Event(event_id="e-1", customer_id="c-1", type="cart.updated", ts_ms=T0, account_id="acme",
+                  properties={"anything": {"deeper": 1}, "first": "x"})
+    ns = Namespaces(CHANNELS, state, event, inst, T0)
+    assert set(ns["journey"]) == JOURNEY_FIELDS and set(ns["event"]) == EVENT_FIELDS
+    assert set(ns["session"]) == SESSION_FIELDS and set(ns["engagement"]) == set(CHANNELS)
+    assert all(set(row) == ENGAGEMENT_FIELDS for row in ns["engagement"].values())
+    assert set(ns["activity"]["cart.updated"]) == ACTIVITY_FIELDS
+    for source in KNOWN_FIELDS:
+        assert compile_expression(source)(ns, T0) is not None, source
+    for source in ["journey.nope", "journey.touches.count", "session.nope", "session.categories.first",
+                   "session.categories[0].x", "engagement.fax.sent_7d", "engagement.email.sent_99d",
+                   "engagement.email.opened_30d.x", "activity.cart.updated.count_7d", "activity.count_30d.x",
+                   "activity.Cart.count_30d", "activity.cart['updated.x'].count_30d", "event.nope",
+                   "event.type.name", "now.day"]:
+        e = compile_expression(source)
+        assert [field_problem(f, CHANNELS) for f in e.fields] != [None], source
+        assert e(ns, T0) is None, source

@@ -121,6 +121,27 @@ def test_invalid_values_are_refused_at_their_line(old: str, new: str, needle: st
     assert_problem_at(text, needle)
 
 
+def test_every_problem_of_a_frequency_rule_is_reported() -> None:
+    # A bad per: must not hide the unknown channel (nor a bad max: either of them).
+    text = SPEC_POLICIES.replace("  - {channel: sms, max: 2, per: 7d}", "  - {channel: fax, max: 2, per: weekly}")
+    problems = refused(text)
+    line = line_of(text, "channel: fax")
+    assert [p.split(": ", 1)[0] for p in problems] == [f"pol.yaml:{line}"] * 2, problems
+    assert "frequency per:" in problems[0] and "unknown channel 'fax'" in problems[1]
+    text = SPEC_POLICIES.replace("  - {max: 5, per: 7d}", "  - {max: lots, per: weekly, channel: fax, burst: 2}")
+    problems = refused(text)
+    assert len(problems) == 4, problems
+    for needle in ("unknown key 'burst'", "frequency max", "frequency per:", "unknown channel 'fax'"):
+        assert any(needle in p for p in problems), (needle, problems)
+
+
+def test_problems_are_reported_in_line_order() -> None:
+    # Unknown top-level keys are found first; one at the end of the file is reported last.
+    text = SPEC_POLICIES.replace("global_holdout: 5%", "global_holdout: some") + "colour: red\n"
+    problems = refused(text)
+    assert [int(p.split(":")[1]) for p in problems] == [line_of(text, "global_holdout"), line_of(text, "colour")]
+
+
 def test_yaml_errors_carry_file_and_line() -> None:
     text = SPEC_POLICIES.replace("global_holdout: 5%", "global_holdout: 5%: oops")
     assert_problem_at(text, "oops", "invalid YAML")
