@@ -108,3 +108,53 @@ class Customer:
 
 def engine(*journey_texts: str, policies: Policies | None = None) -> Engine:
     return Engine([journey(t, f"j{i}.yaml") for i, t in enumerate(journey_texts)], policies or Policies())
+
+
+# SPEC §4's journey (also journeys/cart-recovery.yaml) and §5's policies, verbatim, comments and all.
+SPEC_JOURNEY = """\
+journey: cart-recovery        # id: [a-z0-9-]+
+version: 3                    # customers in flight finish on the version they entered
+priority: 50                  # higher wins inside an exclusivity group
+group: promotions             # optional: at most one active journey per group per customer
+entry:
+  on: cart.updated
+  if: event.properties.value >= 50
+  reentry: 7d                 # never (default) | always | <duration> after exit
+capture: {cart_value: event.properties.value}   # stored, later read as journey.vars.cart_value
+holdout: 10%                  # deterministic control group: walks the journey, never contacted
+goal:
+  on: order.completed         # conversion: exit + counted, + suppression of the channels below
+  suppress: [ads, web, sms]
+exit:
+  on: [account.closed]
+  max_touches: 3
+  max_duration: 14d
+start: wait_1h
+nodes:
+  wait_1h:   {wait: 1h, next: choose}
+  choose:
+    branch:
+      - {if: profile.ltv_tier == "gold", next: sms_offer}
+      - {if: engagement.email.opened_30d > 0, next: email_reminder}
+      - {next: push_reminder}                       # else
+  email_reminder:
+    send: email
+    template: cart-reminder-1
+    params: {cart_value: journey.vars.cart_value}
+    next: wait_open
+  wait_open: {wait_for: message.opened, timeout: 24h, on_event: done, on_timeout: push_reminder}
+  push_reminder: {send: best, channels: [push, sms], template: cart-reminder-2, next: done}
+  sms_offer: {send: sms, template: gold-offer, next: done}
+  ab: {split: [{weight: 50, next: email_reminder}, {weight: 50, next: push_reminder}]}
+  done: {exit: completed}
+"""
+SPEC_POLICIES = """\
+channels: [email, sms, push, inapp, web, ads]
+frequency:                     # rolling windows, across all journeys
+  - {max: 5, per: 7d}
+  - {channel: sms, max: 2, per: 7d}
+quiet_hours: {channels: [sms, push], from: "21:00", to: "08:00"}   # customer's timezone, default UTC; sends are deferred to the window's end
+consent: {sms: opt_in, email: opt_out, push: opt_out}               # opt_in: needs consent.<ch> == true
+global_holdout: 5%
+max_event_age: 24h
+"""

@@ -9,20 +9,9 @@ import pytest
 from orchestrator.core import Policies, load_policies, parse_policies
 from orchestrator.core.policies import DEFAULT_CHANNELS, FrequencyRule, QuietHours
 from orchestrator.errors import ConfigError, DefinitionError
-from tests.unit.corehelpers import DAY, HOUR, line_of
+from tests.unit.corehelpers import DAY, HOUR, SPEC_POLICIES, line_of
 
 REPO = Path(__file__).resolve().parents[2]
-
-SPEC_POLICIES = """\
-channels: [email, sms, push, inapp, web, ads]
-frequency:                     # rolling windows, across all journeys
-  - {max: 5, per: 7d}
-  - {channel: sms, max: 2, per: 7d}
-quiet_hours: {channels: [sms, push], from: "21:00", to: "08:00"}   # customer's timezone, default UTC; sends are deferred to the window's end
-consent: {sms: opt_in, email: opt_out, push: opt_out}               # opt_in: needs consent.<ch> == true
-global_holdout: 5%
-max_event_age: 24h
-"""
 
 
 def refused(text: str, filename: str = "pol.yaml") -> list[str]:
