@@ -139,8 +139,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--latency-s", type=float, default=30.0, help="seconds of measured paced load (default 30; 0 skips)")
     r.add_argument("--scale", type=_int_list, default=[1, 2, 4], help="worker counts for scale-out (default 1,2,4; "
                                                                     "'' to skip)")
-    r.add_argument("--scale-events", type=int, default=40_000, help="backlog of each scale-out run (default 40,000)")
-    r.add_argument("--quick", action="store_true", help="a short smoke run (20k events, 10 s latency, 10k scale-out)")
+    r.add_argument("--scale-events", type=int, default=120_000, help="backlog of each scale-out run (default 120,000)")
+    r.add_argument("--quick", action="store_true", help="a short smoke run (20k events, 10 s latency, 20k scale-out)")
     r.add_argument("--profile", action="store_true",
                    help="py-spy the engine worker during its drain (pip install py-spy); summary in the JSON")
     r.add_argument("--profile-s", type=float, default=20.0, help="seconds of profile (default 20)")
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmarks.load generate: {exc}", file=sys.stderr)
             return 1
     if args.quick:
-        args.events, args.latency_s, args.warmup, args.scale_events = 20_000, 10.0, 3.0, 10_000
+        args.events, args.latency_s, args.warmup, args.scale_events = 20_000, 10.0, 3.0, 20_000
         args.drain_cap = min(args.drain_cap, 60.0)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(ALL_SYSTEMS)

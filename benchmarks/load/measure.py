@@ -94,12 +94,12 @@ def window_between(samples: list[tuple[float, ...]], t_lo: float, t_hi: float, e
 
 
 def window_stats(samples: list[tuple[float, ...]], lo_count: float, hi_count: float, *,
-                 t_min: float = 0.0) -> dict[str, Any] | None:
+                 t_min: float = 0.0, min_s: float = 1.0) -> dict[str, Any] | None:
     """Between the first sample at/above ``lo_count`` (and at/after ``t_min``) and the first
-    at/above ``hi_count``."""
+    at/above ``hi_count``, if they are at least ``min_s`` apart."""
     lo = next((s for s in samples if s[1] >= lo_count and s[0] >= t_min), None)
     hi = next((s for s in samples if s[1] >= hi_count), None)
-    if lo is None or hi is None or hi[0] - lo[0] < 1.0 or hi[1] <= lo[1]:
+    if lo is None or hi is None or hi[0] - lo[0] < min_s or hi[1] <= lo[1]:
         return None
     return window_between(samples, lo[0], hi[0], hi[1] - lo[1])
 

@@ -122,8 +122,8 @@ async def throughput_phase(system: System, backlog: list[dict[str, Any]], *, bas
         w = window_stats(samples, 0.1 * final, 0.9 * final, t_min=t_produced if not produce_first else 0.0)
         if w is not None:
             w["window"] = "10% to 90% of the backlog" + ("" if produce_first else ", after production ended")
-    if w is None:     # too fast for the sampling: the whole drain
-        w = window_stats(samples, 1, final)
+    if w is None:     # too fast for a 1 s window: the whole drain, over at least 3 sampling intervals
+        w = window_stats(samples, 1, final, min_s=0.3)
         if w is not None:
             w["window"] = "first to last sample"
     if w is None:
