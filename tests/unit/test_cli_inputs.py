@@ -73,11 +73,16 @@ def test_the_default_policies_path_may_be_absent(journeys, tmp_path, capsys, mon
     assert "ok" in capsys.readouterr().out
 
 
-def test_a_worker_with_a_missing_orch_policies_stops_with_one_sentence(tmp_path) -> None:
-    env = {**os.environ, "ORCH_POLICIES": str(tmp_path / "gone.yaml"), "ORCH_DATA_DIR": str(tmp_path / "d"),
-           "ORCH_BOOTSTRAP": "127.0.0.1:1"}                 # never reached: the policies come first
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "worker"], env=env, cwd=tmp_path,
+def _worker(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A worker pointed at a port where no broker listens: anything it says before Kafka is reached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    env.update({"ORCH_BOOTSTRAP": "127.0.0.1:1", "ORCH_DATA_DIR": str(cwd / "data"), **env_extra})
+    return subprocess.run([sys.executable, "-m", "orchestrator", "worker"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_a_worker_with_a_missing_orch_policies_stops_with_one_sentence(tmp_path) -> None:
+    proc = _worker({"ORCH_POLICIES": str(tmp_path / "gone.yaml")}, tmp_path)   # the policies come first
     assert proc.returncode == 1
     assert "gone.yaml" in one_sentence_error(proc.stderr)
 
@@ -170,14 +175,6 @@ def test_kafka_status_into_a_closed_pipe_exits_quietly(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------- ORCH_JOURNEYS and journeys folders
-def _worker(env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """A worker pointed at a port where no broker listens: anything it says before Kafka is reached."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env.update({"ORCH_BOOTSTRAP": "127.0.0.1:1", "ORCH_DATA_DIR": str(cwd / "data"), **env_extra})
-    return subprocess.run([sys.executable, "-m", "orchestrator", "worker"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_a_worker_refuses_a_journeys_folder_that_does_not_exist(tmp_path) -> None:
     # A typo in ORCH_JOURNEYS used to start a worker with no file journeys and not a word.
     missing = tmp_path / "jouneys"
