@@ -64,7 +64,7 @@ class Simulation:
             if state is None or state.next_due_ms() != due:
                 continue  # stale entry: the timer moved or was cancelled
             self.clock_ms = max(self.clock_ms or due, due)
-            result = self.engine.on_timer(state, cid, due)
+            result = self.engine.on_timer(state, cid, due, self.clock_ms)
             self._store(cid, result.state)
             for o in result.outputs:
                 yield self._record(o.topic, due, o.value)

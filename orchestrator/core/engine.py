@@ -1,8 +1,11 @@
 """The decision engine: one customer's state + one event (or timer) -> new state + effects.
 
-Pure and synchronous: no I/O, no wall clock (``now_ms`` is passed in), no
-exceptions out of a decision. The Kafka worker and ``orchestrator simulate`` both
-drive this same code, so they make the same decisions for the same input.
+Pure and synchronous: no I/O, no exceptions out of a decision. Time is event time
+(docs/journeys.md#time): an event is decided at its ``ts`` (a late one at the customer's
+time, see :func:`event_time`), a timer at its due time; a wait starts at the time of what
+moved the instance. The decider's clock is passed in only to stamp ``decided_at`` and to
+measure ``max_event_age``. So the Kafka worker, at any lag, and ``orchestrator simulate``
+make the same decisions for the same input: they drive this same code.
 
 Effects are returned as :class:`Output` records addressed by topic *suffix*
 (``actions.email``, ``suppressions``, ``decisions``); the runtime adds the prefix.
@@ -32,6 +35,7 @@ from orchestrator.core.state import (
 from orchestrator.core.timeutil import format_ts
 
 MAX_STEPS = 64          # nodes one event may walk through before the instance is stopped
+MAX_FIRINGS = 10_000    # timers one call fires, at most (the rest fire at the next event or wake-up)
 
 
 class Output(NamedTuple):
@@ -50,10 +54,20 @@ class Lifecycle(NamedTuple):
     reason: str         # exit reason ("" for an entry)
 
 
-class _Effects(list):  # list[Output] that also collects Lifecycle records
-    def __init__(self) -> None:
+class _Effects(list):
+    """list[Output] of one decision, which also collects Lifecycle records and carries the
+    decider's clock for ``decided_at`` (formatted once)."""
+
+    def __init__(self, wall_ms: int) -> None:
         super().__init__()
         self.lifecycle: list[Lifecycle] = []
+        self.decided_at = format_ts(wall_ms)
+
+
+def event_time(state: CustomerState, event: Event) -> int:
+    """When an event is decided: at its ``ts``, or, if something later was decided for the customer
+    already (a late event), at the customer's time. A customer's time never goes back."""
+    return event.ts_ms if event.ts_ms > state.time_ms else state.time_ms
 
 
 class Result:
@@ -96,21 +110,28 @@ class Engine:
         self._caps_ms = max((r.per_ms for r in self.policies.frequency), default=0)
 
     # ------------------------------------------------------------------ entry points
-    def on_event(self, state: CustomerState | None, event: Event, now_ms: int) -> Result:
-        """Apply one validated event. Timers already due fire first.
+    def on_event(self, state: CustomerState | None, event: Event, wall_ms: int) -> Result:
+        """Apply one validated event at its time (see :func:`event_time`); the customer's timers
+        due at or before it fire first, each at its own due time.
+
+        ``wall_ms`` is the decider's clock: it stamps an action's ``decided_at`` and is what
+        ``max_event_age`` is measured against (an older event updates state but enrols nobody).
+        Nothing else depends on it, so the decision is the same at any lag.
 
         On an erasure tombstone, a duplicate of an earlier event is ignored like any duplicate;
         a new event starts from the tombstone (no profile, no journeys) and keeps its memory of
         event ids, so the customer may enrol again but an earlier event still counts as seen.
         """
         state = state if state is not None else CustomerState()
+        now_ms = event_time(state, event)
         if state.erased_ms is not None and now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
             state = CustomerState()             # an expired tombstone whose timer has not fired yet
         if not remember_event(state, event.event_id, now_ms):
             return Result(state, [], duplicate=True)
         state.erased_ms = None
-        out = _Effects()
+        out = _Effects(wall_ms)
         self._fire_due(state, event.customer_id, now_ms, out)
+        state.time_ms = now_ms
         etype = event.type
         if etype == ev_mod.PROFILE_ERASED:
             self._erase(state, event, now_ms, out)
@@ -140,7 +161,7 @@ class Engine:
                              suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif j.exit_if is not None and j.exit_if.truthy(
                     Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
-                # exit.if (SPEC §4.1): after this event's state update, the same ending as exit.on
+                # exit.if (docs/journeys.md): after this event's state update, the same ending as exit.on
                 self._finish(state, event.customer_id, inst, j, "condition", now_ms, out,
                              suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif inst.waiting_for is not None and self._waits_for(j, inst, etype) \
@@ -151,41 +172,51 @@ class Engine:
                 inst.trigger_event_id, inst.trigger_ts_ms = event.event_id, event.ts_ms
                 self._run(state, event.customer_id, inst, j, node.on_event, event, now_ms, out)
 
-        if etype in self.journeys.by_entry and event.ts_ms >= now_ms - self.policies.max_event_age_ms:
+        if etype in self.journeys.by_entry and event.ts_ms >= wall_ms - self.policies.max_event_age_ms:
             for j in self.journeys.by_entry[etype]:
                 self._try_enter(state, j, event, now_ms, out)
         return Result(state, out, lifecycle=out.lifecycle, invalid_fields=invalid)
 
-    def on_timer(self, state: CustomerState | None, customer_id: str, now_ms: int) -> Result:
-        """Fire every timer of this customer that is due at ``now_ms``; an expired tombstone goes."""
+    def on_timer(self, state: CustomerState | None, customer_id: str, until_ms: int, wall_ms: int) -> Result:
+        """Fire every timer of this customer due at or before ``until_ms``, each at its own due time
+        and in due order (a timer it sets that is due by ``until_ms`` fires too); an expired
+        tombstone goes. ``wall_ms`` stamps ``decided_at``, as in :meth:`on_event`."""
         if state is None:
             return Result(None, [])
         if state.erased_ms is not None:                         # a tombstone: nothing else to fire
-            if now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
+            if until_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
                 return Result(None, [])
             return Result(state, [])
-        out = _Effects()
-        self._fire_due(state, customer_id, now_ms, out)
+        out = _Effects(wall_ms)
+        self._fire_due(state, customer_id, until_ms, out)
         return Result(state, out, lifecycle=out.lifecycle)
 
     # ------------------------------------------------------------------ timers
-    def _fire_due(self, state: CustomerState, cid: str, now_ms: int, out: list[Output]) -> None:
+    def _fire_due(self, state: CustomerState, cid: str, until_ms: int, out: _Effects) -> None:
+        """Fire the due timers one at a time, earliest first (ties: the smallest key), each at its
+        due time, which becomes the customer's time: what it starts is timed from there.
+
+        Every timer is due later than the decision that set it (durations are positive), so the
+        loop ends; ``MAX_FIRINGS`` only bounds one call's work: what is left stays due and fires
+        at the next event or wake-up.
+        """
         instances = state.instances
         if not instances:
             return
-        for _ in range(MAX_STEPS):
-            # The instance with the earliest timer due at now_ms (ties: the smallest key).
+        for _ in range(MAX_FIRINGS):
             first: tuple[int, str] | None = None
             for jid, i in instances.items():
                 t = i.due_ms
                 d = i.deadline_ms
                 if d is not None and (t is None or d < t):
                     t = d
-                if t is not None and t <= now_ms and (first is None or (t, jid) < first):
+                if t is not None and t <= until_ms and (first is None or (t, jid) < first):
                     first = (t, jid)
             if first is None:
                 return
-            jid = first[1]
+            now_ms, jid = first
+            if now_ms > state.time_ms:
+                state.time_ms = now_ms
             inst = state.instances[jid]
             j = self._journey_of(inst)
             if j is None:
@@ -198,7 +229,7 @@ class Engine:
                 continue
             node = j.nodes.get(inst.node)
             # A timer keeps the instance's trigger: a send after a wait names the event that last
-            # moved the instance (SPEC §3's example: the email after `wait_1h` carries `e-9f1c`).
+            # moved the instance (as the action example in docs/events.md: the email after `wait_1h`).
             inst.due_ms = None
             if isinstance(node, WaitNode):
                 self._run(state, cid, inst, j, node.next, None, now_ms, out)
@@ -215,7 +246,7 @@ class Engine:
                 self._finish(state, cid, inst, j, "invalid_node", now_ms, out)
 
     # ------------------------------------------------------------------ entry
-    def _try_enter(self, state: CustomerState, j: Journey, event: Event, now_ms: int, out: list[Output]) -> None:
+    def _try_enter(self, state: CustomerState, j: Journey, event: Event, now_ms: int, out: _Effects) -> None:
         cid = event.customer_id
         key = instance_key(j.id, j.shadow)
         if not j.enabled or key in state.instances:
@@ -241,7 +272,7 @@ class Engine:
                 if oj is None or oj.group != j.group or other.shadow:
                     continue
                 if oj.priority >= j.priority:
-                    # SPEC §3: the detail is exactly "group"; `explain` lists the journeys the customer is in.
+                    # docs/events.md: the detail is exactly "group"; `explain` lists the journeys the customer is in.
                     out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "group", now_ms))
                     return
                 self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason="preempted",
@@ -256,7 +287,7 @@ class Engine:
         state.instances[key] = inst
         n = state.entries.get(key)                              # for entry.max_entries of any version
         state.entries[key] = n + 1 if n is not None else self._entries(state, key) + 1
-        if isinstance(out, _Effects) and not j.shadow:
+        if not j.shadow:
             out.lifecycle.append(Lifecycle("entered", j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
         out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
                                   "holdout" if inst.holdout else "treatment", now_ms, shadow=j.shadow))
@@ -279,7 +310,7 @@ class Engine:
 
     # ------------------------------------------------------------------ walking nodes
     def _run(self, state: CustomerState, cid: str, inst: Instance, j: Journey, name: str | None,
-             event: Event | None, now_ms: int, out: list[Output], revisit: bool = False,
+             event: Event | None, now_ms: int, out: _Effects, revisit: bool = False,
              released: tuple[str, ...] = ()) -> None:
         """Walk from node ``name`` until the instance parks or ends.
 
@@ -338,7 +369,7 @@ class Engine:
 
     # ------------------------------------------------------------------ the send gate
     def _send(self, state: CustomerState, cid: str, inst: Instance, j: Journey, node: SendNode,
-              event: Event | None, now_ms: int, out: list[Output]) -> bool:
+              event: Event | None, now_ms: int, out: _Effects) -> bool:
         """Gate and send. Returns True if the instance is parked (a deferred send: its window or quiet hours)."""
         gate = self.gate
         visit = inst.visits.get(node.name, 1)
@@ -393,7 +424,7 @@ class Engine:
             "params": params, "journey": j.id, "journey_version": j.version, "node": node.name,
             "trigger_event_id": inst.trigger_event_id if event is None else event.event_id,
             "event_ts": format_ts(inst.trigger_ts_ms if event is None else event.ts_ms),
-            "decided_at": format_ts(now_ms),
+            "decided_at": out.decided_at,
         }
         out.append(Output(f"actions.{channel}", cid, action))
         out.append(self._decision(cid, j.id, j.version, node.name, channel, "sent", node.template, now_ms, action_id))
@@ -424,7 +455,7 @@ class Engine:
         return {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
 
     def _defer(self, cid: str, inst: Instance, j: Journey, node: SendNode, channel: str, action_id: str,
-               params: dict[str, Any], until_ms: int, outcome: str, now_ms: int, out: list[Output]) -> None:
+               params: dict[str, Any], until_ms: int, outcome: str, now_ms: int, out: _Effects) -> None:
         """Park the instance at a send until ``until_ms`` (quiet hours, or the node's window).
 
         Both deferrals are one mechanism: the send's action id and channel join the instance's, so
@@ -444,7 +475,7 @@ class Engine:
 
     # ------------------------------------------------------------------ leaving
     def _finish(self, state: CustomerState, cid: str, inst: Instance, j: Journey, reason: str, now_ms: int,
-                out: list[Output], *, suppress_reason: str | None = None,
+                out: _Effects, *, suppress_reason: str | None = None,
                 suppress_channels: tuple[str, ...] = (), cause: str = "", detail: str | None = None) -> None:
         key = instance_key(j.id, inst.shadow)
         state.instances.pop(key, None)
@@ -454,30 +485,30 @@ class Engine:
             channels = list(suppress_channels) if suppress_channels else list(inst.channels)
             out.append(self._suppression(cid, channels, j.id, suppress_reason, list(inst.action_ids), cause, now_ms))
         outcome = "goal" if reason == "goal" else "preempted" if reason == "preempted" else "exited"
-        if isinstance(out, _Effects) and not inst.shadow:
+        if not inst.shadow:
             out.lifecycle.append(Lifecycle("goal" if reason == "goal" else "exited", j.id, inst.version,
                                            "holdout" if inst.holdout else "treatment", reason))
         out.append(self._decision(cid, j.id, inst.version, inst.node, None, outcome, detail or reason, now_ms,
                                   shadow=inst.shadow))
 
-    def _drop(self, state: CustomerState, cid: str, inst: Instance, now_ms: int, out: list[Output]) -> None:
+    def _drop(self, state: CustomerState, cid: str, inst: Instance, now_ms: int, out: _Effects) -> None:
         """End an instance whose journey version is no longer loaded anywhere (it cannot go on)."""
         key = instance_key(inst.journey, inst.shadow)
         state.instances.pop(key, None)
         state.exits[key] = now_ms
-        if isinstance(out, _Effects) and not inst.shadow:
+        if not inst.shadow:
             out.lifecycle.append(Lifecycle("exited", inst.journey, inst.version,
                                            "holdout" if inst.holdout else "treatment", "journey_unavailable"))
         out.append(self._decision(cid, inst.journey, inst.version, inst.node, None, "exited",
                                   "journey_unavailable", now_ms, shadow=inst.shadow))
 
-    def _erase(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
+    def _erase(self, state: CustomerState, event: Event, now_ms: int, out: _Effects) -> None:
         cancels: list[str] = []
         for jid in sorted(state.instances):
             inst = state.instances[jid]
             if not inst.shadow:
                 cancels.extend(inst.action_ids)
-            if isinstance(out, _Effects) and not inst.shadow:
+            if not inst.shadow:
                 out.lifecycle.append(Lifecycle("exited", inst.journey, inst.version,
                                                "holdout" if inst.holdout else "treatment", "erased"))
             out.append(self._decision(event.customer_id, inst.journey, inst.version, inst.node, None, "exited",
@@ -488,7 +519,7 @@ class Engine:
     # ------------------------------------------------------------------ inputs that change state
     @staticmethod
     def _merge_profile(state: CustomerState, props: dict[str, Any]) -> tuple[str, ...]:
-        """Shallow merge (``null`` deletes a field), except ``consent``: merged per channel (SPEC §2).
+        """Shallow merge (``null`` deletes a field), except ``consent``: merged per channel (docs/events.md#reserved-types).
 
         Returns the known fields set to a value the engine cannot use: a ``timezone`` that is
         not an IANA name (kept, read as UTC) or a ``consent`` that is not an object (not applied).
@@ -517,7 +548,7 @@ class Engine:
         state.profile = profile
         return tuple(invalid)
 
-    def _feedback(self, state: CustomerState, event: Event, now_ms: int, out: list[Output]) -> None:
+    def _feedback(self, state: CustomerState, event: Event, now_ms: int, out: _Effects) -> None:
         channel = event.properties["channel"]
         kind = event.type.split(".", 1)[1]
         if kind in ("opened", "clicked"):

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-DEDUP_WINDOW_MS = 25 * 3_600_000      # SPEC: duplicates ignored within at least 24 h
+DEDUP_WINDOW_MS = 25 * 3_600_000      # duplicates ignored within at least 24 h (docs/events.md)
 DEDUP_MAX_IDS = 20_000
 SEEN_HASH_LEN = 8
 ENGAGEMENT_WINDOW_MS = 30 * 86_400_000
@@ -104,6 +104,9 @@ class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     session: Session = msgspec.field(default_factory=Session)
     # Set only on the tombstone an erasure leaves (see :func:`tombstone`); a new event clears it.
     erased_ms: int | None = None
+    # The customer's time: the latest event time or timer due decided for it (a late event is
+    # decided at it, so the customer's time never goes back; see ``engine.event_time``).
+    time_ms: int = 0
 
     def next_due_ms(self) -> int | None:
         """The earliest timer of any instance, or ``None``; a tombstone's own timers (see :func:`tombstone`)."""
@@ -134,14 +137,14 @@ def tombstone(state: CustomerState, now_ms: int) -> CustomerState:
 
     Nothing personal survives (no profile, journeys, sends, engagement, activity or session):
     hashes of event ids and the times they were processed are all that is kept, so that a
-    redelivered earlier event is still ignored (SPEC §2). A replayed erasure re-sends its first
+    redelivered earlier event is still ignored (docs/events.md#reserved-types). A replayed erasure re-sends its first
     outputs from the worker's journal like any input (see :mod:`orchestrator.runtime.batch`). The
     tombstone's due time ``erased_ms + TOMBSTONE_KEEP_MS`` (the worker's timer index wakes it)
     removes it when every id it keeps has left the window. A genuinely new event before that
     starts from it (see ``Engine.on_event``).
     """
     _prune_seen(state, now_ms)
-    return CustomerState(seen_ids=state.seen_ids, seen_at=state.seen_at, erased_ms=now_ms)
+    return CustomerState(seen_ids=state.seen_ids, seen_at=state.seen_at, erased_ms=now_ms, time_ms=now_ms)
 
 
 def _event_hash(event_id: str) -> bytes:

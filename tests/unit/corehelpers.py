@@ -93,6 +93,7 @@ class Customer:
         self.log: list = []
 
     def event(self, etype: str, now: int, ts: int | None = None, eid: str | None = None, **props: Any) -> list:
+        """An event dated ``ts`` (default ``now``) decided when the clock reads ``now``."""
         e = ev(etype, self.cid, ts if ts is not None else now, eid, **props)
         result = self.engine.on_event(self.state, e, now)
         self.state = result.state
@@ -100,7 +101,7 @@ class Customer:
         return result.outputs
 
     def tick(self, now: int) -> list:
-        result = self.engine.on_timer(self.state, self.cid, now)
+        result = self.engine.on_timer(self.state, self.cid, now, now)
         self.state = result.state
         self.log.extend(result.outputs)
         return result.outputs

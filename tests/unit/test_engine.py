@@ -313,7 +313,7 @@ def test_profile_erased_drops_state_and_suppresses_everything() -> None:
     assert sup["customer_id"] == "c-1"
     assert not actions(erased.outputs)
     # pending timers are gone with the state
-    assert c.engine.on_timer(erased.state, "c-1", T0 + 30 * DAY).outputs == []
+    assert c.engine.on_timer(erased.state, "c-1", T0 + 30 * DAY, T0 + 30 * DAY).outputs == []
 
 
 def test_profile_erased_of_an_unknown_customer_still_suppresses() -> None:
@@ -375,7 +375,8 @@ def test_the_erasure_tombstone_keeps_nothing_personal() -> None:
     ids = CustomerState()
     for eid, at in (("e-p", T0 - MIN), ("e-go", T0), ("e-open", T0 + MIN), ("e-erase", T0 + HOUR)):
         remember_event(ids, eid, at)
-    assert kept == CustomerState(seen_ids=ids.seen_ids, seen_at=ids.seen_at, erased_ms=T0 + HOUR)
+    assert kept == CustomerState(seen_ids=ids.seen_ids, seen_at=ids.seen_at, erased_ms=T0 + HOUR,
+                                 time_ms=T0 + HOUR)
     assert not remembered(kept, "e-old") and not remembered(kept, "Ann")
     assert decode_state(encode_state(kept)) == kept
 
@@ -385,8 +386,8 @@ def test_the_tombstone_expires_when_its_ids_leave_the_duplicate_window() -> None
     expiry = T0 + HOUR + TOMBSTONE_KEEP_MS
     assert TOMBSTONE_KEEP_MS >= DAY                                      # SPEC §2: at least 24 h
     assert c.state.next_due_ms() == expiry                               # the worker's timer index wakes it
-    assert c.engine.on_timer(c.state, "c-1", expiry - 1).state is c.state
-    gone = c.engine.on_timer(c.state, "c-1", expiry)
+    assert c.engine.on_timer(c.state, "c-1", expiry - 1, expiry - 1).state is c.state
+    gone = c.engine.on_timer(c.state, "c-1", expiry, expiry)
     assert gone.state is None and gone.outputs == []
     # An event after the expiry, before any timer fired, starts from an empty state too.
     late = c.engine.on_event(c.state, ev("cart.updated", "c-1", expiry, "e-1"), expiry)
@@ -653,7 +654,7 @@ def test_due_timers_fire_before_the_event_is_applied() -> None:
 
 
 def test_on_timer_with_no_state_is_a_no_op() -> None:
-    r = engine(WAIT).on_timer(None, "c-1", T0)
+    r = engine(WAIT).on_timer(None, "c-1", T0, T0)
     assert r.state is None and r.outputs == []
 
 
@@ -1184,7 +1185,7 @@ def test_instance_of_a_journey_no_longer_loaded_exits_instead_of_waiting_forever
     r = Engine(JourneySet([j])).on_event(None, Event("e1", "c1", "go", t0), t0)
     assert r.state.next_due_ms() == t0 + 3_600_000
     later = Engine(JourneySet([]))                 # the definition was removed before the wait ended
-    r2 = later.on_timer(r.state, "c1", t0 + 3_600_000)
+    r2 = later.on_timer(r.state, "c1", t0 + 3_600_000, t0 + 3_600_000)
     assert [o.value["outcome"] for o in r2.outputs] == ["exited"]
     assert r2.outputs[0].value["detail"] == "journey_unavailable"
     assert r2.state.next_due_ms() is None and not r2.state.instances
@@ -1241,7 +1242,7 @@ def test_a_send_deferred_by_quiet_hours_keeps_the_params_and_trigger_of_its_even
     r = engine.on_event(None, Event("e-night", "c1", "go", night, {"v": 42}), night)
     assert [o.value["outcome"] for o in r.outputs if o.topic == "decisions"] == ["entered", "quiet_hours_deferred"]
     due = r.state.next_due_ms()
-    r2 = engine.on_timer(r.state, "c1", due)
+    r2 = engine.on_timer(r.state, "c1", due, due)
     [action] = [o.value for o in r2.outputs if o.topic == "actions.sms"]
     assert action["params"] == {"v": 42}
     assert action["trigger_event_id"] == "e-night"
@@ -1313,11 +1314,12 @@ def test_an_entry_type_listed_by_two_journeys_is_indexed_for_both() -> None:
 def test_an_invalid_timezone_is_kept_reported_and_read_as_utc() -> None:
     pol = Policies(quiet_hours=QuietHours(("push",), 21 * 60, 8 * 60))
     c = Customer(engine(PUSH_NOW, policies=pol))
-    r = c.engine.on_event(None, ev("profile.updated", "c-1", T0, timezone="Mars/Olympus_Mons"), T0)
+    night_utc = ts("2026-01-15T22:00:00Z")
+    r = c.engine.on_event(None, ev("profile.updated", "c-1", night_utc - HOUR, timezone="Mars/Olympus_Mons"),
+                          night_utc - HOUR)
     assert r.invalid_fields == ("timezone",)
     assert r.state.profile["timezone"] == "Mars/Olympus_Mons"
     c.state = r.state
-    night_utc = ts("2026-01-15T22:00:00Z")
     d = one(decisions(c.event("cart.updated", night_utc), "quiet_hours_deferred"))
     assert d["detail"] == "deferred to 2026-01-16T08:00:00.000Z"                  # UTC's 08:00
     ok = c.engine.on_event(c.state, ev("profile.updated", "c-1", T0, timezone="Europe/Oslo"), T0 + 1)
@@ -1651,7 +1653,7 @@ def test_exempting_one_check_keeps_the_other_and_consent_always_applies() -> Non
     pol = Policies(frequency=(FrequencyRule(0, DAY),), quiet_hours=QUIET.quiet_hours, consent={"push": "opt_in"})
     only_caps = RECEIPT.replace("exempt: [frequency, quiet_hours]", "exempt: [frequency]")
     c = Customer(engine(only_caps, policies=pol))
-    c.event("profile.updated", T0, consent={"push": True})
+    c.event("profile.updated", ts("2026-01-15T12:00:00Z"), consent={"push": True})
     assert decisions(c.event("order.completed", ts("2026-01-15T23:00:00Z")), "quiet_hours_deferred")
     c = Customer(engine(RECEIPT, policies=pol), "c-2")                    # no consent given
     assert one(decisions(c.event("order.completed", T0), "no_consent"))
