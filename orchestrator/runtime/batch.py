@@ -44,6 +44,7 @@ from orchestrator.core.state import CustomerState, decode_state, encode_state
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.counters import Counters, Tally
+from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.kafka import placement
 from orchestrator.runtime.store import DUE_LEN, STATE, PartitionStore, Stores, due_bytes, journal_key, timer_key
 from orchestrator.runtime.timers import TICK
@@ -102,9 +103,9 @@ class Decider:
 
     def __init__(self, settings: Settings, engine: Engine, stores: Stores, counters: Counters,
                  checkpoint: Checkpoint, producer: AIOKafkaProducer, topic_names: dict[str, str],
-                 partition_counts: dict[str, int], fail: Callable[[BaseException], NoReturn]) -> None:
+                 partition_counts: dict[str, int], fail: Callable[[BaseException], NoReturn], clocks: Clocks) -> None:
         self.settings, self.engine, self.stores, self.counters = settings, engine, stores, counters
-        self.checkpoint, self.producer, self.fail = checkpoint, producer, fail
+        self.checkpoint, self.producer, self.fail, self.clocks = checkpoint, producer, fail, clocks
         self.topic_names = topic_names            # topic suffix ("actions.email") -> full name
         self.partition_counts = partition_counts
         self.channels = engine.policies.channels
@@ -140,6 +141,7 @@ class Decider:
         started = time.perf_counter()
         decided = 0
         commits: dict[TopicPartition, int] = {}
+        decided_to = self.clocks.decided
         for tp, msgs in records.items():
             p = tp.partition
             if p not in ready or not msgs:
@@ -159,6 +161,8 @@ class Decider:
                     # A bug must not stop the partition (the input is logged by position, not content).
                     log.exception("unexpected error on %s[%d]@%d", tp.topic, p, msg.offset)
             commits[tp] = msgs[-1].offset + 1
+            if ingest:
+                decided_to[p] = msgs[-1].offset + 1
         # Changelog records after the outputs; the checkpoint waits for all of them.
         self._seq += 1
         seq = self._seq
@@ -237,6 +241,8 @@ class Decider:
             return
         cid = parsed.customer_id.encode()
         home = self._place(cid, self._home_count)      # = the partition of the customer's state
+        if parsed.ts_ms > self.clocks.input_ms.get(p, 0):
+            self.clocks.input_ms[p] = parsed.ts_ms     # read from this partition, wherever it is decided
         if msg.key == cid:
             if p == home:
                 self._keyed_here += 1
@@ -300,8 +306,10 @@ class Decider:
         old_due = state.next_due_ms() if state is not None else None
         try:
             if is_tick:
-                result = engine.on_timer(state, key.decode(), now)
+                result = engine.on_timer(state, key.decode(), self.clocks.limit(p, now), now)
             else:
+                if code == b"k" and ev.ts_ms > self.clocks.input_ms.get(p, 0):
+                    self.clocks.input_ms[p] = ev.ts_ms
                 result = engine.on_event(state, ev, now)
         except Exception:
             # A bug in the engine must not stop the partition: record it and move on.

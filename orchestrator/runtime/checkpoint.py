@@ -51,9 +51,10 @@ class Checkpoint:
 
     def __init__(self, stores: Stores, commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
                  ready: set[int], fail: Callable[[BaseException], NoReturn],
-                 on_ticks_done: Callable[[list[bytes]], None]) -> None:
+                 on_ticks_done: Callable[[list[bytes]], None],
+                 on_timer_indexed: Callable[[int, bytes], None]) -> None:
         self.stores, self.commit, self.ready, self.fail = stores, commit, ready, fail
-        self.on_ticks_done = on_ticks_done
+        self.on_ticks_done, self.on_timer_indexed = on_ticks_done, on_timer_indexed
         # Customer key -> (batch sequence, value) written by a batch not yet in RocksDB.
         self.overlay: dict[bytes, tuple[int, bytes | None]] = {}
         # Committed offset (the next to process) per input partition: the lag gauge, journal pruning.
@@ -138,7 +139,10 @@ class Checkpoint:
             for p, fut, count in item.changelog:
                 offsets[p] = max(offsets.get(p, -1), fut.result().offset + count - 1)
             for p in item.changes.keys() | item.journals.keys():
-                self.stores.get(p).write(item.changes.get(p, []), offsets.get(p), item.journals.get(p, ()))
+                first_timer = self.stores.get(p).write(item.changes.get(p, []), offsets.get(p),
+                                                       item.journals.get(p, ()))
+                if first_timer is not None:
+                    self.on_timer_indexed(p, first_timer)
             seq = item.seq
             for rows in item.changes.values():
                 for key, _, _ in rows:

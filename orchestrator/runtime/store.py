@@ -104,13 +104,15 @@ class PartitionStore:
         return None if raw is None else int.from_bytes(raw, "big")
 
     def write(self, changes: list[tuple[bytes, bytes | None, bytes | None]], changelog_offset: int | None,
-              journals: list[tuple[bytes, bytes | None]] = ()) -> None:
+              journals: list[tuple[bytes, bytes | None]] = ()) -> bytes | None:
         """Apply ``(customer key, old due prefix, new value)`` changes, journal records ``(key,
-        value or None)`` and the changelog offset atomically.
+        value or None)`` and the changelog offset atomically; return the first timer index key
+        added (``None``: none).
 
         The old due prefix (the first 8 bytes of the value stored now, ``None`` if there is none)
         says which timer index entry to replace.
         """
+        first: bytes | None = None
         wb = WriteBatch(raw_mode=True)
         for key, value in journals:
             if value is None:
@@ -124,7 +126,10 @@ class PartitionStore:
                 if old_due != NO_DUE:
                     wb.delete(timer_key(old_due, key))
                 if new_due != NO_DUE:
-                    wb.put(timer_key(new_due, key), b"")
+                    tk = timer_key(new_due, key)
+                    wb.put(tk, b"")
+                    if first is None or tk < first:
+                        first = tk
             if new is None:
                 wb.delete(STATE + key)
             else:
@@ -132,6 +137,7 @@ class PartitionStore:
         if changelog_offset is not None:
             wb.put(OFFSET_KEY, changelog_offset.to_bytes(8, "big"))
         self.db.write(wb, self._write_opts)
+        return first
 
     def apply_changelog(self, records: list[tuple[bytes, bytes | None]], last_offset: int) -> None:
         """Restore: apply changelog records (states and journals) up to ``last_offset``."""

@@ -3,9 +3,13 @@ deadlines, as wake-up calls.
 
 Each partition's RocksDB keeps a timer index (``t`` + due ms + customer id, see
 :mod:`orchestrator.runtime.store`) in due order. Every ``SCAN_INTERVAL_S`` the scanner sends a
-*tick* for each due timer to the customer's partition of the internal topic; the batch path
-(:mod:`orchestrator.runtime.batch`) hands the tick to the engine, which fires what the
-customer's state says is due. A tick is only a wake-up call, so a repeated tick fires nothing twice.
+*tick* for each timer due by its partition's limit (:mod:`orchestrator.runtime.eventtime`: the
+partition's input time, or the wall clock while everything it holds is decided) to the customer's
+partition of the internal topic; the batch path (:mod:`orchestrator.runtime.batch`) hands the tick
+to the engine, which fires what the customer's state says is due by that limit, each timer at its
+due time. A tick is only a wake-up call, so a repeated or early tick fires nothing twice or early.
+A tick that comes late changes no decision either: before any later event of the customer, the
+engine fires the timer itself, at its due time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaProducer
 
 from orchestrator.observability.metrics import Metrics
+from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.store import Stores, split_timer_key
 
 TICK = b"T"                       # internal-topic value of a timer wake-up: b"T" + due ms (8 bytes)
@@ -34,9 +39,9 @@ class TimerScanner:
     """Finds due timers on this worker's partitions and sends their ticks."""
 
     def __init__(self, stores: Stores, producer: AIOKafkaProducer, keyed_topic: str, metrics: Metrics,
-                 owned: Callable[[], set[int]]) -> None:
+                 owned: Callable[[], set[int]], clocks: Clocks) -> None:
         self.stores, self.producer, self.keyed_topic, self.metrics = stores, producer, keyed_topic, metrics
-        self.owned = owned
+        self.owned, self.clocks = owned, clocks
         self._inflight: dict[bytes, float] = {}     # timer key -> when its tick was sent (monotonic)
         self._cursor: dict[int, bytes] = {}          # partition -> last timer key ticked
         self._full_scan_at = 0.0
@@ -46,18 +51,27 @@ class TimerScanner:
         self._inflight.clear()
         self._cursor.clear()
 
+    def rewind(self, partition: int, timer_key: bytes) -> None:
+        """A timer was indexed at ``timer_key``: the next scan of its partition must not start after it
+        (in event time a timer may be due before one already ticked: a wait of a few seconds started
+        at an event older than the partition's input time)."""
+        cursor = self._cursor.get(partition)
+        if cursor is not None and timer_key <= cursor:
+            del self._cursor[partition]
+
     def done(self, timer_keys: list[bytes]) -> None:
         """Ticks whose batch is committed: their timers fired (or moved)."""
         for k in timer_keys:
             self._inflight.pop(k, None)
 
     async def scan(self) -> None:
-        """Send a tick to the customer's partition for every due timer of our partitions.
+        """Send a tick to the customer's partition for every timer of our partitions due by the
+        partition's limit.
 
         The index is in due order, so the due ones come first. Between full scans, each partition
-        resumes after the last key it ticked: a timer is always scheduled at or after "now", so
-        nothing new can appear behind the cursor. The periodic full scan re-sends ticks still
-        unanswered after ``INFLIGHT_RETRY_S`` (and covers a wall clock that stepped back).
+        resumes after the last key it ticked; a timer indexed behind that cursor resets it
+        (:meth:`rewind`). The periodic full scan re-sends ticks still unanswered after
+        ``INFLIGHT_RETRY_S`` (and covers a wall clock that stepped back).
         """
         now = now_ms()
         mono = time.monotonic()
@@ -69,7 +83,8 @@ class TimerScanner:
         ticks: list[tuple[int, bytes]] = []
         # Collect first, without awaiting: no RocksDB iterator lives across a rebalance.
         for partition in sorted(self.owned()):
-            for k in self.stores.get(partition).due(now, self._cursor.get(partition)):
+            limit = self.clocks.limit(partition, now)
+            for k in self.stores.get(partition).due(limit, self._cursor.get(partition)):
                 pending += 1
                 self._cursor[partition] = k
                 flight = self._inflight.get(k)

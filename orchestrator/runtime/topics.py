@@ -1,4 +1,4 @@
-"""Topic names, creation and checks (SPEC §1).
+"""Topic names, creation and checks (docs/events.md#topics).
 
 One function, :func:`ensure_topics`, creates topics, always as the worker needs them:
 ``ORCH_PARTITIONS`` partitions, ``ORCH_REPLICATION`` replicas, and ``cleanup.policy=compact`` for

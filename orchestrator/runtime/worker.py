@@ -63,6 +63,7 @@ from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.kafka import partitions_of
 from orchestrator.runtime.counters import Counters
+from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
@@ -116,8 +117,10 @@ class Worker:
         self.failure: BaseException | None = None
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
         self._stopping = asyncio.Event()
+        self.clocks = Clocks(s.events_topic)
         self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
-                                     on_ticks_done=lambda keys: self.timers.done(keys))
+                                     on_ticks_done=lambda keys: self.timers.done(keys),
+                                     on_timer_indexed=lambda p, key: self.timers.rewind(p, key))
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.restorer: AIOKafkaConsumer | None = None
@@ -159,9 +162,10 @@ class Worker:
         missing = [t for t in names if t not in partition_counts]
         if missing:
             raise ConfigError(f"topics missing: {', '.join(missing)}")
-        self.timers = TimerScanner(self.stores, self.producer, s.keyed_topic, self.metrics, lambda: self.ready)
+        self.timers = TimerScanner(self.stores, self.producer, s.keyed_topic, self.metrics, lambda: self.ready,
+                                   self.clocks)
         self.decider = Decider(s, self.engine, self.stores, self.counters, self.checkpoint, self.producer,
-                               self.topic_names, partition_counts, self._fail)
+                               self.topic_names, partition_counts, self._fail, self.clocks)
         tasks: list[asyncio.Task] = []
         try:
             self.consumer.subscribe([s.events_topic, s.keyed_topic], listener=_Listener(self))
@@ -234,6 +238,7 @@ class Worker:
             self.timers.reset()
             self.checkpoint.forget(partitions)
             self.decider.forget(partitions)
+            self.clocks.forget(partitions)
         if partitions:
             log.info("partitions revoked: %s", sorted(partitions))
 
@@ -241,6 +246,7 @@ class Worker:
         COORDINATOR_WAIT.joined()              # from now on, coordinator trouble is worth its ERROR lines
         async with self._lock:
             new = partitions - self.ready
+            self.clocks.forget(new)
             await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic, new, self.metrics)
             for p in sorted(new):
                 committed = {code: await self.consumer.committed(TopicPartition(topic, p))
@@ -274,6 +280,7 @@ class Worker:
     # ------------------------------------------------------------------ periodic
     async def _scan_timers(self) -> None:
         if not self._failed():
+            await self.clocks.check(self.consumer, set(self.ready))
             await self.timers.scan()
 
     async def _observe(self) -> None:
