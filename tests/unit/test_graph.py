@@ -20,12 +20,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.cli import main
 from orchestrator.core import Engine, JourneySet, parse_journey, parse_policies
-from orchestrator.core.graph import (END, ENTRY, HANDLED_NODE_TYPES, count_decisions, iter_node_types, picture,
-                                     to_dot, to_mermaid)
-from orchestrator.core.journeys import load_journey_file
+from orchestrator.core.graph import (END, ENTRY, EXIT_RULES, GOAL, HANDLED_NODE_TYPES, _mermaid_id, count_decisions,
+                                     iter_node_types, picture, to_dot, to_mermaid)
+from orchestrator.core.journeys import NODE_NAME, load_journey_file
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.simulate import Simulation
 
@@ -219,6 +221,44 @@ def test_mermaid_escapes_what_would_break_a_label():
         assert "<" not in line.replace("<br/>", ""), line       # only the line breaks are HTML
     assert text.splitlines()[0] == "%% journey paths v2: orchestrator journeys graph paths --format mermaid"
     assert "flowchart TD" in text and "n_sms_offer --> end_" in text
+
+
+MERMAID_NODE = re.compile(r"    ([A-Za-z0-9_]+)[\[({>]")
+MERMAID_ARROW = re.compile(r"    ([A-Za-z0-9_]+) -->(?:\|[^|]*\|)? ([A-Za-z0-9_]+)$")
+
+
+def test_mermaid_gives_every_node_its_own_id_even_names_that_spell_an_escape():
+    """``a-b`` was written ``n_a_2d_b``, the id of a node named ``a_2d_b``: one box lost and a
+    false loop drawn. Every box must keep an id of its own, and every arrow its two ends."""
+    j = parse_journey("""
+journey: ids
+entry: {on: cart.updated}
+start: a-b
+nodes:
+  a-b: {send: email, template: t, next: a_2d_b}
+  a_2d_b: {wait: 1h, next: a__b}
+  a__b: {wait: 1h, next: a_b}
+  a_b: {exit: completed}
+""", "ids.yaml", channels=CHANNELS)
+    p = picture(j)
+    text = to_mermaid(p)
+    ids = [m.group(1) for line in text.splitlines() if (m := MERMAID_NODE.match(line))]
+    assert len(ids) == len(set(ids)) == len(p.boxes), text
+    name_of = dict(zip(ids, (b.name for b in p.boxes)))
+    arrows = [(name_of[m.group(1)], name_of[m.group(2)]) for line in text.splitlines()
+              if (m := MERMAID_ARROW.match(line))]
+    assert arrows == [(a.src, a.dst) for a in p.arrows]
+    assert ("a-b", "a_2d_b") in arrows and all(src != dst for src, dst in arrows)
+    dot = to_dot(p)
+    assert '"a-b" -> "a_2d_b";' in dot                      # as DOT draws it
+
+
+@given(st.lists(st.from_regex(NODE_NAME, fullmatch=True), unique=True, min_size=2, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_distinct_node_names_get_distinct_mermaid_ids(names):
+    ids = [_mermaid_id(n) for n in [*names, ENTRY, END, GOAL, EXIT_RULES]]
+    assert len(set(ids)) == len(ids), list(zip([*names, ENTRY, END, GOAL, EXIT_RULES], ids))
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", i) for i in ids)
 
 
 def dot_binary() -> str:
