@@ -1,7 +1,11 @@
 """``orchestrator backtest --journeys DIR [--policies F] --from T --to T [--json]``: what the journeys
 in DIR would have decided over the events ``<prefix>.events`` still retains in a span, beside what
-the live journeys decided in that span (SPEC §4.1). A pull request that changes a journey can show
-what it would have done last week.
+the live journeys decided in that span (README, "Which arm wins, and what a changed journey would
+have done"). A pull request that changes a journey can show what it would have done last week.
+
+0. **Check.** The span must end no later than now: the replay fires the timers due inside it, and
+   timers not yet due would be decisions the live side cannot have (``--to 2099-01-01`` would hold
+   millions of them in memory).
 
 1. **Read.** Every partition of the events topic, from the first record whose timestamp is at or
    after ``--from`` (Kafka's offsets-for-times index) to the last one before ``--to``, merged in
@@ -174,12 +178,10 @@ async def backtest(settings: Settings, journeys: list[Journey], policies: Polici
 
 def run(args: argparse.Namespace) -> int:
     """``orchestrator backtest``."""
-    from orchestrator.admin.journeys import time_arg
+    from orchestrator.admin.journeys import time_span
     from orchestrator.core import load_journey_dir, load_policies
-    now_ms = int(time.time() * 1000)
-    since, until = time_arg(args.since, now_ms), time_arg(args.until, now_ms)
-    if since >= until:
-        raise ConfigError("--from must be before --to")
+    since, until = time_span(args.since, args.until, int(time.time() * 1000))
+    assert since is not None and until is not None        # both options are required (orchestrator/cli.py)
     settings = Settings.from_env()
     policies = load_policies(args.policies or settings.policies)
     journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)

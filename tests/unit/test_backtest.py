@@ -12,6 +12,7 @@ from orchestrator.admin.backtest import ENTRY, compare, count, render, replay
 from orchestrator.core import Policies, parse_journey
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from tests.unit.corehelpers import CHANNELS
+from tests.unit.test_graph import usage_error
 
 T0 = parse_ts_ms("2026-03-10T10:00:00Z")
 assert T0 is not None
@@ -81,3 +82,16 @@ def test_the_table_puts_live_and_backtest_side_by_side() -> None:
     assert text.splitlines()[-1].split() == ["j", "push", "sent", "push", "2", "0", "-2"]
     assert "no decisions on either side" in render(compare(Counter(), Counter(), since_ms=T0, until_ms=T0 + 1,
                                                            events=0))
+
+
+def test_a_span_that_ends_after_now_is_refused_before_anything_is_read(capsys, monkeypatch, tmp_path) -> None:
+    """Timers not yet due would fill the span (a daily loop to 2028: tens of thousands of sends the
+    live side cannot have). Refused before Kafka is asked anything: no broker listens here."""
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")
+    (tmp_path / "later.yaml").write_text(LATER)
+    args = ["backtest", "--journeys", str(tmp_path)]
+    line = usage_error(capsys, *args, "--from", "7d", "--to", "2028-01-01")
+    assert line.startswith("error: --to 2028-01-01 (2028-01-01T00:00:00.000Z) is later than now (")
+    assert line.endswith("): nothing after now has happened yet; give a time up to now")
+    assert "is not before --to" in usage_error(capsys, *args, "--from", "2026-03-02", "--to", "2026-03-01")
+    assert "'last week' is not a time" in usage_error(capsys, *args, "--from", "last week", "--to", "now")

@@ -410,12 +410,38 @@ def test_cli_takes_the_highest_version_and_reports_broken_files(capsys, tmp_path
     assert code == 1 and "no journey 'nosuch'" in err and "(journeys there: paths)" in err
 
 
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The command refuses its options as argparse refuses a bad one (exit code 2), with one sentence
+    on standard error and nothing on standard output; that sentence."""
+    with pytest.raises(SystemExit) as refused:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    assert refused.value.code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
 def test_cli_refuses_a_span_without_stats_and_a_bad_time(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    code, _, err = run_cli(capsys, "journeys", "graph", "welcome", "--from", "24h")
-    assert code == 1 and err.strip() == "error: --from and --to choose the span of the counts: add --stats"
-    code, _, err = run_cli(capsys, "journeys", "graph", "welcome", "--stats", "--from", "yesterday")
-    assert code == 1 and "'yesterday' is not a time" in err and len(err.strip().splitlines()) == 1
+    assert usage_error(capsys, "journeys", "graph", "welcome", "--from", "24h") == \
+        "error: --from and --to choose the span of the counts: add --stats"
+    assert "'yesterday' is not a time" in usage_error(capsys, "journeys", "graph", "welcome", "--stats",
+                                                        "--from", "yesterday")
+
+
+def test_cli_refuses_a_span_that_starts_in_the_future_or_after_its_end(capsys, monkeypatch):
+    """Without --to the span ends now, so a --from in the future counts nothing: refused before
+    Kafka is asked anything (no broker listens at ORCH_BOOTSTRAP here)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")
+    line = usage_error(capsys, "journeys", "graph", "welcome", "--stats", "--from", "2099-01-01")
+    assert line.startswith("error: --from 2099-01-01 (2099-01-01T00:00:00.000Z) is not before now (")
+    line = usage_error(capsys, "journeys", "graph", "welcome", "--stats", "--from", "2026-03-02", "--to", "2026-03-01")
+    assert line == ("error: --from 2026-03-02 (2026-03-02T00:00:00.000Z) is not before --to 2026-03-01 "
+                    "(2026-03-01T00:00:00.000Z); give the earlier time with --from")
+    assert "is later than now" in usage_error(capsys, "journeys", "graph", "welcome", "--stats", "--from", "7d",
+                                              "--to", "2099-01-01")
 
 
 def test_cli_writes_svg_and_png_through_graphviz(tmp_path, monkeypatch, capsys):
