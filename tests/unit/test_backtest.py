@@ -4,6 +4,7 @@ tests/integration/test_backtest.py runs the command against a real worker's topi
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 import orjson
@@ -11,6 +12,7 @@ import orjson
 from orchestrator.admin.backtest import ENTRY, compare, count, render, replay
 from orchestrator.core import Policies, parse_journey
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.observability.progress import ProgressLine
 from tests.unit.corehelpers import CHANNELS
 from tests.unit.test_graph import usage_error
 
@@ -82,6 +84,38 @@ def test_the_table_puts_live_and_backtest_side_by_side() -> None:
     assert text.splitlines()[-1].split() == ["j", "push", "sent", "push", "2", "0", "-2"]
     assert "no decisions on either side" in render(compare(Counter(), Counter(), since_ms=T0, until_ms=T0 + 1,
                                                            events=0))
+
+
+class Terminal(io.StringIO):
+    """Standard error as a terminal: where the progress line shows."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+LOOP = """
+journey: loop
+entry: {on: cart.updated}
+start: mail
+nodes:
+  mail: {send: email, template: m, next: w}
+  w: {wait: 1h, next: mail}
+"""
+
+
+def test_the_replay_shows_its_progress_on_a_terminal() -> None:
+    """A span of many events, then an hourly loop whose timers fire long after the last event: the
+    progress line names both steps as they run."""
+    j = parse_journey(LOOP, "loop.yaml", channels=CHANNELS)
+    events = [line(f"c{i}", "page.viewed", T0 + i) for i in range(2_499)] + [line("a", "cart.updated", T0 + 2_499)]
+    screen = Terminal()
+    decisions, _ = replay([j], Policies(), events, T0 + 60 * 24 * HOUR, progress=ProgressLine(screen))
+    shown = [s.rstrip() for s in screen.getvalue().split("\r") if s]
+    assert shown[:2] == ["backtest: replaying: 1,000 of 2,500 events, 0 decisions",
+                         "backtest: replaying: 2,000 of 2,500 events, 0 decisions"]
+    timers = [s for s in shown[2:] if s.startswith("backtest: timers after the last event: clock at 2026-")]
+    assert len(timers) == len(shown) - 2 >= 2, shown
+    assert len(count(decisions)) == 2 and count(decisions)[("loop", "mail", "sent email")] == 60 * 24
 
 
 def test_a_span_that_ends_after_now_is_refused_before_anything_is_read(capsys, monkeypatch, tmp_path) -> None:
