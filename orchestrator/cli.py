@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("--stats", action="store_true", help="counts per node and arrow from <prefix>.decisions")
     jg.add_argument("--from", dest="since", metavar="T", help="with --stats: from this time (RFC 3339, date, "
                     "epoch ms, or a duration ago like 24h)")
-    jg.add_argument("--to", dest="until", metavar="T", help="with --stats: until this time (default: now)")
+    jg.add_argument("--to", dest="until", metavar="T", help="with --stats: until this time, now or earlier "
+                    "(default: now)")
     jg.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     jg.set_defaults(fn=cmd_journeys_graph)
 
@@ -213,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
     bt.add_argument("--from", dest="since", required=True, metavar="T",
                     help="RFC 3339 time, date (UTC midnight), epoch ms, or a duration ago (7d)")
-    bt.add_argument("--to", dest="until", required=True, metavar="T", help="end of the span (same forms, or now)")
+    bt.add_argument("--to", dest="until", required=True, metavar="T",
+                    help="end of the span, now or earlier (same forms)")
     bt.add_argument("--json", action="store_true", help="print the comparison as JSON")
     bt.set_defaults(fn=cmd_backtest)
 

@@ -1,7 +1,12 @@
 """``orchestrator backtest --journeys DIR [--policies F] --from T --to T [--json]``: what the journeys
 in DIR would have decided over the events ``<prefix>.events`` still retains in a span, beside what
-the live journeys decided in that span (SPEC §4.1). A pull request that changes a journey can show
-what it would have done last week.
+the live journeys decided in that span (README, "Which arm wins, and what a changed journey would
+have done"). A pull request that changes a journey can show what it would have done last week.
+
+0. **Check.** The span must end no later than now: the replay fires the timers due inside it, and
+   timers not yet due would be decisions the live side cannot have (``--to 2099-01-01`` would hold
+   millions of them in memory). Both topics must exist; without one the command says "no such
+   topic" in one sentence, as the other read-only commands do, and reads nothing.
 
 1. **Read.** Every partition of the events topic, from the first record whose timestamp is at or
    after ``--from`` (Kafka's offsets-for-times index) to the last one before ``--to``, merged in
@@ -18,6 +23,9 @@ what it would have done last week.
    and node: entries and refused entries, sends by channel, each other gate outcome (holdout,
    no_consent, frequency_cap, quiet_hours_deferred, window_deferred), goals, exits by reason and
    preemptions. Decisions of shadow versions are left out on both sides.
+
+On a terminal, standard error shows a progress line while each step runs (events read, events
+replayed, the clock of the timers fired after the last event, live decisions read).
 """
 
 from __future__ import annotations
@@ -39,23 +47,22 @@ from orchestrator.core import Engine, JourneySet
 from orchestrator.core.journeys import Journey
 from orchestrator.core.policies import Policies
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.observability.progress import ProgressLine
 from orchestrator.simulate import Simulation
 
 ENTRY = "(entry)"            # the row of entries and refused entries: not a node (node names have no parentheses)
 SIDES = ("live", "backtest")
+PROGRESS_EVERY = 1000        # records between two updates of the progress line
 
 
-async def read_events(settings: Settings, since_ms: int, until_ms: int, *,
-                      deadline_s: float = 600.0) -> list[bytes]:
-    """The values of the events topic with a record timestamp in ``[since_ms, until_ms)``, merged in
-    timestamp order (see the module docstring)."""
+async def read_events(settings: Settings, parts: list[int], since_ms: int, until_ms: int, *,
+                      deadline_s: float = 600.0, progress: ProgressLine | None = None) -> list[bytes]:
+    """The values of the events topic (its partitions ``parts``) with a record timestamp in
+    ``[since_ms, until_ms)``, merged in timestamp order (see the module docstring)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from orchestrator.runtime.kafka import partitions_of, read_to_end, start_client
+    from orchestrator.runtime.kafka import read_to_end, start_client
     topic = settings.topic("events")
-    parts = (await partitions_of(settings, [topic])).get(topic, [])
-    if not parts:
-        return []
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
     await start_client(consumer, settings)
@@ -72,20 +79,41 @@ async def read_events(settings: Settings, since_ms: int, until_ms: int, *,
             after = afters.get(tp)
             starts[tp], stops[tp] = first.offset, after.offset if after is not None else ends[tp]
         got: dict[Any, list[tuple[int, bytes]]] = {tp: [] for tp in starts}
+        total, done = sum(stops[tp] - starts[tp] for tp in starts), 0
+        if progress is not None:
+            progress.show(f"backtest: reading events: 0 of {total:,}")
         async for tp, msgs in read_to_end(consumer, starts, ends=stops, deadline_s=deadline_s):
             got[tp].extend((m.timestamp, m.value) for m in msgs if m.value is not None)
+            done += len(msgs)
+            if progress is not None:
+                progress.show(f"backtest: reading events: {done:,} of {total:,}")
         streams = [got[tp] for tp in sorted(got, key=lambda tp: tp.partition)]
     finally:
         await consumer.stop()
     return [value for _, value in heapq.merge(*streams, key=lambda item: item[0])]
 
 
-def replay(journeys: Iterable[Journey], policies: Policies, events: Iterable[bytes], until_ms: int) -> \
-        tuple[list[dict[str, Any]], Simulation]:
+def replay(journeys: Iterable[Journey], policies: Policies, events: list[bytes], until_ms: int, *,
+           progress: ProgressLine | None = None) -> tuple[list[dict[str, Any]], Simulation]:
     """The decisions the journeys make over ``events`` (step 2 of the module docstring)."""
     sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes())
-    decisions = [r["value"] for r in sim.run(events) if r["topic"] == "decisions"]
-    decisions += [r["value"] for r in sim.advance(until_ms - 1) if r["topic"] == "decisions"]
+    decisions: list[dict[str, Any]] = []
+
+    def fed() -> Iterable[bytes]:
+        for n, event in enumerate(events, start=1):
+            if progress is not None and n % PROGRESS_EVERY == 0:
+                progress.show(f"backtest: replaying: {n:,} of {len(events):,} events, {len(decisions):,} decisions")
+            yield event
+
+    for r in sim.run(fed()):
+        if r["topic"] == "decisions":
+            decisions.append(r["value"])
+    for n, r in enumerate(sim.advance(until_ms - 1), start=1):
+        if r["topic"] == "decisions":
+            decisions.append(r["value"])
+        if progress is not None and n % PROGRESS_EVERY == 0 and sim.clock_ms is not None:
+            progress.show(f"backtest: timers after the last event: clock at {format_ts(sim.clock_ms)}, "
+                          f"{len(decisions):,} decisions")
     return decisions, sim
 
 
@@ -163,23 +191,31 @@ def render(report: dict[str, Any]) -> str:
 
 
 async def backtest(settings: Settings, journeys: list[Journey], policies: Policies, since_ms: int,
-                   until_ms: int) -> dict[str, Any]:
-    """Steps 1-3 of the module docstring against the deployment ``settings`` names."""
+                   until_ms: int, *, progress: ProgressLine | None = None) -> dict[str, Any]:
+    """Steps 1-3 of the module docstring against the deployment ``settings`` names (the topics
+    must exist: step 0)."""
+    from orchestrator.admin.explain import NO_WORKER_YET
     from orchestrator.admin.stats import read_decisions
-    events = await read_events(settings, since_ms, until_ms)
-    decisions, sim = replay(journeys, policies, events, until_ms)
-    live = count(await read_decisions(settings), since_ms, until_ms)
+    from orchestrator.runtime.topics import require_topics
+    topic = settings.topic("events")
+    parts = (await require_topics(settings, [topic, settings.topic("decisions")], hint=NO_WORKER_YET))[topic]
+    events = await read_events(settings, parts, since_ms, until_ms, progress=progress)
+    decisions, sim = replay(journeys, policies, events, until_ms, progress=progress)
+
+    def reading(done: int, total: int) -> None:
+        if progress is not None:
+            progress.show(f"backtest: reading live decisions: {done:,} of {total:,}")
+
+    live = count(await read_decisions(settings, progress=reading), since_ms, until_ms)
     return compare(live, count(decisions), since_ms=since_ms, until_ms=until_ms, events=len(events), sim=sim)
 
 
 def run(args: argparse.Namespace) -> int:
     """``orchestrator backtest``."""
-    from orchestrator.admin.journeys import time_arg
+    from orchestrator.admin.journeys import time_span
     from orchestrator.core import load_journey_dir, load_policies
-    now_ms = int(time.time() * 1000)
-    since, until = time_arg(args.since, now_ms), time_arg(args.until, now_ms)
-    if since >= until:
-        raise ConfigError("--from must be before --to")
+    since, until = time_span(args.since, args.until, int(time.time() * 1000))
+    assert since is not None and until is not None        # both options are required (orchestrator/cli.py)
     settings = Settings.from_env()
     policies = load_policies(args.policies or settings.policies)
     journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
@@ -190,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if not journeys:
         raise ConfigError(f"{args.journeys}: no journeys found; give the folder of the journeys to try")
-    report = asyncio.run(backtest(settings, journeys, policies, since, until))
+    line = ProgressLine(tty_only=True)
+    try:
+        report = asyncio.run(backtest(settings, journeys, policies, since, until, progress=line))
+    finally:
+        line.clear()
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else render(report))
     return 0

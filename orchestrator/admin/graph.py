@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.admin.journeys import journey_arg, policies_for, time_arg
+from orchestrator.admin.journeys import journey_arg, policies_for, time_span, usage_error
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
 
@@ -20,16 +20,13 @@ from orchestrator.errors import ConfigError
 def draw(args: argparse.Namespace) -> int:
     from orchestrator.core import graph
     if (args.since or args.until) and not args.stats:
-        raise ConfigError("--from and --to choose the span of the counts: add --stats")
+        usage_error("--from and --to choose the span of the counts: add --stats")
+    since, until = time_span(args.since, args.until, int(time.time() * 1000))
     policies = policies_for(args)
     journey = journey_arg(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
                              policies.channels)
     counts = None
     if args.stats:
-        now_ms = int(time.time() * 1000)
-        since, until = time_arg(args.since, now_ms), time_arg(args.until, now_ms)
-        if since is not None and until is not None and since >= until:
-            raise ConfigError("--from must be before --to")
         from orchestrator.admin.stats import read_decisions
         decisions = asyncio.run(read_decisions(Settings.from_env()))
         counts = graph.count_decisions(journey, decisions, since_ms=since, until_ms=until)

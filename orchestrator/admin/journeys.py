@@ -10,6 +10,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -62,6 +63,32 @@ def time_arg(value: str | None, now_ms: int) -> int | None:
         raise ConfigError(f"{value!r} is not a time: give an RFC 3339 time (2026-11-23T10:00:00Z), a date "
                           "(2026-11-23), epoch milliseconds, a duration ago (24h, 7d), or now")
     return ms
+
+
+def usage_error(message: str) -> NoReturn:
+    """Refuse options that cannot go together as argparse refuses a bad option: exit code 2, but
+    one sentence (``error: ...``) on standard error and no usage text."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def time_span(since: str | None, until: str | None, now_ms: int) -> tuple[int | None, int | None]:
+    """``--from``/``--to`` of a command that reads what happened: (from, to) in epoch ms, ``None``
+    where not given (``--to``: up to now). Refused as a usage error: a value that is not a time, a
+    ``--to`` later than now (nothing after now has happened yet), a ``--from`` not before the end."""
+    from orchestrator.core.timeutil import format_ts
+    try:
+        start, end = time_arg(since, now_ms), time_arg(until, now_ms)
+    except ConfigError as exc:
+        usage_error(str(exc))
+    if end is not None and end > now_ms:
+        usage_error(f"--to {until} ({format_ts(end)}) is later than now ({format_ts(now_ms)}): nothing after "
+                    "now has happened yet; give a time up to now")
+    if start is not None and start >= (now_ms if end is None else end):
+        usage_error(f"--from {since} ({format_ts(start)}) is not before "
+                    + (f"now ({format_ts(now_ms)}); give a time in the past (7d: the last week)" if end is None
+                       else f"--to {until} ({format_ts(end)}); give the earlier time with --from"))
+    return start, end
 
 
 def validate(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """``orchestrator journeys winner JOURNEY``: the arms of an A/B split compared, and the next version
-of the definition without the split when one arm wins (SPEC §4.1).
+of the definition without the split when one arm wins (README, "Which arm wins, and what a changed
+journey would have done").
 
 **Who is in which arm.** A split is a deterministic function of (journey, customer, node)
 (:meth:`~orchestrator.core.journeys.SplitNode.arm_of`), so every treatment entry of the journey
@@ -12,13 +13,20 @@ the baseline, not tested. Decisions of shadow versions are left out.
 **The metric.** ``goal``: an entry converts when a ``goal`` decision ends it (a goal counts for the
 customer's latest entry, as in ``orchestrator stats``).
 
-**The test.** The leading arm (highest rate) against every other arm: a pooled two-proportion
-z-test, two-sided, at ``1 - confidence``, divided among the comparisons when there are more than
-two arms (Bonferroni), so "beats every other" holds at the confidence asked for. A winner needs
-every comparison significant and the normal approximation to hold (at least 5 expected conversions
-and 5 expected non-conversions per arm). Otherwise the report says which arm leads and about how
-many more entries it takes to tell it from the closest arm with 80 % power, if the rates stay as
-observed.
+**The test.** The leading arm (highest rate) against every other arm, two-sided, at ``1 -
+confidence``, divided among the comparisons when there are more than two arms (Bonferroni), so
+"beats every other" holds at the confidence asked for. Each comparison is a pooled two-proportion
+z-test where its normal approximation holds (at least 5 expected conversions and 5 expected
+non-conversions per arm at the pooled rate), else Fisher's exact test, which needs no
+approximation (:func:`orchestrator.core.stats.fisher_exact`); the report names the test and, for
+Fisher's, the arm short of expected conversions (or non-conversions). A winner needs every
+comparison significant. Otherwise the report says which arm leads and about how many more entries
+it takes to tell it from the closest arm with 80 % power, if the rates stay as observed (and, where
+the z-test does not apply yet, at least the entries that make it apply).
+
+**Peeking.** Every report says it: running the command again and again and stopping at the first
+winner makes a false win likelier than ``1 - confidence``; the entries per arm are to be decided
+before the experiment starts, and the arms judged once they are in.
 
 **The next version.** The definition's own text with as little changed as possible, so its diff
 is the decision: ``version`` plus one, every reference to the split (``start``, ``next``,
@@ -48,6 +56,9 @@ from orchestrator.core.journeys import Journey, SplitNode, parse_journey, reacha
 from orchestrator.errors import ConfigError, DefinitionError
 
 METRICS = ("goal",)
+PEEKING = ("running this again and again until a winner appears (peeking) makes a false win likelier than "
+           "the confidence says: decide the entries per arm before the experiment starts (the 80% power "
+           "estimate), and judge once they are in")
 REFERENCE_KEYS = ("next", "on_event", "on_timeout")
 
 
@@ -112,7 +123,7 @@ def compare_arms(j: Journey, split: SplitNode, decisions: Iterable[dict[str, Any
         "holdout": {**held, "rate": rate(held["goals"], held["entries"]),
                     "ci": stats.rate_interval(held["goals"], held["entries"], z)},
         "alpha": (1 - confidence) / max(1, k - 1), "leader": None, "comparisons": [], "winner": None,
-        "more_entries": None,
+        "more_entries": None, "peeking": PEEKING,
     }
     measured = [a for a in arms if a["entries"]]
     if len(measured) < k or k < 2:
@@ -123,23 +134,33 @@ def compare_arms(j: Journey, split: SplitNode, decisions: Iterable[dict[str, Any
     report["leader"] = leader["arm"]
     alpha = report["alpha"]
     lz = stats.z_two_sided(1 - alpha)
-    behind = []
+    behind, few = [], []
     for a in arms:
         if a is leader:
             continue
         args = (leader["goals"], leader["entries"], a["goals"], a["entries"])
-        p = stats.two_proportion_test(*args)
-        ok = p is not None and p < alpha and leader["rate"] > a["rate"] and stats.normal_approximation_holds(*args)
-        report["comparisons"].append({"arm": a["arm"], "difference": leader["rate"] - a["rate"],
-                                      "ci": stats.difference_interval(*args, lz), "p_value": p,
-                                      "significant": ok,
-                                      "approximation_holds": stats.normal_approximation_holds(*args)})
+        holds = stats.normal_approximation_holds(*args)
+        p = stats.two_proportion_test(*args) if holds else stats.fisher_exact(*args)
+        ok = p is not None and p < alpha and leader["rate"] > a["rate"]
+        comparison = {"arm": a["arm"], "difference": leader["rate"] - a["rate"],
+                      "ci": stats.difference_interval(*args, lz), "p_value": p, "significant": ok,
+                      "approximation_holds": holds, "test": "z" if holds else "fisher_exact"}
+        if not holds:
+            expected, of, n = stats.fewest_expected(*args)
+            smaller = [b["arm"] for b in (leader, a) if b["entries"] == n]       # both when they are equal
+            comparison["fewest_expected"] = {"arm": smaller[0] if len(smaller) == 1 else None,
+                                             "entries": n, "of": of, "rate": expected / n, "expected": expected}
+        report["comparisons"].append(comparison)
         if not ok:
             behind.append(a)
+            if not holds:
+                few.append((a, comparison))
     name = f"arm {leader['arm']} ({leader['next']})"
     if not behind:
         report["winner"] = leader["arm"]
-        report["verdict"] = f"{name} beats every other arm at {_share(confidence)} confidence"
+        exact = [c for c in report["comparisons"] if c["test"] == "fisher_exact"]
+        report["verdict"] = (f"{name} beats every other arm at {_share(confidence)} confidence"
+                             + (f" (by Fisher's exact test where {_too_few(exact[0])})" if exact else ""))
         return report
     if all(a["rate"] == leader["rate"] for a in arms):
         report["verdict"] = (f"no arm leads: all convert at {_pct(leader['rate'])}; keep collecting entries "
@@ -151,21 +172,40 @@ def compare_arms(j: Journey, split: SplitNode, decisions: Iterable[dict[str, Any
         report["verdict"] = (f"{name} leads, but arm {closest['arm']} ({closest['next']}) converts as well; "
                              "keep collecting entries")
         return report
+    # Where the z-test does not apply yet, the arms need the entries that make it apply, too.
+    need += [stats.entries_for_approximation(leader["goals"], leader["entries"], a["goals"], a["entries"])
+             for a, _ in few]
     per_arm = max(n for n in need if n is not None)
     involved = [leader, *behind]
     more = {str(a["arm"]): max(0, per_arm - a["entries"]) for a in involved}   # (JSON keys are text)
     total = max(m / a["share"] for a, m in zip(involved, more.values()))
     report["more_entries"] = {"per_arm": per_arm, "by_arm": more, "journey_total": int(round(total))}
-    if total < 1:
+    more_text = (f"about {max(more.values()):,} more entries per arm (about {int(round(total)):,} more "
+                 f"treatment entries into the journey)")
+    if few:
+        a, c = few[0]
+        report["verdict"] = (f"{name} leads, not significantly at {_share(confidence)} by Fisher's exact test "
+                             f"(p = {c['p_value']:.4f} against arm {a['arm']} ({a['next']})): {_too_few(c)}; "
+                             f"{more_text} for the z-test to apply and tell it from arm {closest['arm']} "
+                             f"({closest['next']}) with 80% power, if the rates stay as they are")
+    elif total < 1:
         report["verdict"] = (f"{name} leads, not significantly at {_share(confidence)} although the arms have about "
                              f"the {per_arm:,} entries each that 80% power asks for at the rates seen: the "
                              "difference may be smaller than it looks; keep collecting entries")
     else:
-        report["verdict"] = (f"{name} leads, not yet significantly at {_share(confidence)}: about "
-                             f"{max(more.values()):,} more entries per arm (about {int(round(total)):,} more "
-                             f"treatment entries into the journey) to tell it from arm {closest['arm']} "
-                             f"({closest['next']}) with 80% power, if the rates stay as they are")
+        report["verdict"] = (f"{name} leads, not yet significantly at {_share(confidence)}: {more_text} to tell "
+                             f"it from arm {closest['arm']} ({closest['next']}) with 80% power, if the rates stay "
+                             "as they are")
     return report
+
+
+def _too_few(c: dict[str, Any]) -> str:
+    """Why a comparison used Fisher's exact test: the arm short of expected conversions (or non-conversions)."""
+    f = c["fewest_expected"]
+    rate = "pooled rate" if f["of"] == "conversions" else "pooled non-conversion rate"
+    which = "each arm" if f["arm"] is None else f"arm {f['arm']}"
+    return (f"too few {f['of']} are expected for the z-test ({which}: {f['entries']:,} entries × "
+            f"{_pct(f['rate'])} {rate} = {f['expected']:.1f}, fewer than {stats.EXPECTED_MIN})")
 
 
 def _pct(x: float | None) -> str:
@@ -200,11 +240,12 @@ def render_report(r: dict[str, Any]) -> str:
     for c in r["comparisons"]:
         p = "-" if c["p_value"] is None else f"{c['p_value']:.4f}"
         lo, hi = c["ci"]
-        few = "" if c["approximation_holds"] else " (too few conversions for the test)"
+        test = "the z-test" if c["approximation_holds"] else f"Fisher's exact test, as {_too_few(c)}"
         lines.append(f"arm {r['leader']} vs arm {c['arm']}: {100 * c['difference']:+.2f} pp "
-                     f"(CI {100 * lo:+.2f} to {100 * hi:+.2f}), p = {p}, alpha {r['alpha']:.4g}{few}: "
-                     f"{'significant' if c['significant'] else 'not significant'}")
+                     f"(CI {100 * lo:+.2f} to {100 * hi:+.2f}), p = {p}, alpha {r['alpha']:.4g}: "
+                     f"{'significant' if c['significant'] else 'not significant'} by {test}")
     lines.append(("winner: " if r["winner"] is not None else "no winner: ") + r["verdict"])
+    lines.append(f"note: {PEEKING}")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ with the same code:
   ``exit.if``, ``max_touches``, ``max_duration``). Branch conditions, split shares and the two ways out of a ``wait_for`` are
   the arrows' labels. A send without ``next`` ends the journey (``completed``): it points at a
   synthetic *end* box.
-- :func:`count_decisions` reads Decision records (SPEC §3, the ``decisions`` topic) into
+- :func:`count_decisions` reads Decision records (the ``decisions`` topic, docs/journeys-graph.md) into
   :class:`Counts`: per node the outcomes decided there (gate outcomes, goals, exits), entries and
   refused entries, and per arrow how many customers went along it.
 - :func:`to_mermaid` and :func:`to_dot` write the text; with counts, each box and arrow carries
@@ -100,7 +100,7 @@ class Counts:
 
 # ---------------------------------------------------------------------------- the picture
 def _types(value: Any) -> tuple[str, ...]:
-    """An event-type field: one type, or a list meaning any of them (SPEC §4)."""
+    """An event-type field: one type, or a list meaning any of them (README, "Journeys")."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -482,11 +482,23 @@ _MERMAID_SHAPES = {
 }
 
 
+_MERMAID_PSEUDO = {ENTRY: "entry", END: "end_", GOAL: "goal", EXIT_RULES: "exit_rules"}
+
+
+def _mermaid_escape(m: re.Match[str]) -> str:
+    return "__" if m.group() == "_" else f"_{ord(m.group()):x}_"
+
+
 def _mermaid_id(name: str) -> str:
-    pseudo = {ENTRY: "entry", END: "end_", GOAL: "goal", EXIT_RULES: "exit_rules"}
-    if name in pseudo:
-        return pseudo[name]
-    return "n_" + re.sub(r"[^A-Za-z0-9_]", lambda m: f"_{ord(m.group()):x}_", name)
+    """A Mermaid node id ([A-Za-z0-9_]): a different one for every name. A name of letters, digits
+    and ``_`` keeps itself after ``n_``; any other name (one with a ``-``) is written after ``x_``
+    with ``_`` doubled and every other character as ``_<hex code>_``, which reads back one way only,
+    so ``a-b`` (``x_a_2d_b``) and ``a_2d_b`` (``n_a_2d_b``) stay two boxes."""
+    if name in _MERMAID_PSEUDO:
+        return _MERMAID_PSEUDO[name]
+    if re.fullmatch(r"[A-Za-z0-9_]+", name):
+        return "n_" + name
+    return "x_" + re.sub(r"[^A-Za-z0-9]", _mermaid_escape, name)
 
 
 def _mermaid_text(text: str) -> str:

@@ -149,13 +149,57 @@ def two_proportion_test(g1: int, n1: int, g2: int, n2: int) -> float | None:
     return 2 * (1 - NormalDist().cdf(abs(z)))
 
 
+EXPECTED_MIN = 5            # expected conversions (and non-conversions) per arm the z-test needs
+
+
+def fewest_expected(g1: int, n1: int, g2: int, n2: int) -> tuple[float, str, int]:
+    """(count, ``conversions`` or ``non-conversions``, entries of that arm): the smallest of the
+    conversions and non-conversions each arm would expect at the pooled rate of both."""
+    pooled = (g1 + g2) / (n1 + n2)
+    n = min(n1, n2)
+    return (n * pooled, "conversions", n) if pooled <= 0.5 else (n * (1 - pooled), "non-conversions", n)
+
+
 def normal_approximation_holds(g1: int, n1: int, g2: int, n2: int) -> bool:
     """The textbook condition for the z-test: at least 5 expected conversions and 5 expected
     non-conversions in each arm at the pooled rate."""
     if not n1 or not n2:
         return False
+    return fewest_expected(g1, n1, g2, n2)[0] >= EXPECTED_MIN
+
+
+def entries_for_approximation(g1: int, n1: int, g2: int, n2: int) -> int | None:
+    """Entries each arm needs for :func:`normal_approximation_holds` at the pooled rate seen so far
+    (``None``: no conversions, or nothing but, to estimate it from)."""
     pooled = (g1 + g2) / (n1 + n2)
-    return all(n * pooled >= 5 and n * (1 - pooled) >= 5 for n in (n1, n2))
+    if pooled in (0.0, 1.0):
+        return None
+    return math.ceil(EXPECTED_MIN / min(pooled, 1 - pooled) - 1e-9)
+
+
+def fisher_exact(g1: int, n1: int, g2: int, n2: int) -> float | None:
+    """Two-sided p-value of Fisher's exact test of rate 1 = rate 2 (``None``: no data).
+
+    Given the total conversions, the conversions of arm 1 follow the hypergeometric distribution;
+    the p-value sums the probabilities of every split of them no more likely than the one observed
+    (with R's relative tolerance of 1e-7 for ties), so it needs no normal approximation and holds
+    for any counts. Log-probabilities from ``lgamma`` keep it fast for large arms."""
+    if not n1 or not n2:
+        return None
+    total, goals = n1 + n2, g1 + g2
+
+    def log_comb(n: int, k: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+    base = log_comb(total, n1)
+
+    def log_p(k: int) -> float:
+        return log_comb(goals, k) + log_comb(total - goals, n1 - k) - base
+
+    observed = log_p(g1) + math.log1p(1e-7)
+    p = math.fsum(math.exp(lp) for k in range(max(0, goals - n2), min(goals, n1) + 1)
+                  if (lp := log_p(k)) <= observed)
+    return min(1.0, p)
 
 
 def difference_interval(g1: int, n1: int, g2: int, n2: int, z: float) -> list[float] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.harness import BOOTSTRAP, HERE, WorkerProcess, dumps, event, produce, read_all
 
@@ -148,9 +149,65 @@ async def test_backtest_of_a_changed_journey_matches_the_live_topic_and_simulate
     assert simulated[("it-bt", "mail", "window_deferred")] == 8                 # the change shows
     assert simulated[("it-bt", "mail", "goal")] == 3 and not simulated[("it-bt", "follow", "sent push")]
 
-    text = subprocess.run([sys.executable, "-m", "orchestrator", "backtest", "--journeys", str(changed_dir),
-                           "--policies", str(policies), "--from", str(since), "--to", str(until)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert text.returncode == 0, text.stderr
+    # The table, with standard error on a terminal: the progress line shows each read, then is wiped.
+    text, screen = on_terminal([sys.executable, "-m", "orchestrator", "backtest", "--journeys", str(changed_dir),
+                                "--policies", str(policies), "--from", str(since), "--to", str(until)], env=env)
+    assert text.returncode == 0, screen
     row = next(line.split() for line in text.stdout.splitlines() if "window_deferred" in line)
     assert row == ["it-bt", "mail", "window_deferred", "0", "8", "+8"]
+    shown = [part.strip() for part in screen.split("\r") if part.strip()]
+    assert shown[0] == f"backtest: reading events: 0 of {len(lines)}" and \
+        f"backtest: reading events: {len(lines)} of {len(lines)}" in shown, shown
+    assert shown[-2].startswith("backtest: reading live decisions: ") and shown[-1] == "\x1b[2K", shown
+
+
+def on_terminal(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run ``argv`` with standard error on a pseudo-terminal (standard output captured); what the
+    terminal received."""
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=terminal, text=True,
+                              timeout=180)
+    finally:
+        os.close(terminal)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:             # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(controller)
+    return proc, received.decode()
+
+
+async def test_backtest_without_an_events_topic_says_no_such_topic(tmp_path):
+    """A prefix with a decisions topic but no events topic: one sentence and exit 1, as `explain` and
+    `stats` say it, not a report of 0 events replayed."""
+    prefix = f"it-bt-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(f"{prefix}.decisions", 1, 1)])
+    finally:
+        await admin.close()
+    try:
+        (tmp_path / "it-bt.yaml").write_text(V1)
+        env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": prefix}
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", "backtest", "--journeys", str(tmp_path),
+                               "--policies", str(HERE / "policies.yaml"), "--from", "1d", "--to", "now"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: no such topic {prefix}.events on Kafka at "), \
+            proc.stderr
+        assert "ORCH_TOPIC_PREFIX" in lines[0]
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        await admin.start()
+        try:
+            await admin.delete_topics([f"{prefix}.decisions"])
+        finally:
+            await admin.close()

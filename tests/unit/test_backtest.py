@@ -4,6 +4,7 @@ tests/integration/test_backtest.py runs the command against a real worker's topi
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 import orjson
@@ -11,7 +12,9 @@ import orjson
 from orchestrator.admin.backtest import ENTRY, compare, count, render, replay
 from orchestrator.core import Policies, parse_journey
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.observability.progress import ProgressLine
 from tests.unit.corehelpers import CHANNELS
+from tests.unit.test_graph import usage_error
 
 T0 = parse_ts_ms("2026-03-10T10:00:00Z")
 assert T0 is not None
@@ -81,3 +84,48 @@ def test_the_table_puts_live_and_backtest_side_by_side() -> None:
     assert text.splitlines()[-1].split() == ["j", "push", "sent", "push", "2", "0", "-2"]
     assert "no decisions on either side" in render(compare(Counter(), Counter(), since_ms=T0, until_ms=T0 + 1,
                                                            events=0))
+
+
+class Terminal(io.StringIO):
+    """Standard error as a terminal: where the progress line shows."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+LOOP = """
+journey: loop
+entry: {on: cart.updated}
+start: mail
+nodes:
+  mail: {send: email, template: m, next: w}
+  w: {wait: 1h, next: mail}
+"""
+
+
+def test_the_replay_shows_its_progress_on_a_terminal() -> None:
+    """A span of many events, then an hourly loop whose timers fire long after the last event: the
+    progress line names both steps as they run."""
+    j = parse_journey(LOOP, "loop.yaml", channels=CHANNELS)
+    events = [line(f"c{i}", "page.viewed", T0 + i) for i in range(2_499)] + [line("a", "cart.updated", T0 + 2_499)]
+    screen = Terminal()
+    decisions, _ = replay([j], Policies(), events, T0 + 60 * 24 * HOUR, progress=ProgressLine(screen))
+    shown = [s.rstrip() for s in screen.getvalue().split("\r") if s]
+    assert shown[:2] == ["backtest: replaying: 1,000 of 2,500 events, 0 decisions",
+                         "backtest: replaying: 2,000 of 2,500 events, 0 decisions"]
+    timers = [s for s in shown[2:] if s.startswith("backtest: timers after the last event: clock at 2026-")]
+    assert len(timers) == len(shown) - 2 >= 2, shown
+    assert len(count(decisions)) == 2 and count(decisions)[("loop", "mail", "sent email")] == 60 * 24
+
+
+def test_a_span_that_ends_after_now_is_refused_before_anything_is_read(capsys, monkeypatch, tmp_path) -> None:
+    """Timers not yet due would fill the span (a daily loop to 2028: tens of thousands of sends the
+    live side cannot have). Refused before Kafka is asked anything: no broker listens here."""
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")
+    (tmp_path / "later.yaml").write_text(LATER)
+    args = ["backtest", "--journeys", str(tmp_path)]
+    line = usage_error(capsys, *args, "--from", "7d", "--to", "2028-01-01")
+    assert line.startswith("error: --to 2028-01-01 (2028-01-01T00:00:00.000Z) is later than now (")
+    assert line.endswith("): nothing after now has happened yet; give a time up to now")
+    assert "is not before --to" in usage_error(capsys, *args, "--from", "2026-03-02", "--to", "2026-03-01")
+    assert "'last week' is not a time" in usage_error(capsys, *args, "--from", "last week", "--to", "now")

@@ -20,12 +20,14 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.cli import main
 from orchestrator.core import Engine, JourneySet, parse_journey, parse_policies
-from orchestrator.core.graph import (END, ENTRY, HANDLED_NODE_TYPES, count_decisions, iter_node_types, picture,
-                                     to_dot, to_mermaid)
-from orchestrator.core.journeys import load_journey_file
+from orchestrator.core.graph import (END, ENTRY, EXIT_RULES, GOAL, HANDLED_NODE_TYPES, _mermaid_id, count_decisions,
+                                     iter_node_types, picture, to_dot, to_mermaid)
+from orchestrator.core.journeys import NODE_NAME, load_journey_file
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.simulate import Simulation
 
@@ -221,6 +223,44 @@ def test_mermaid_escapes_what_would_break_a_label():
     assert "flowchart TD" in text and "n_sms_offer --> end_" in text
 
 
+MERMAID_NODE = re.compile(r"    ([A-Za-z0-9_]+)[\[({>]")
+MERMAID_ARROW = re.compile(r"    ([A-Za-z0-9_]+) -->(?:\|[^|]*\|)? ([A-Za-z0-9_]+)$")
+
+
+def test_mermaid_gives_every_node_its_own_id_even_names_that_spell_an_escape():
+    """``a-b`` was written ``n_a_2d_b``, the id of a node named ``a_2d_b``: one box lost and a
+    false loop drawn. Every box must keep an id of its own, and every arrow its two ends."""
+    j = parse_journey("""
+journey: ids
+entry: {on: cart.updated}
+start: a-b
+nodes:
+  a-b: {send: email, template: t, next: a_2d_b}
+  a_2d_b: {wait: 1h, next: a__b}
+  a__b: {wait: 1h, next: a_b}
+  a_b: {exit: completed}
+""", "ids.yaml", channels=CHANNELS)
+    p = picture(j)
+    text = to_mermaid(p)
+    ids = [m.group(1) for line in text.splitlines() if (m := MERMAID_NODE.match(line))]
+    assert len(ids) == len(set(ids)) == len(p.boxes), text
+    name_of = dict(zip(ids, (b.name for b in p.boxes)))
+    arrows = [(name_of[m.group(1)], name_of[m.group(2)]) for line in text.splitlines()
+              if (m := MERMAID_ARROW.match(line))]
+    assert arrows == [(a.src, a.dst) for a in p.arrows]
+    assert ("a-b", "a_2d_b") in arrows and all(src != dst for src, dst in arrows)
+    dot = to_dot(p)
+    assert '"a-b" -> "a_2d_b";' in dot                      # as DOT draws it
+
+
+@given(st.lists(st.from_regex(NODE_NAME, fullmatch=True), unique=True, min_size=2, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_distinct_node_names_get_distinct_mermaid_ids(names):
+    ids = [_mermaid_id(n) for n in [*names, ENTRY, END, GOAL, EXIT_RULES]]
+    assert len(set(ids)) == len(ids), list(zip([*names, ENTRY, END, GOAL, EXIT_RULES], ids))
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", i) for i in ids)
+
+
 def dot_binary() -> str:
     path = shutil.which("dot")
     if path is None:
@@ -370,12 +410,38 @@ def test_cli_takes_the_highest_version_and_reports_broken_files(capsys, tmp_path
     assert code == 1 and "no journey 'nosuch'" in err and "(journeys there: paths)" in err
 
 
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """The command refuses its options as argparse refuses a bad one (exit code 2), with one sentence
+    on standard error and nothing on standard output; that sentence."""
+    with pytest.raises(SystemExit) as refused:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    assert refused.value.code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
 def test_cli_refuses_a_span_without_stats_and_a_bad_time(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    code, _, err = run_cli(capsys, "journeys", "graph", "welcome", "--from", "24h")
-    assert code == 1 and err.strip() == "error: --from and --to choose the span of the counts: add --stats"
-    code, _, err = run_cli(capsys, "journeys", "graph", "welcome", "--stats", "--from", "yesterday")
-    assert code == 1 and "'yesterday' is not a time" in err and len(err.strip().splitlines()) == 1
+    assert usage_error(capsys, "journeys", "graph", "welcome", "--from", "24h") == \
+        "error: --from and --to choose the span of the counts: add --stats"
+    assert "'yesterday' is not a time" in usage_error(capsys, "journeys", "graph", "welcome", "--stats",
+                                                        "--from", "yesterday")
+
+
+def test_cli_refuses_a_span_that_starts_in_the_future_or_after_its_end(capsys, monkeypatch):
+    """Without --to the span ends now, so a --from in the future counts nothing: refused before
+    Kafka is asked anything (no broker listens at ORCH_BOOTSTRAP here)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")
+    line = usage_error(capsys, "journeys", "graph", "welcome", "--stats", "--from", "2099-01-01")
+    assert line.startswith("error: --from 2099-01-01 (2099-01-01T00:00:00.000Z) is not before now (")
+    line = usage_error(capsys, "journeys", "graph", "welcome", "--stats", "--from", "2026-03-02", "--to", "2026-03-01")
+    assert line == ("error: --from 2026-03-02 (2026-03-02T00:00:00.000Z) is not before --to 2026-03-01 "
+                    "(2026-03-01T00:00:00.000Z); give the earlier time with --from")
+    assert "is later than now" in usage_error(capsys, "journeys", "graph", "welcome", "--stats", "--from", "7d",
+                                              "--to", "2099-01-01")
 
 
 def test_cli_writes_svg_and_png_through_graphviz(tmp_path, monkeypatch, capsys):

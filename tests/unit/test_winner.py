@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import difflib
 import math
+from fractions import Fraction
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.admin.winner import compare_arms, find_split, next_version, render_report, winner
 from orchestrator.core import Engine, JourneySet, Policies, parse_journey
@@ -85,6 +88,37 @@ def test_the_statistics_helpers_give_the_textbook_values() -> None:
     assert stats.entries_per_arm(0.10, 0.15, 0.05) == 686                 # 80% power
     assert stats.entries_per_arm(0.1, 0.1, 0.05) is None
     assert not stats.normal_approximation_holds(3, 10, 0, 10) and stats.normal_approximation_holds(30, 100, 20, 100)
+    assert stats.fewest_expected(1, 17, 8, 13) == pytest.approx((3.9, "conversions", 13))    # 13 × 9/30
+    assert stats.entries_for_approximation(1, 17, 8, 13) == 17                              # 17 × 0.30 ≥ 5
+    assert stats.fewest_expected(19, 20, 20, 20) == pytest.approx((0.5, "non-conversions", 20))
+
+
+def test_fishers_exact_test_gives_the_published_values() -> None:
+    # The lady tasting tea (Fisher 1935; the TeaTasting example of R's fisher.test): 3 of the 4 cups
+    # with milk first named right, 1 of the 4 others; one-sided p = 0.2429, and the table is
+    # symmetric, so two-sided twice that.
+    assert stats.fisher_exact(3, 4, 1, 4) == pytest.approx(2 * 0.2429, abs=1e-4)
+    # Fisher's twins (1962; the Convictions example of R's fisher.test): 2 of 17 dizygotic and 10 of
+    # 13 monozygotic twins of convicted criminals convicted too; two-sided p-value = 0.0005367.
+    assert stats.fisher_exact(2, 17, 10, 13) == pytest.approx(0.0005367, abs=1e-7)
+    assert stats.fisher_exact(10, 13, 2, 17) == pytest.approx(stats.fisher_exact(2, 17, 10, 13), rel=1e-12)
+    assert stats.fisher_exact(0, 5, 0, 5) == 1.0 and stats.fisher_exact(0, 0, 1, 5) is None
+
+
+def exact_fisher(g1: int, n1: int, g2: int, n2: int) -> Fraction:
+    """The same test in exact rationals, by its definition: the hypergeometric probability of every
+    table with the margins observed, summed over the tables no more likely than the observed one."""
+    goals, total = g1 + g2, n1 + n2
+    prob = {k: Fraction(math.comb(goals, k) * math.comb(total - goals, n1 - k), math.comb(total, n1))
+            for k in range(max(0, goals - n2), min(goals, n1) + 1)}
+    return sum((p for p in prob.values() if p <= prob[g1]), Fraction(0))
+
+
+@given(st.integers(1, 60), st.integers(1, 60), st.data())
+@settings(max_examples=300, deadline=None)
+def test_fishers_exact_test_is_the_hypergeometric_sum(n1: int, n2: int, data: st.DataObject) -> None:
+    g1, g2 = data.draw(st.integers(0, n1)), data.draw(st.integers(0, n2))
+    assert stats.fisher_exact(g1, n1, g2, n2) == pytest.approx(float(exact_fisher(g1, n1, g2, n2)), rel=1e-6)
 
 
 # ---------------------------------------------------------------------------- arms
@@ -119,8 +153,9 @@ def test_an_arm_that_converts_better_wins_and_the_next_version_replaces_the_spli
 
 def test_without_a_significant_difference_it_says_who_leads_and_how_many_more_entries() -> None:
     j = parse(AB)
-    report, text = winner(j, AB, run(AB, 40, {"ab-mail": 0.10, "ab-push": 0.20}), channels=CHANNELS)
+    report, text = winner(j, AB, run(AB, 200, {"ab-mail": 0.10, "ab-push": 0.15}), channels=CHANNELS)
     assert text is None and report["winner"] is None and report["leader"] == 1
+    assert report["comparisons"][0]["approximation_holds"] and report["comparisons"][0]["test"] == "z"
     more = report["more_entries"]
     mail, push = report["arms"]
     need = stats.entries_per_arm(push["rate"], mail["rate"], 0.05)
@@ -129,6 +164,7 @@ def test_without_a_significant_difference_it_says_who_leads_and_how_many_more_en
     out = render_report(report)
     assert "no winner: arm 1 (push) leads, not yet significantly at 95%" in out
     assert f"about {max(more['by_arm'].values()):,} more entries per arm" in out
+    assert "not significant by the z-test" in out
 
 
 def test_equal_arms_and_arms_without_entries() -> None:
@@ -242,3 +278,77 @@ def test_the_report_is_json() -> None:
     data = orjson.loads(orjson.dumps(report))
     assert data["winner"] == 1 and data["arms"][1]["ci"][0] < data["arms"][1]["rate"] < data["arms"][1]["ci"][1]
     assert not any(isinstance(v, float) and math.isnan(v) for a in data["arms"] for v in a.values())
+
+
+# ---------------------------------------------------------------------------- too few conversions
+def arm_decisions(j: Any, counts: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Decisions giving each arm of the split exactly (entries, goals), for customers whose arm (the
+    engine's own hash) is that one."""
+    split = find_split(j, None)
+    left = [list(c) for c in counts]
+    out: list[dict[str, Any]] = []
+    i = 0
+    while any(n for n, _ in left):
+        cid = f"few-{i}"
+        i += 1
+        arm = split.arm_of(j.id, cid)
+        if not left[arm][0]:
+            continue
+        base = {"customer_id": cid, "journey": j.id, "journey_version": j.version, "ts": "2026-03-10T10:00:00.000Z"}
+        out.append({**base, "outcome": "entered", "node": j.start, "detail": "treatment"})
+        if left[arm][1]:
+            out.append({**base, "outcome": "goal", "node": "wait", "detail": "goal"})
+            left[arm][1] -= 1
+        left[arm][0] -= 1
+    return out
+
+
+def test_too_few_expected_conversions_use_fishers_exact_test_and_say_so() -> None:
+    """17 entries with 1 goal against 13 with 8: the pooled rate is 9/30, so the smaller arm expects
+    13 × 0.30 = 3.9 conversions, too few for the z-test. The report used to say "not significant
+    although the arms have the entries 80% power asks for"; Fisher's exact test (p = 0.0016) decides."""
+    j = parse(AB)
+    report, text = winner(j, AB, arm_decisions(j, [(17, 1), (13, 8)]), channels=CHANNELS)
+    assert [(a["entries"], a["goals"]) for a in report["arms"]] == [(17, 1), (13, 8)]
+    (c,) = report["comparisons"]
+    assert c["test"] == "fisher_exact" and not c["approximation_holds"]
+    assert c["p_value"] == pytest.approx(stats.fisher_exact(8, 13, 1, 17)) and c["p_value"] < 0.05
+    assert c["fewest_expected"] == {"arm": 1, "entries": 13, "of": "conversions", "rate": pytest.approx(0.3),
+                                    "expected": pytest.approx(3.9)}
+    assert report["winner"] == 1 and text is not None and "start: push" in text
+    out = render_report(report)
+    assert "although" not in out
+    why = ("too few conversions are expected for the z-test (arm 1: 13 entries × 30.00% pooled rate = 3.9, "
+           "fewer than 5)")
+    assert f"p = 0.0016, alpha 0.05: significant by Fisher's exact test, as {why}" in out
+    assert f"winner: arm 1 (push) beats every other arm at 95% confidence (by Fisher's exact test where {why})" in out
+
+
+def test_when_the_exact_test_finds_nothing_either_the_report_says_why_and_what_it_takes() -> None:
+    """3 of 3 against 0 of 3: the z-test would call it significant (p = 0.014) and the power formula
+    asks for only 2 entries per arm; with 1.5 expected conversions per arm neither holds. Fisher's
+    exact test says p = 0.1, and the entries the z-test needs are 5 / 0.5 = 10 per arm."""
+    j = parse(AB)
+    report, text = winner(j, AB, arm_decisions(j, [(3, 0), (3, 3)]), channels=CHANNELS)
+    assert report["winner"] is None and text is None
+    (c,) = report["comparisons"]
+    assert c["test"] == "fisher_exact" and c["p_value"] == pytest.approx(0.1) and not c["significant"]
+    assert report["more_entries"] == {"per_arm": 10, "by_arm": {"1": 7, "0": 7}, "journey_total": 14}
+    assert report["verdict"] == (
+        "arm 1 (push) leads, not significantly at 95% by Fisher's exact test (p = 0.1000 against arm 0 (mail)): "
+        "too few conversions are expected for the z-test (each arm: 3 entries × 50.00% pooled rate = 1.5, "
+        "fewer than 5); "
+        "about 7 more entries per arm (about 14 more treatment entries into the journey) for the z-test to apply "
+        "and tell it from arm 0 (mail) with 80% power, if the rates stay as they are")
+    report, _ = winner(j, AB, arm_decisions(j, [(20, 19), (20, 20)]), channels=CHANNELS)
+    assert "too few non-conversions are expected for the z-test (each arm: 20 entries × 2.50% pooled " \
+           "non-conversion rate = 0.5, fewer than 5)" in report["verdict"]
+    assert report["more_entries"]["per_arm"] == 200                     # 5 / 0.025
+
+
+def test_every_report_warns_that_peeking_inflates_false_wins() -> None:
+    j = parse(AB)
+    for decisions in ([], arm_decisions(j, [(3, 0), (3, 3)]), arm_decisions(j, [(17, 1), (13, 8)])):
+        report, _ = winner(j, AB, decisions, channels=CHANNELS)
+        assert "(peeking) makes a false win likelier than the confidence says" in report["peeking"]
+        assert render_report(report).splitlines()[-1] == f"note: {report['peeking']}"
