@@ -27,7 +27,8 @@ PROFILE_UPDATED = "profile.updated"
 PROFILE_ERASED = "profile.erased"
 _TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
-DEAD_LETTER_REASONS = ("invalid_json", "invalid_schema", "too_large", "future_timestamp", "invalid_feedback")
+DEAD_LETTER_REASONS = ("invalid_json", "invalid_schema", "too_large", "future_timestamp", "invalid_feedback",
+                       "engine_error")
 
 
 class _Wire(msgspec.Struct, forbid_unknown_fields=False):

@@ -52,6 +52,10 @@ class Metrics:
                                  ["outcome", "shadow"], registry=r)
         self.replayed_outputs = Counter("orch_replayed_outputs", "Outputs re-sent for events replayed after a "
                                         "crash (same ids as the first time).", registry=r)
+        self.engine_errors = Counter(
+            "orch_engine_errors", "Records the engine or the worker's batch path raised on (a bug, or an "
+            "undecodable internal record): each is dead-lettered with reason engine_error, the exception type "
+            "in its detail, and the partition goes on.", registry=r)
         self.output_errors = Counter("orch_output_errors", "Outputs the producer could not deliver (the worker "
                                      "stops so that their inputs are replayed).", registry=r)
         self.invalid_profile_fields = Counter(

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -157,9 +158,9 @@ class Decider:
                         self.decide(msg.key, msg.value, b"k", msg.offset, p, store)
                 except WorkerFailure:
                     raise
-                except Exception:
-                    # A bug must not stop the partition (the input is logged by position, not content).
-                    log.exception("unexpected error on %s[%d]@%d", tp.topic, p, msg.offset)
+                except Exception as exc:  # noqa: BLE001 - a bug must not stop the partition
+                    self._engine_error(exc, "in the batch path", msg.key, b"e" if ingest else b"k", p, msg.offset,
+                                       msg.value, event=ingest or (msg.value or b"")[:1] != TICK)
             commits[tp] = msgs[-1].offset + 1
             if ingest:
                 decided_to[p] = msgs[-1].offset + 1
@@ -292,8 +293,8 @@ class Decider:
         else:
             try:
                 ev = decode_event(value)
-            except Exception:
-                log.exception("undecodable record on the internal topic at %s%d:%d", code.decode(), p, offset)
+            except Exception as exc:  # noqa: BLE001 - not what a worker writes there
+                self._engine_error(exc, "decoding a record of the internal topic", key, code, p, offset, value)
                 return
         entry = self._cache.get(key)
         if entry is None:
@@ -311,9 +312,12 @@ class Decider:
                 if code == b"k" and ev.ts_ms > self.clocks.input_ms.get(p, 0):
                     self.clocks.input_ms[p] = ev.ts_ms
                 result = engine.on_event(state, ev, now)
-        except Exception:
-            # A bug in the engine must not stop the partition: record it and move on.
-            log.exception("engine error on %s", "a timer" if is_tick else f"an event of type {ev.type}")
+        except Exception as exc:  # noqa: BLE001 - a bug in the engine must not stop the partition
+            if not entry.dirty:
+                del self._cache[key]            # what the engine half changed is not kept: the stored state stands
+            self._engine_error(exc, "in the engine, firing timers" if is_tick else f"in the engine, deciding an "
+                               f"event of type {ev.type}", key, code, p, offset,
+                               value if is_tick else msgspec.json.encode(ev), event=not is_tick)
             return
         if is_tick:
             due = value[1:1 + DUE_LEN]
@@ -356,6 +360,21 @@ class Decider:
             if outputs or state is None or not is_tick or new_state.next_due_ms() != old_due:
                 entry.dirty = True
             entry.state = new_state
+
+    def _engine_error(self, exc: BaseException, where: str, key: bytes | None, code: bytes, p: int, offset: int,
+                      raw: bytes | None, *, event: bool = False) -> None:
+        """A record the batch path could not handle: dead-lettered ``engine_error`` (its exception type in
+        the detail, never its message, which may quote customer data), counted, logged by position."""
+        log.error("%s %s on %s[%d]@%d; dead-lettered engine_error. Traceback (message left out):\n%s",
+                  type(exc).__name__, where, self._code_topic[code], p, offset,
+                  "".join(traceback.format_tb(exc.__traceback__)))
+        t = self._tally
+        t.engine_errors += 1
+        if event:
+            t.dead["engine_error"] += 1
+        record = dead_letter(Rejection("engine_error", f"{type(exc).__name__} {where}"), topic=self._code_topic[code],
+                             partition=p, offset=offset, raw=raw, now_ms=self._now)
+        self._send("dlq", key, orjson.dumps(record))
 
     # ------------------------------------------------------------------ the journal
     def _write_journals(self, changelog: str) -> dict[int, list[tuple[bytes, bytes | None]]]:

@@ -21,10 +21,13 @@ class Tally:
     """One batch's counts, in plain Python numbers."""
 
     __slots__ = ("valid", "duplicate", "dead", "replayed", "timers_fired", "lateness_s", "latency_s",
-                 "last_event_ms", "invalid_fields", "outputs", "lifecycle", "rekeyed")
+                 "last_event_ms", "invalid_fields", "outputs", "lifecycle", "rekeyed", "engine_errors")
 
     def __init__(self) -> None:
         self.valid = self.duplicate = self.replayed = self.timers_fired = 0
+        # Records dead-lettered engine_error: all of them (events, ticks, undecodable internal records);
+        # those that were events are in ``dead`` too, as consumed events are.
+        self.engine_errors = 0
         self.dead: Counter[str] = Counter()                   # dead-letter reason -> count
         self.lateness_s: list[float] = []                     # timers: fired minus due
         self.latency_s: list[float] = []                      # event ts to action, event-triggered sends
@@ -69,6 +72,11 @@ class Counters:
             self.dead.inc(sum(t.dead.values()))
             for reason, n in t.dead.items():
                 self._dead_letters[reason].inc(n)
+        if t.engine_errors:
+            m.engine_errors.inc(t.engine_errors)
+            others = t.engine_errors - t.dead["engine_error"]      # the events among them are counted above
+            if others:
+                self._dead_letters["engine_error"].inc(others)
         if t.replayed:
             m.replayed_outputs.inc(t.replayed)
         if t.timers_fired:

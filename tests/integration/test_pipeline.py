@@ -83,6 +83,22 @@ async def test_bad_messages_between_valid_events_are_dead_lettered(worker):
     assert [r["value"]["params"]["plan"] for r in of(actions, b)] == ["pro"]
 
 
+async def test_a_record_the_worker_cannot_decide_is_dead_lettered_engine_error_and_counted(worker):
+    # A record on the internal topic that no worker wrote: before, logged and its offset committed, kept nowhere.
+    a, stranger = cid(), cid()
+    errors_before = total(worker.metrics(), "orch_engine_errors_total")
+    await produce(worker.topic("internal.events-by-customer"), [(stranger.encode(), b"\x92\xa3not an event")])
+    dlq = await read_all([worker.topic("dlq")], until=lambda rs: any(r["key"] == stranger for r in rs))
+    [dead] = [r["value"] for r in dlq if r["key"] == stranger]
+    assert set(dead) == DLQ_KEYS and dead["reason"] == "engine_error"
+    assert dead["topic"] == worker.topic("internal.events-by-customer")
+    assert "decoding a record of the internal topic" in dead["detail"]
+    assert total(worker.metrics(), "orch_engine_errors_total") == errors_before + 1
+    # The partition goes on.
+    await produce(worker.topic("events"), [(a.encode(), dumps(event(a, "signup.completed", props={"plan": "x"})))])
+    await read_all([worker.topic("actions.email")], until=lambda rs: len(of(rs, a)) >= 1)
+
+
 async def test_state_is_per_customer_whatever_the_message_key(worker):
     """Two sign-ups of one customer under different keys: re-entry is `never`, so one email only."""
     customer = cid()

@@ -30,7 +30,7 @@ OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 METRIC_TOKEN = re.compile(r"\borch_[a-z0-9_]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 REQUIRED_ALERTS = {"OrchConsumerLagHigh", "OrchDeadLetterRateHigh", "OrchTimerLatenessHigh", "OrchNoProgress",
-                   "OrchWorkerDown", "OrchTableRecoveryStuck"}
+                   "OrchWorkerDown", "OrchTableRecoveryStuck", "OrchEngineErrors"}
 # Grafana's variables, replaced by values that make the dashboard's queries plain PromQL.
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "3h", "$job": ".+",
                 "$instance": ".+"}
