@@ -194,6 +194,7 @@ async def until(check: Any, timeout_s: float, what: Any) -> Any:
 
 
 async def test_dashboard_has_data_and_the_lag_alert_fires_when_the_worker_stops(tmp_path):
+    prometheus_binary()                 # fails before a worker is started that nothing would stop
     worker = WorkerProcess(tmp_path).start()
     load = Load(worker.topic("events"))
     load_task = asyncio.create_task(load.run())
