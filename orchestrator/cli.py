@@ -1,4 +1,4 @@
-"""The ``orchestrator`` command (SPEC §6): parses the arguments and calls the worker
+"""The ``orchestrator`` command (README.md#command-line): parses the arguments and calls the worker
 (:mod:`orchestrator.runtime`), the adapter (:mod:`orchestrator.adapters`), the tools
 (:mod:`orchestrator.admin`) or the local broker (:mod:`orchestrator.localkafka`)."""
 

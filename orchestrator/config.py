@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC §6), and the one place that maps them to
+"""Settings from the environment (README.md#the-worker), and the one place that maps them to
 aiokafka options. The only reader of ``ORCH_BOOTSTRAP``.
 
 Every variable, its default and meaning:

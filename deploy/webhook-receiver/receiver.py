@@ -1,6 +1,6 @@
 """A demo HTTP receiver for `orchestrator adapter webhook` in the compose stack (stdlib only).
 
-It stands in for an email or SMS provider: every POST is an action (SPEC §3) delivered by the
+It stands in for an email or SMS provider: every POST is an action (docs/events.md#actions) delivered by the
 adapter. It answers 200, logs one line per delivery (channel, template, action id; never the
 customer id or the params) and counts deliveries, so the de-duplication of the adapter shows:
 ``GET /`` returns ``{"deliveries": N, "distinct_action_ids": M, "duplicates": N - M}``.

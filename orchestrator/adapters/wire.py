@@ -1,9 +1,10 @@
 """The webhook adapter's wire formats: the records it reads and the records it writes.
 
-- reads: an Action (SPEC §3) from ``<prefix>.actions.<channel>`` and a Suppression (SPEC §3) from
-  ``<prefix>.suppressions``, checked only for the fields the adapter relies on;
-- writes: a feedback event (SPEC §2) to ``<prefix>.events`` and a DeadLetter (SPEC §3) to
-  ``<prefix>.dlq``.
+- reads: an action (docs/events.md#actions) from ``<prefix>.actions.<channel>`` and a suppression
+  (docs/events.md#suppressions) from ``<prefix>.suppressions``, checked only for the fields the
+  adapter relies on;
+- writes: a feedback event (docs/events.md#reserved-types) to ``<prefix>.events`` and a dead letter
+  (docs/events.md#dead-letters) to ``<prefix>.dlq``.
 
 Pure functions of their arguments (no Kafka, HTTP or store): a record that is not what it should
 be comes back as a :class:`~orchestrator.core.events.Rejection` whose detail names the JSON path,
@@ -37,7 +38,7 @@ def _check_id(data: dict[str, Any], name: str, what: str) -> Rejection | None:
 
 
 def parse_action(raw: bytes | None) -> dict[str, Any] | Rejection:
-    """An Action JSON (SPEC §3) with the fields the adapter relies on, or why not."""
+    """An action JSON (docs/events.md#actions) with the fields the adapter relies on, or why not."""
     data = _json_object(raw, "an action")
     if isinstance(data, Rejection):
         return data
@@ -49,7 +50,7 @@ def parse_action(raw: bytes | None) -> dict[str, Any] | Rejection:
 
 
 def parse_suppression(raw: bytes | None) -> dict[str, Any] | Rejection:
-    """A Suppression JSON (SPEC §3): its id, channels and cancels, or why not."""
+    """A suppression JSON (docs/events.md#suppressions): its id, channels and cancels, or why not."""
     data = _json_object(raw, "a suppression")
     if isinstance(data, Rejection):
         return data
@@ -77,7 +78,7 @@ def _json_object(raw: bytes | None, what: str) -> dict[str, Any] | Rejection:
 
 def feedback_event(action: dict[str, Any], channel: str, kind: str, ts_ms: int,
                    status: int | None = None) -> dict[str, Any]:
-    """The feedback event (SPEC §2) for an action's outcome; its ``event_id`` depends only on the
+    """The feedback event (docs/events.md#reserved-types) for an action's outcome; its ``event_id`` depends only on the
     action id and the type, so a re-sent one is a duplicate the worker ignores."""
     aid = action["action_id"]
     props: dict[str, Any] = {"action_id": aid, "channel": channel}
@@ -88,7 +89,7 @@ def feedback_event(action: dict[str, Any], channel: str, kind: str, ts_ms: int,
 
 
 def dead_letter_record(topic: str, msg: Any, why: Rejection, at_ms: int) -> Record:
-    """The DeadLetter (SPEC §3) of a consumed record ``msg``, for ``topic``, keyed as ``msg`` was.
+    """The dead letter (docs/events.md#dead-letters) of a consumed record ``msg``, for ``topic``, keyed as ``msg`` was.
     ``at_ms`` is its ``ts``: for a failed delivery, when the outcome was recorded, so that a
     dead letter sent again after a restart has the same content."""
     record = dead_letter(why, topic=msg.topic, partition=msg.partition, offset=msg.offset, raw=msg.value,

@@ -1,8 +1,8 @@
-"""Inbound events (SPEC §2): validation, normalisation and dead-letter reasons.
+"""Inbound events (docs/events.md#the-event): validation, normalisation and dead-letter reasons.
 
 :func:`parse_event` never raises. It returns either an :class:`Event` (with the
 timestamp normalised to epoch ms) or a :class:`Rejection` whose ``reason`` is one
-of the dead-letter reasons of SPEC §3.
+of the dead-letter reasons of docs/events.md#dead-letters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from orchestrator.core.timeutil import format_ts, parse_ts_ms
 
 FUTURE_TOLERANCE_MS = 5 * 60_000
 MAX_TS_MS = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
-# SPEC §2: an integer ts below 10^11 is refused. As milliseconds it is before 1973-03-03; as
+# An integer ts below 10^11 is refused (docs/events.md#timestamps). As milliseconds it is before 1973-03-03; as
 # seconds it is any time until the year 5138, so it is far more likely seconds than a 1970s date.
 MIN_INT_TS_MS = 10**11
 FEEDBACK_TYPES = frozenset({
@@ -120,7 +120,8 @@ def decode_event(data: bytes) -> Event:
 
 def dead_letter(rejection: Rejection, *, topic: str, partition: int | None, offset: int | None,
                 raw: bytes | None, now_ms: int, max_raw_bytes: int = 4096) -> dict[str, Any]:
-    """The DeadLetter JSON of SPEC §3. ``raw`` is cut to ``max_raw_bytes`` (a 1 MB event stays out)."""
+    """The dead letter JSON (docs/events.md#dead-letters). ``raw`` is cut to ``max_raw_bytes`` (a 1 MB
+    event stays out)."""
     data = raw or b""
     text = data[:max_raw_bytes].decode("utf-8", errors="replace")
     detail = rejection.detail

@@ -1,12 +1,13 @@
-"""The send gate of SPEC §5, run at the moment of sending on the customer's partition, in this
-order: consent -> global/journey holdout -> frequency caps -> quiet hours. ``send: best`` picks,
-among the listed channels that pass consent, the one with the best smoothed engagement.
+"""The send gate (docs/policies.md#the-send-gate), run at the moment of sending on the customer's
+partition, in this order: consent -> global/journey holdout -> frequency caps -> quiet hours.
+``send: best`` picks, among the listed channels that pass consent, the one with the best smoothed
+engagement.
 
-A send node's own ``window`` (SPEC §4.1) is checked right after consent: outside it the send is
-deferred to the window's next opening, where the whole gate runs again. After consent, so nothing
-is deferred for a customer who cannot be contacted on the node's channels (and the deferral names
-the channel); before the holdout, so a held-out customer waits for the window exactly as a
-treated one does (both groups keep the same timing). A node's ``exempt`` skips frequency caps
+A send node's own ``window`` (docs/journeys.md#window) is checked right after consent: outside it
+the send is deferred to the window's next opening, where the whole gate runs again. After consent,
+so nothing is deferred for a customer who cannot be contacted on the node's channels (and the
+deferral names the channel); before the holdout, so a held-out customer waits for the window
+exactly as a treated one does (both groups keep the same timing). A node's ``exempt`` skips frequency caps
 and/or quiet hours; consent is never skipped, and an exempt send still counts toward the caps of
 later sends.
 

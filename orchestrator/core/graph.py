@@ -11,7 +11,7 @@ with the same code:
   ``exit.if``, ``max_touches``, ``max_duration``). Branch conditions, split shares and the two ways out of a ``wait_for`` are
   the arrows' labels. A send without ``next`` ends the journey (``completed``): it points at a
   synthetic *end* box.
-- :func:`count_decisions` reads Decision records (the ``decisions`` topic, docs/journeys-graph.md) into
+- :func:`count_decisions` reads Decision records (docs/events.md#decisions, the ``decisions`` topic) into
   :class:`Counts`: per node the outcomes decided there (gate outcomes, goals, exits), entries and
   refused entries, and per arrow how many customers went along it.
 - :func:`to_mermaid` and :func:`to_dot` write the text; with counts, each box and arrow carries
@@ -100,7 +100,7 @@ class Counts:
 
 # ---------------------------------------------------------------------------- the picture
 def _types(value: Any) -> tuple[str, ...]:
-    """An event-type field: one type, or a list meaning any of them (README, "Journeys")."""
+    """An event-type field: one type, or a list meaning any of them (docs/journeys.md#event-types)."""
     if value is None:
         return ()
     if isinstance(value, str):

@@ -2,7 +2,7 @@
 
 ``action_id`` and ``suppression_id`` are built with :func:`stable_hash`, so a replayed input
 produces the same ids and adapters can de-duplicate on them; splits and holdouts use
-:func:`bucket`, so a customer is always in the same arm (SPEC §4).
+:func:`bucket`, so a customer is always in the same arm (docs/journeys.md#split).
 """
 
 from __future__ import annotations

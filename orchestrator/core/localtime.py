@@ -1,4 +1,4 @@
-"""Times of day in a customer's timezone: ``wait_until`` and a send node's ``window`` (SPEC §4.1).
+"""Times of day in a customer's timezone: ``wait_until`` and a send node's ``window`` (docs/journeys.md#times-of-day).
 
 A time of day names one instant per calendar day of the customer's timezone, also on the two
 days a year when daylight saving time changes the clocks:

@@ -1,4 +1,4 @@
-"""What an expression sees (SPEC §4 Expressions): the namespaces ``event``, ``profile``,
+"""What an expression sees (docs/journeys.md#namespaces): the namespaces ``event``, ``profile``,
 ``journey``, ``engagement``, ``activity``, ``session`` and ``now``, each built from the customer's
 state only when an expression reads it."""
 
@@ -28,7 +28,7 @@ SESSION_FIELDS = frozenset(("started_at", "event_count", "categories"))
 _OPEN = {"event": "properties", "journey": "vars"}            # the open part of a fixed namespace
 _FIXED = {"event": EVENT_FIELDS, "journey": JOURNEY_FIELDS, "session": SESSION_FIELDS}
 _LISTS = {("session", "categories")}                          # read an item as [0]
-_TYPE_PART = re.compile(r"^[a-z0-9_-]{1,64}$")                # one part of an event type (SPEC §2)
+_TYPE_PART = re.compile(r"^[a-z0-9_-]{1,64}$")                # one part of an event type (docs/events.md#the-event)
 _EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 
@@ -48,7 +48,7 @@ def field_problem(path: tuple[str | int, ...], channels: Iterable[str]) -> str |
     """Why the constant path ``(namespace, key, ...)`` an expression reads can never have a value,
     or ``None`` if it can.
 
-    A journey's validation asks this once per path (SPEC §4: nothing is silently ignored), so a
+    A journey's validation asks this once per path (docs/journeys.md#validation: nothing is silently ignored), so a
     typo like ``engagement.emial.sent_7d`` is refused instead of reading ``None`` forever;
     evaluation never does. ``channels`` are the configured ones: ``engagement`` has a row for
     each of them and for nothing else.

@@ -19,7 +19,7 @@ disable_created_metrics()   # no *_created series: they double the output and no
 SUPPRESSION_REASONS = ("goal", "exit", "erased", "unsubscribed", "preempted", "expired")
 DECISION_OUTCOMES = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_hours_deferred", "suppressed",
                      "preempted", "entry_refused", "entered", "exited", "goal", "window_deferred")
-# Known profile fields (SPEC §2) whose invalid values are counted, never the values themselves.
+# Known profile fields (docs/events.md#reserved-types) whose invalid values are counted, never the values themselves.
 PROFILE_FIELDS = ("timezone", "consent")
 # Why a valid event took the hop through the internal topic (orch_events_rekeyed_total).
 REKEY_REASONS = ("key", "partition")
