@@ -92,7 +92,7 @@ def time_span(since: str | None, until: str | None, now_ms: int) -> tuple[int | 
 
 
 def validate(args: argparse.Namespace) -> int:
-    from orchestrator.core.journeys import journey_files, load_journey_file
+    from orchestrator.core.journeys import duplicate_version, journey_files, load_journey_file
     policies = policies_for(args)
     paths: list[Path] = []
     for item in args.paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
@@ -117,8 +117,7 @@ def validate(args: argparse.Namespace) -> int:
         if (j.id, j.version) in seen:
             # What a worker's journeys folder (load_journey_dir) refuses: one id and version twice.
             bad += 1
-            print(f"{path}:1: journey {j.id!r} version {j.version} is also defined in {seen[(j.id, j.version)]}",
-                  file=sys.stderr)
+            print(duplicate_version(path, j, seen[(j.id, j.version)]), file=sys.stderr)
             continue
         seen[(j.id, j.version)] = path
         for warning in j.warnings:

@@ -1,4 +1,4 @@
-"""Journey definitions: the model, and loading/validation from YAML (SPEC §4).
+"""Journey definitions: the model, and loading/validation from YAML (docs/journeys.md).
 
 A definition is refused as a whole: :func:`parse_journey` collects every problem
 and raises one :class:`DefinitionError` whose lines read ``file:line: message``.
@@ -25,10 +25,26 @@ EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TEMPLATE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 EXIT_REASON = re.compile(r"^[a-z0-9_-]{1,32}$")
+TEMPLATE_RULE = "a template name: letters, digits and _ . : / -, at most 128 characters"
+
+
+def template_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a send node's ``template``, in one sentence, or ``None``."""
+    if not isinstance(value, str):
+        return f"template must be {TEMPLATE_RULE}, got {value!r}"
+    if not value:
+        return f"template is empty ({TEMPLATE_RULE})"
+    if len(value) > 128:
+        return f"template is {len(value)} characters long; at most 128"
+    bad = sorted({ch for ch in value if not TEMPLATE.match(ch)})
+    if bad:
+        return (f"template {value!r} has characters a template name cannot have: {' '.join(map(repr, bad))} "
+                f"({TEMPLATE_RULE})")
+    return None
 
 
 class EventTypes(tuple[str, ...]):
-    """Event types where a definition accepts one or a list: any of them matches (SPEC §4).
+    """Event types where a definition accepts one or a list: any of them matches (docs/journeys.md#event-types).
 
     Its text is the types joined by commas (``cart.updated,checkout.started``), as listings show it.
     """
@@ -64,7 +80,7 @@ class SplitNode:
     arms: tuple[tuple[float, str], ...]                 # (weight, next)
 
     def arm_of(self, journey_id: str, customer_id: str) -> int:
-        """The arm a customer takes: a deterministic function of (journey, customer, node) (SPEC §4),
+        """The arm a customer takes: a deterministic function of (journey, customer, node) (docs/journeys.md#split),
         so the engine and ``journeys winner`` always agree on it."""
         x = bucket("split", journey_id, customer_id, self.name) * sum(w for w, _ in self.arms)
         for i, (w, _) in enumerate(self.arms):
@@ -92,7 +108,7 @@ class WaitForNode:
 
 @dataclass(frozen=True)
 class WaitUntilNode:
-    """Wait for a time of day in the customer's timezone, on some days of the week (SPEC §4.1)."""
+    """Wait for a time of day in the customer's timezone, on some days of the week (docs/journeys.md#wait_until)."""
 
     name: str
     minute: int                      # minutes after local midnight
@@ -155,34 +171,69 @@ class Journey:
         return f"{self.id}@{self.version}"
 
 
-_TOP_KEYS = {"journey", "version", "priority", "group", "entry", "capture", "holdout", "goal", "exit",
-             "start", "nodes", "enabled", "shadow", "description"}
-_NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "wait_until", "exit")
-_NODE_KEYS = {
-    "send": {"send", "channels", "template", "params", "next", "window", "exempt"},
-    "branch": {"branch"},
-    "split": {"split"},
-    "wait": {"wait", "next"},
-    "wait_for": {"wait_for", "timeout", "on_event", "on_timeout"},
-    "wait_until": {"wait_until", "days", "next"},
-    "exit": {"exit"},
+NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "wait_until", "exit")
+
+JOURNEYS_DOC = "docs/journeys.md"
+# Every mapping of a definition: the keys it accepts, and the section of docs/journeys.md that
+# documents them (its heading's anchor). The parser checks each mapping against this table and
+# points its problems at the section; tests/unit/test_reference_docs.py checks that each section
+# lists exactly these keys. A node's mapping is ``node <kind>``.
+MAPPINGS: dict[str, tuple[frozenset[str], str]] = {
+    "journey": (frozenset({"journey", "version", "priority", "group", "entry", "capture", "holdout", "goal",
+                           "exit", "start", "nodes", "enabled", "shadow", "description"}), "top-level-keys"),
+    "entry": (frozenset({"on", "if", "reentry", "max_entries"}), "entry"),
+    "goal": (frozenset({"on", "suppress"}), "goal"),
+    "exit": (frozenset({"on", "if", "max_touches", "max_duration"}), "exit"),
+    "node send": (frozenset({"send", "channels", "template", "params", "next", "window", "exempt"}), "send"),
+    "window": (frozenset({"days", "from", "to"}), "window"),
+    "node branch": (frozenset({"branch"}), "branch"),
+    "branch case": (frozenset({"if", "next"}), "branch"),
+    "node split": (frozenset({"split"}), "split"),
+    "split arm": (frozenset({"weight", "next"}), "split"),
+    "node wait": (frozenset({"wait", "next"}), "wait"),
+    "node wait_for": (frozenset({"wait_for", "timeout", "on_event", "on_timeout"}), "wait_for"),
+    "node wait_until": (frozenset({"wait_until", "days", "next"}), "wait_until"),
+    "node exit": (frozenset({"exit"}), "exit-node"),
 }
-_WINDOW_KEYS = {"days", "from", "to"}
+# Top-level keys documented in a section of their own (the others: "top-level-keys").
+_KEY_SECTIONS = {"entry": "entry", "capture": "capture", "holdout": "holdout", "goal": "goal", "exit": "exit",
+                 "nodes": "nodes"}
+
+
+def see(anchor: str) -> str:
+    """The end of a problem: where docs/journeys.md explains what is expected."""
+    return f" (see {JOURNEYS_DOC}#{anchor})"
 
 
 class _Checker:
-    """Collects problems with their ``file:line`` while a definition is read."""
+    """Collects problems with their ``file:line`` while a definition is read; each ends with the
+    section of docs/journeys.md that says what is expected there (:meth:`section`)."""
 
     def __init__(self, doc: yamlsrc.Located, channels: tuple[str, ...]) -> None:
         self.doc = doc
         self.channels = channels
         self.problems: list[str] = []
         self._lines: list[int] = []          # the line of each problem, to report them in file order
+        self.kinds: dict[str, str] = {}      # node name -> its kind, once known
 
-    def error(self, path: tuple[Any, ...], message: str) -> None:
+    def error(self, path: tuple[Any, ...], message: str, anchor: str | None = None) -> None:
+        """A problem at ``path``; ``anchor``: the section to read, if not the one ``path`` is in."""
         line = self.doc.line(path)
-        self.problems.append(f"{self.doc.filename}:{line}: {message}")
+        self.problems.append(f"{self.doc.filename}:{line}: {message}{see(anchor or self.section(path))}")
         self._lines.append(line)
+
+    def section(self, path: tuple[Any, ...]) -> str:
+        """The section of docs/journeys.md that documents the value at ``path``."""
+        if not path:
+            return "top-level-keys"
+        if path[0] != "nodes" or len(path) < 2:
+            return _KEY_SECTIONS.get(path[0], "top-level-keys")
+        kind = self.kinds.get(path[1])
+        if kind is None:
+            return "nodes"
+        if kind == "send" and len(path) > 2 and path[2] in ("window", "exempt"):
+            return str(path[2])
+        return MAPPINGS[f"node {kind}"][1]
 
     def sorted_problems(self) -> list[str]:
         """The problems in the order of their lines (in the order found within one line), as a
@@ -198,35 +249,39 @@ class _Checker:
         try:
             e = compile_expression(source)
         except ExpressionError as exc:
-            self.error(path, f"{label}: {exc}")
+            self.error(path, f"{label}: {exc}", "expressions")
             return None
         bad = False
         for fpath in e.fields:
             problem = field_problem(fpath, self.channels)
             if problem is not None:
                 bad = True
-                self.error(path, f"{label}: {ExpressionError(problem, source=e.source)}")
+                self.error(path, f"{label}: {ExpressionError(problem, source=e.source)}", "namespaces")
         return None if bad else e
 
     def duration(self, path: tuple[Any, ...], value: Any) -> int | None:
         try:
             ms = parse_duration_ms(value)
         except ValueError as exc:
-            self.error(path, f"{'.'.join(map(str, path))}: {exc}")
+            self.error(path, f"{'.'.join(map(str, path))}: {exc}", "durations")
             return None
         if ms <= 0:
-            self.error(path, f"{'.'.join(map(str, path))}: duration must be positive")
+            self.error(path, f"{'.'.join(map(str, path))}: duration must be positive", "durations")
             return None
         return ms
 
-    def mapping(self, path: tuple[Any, ...], value: Any, allowed: set[str] | None = None) -> dict[str, Any]:
+    def mapping(self, path: tuple[Any, ...], value: Any, name: str | None = None) -> dict[str, Any]:
+        """``value`` as a mapping; with ``name`` (a key of :data:`MAPPINGS`), every key it does
+        not accept is reported."""
         if not isinstance(value, dict):
             self.error(path, f"{'.'.join(map(str, path)) or 'document'} must be a mapping")
             return {}
-        if allowed is not None:
+        if name is not None:
+            allowed, anchor = MAPPINGS[name]
             for key in value:
                 if key not in allowed:
-                    self.error(path + (key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(allowed))})")
+                    self.error(path + (key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(allowed))})",
+                               anchor)
         return value
 
     def event_types(self, path: tuple[Any, ...], value: Any) -> EventTypes:
@@ -248,7 +303,7 @@ class _Checker:
         """A non-empty list of day names (``mon`` .. ``sun``), as sorted weekday numbers."""
         label = ".".join(map(str, path))
         if not isinstance(value, list) or not value:
-            self.error(path, f"{label} must be a non-empty list of days ({', '.join(DAY_NAMES)})")
+            self.error(path, f"{label} must be a non-empty list of days ({', '.join(DAY_NAMES)})", "times-of-day")
             return None
         out: set[int] = set()
         bad = False
@@ -257,13 +312,21 @@ class _Checker:
                 out.add(DAY_NAMES.index(item))          # a repeat is harmless
             else:
                 bad = True
-                self.error(path + (i,), f"{label}: {item!r} is not a day (use {', '.join(DAY_NAMES)})")
+                self.error(path + (i,), f"{label}: {item!r} is not a day (use {', '.join(DAY_NAMES)})", "times-of-day")
         return None if bad else tuple(sorted(out))
 
     def clock(self, path: tuple[Any, ...], value: Any) -> int | None:
+        """A time of day written ``HH:MM``: two digits for the hour, as the docs say, so that
+        ``"9:00"`` is refused rather than read in a way the author never wrote down."""
+        label = ".".join(map(str, path))
         minute = parse_clock(value)
         if minute is None:
-            self.error(path, f'{".".join(map(str, path))} must be a time of day like "09:00" (HH:MM, 00:00-23:59)')
+            self.error(path, f'{label} must be a time of day like "09:00" (HH:MM, 00:00-23:59), got {value!r}',
+                       "times-of-day")
+        elif len(value) != len("HH:MM"):
+            self.error(path, f'{label}: {value!r} needs two digits for the hour: write "{format_clock(minute)}" '
+                             "(HH:MM)", "times-of-day")
+            return None
         return minute
 
     def whole(self, path: tuple[Any, ...], value: Any) -> int | None:
@@ -275,14 +338,14 @@ class _Checker:
 
 def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journey:
     """Read and check one journey definition; raise :class:`DefinitionError` if anything is wrong."""
-    doc = yamlsrc.load(text, filename)
+    doc = yamlsrc.load(text, filename, see=see("the-file"))
     channels = tuple(channels)
     c = _Checker(doc, channels)
     if not isinstance(doc.data, dict):
         c.mapping((), doc.data)
     if c.problems or not doc.data:
-        raise DefinitionError(c.problems or [f"{filename}:1: empty journey definition"])
-    raw = c.mapping((), doc.data, _TOP_KEYS)     # unknown keys are reported; the checks go on
+        raise DefinitionError(c.problems or [f"{filename}:1: empty journey definition{see('the-file')}"])
+    raw = c.mapping((), doc.data, "journey")     # unknown keys are reported; the checks go on
 
     jid = raw.get("journey")
     if not isinstance(jid, str) or not JOURNEY_ID.match(jid):
@@ -303,9 +366,9 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     if not isinstance(shadow, bool):
         c.error(("shadow",), "shadow must be true or false")
 
-    entry = c.mapping(("entry",), raw.get("entry"), {"on", "if", "reentry", "max_entries"}) if "entry" in raw else {}
+    entry = c.mapping(("entry",), raw.get("entry"), "entry") if "entry" in raw else {}
     if "entry" not in raw:
-        c.error((), "missing entry: (entry.on names the event type that enrols a customer)")
+        c.error((), "missing entry: (entry.on names the event type that enrols a customer)", "entry")
     entry_on = EventTypes()
     if entry:
         if "on" not in entry:
@@ -343,7 +406,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
 
     goal_on, goal_suppress = EventTypes(), ()
     if "goal" in raw:
-        goal = c.mapping(("goal",), raw["goal"], {"on", "suppress"})
+        goal = c.mapping(("goal",), raw["goal"], "goal")
         if "on" not in goal:
             c.error(("goal",), "goal.on is required")
         else:
@@ -354,7 +417,7 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     exit_if = None
     max_touches = max_duration_ms = None
     if "exit" in raw:
-        ex = c.mapping(("exit",), raw["exit"], {"on", "if", "max_touches", "max_duration"})
+        ex = c.mapping(("exit",), raw["exit"], "exit")
         if "on" in ex:
             exit_on = c.event_types(("exit", "on"), ex["on"])
         if "if" in ex:
@@ -408,7 +471,7 @@ def _channel_list(c: _Checker, path: tuple[Any, ...], value: Any, channels: tupl
 
 def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, Node]:
     if raw is None:
-        c.error((), "missing nodes:")
+        c.error((), "missing nodes:", "nodes")
         return {}
     raw = c.mapping(("nodes",), raw)
     nodes: dict[str, Node] = {}
@@ -429,14 +492,14 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
             c.error(p, f"node name {name!r} must match [A-Za-z0-9_-]+")
             continue
         if not isinstance(spec, dict):
-            c.error(p, f"node {name!r} must be a mapping with one of: {', '.join(_NODE_KINDS)}")
+            c.error(p, f"node {name!r} must be a mapping with one of: {', '.join(NODE_KINDS)}")
             continue
-        kinds = [k for k in _NODE_KINDS if k in spec]
+        kinds = [k for k in NODE_KINDS if k in spec]
         if len(kinds) != 1:
-            c.error(p, f"node {name!r} must have exactly one of: {', '.join(_NODE_KINDS)}")
+            c.error(p, f"node {name!r} must have exactly one of: {', '.join(NODE_KINDS)}")
             continue
-        kind = kinds[0]
-        c.mapping(p, spec, _NODE_KEYS[kind])
+        kind = c.kinds[name] = kinds[0]
+        c.mapping(p, spec, f"node {kind}")
         if kind == "send":
             channel = spec["send"]
             if channel == "best":
@@ -452,9 +515,10 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
                                         f"(channels: {', '.join(channels)}, or best)")
                 cands = ()
             template = spec.get("template")
-            if not isinstance(template, str) or not TEMPLATE.match(template):
-                c.error(p + ("template",) if "template" in spec else p,
-                        f"node {name!r}: template is required ([A-Za-z0-9_.:/-], at most 128)")
+            problem = template_problem(template) if "template" in spec else \
+                f"template is required ({TEMPLATE_RULE})"
+            if problem is not None:
+                c.error(p + ("template",) if "template" in spec else p, f"node {name!r}: {problem}")
             params: dict[str, Expression] = {}
             for key, source in c.mapping(p + ("params",), spec.get("params", {})).items():
                 e = c.expr(p + ("params", key), source)
@@ -473,7 +537,7 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
             cases: list[tuple[Expression | None, str]] = []
             for i, case in enumerate(cases_raw):
                 cp = p + ("branch", i)
-                case = c.mapping(cp, case, {"if", "next"})
+                case = c.mapping(cp, case, "branch case")
                 e = c.expr(cp + ("if",), case["if"]) if "if" in case else None
                 if "if" not in case and i != len(cases_raw) - 1:
                     c.error(cp, f"node {name!r}: only the last branch may omit if: (it is the else)")
@@ -489,7 +553,7 @@ def _parse_nodes(c: _Checker, raw: Any, channels: tuple[str, ...]) -> dict[str, 
             arms: list[tuple[float, str]] = []
             for i, arm in enumerate(arms_raw):
                 ap = p + ("split", i)
-                arm = c.mapping(ap, arm, {"weight", "next"})
+                arm = c.mapping(ap, arm, "split arm")
                 w = arm.get("weight")
                 if not isinstance(w, (int, float)) or isinstance(w, bool) or w <= 0:
                     c.error(ap + ("weight",), f"node {name!r}: split weight must be a positive number")
@@ -536,7 +600,7 @@ def _window(c: _Checker, path: tuple[Any, ...], value: Any) -> Window | None:
     if not isinstance(value, dict):
         c.mapping(path, value)
         return None
-    raw = c.mapping(path, value, _WINDOW_KEYS)
+    raw = c.mapping(path, value, "window")
     label = ".".join(map(str, path))
     problems = len(c.problems)
     days = c.days(path + ("days",), raw["days"]) if "days" in raw else ALL_DAYS
@@ -555,12 +619,15 @@ def _window(c: _Checker, path: tuple[Any, ...], value: Any) -> Window | None:
 
 
 def _exempt(c: _Checker, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
-    """Gate checks a send skips: ``frequency`` and ``quiet_hours``; consent never."""
+    """Gate checks a send skips, as a list: ``frequency`` and ``quiet_hours``; consent never."""
     label = ".".join(map(str, path))
-    items = value if isinstance(value, list) else [value]
+    if not isinstance(value, list):
+        example = value if value in EXEMPTIBLE else EXEMPTIBLE[0]
+        c.error(path, f"{label} must be a list of the checks the send skips, e.g. [{example}], got {value!r}")
+        return ()
     out: list[str] = []
-    for i, item in enumerate(items):
-        p = path + (i,) if isinstance(value, list) else path
+    for i, item in enumerate(value):
+        p = path + (i,)
         if item in EXEMPTIBLE:
             if item not in out:
                 out.append(item)
@@ -598,7 +665,7 @@ def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None
             return
         if state.get(name) == 1:
             cycle = stack[stack.index(name):] + [name]
-            c.error(("nodes", name), f"nodes form a loop without a wait: {' -> '.join(cycle)}")
+            c.error(("nodes", name), f"nodes form a loop without a wait: {' -> '.join(cycle)}", "nodes")
             return
         if state.get(name) == 2:
             return
@@ -627,7 +694,7 @@ def reachable(nodes: dict[str, Node], start: str) -> set[str]:
 def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:
     """A warning for every node no path from ``start`` reaches (it can never run)."""
     reached = reachable(nodes, start)
-    return [f"{doc.where(('nodes', name))}: warning: node {name!r} is never reached from start {start!r}"
+    return [f"{doc.where(('nodes', name))}: warning: node {name!r} is never reached from start {start!r}{see('nodes')}"
             for name in nodes if name not in reached]
 
 
@@ -636,26 +703,37 @@ def load_journey_file(path: str | Path, *, channels: Iterable[str]) -> Journey:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError([f"{p}:1: cannot read file: {exc}"]) from None
+        raise DefinitionError([f"{p}:1: cannot read file: {exc}{see('the-file')}"]) from None
     return parse_journey(text, str(p), channels=channels)
+
+
+def duplicate_version(path: str | Path, j: Journey, other: str | Path) -> str:
+    """The problem of a folder that defines one journey id and version in two files."""
+    return (f"{path}:1: journey {j.id!r} version {j.version} is also defined in {other}"
+            f"{see('versions-and-publishing')}")
 
 
 DEFAULT_JOURNEYS_DIR = "journeys"
 
 
-def journey_dir_problem(directory: str | Path) -> str | None:
+def journey_dir_problem(directory: str | Path, *, option: str | None = None) -> str | None:
     """Why ``directory`` cannot be read as a folder of journeys, in one sentence, or ``None``.
 
     The default folder (``journeys``, relative to the working directory) may be absent: a worker
     can run on published journeys alone, and says so. Any other path was given on purpose
     (``ORCH_JOURNEYS`` or a command's argument), so a missing folder there is an error rather
-    than a silent run without the journeys meant.
+    than a silent run without the journeys meant. ``option`` names the required option of a
+    command that runs only the folder's journeys (``simulate --journeys``): there the default
+    name must exist too.
     """
     d = Path(directory)
     if d.is_dir():
         return None
     if d.exists():
         return f"journeys folder {str(directory)!r} is a file, not a folder; give the folder of journey YAML files"
+    if option is not None:
+        return (f"journeys folder {str(directory)!r} does not exist; give an existing folder of journey YAML "
+                f"files ({option})")
     if str(directory) == DEFAULT_JOURNEYS_DIR:
         return None
     return (f"journeys folder {str(directory)!r} does not exist; give an existing folder (ORCH_JOURNEYS or "
@@ -682,7 +760,7 @@ def load_journey_dir(directory: str | Path, *, channels: Iterable[str]) -> tuple
             problems.extend(exc.problems)
             continue
         if (j.id, j.version) in seen:
-            problems.append(f"{path}:1: journey {j.id!r} version {j.version} is also defined in {seen[(j.id, j.version)]}")
+            problems.append(duplicate_version(path, j, seen[(j.id, j.version)]))
             continue
         seen[(j.id, j.version)] = str(path)
         journeys.append(j)

@@ -1,4 +1,4 @@
-"""Policies (SPEC §5): channels, frequency caps, quiet hours, consent, holdout, event age."""
+"""Policies (docs/policies.md): channels, frequency caps, quiet hours, consent, holdout, event age."""
 
 from __future__ import annotations
 
@@ -48,24 +48,44 @@ class Policies:
         return self.consent.get(channel, "opt_out")
 
 
-_KEYS = {"channels", "frequency", "quiet_hours", "consent", "global_holdout", "max_event_age"}
+POLICIES_DOC = "docs/policies.md"
+# Every mapping of a policies file: the keys it accepts, and the section of docs/policies.md that
+# documents them (its heading's anchor). The parser checks each mapping against this table;
+# tests/unit/test_reference_docs.py checks that each section lists exactly these keys.
+MAPPINGS: dict[str, tuple[frozenset[str], str]] = {
+    "policies": (frozenset({"channels", "frequency", "quiet_hours", "consent", "global_holdout", "max_event_age"}),
+                 "keys"),
+    "frequency rule": (frozenset({"max", "per", "channel"}), "frequency"),
+    "quiet_hours": (frozenset({"channels", "from", "to"}), "quiet_hours"),
+}
+_KEYS = MAPPINGS["policies"][0]
+
+
+def _see(anchor: str) -> str:
+    return f" (see {POLICIES_DOC}#{anchor})"
 
 
 def parse_policies(text: str, filename: str) -> Policies:
-    doc = yamlsrc.load(text, filename)
+    doc = yamlsrc.load(text, filename, see=_see("the-file"))
     problems: list[str] = []
     lines: list[int] = []       # the line of each problem: they are reported in file order
 
     def err(path: tuple[Any, ...], msg: str) -> None:
+        """A problem at ``path``, pointing at the section of docs/policies.md about its key."""
         lines.append(doc.line(path))
-        problems.append(f"{filename}:{lines[-1]}: {msg}")
+        problems.append(f"{filename}:{lines[-1]}: {msg}{_see(path[0] if path[0] in _KEYS else 'keys')}")
+
+    def unknown(path: tuple[Any, ...], value: dict[Any, Any], name: str) -> None:
+        allowed = MAPPINGS[name][0]
+        for key in value:
+            if key not in allowed:
+                where = f" in {path[0]}" if path else ""
+                err(path + (key,), f"unknown key {key!r}{where} (expected one of: {', '.join(sorted(allowed))})")
 
     raw = doc.data if doc.data is not None else {}
     if not isinstance(raw, dict):
-        raise DefinitionError([f"{filename}:1: a policies file must be a mapping"])
-    for key in raw:
-        if key not in _KEYS:
-            err((key,), f"unknown key {key!r} (expected one of: {', '.join(sorted(_KEYS))})")
+        raise DefinitionError([f"{filename}:1: a policies file must be a mapping{_see('the-file')}"])
+    unknown((), raw, "policies")
 
     channels = DEFAULT_CHANNELS
     if "channels" in raw:
@@ -89,9 +109,7 @@ def parse_policies(text: str, filename: str) -> Policies:
             continue
         # Every problem of the rule is reported (a bad per: must not hide an unknown channel).
         before = len(problems)
-        for key in rule:
-            if key not in ("max", "per", "channel"):
-                err(p + (key,), f"unknown key {key!r} in a frequency rule (max, per, channel)")
+        unknown(p, rule, "frequency rule")
         mx = rule.get("max")
         if not isinstance(mx, int) or isinstance(mx, bool) or mx < 0:
             err(p, "frequency max must be a whole number >= 0")
@@ -112,18 +130,23 @@ def parse_policies(text: str, filename: str) -> Policies:
         if not isinstance(q, dict):
             err(("quiet_hours",), 'quiet_hours must be a mapping like {channels: [sms], from: "21:00", to: "08:00"}')
         else:
-            for key in q:
-                if key not in ("channels", "from", "to"):
-                    err(("quiet_hours", key), f"unknown key {key!r} in quiet_hours (channels, from, to)")
+            unknown(("quiet_hours",), q, "quiet_hours")
             qch = q.get("channels", list(channels))
-            bad = [c for c in qch if c not in channels] if isinstance(qch, list) else [qch]
-            if bad:
-                err(("quiet_hours", "channels"), f"quiet_hours.channels: unknown channel(s) {bad}")
+            if not isinstance(qch, list):
+                bad = [qch]
+                err(("quiet_hours", "channels"), f"quiet_hours.channels must be a list of channels, e.g. [sms], "
+                                                 f"got {qch!r}")
+            else:
+                bad = [c for c in qch if c not in channels]
+                if bad:
+                    err(("quiet_hours", "channels"), f"quiet_hours.channels: unknown channel(s) {bad} "
+                                                     f"(channels: {', '.join(channels)})")
             times = []
             for key in ("from", "to"):
                 minute = parse_clock(q.get(key))
                 if minute is None:
-                    err(("quiet_hours", key), f'quiet_hours.{key} must be a time like "21:00" (quote it)')
+                    err(("quiet_hours", key), f'quiet_hours.{key} must be a time of day like "21:00" (HH:MM), '
+                                              f"got {q.get(key)!r}")
                 else:
                     times.append(minute)
             if not bad and len(times) == 2:
@@ -183,7 +206,7 @@ def load_policies(path: str | Path | None) -> Policies:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError([f"{p}:1: cannot read file: {exc}"]) from None
+        raise DefinitionError([f"{p}:1: cannot read file: {exc}{_see('the-file')}"]) from None
     return parse_policies(text, str(p))
 
 

@@ -55,8 +55,16 @@ class Located:
         return f"{self.filename}:{self.line(path)}"
 
 
-def load(text: str, filename: str) -> Located:
-    """Parse one YAML document; raise :class:`DefinitionError` with ``file:line`` on bad YAML."""
+def load(text: str, filename: str, *, see: str = "") -> Located:
+    """Parse one YAML document; raise :class:`DefinitionError` with ``file:line`` on bad YAML,
+    each problem followed by ``see`` (where to read about the file's form)."""
+    try:
+        return _load(text, filename)
+    except DefinitionError as exc:
+        raise DefinitionError([p + see for p in exc.problems]) from None
+
+
+def _load(text: str, filename: str) -> Located:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.cli import main
 from tests.unit.corehelpers import DAY, MIN, T0, line_of, raw_event
+from tests.unit.test_reference_docs import unresolved_sees
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,6 +111,7 @@ def test_validate_prints_the_problems_of_a_file_in_line_order(tmp_path, capsys) 
     assert [int(p.split(":")[1]) for p in err] == [line_of(text, "holdout"), line_of(text, "send: fax"),
                                                    line_of(text, "colour"), line_of(text, "journey.nope")], err
     assert "unknown key 'colour'" in err[2] and "journey has no field 'nope'" in err[3]
+    assert not unresolved_sees(err), "every problem ends with where to read more"
 
 
 def test_validate_warns_about_unreachable_nodes_and_still_accepts(tmp_path, capsys) -> None:
@@ -118,7 +120,8 @@ def test_validate_warns_about_unreachable_nodes_and_still_accepts(tmp_path, caps
     f.write_text(text)
     assert main(["journeys", "validate", "--policies", str(REPO / "policies.yaml"), str(f)]) == 0
     out = capsys.readouterr()
-    assert out.err == f"{f}:{line_of(text, 'lost:')}: warning: node 'lost' is never reached from start 'e'\n"
+    assert out.err == (f"{f}:{line_of(text, 'lost:')}: warning: node 'lost' is never reached from start 'e' "
+                       "(see docs/journeys.md#nodes)\n")
     assert out.out == f"{f}: ok (hi version 1, 2 nodes, 1 warning(s))\n"
 
 

@@ -23,6 +23,7 @@ from orchestrator.core.yamlsrc import load as load_yaml
 from orchestrator.errors import DefinitionError
 from tests.unit.corehelpers import CHANNELS, DAY, HOUR, MIN, T0, line_of
 from tests.unit.corehelpers import SPEC_JOURNEY as SPEC_EXAMPLE
+from tests.unit.test_reference_docs import unresolved_sees
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +46,9 @@ nodes:
 """
 
 
+SEE_NODES = " (see docs/journeys.md#nodes)"
+
+
 def parse(text: str, filename: str = "j.yaml"):
     return parse_journey(text, filename, channels=CHANNELS)
 
@@ -55,6 +59,7 @@ def refused(text: str, filename: str = "bad.yaml") -> list[str]:
     problems = info.value.problems
     assert problems, "a refusal must say why"
     assert str(info.value) == "\n".join(problems)
+    assert not unresolved_sees(problems), "each problem ends with (see docs/journeys.md#<a heading>)"
     return problems
 
 
@@ -300,6 +305,26 @@ def test_other_invalid_values_are_refused_at_their_line(mutation: tuple[str, str
     assert_problem_at(MINIMAL.replace(*mutation), needle)
 
 
+@pytest.mark.parametrize("template, words", [
+    # A template with characters a name cannot have used to be reported as "template is required".
+    ("""'tpl "q" <b>'""", ("""template 'tpl "q" <b>' has characters a template name cannot have""",
+                            """' ' '"' '<' '>'""", "letters, digits and _ . : / -")),
+    ("''", ("template is empty",)),
+    ("42", ("template must be a template name", "got 42")),
+    ("[a, b]", ("template must be a template name", "got ['a', 'b']")),
+    ("x" * 129, ("template is 129 characters long; at most 128",)),
+])
+def test_a_bad_template_says_what_is_wrong_with_it(template: str, words: tuple[str, ...]) -> None:
+    text = MINIMAL.replace("    template: welcome-1", f"    template: {template}")
+    problem = assert_problem_at(text, "    template:", *words)
+    assert "is required" not in problem and problem.endswith(" (see docs/journeys.md#send)"), problem
+
+
+def test_a_missing_template_is_required() -> None:
+    text = MINIMAL.replace("    template: welcome-1\n", "")
+    assert_problem_at(text, "hello:", "node 'hello': template is required")
+
+
 def test_every_problem_is_reported_at_once() -> None:
     text = MINIMAL.replace("send: email", "send: fax").replace("wait: 1h", "wait: forever") \
         .replace("next: done", "next: nowhere")
@@ -462,15 +487,15 @@ def test_unreachable_nodes_are_warned_about_with_file_and_line() -> None:
     text = MINIMAL + "  orphan:\n    send: push\n    template: t\n    next: island\n  island:\n    exit: never\n"
     j = parse(text, "j.yaml")
     assert j.warnings == (
-        f"j.yaml:{line_of(text, 'orphan:')}: warning: node 'orphan' is never reached from start 'hello'",
-        f"j.yaml:{line_of(text, 'island:')}: warning: node 'island' is never reached from start 'hello'")
+        f"j.yaml:{line_of(text, 'orphan:')}: warning: node 'orphan' is never reached from start 'hello'{SEE_NODES}",
+        f"j.yaml:{line_of(text, 'island:')}: warning: node 'island' is never reached from start 'hello'{SEE_NODES}")
     assert parse(MINIMAL).warnings == ()
 
 
 def test_the_spec_example_warns_about_its_unused_split() -> None:
     j = parse(SPEC_EXAMPLE, "cart-recovery.yaml")
     assert j.warnings == (f"cart-recovery.yaml:{line_of(SPEC_EXAMPLE, '  ab:')}: warning: node 'ab' is never "
-                          "reached from start 'wait_1h'",)
+                          f"reached from start 'wait_1h'{SEE_NODES}",)
 
 
 # ---------------------------------------------------------------------------- journey language v2 (SPEC §4.1)
@@ -518,7 +543,7 @@ def test_defaults_of_the_additions() -> None:
 @pytest.mark.parametrize("window, expected", [
     ('{from: "22:00", to: "06:00"}', Window((0, 1, 2, 3, 4, 5, 6), 22 * 60, 6 * 60)),   # across midnight
     ("{days: [sat, sun]}", Window((5, 6))),                                             # whole days
-    ('{days: [fri, mon, mon], from: "9:30", to: "17:00"}', Window((0, 4), 9 * 60 + 30, 17 * 60)),
+    ('{days: [fri, mon, mon], from: "09:30", to: "17:00"}', Window((0, 4), 9 * 60 + 30, 17 * 60)),
 ])
 def test_window_forms(window: str, expected: Window) -> None:
     text = V2.replace('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}', window)
@@ -545,7 +570,7 @@ def test_window_forms(window: str, expected: Window) -> None:
     ("next: offer}", "next: offer, at: noon}", "morning:", ("unknown key 'at'",)),
     ("next: offer}", "next: nowhere}", "morning:", ("no node named 'nowhere'",)),
     ('from: "09:00", to: "18:00"}', 'from: "09:00"}', "window:", ("from: and to: go together",)),
-    ('from: "09:00", to: "18:00"}', 'from: "09:00", to: "9:00"}', "window:", ("must differ",)),
+    ('from: "09:00", to: "18:00"}', 'from: "09:00", to: "09:00"}', "window:", ("must differ",)),
     ('from: "09:00", to: "18:00"}', 'from: "09:00", to: "6pm"}', "window:", ("window.to", "HH:MM")),
     ('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}', "{}", "window:", ("window needs days",)),
     ('{days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}', "weekdays", "window:", ("mapping",)),
@@ -562,9 +587,26 @@ def test_the_additions_are_refused_at_their_line(old: str, new: str, needle: str
     assert_problem_at(text, needle, *words)
 
 
-def test_exempt_takes_one_name_too() -> None:
-    j = parse(V2.replace("exempt: [frequency, quiet_hours]", "exempt: quiet_hours"))
-    assert j.nodes["offer"].exempt == ("quiet_hours",)
+def test_exempt_is_a_list_even_of_one_check() -> None:
+    # `exempt: frequency` used to be read as [frequency]; the docs say a list, and a list it must be.
+    assert parse(V2.replace("exempt: [frequency, quiet_hours]", "exempt: [quiet_hours]")).nodes["offer"].exempt == \
+        ("quiet_hours",)
+    text = V2.replace("exempt: [frequency, quiet_hours]", "exempt: frequency")
+    problem = assert_problem_at(text, "exempt:", "exempt must be a list", "e.g. [frequency]", "got 'frequency'")
+    assert problem.endswith(" (see docs/journeys.md#exempt)"), problem
+
+
+@pytest.mark.parametrize("where, old, new, needle, value", [
+    ("wait_until", 'wait_until: "09:00"', 'wait_until: "9:00"', "morning:", "9:00"),
+    ("window.from", 'from: "09:00", to: "18:00"}', 'from: "9:00", to: "18:00"}', "window:", "9:00"),
+    ("window.to", 'from: "09:00", to: "18:00"}', 'from: "09:00", to: "6:00"}', "window:", "6:00"),
+])
+def test_a_time_of_day_needs_two_digits_for_the_hour(where: str, old: str, new: str, needle: str, value: str) -> None:
+    # "9:00" used to be accepted as 09:00 though the docs say HH:MM: it is refused, saying what to write.
+    text = V2.replace(old, new)
+    problem = assert_problem_at(text, needle, where, f"'{value}' needs two digits for the hour",
+                                f'write "0{value}" (HH:MM)')
+    assert problem.endswith(" (see docs/journeys.md#times-of-day)"), problem
 
 
 def test_a_loop_through_wait_until_is_a_loop_that_waits() -> None:
@@ -572,7 +614,7 @@ def test_a_loop_through_wait_until_is_a_loop_that_waits() -> None:
     j = parse(text)
     assert j.nodes["offer"].next == "morning"
     assert j.warnings == (f"j.yaml:{line_of(text, '  done:')}: warning: node 'done' is never reached from start "
-                          "'morning'",)
+                          f"'morning'{SEE_NODES}",)
 
 
 # ---------------------------------------------------------------------------- fields of the fixed namespaces

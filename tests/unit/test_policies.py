@@ -10,6 +10,7 @@ from orchestrator.core import Policies, load_policies, parse_policies
 from orchestrator.core.policies import DEFAULT_CHANNELS, FrequencyRule, QuietHours
 from orchestrator.errors import ConfigError, DefinitionError
 from tests.unit.corehelpers import DAY, HOUR, SPEC_POLICIES, line_of
+from tests.unit.test_reference_docs import unresolved_sees
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,6 +19,7 @@ def refused(text: str, filename: str = "pol.yaml") -> list[str]:
     with pytest.raises(DefinitionError) as info:
         parse_policies(text, filename)
     assert info.value.problems
+    assert not unresolved_sees(info.value.problems), "each problem ends with (see docs/policies.md#<a heading>)"
     return info.value.problems
 
 
@@ -149,6 +151,13 @@ def test_load_policies_reports_the_path(tmp_path: Path) -> None:
         load_policies(f)
     assert len(info.value.problems) == 1
     assert info.value.problems[0].startswith(f"{f}:1: ") and "frequency" in info.value.problems[0]
+
+
+def test_quiet_hours_channels_that_are_not_a_list_say_so() -> None:
+    # `channels: sms` used to be reported as "unknown channel(s) ['sms']", though sms is a channel.
+    text = SPEC_POLICIES.replace("channels: [sms, push], from", "channels: sms, from")
+    assert_problem_at(text, "quiet_hours", "quiet_hours.channels must be a list of channels, e.g. [sms], got 'sms'")
+    assert not any("unknown channel" in p for p in refused(text))
 
 
 @pytest.mark.parametrize("key", ["days", "timezone"])
