@@ -214,10 +214,14 @@ def run(args: argparse.Namespace) -> int:
     """``orchestrator backtest``."""
     from orchestrator.admin.journeys import time_span
     from orchestrator.core import load_journey_dir, load_policies
+    from orchestrator.core.journeys import journey_dir_problem
     since, until = time_span(args.since, args.until, int(time.time() * 1000))
     assert since is not None and until is not None        # both options are required (orchestrator/cli.py)
     settings = Settings.from_env()
     policies = load_policies(args.policies or settings.policies)
+    missing = journey_dir_problem(args.journeys, option="--journeys DIR")
+    if missing is not None:
+        raise ConfigError(missing)
     journeys, problems = load_journey_dir(args.journeys, channels=policies.channels)
     for problem in problems:
         print(problem, file=sys.stderr)

@@ -207,6 +207,27 @@ def test_journeys_list_of_a_missing_folder_fails_with_one_sentence(tmp_path, cap
     assert out.out == "" and str(missing) in one_sentence_error(out.err)
 
 
+@pytest.mark.parametrize("name", ["nope", "journeys"])
+def test_simulate_of_a_missing_journeys_folder_says_it_does_not_exist(name, events, tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    # It used to say "no journeys found", as if the folder were there and empty. `journeys` too: simulate
+    # runs only the folder's journeys, so the default name is no exception.
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--journeys", name, str(events)]) == 1
+    out = capsys.readouterr()
+    line = one_sentence_error(out.err)
+    assert out.out == "" and f"journeys folder '{name}' does not exist" in line and "--journeys DIR" in line
+
+
+def test_backtest_of_a_missing_journeys_folder_says_it_does_not_exist(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("ORCH_POLICIES", raising=False)
+    monkeypatch.chdir(tmp_path)                 # no policies.yaml: the defaults; nothing reaches Kafka
+    missing = tmp_path / "nope"
+    assert main(["backtest", "--journeys", str(missing), "--from", "1d", "--to", "now"]) == 1
+    line = one_sentence_error(capsys.readouterr().err)
+    assert f"journeys folder '{missing}' does not exist" in line
+
+
 def test_a_file_that_cannot_be_written_is_one_sentence(journeys, tmp_path, capsys) -> None:
     target = tmp_path / "no" / "such" / "dir" / "x.dot"
     assert main(["journeys", "graph", str(journeys / "hi.yaml"), "--format", "dot", "-o", str(target)]) == 1
