@@ -280,3 +280,66 @@ def test_the_readme_simulate_example_prints_what_the_readme_says(tmp_path, monke
     assert out[0].startswith(shown), (out[0], shown)
     said = re.search(r"Here (\w+) records", text(README)).group(1)
     assert len(out) == NUMBERS[said], out
+
+
+# ---------------------------------------------------------------------------- the reference docs and citations
+# What users read cites the repository's own docs, never the team's contract (SPEC), which is not in
+# the repository.
+def user_facing_files() -> list[Path]:
+    """README, docs, the example journeys and policies, the deploy files and every module."""
+    files = [*DOCS, ROOT / "policies.yaml", *sorted((ROOT / "journeys").glob("*.yaml")),
+             *sorted(p for p in (ROOT / "orchestrator").rglob("*.py"))]
+    files += sorted(p for p in (ROOT / "deploy").rglob("*")
+                    if p.is_file() and p.suffix in (".py", ".yaml", ".yml", ".md"))
+    return files
+
+
+def test_nothing_users_read_cites_the_spec():
+    citing = sorted(str(p.relative_to(ROOT)) for p in user_facing_files()
+                    if re.search(r"SPEC(?: §|\.md|'s|:)", text(p)))
+    assert not citing, f"cite docs/ instead of SPEC in: {citing}"
+
+
+CITATION = re.compile(r"(?<![\w/.-])((?:docs/[\w-]+|README)\.md)#([\w-]+)")
+
+
+def test_every_cited_section_exists():
+    """``docs/journeys.md#wait_for`` in a message, a docstring, an example file or the docs' text
+    (paths from the repository root) names a heading of that file."""
+    cited = [(p, f, a) for p in user_facing_files() for f, a in CITATION.findall(text(p))]
+    assert {("orchestrator/core/journeys.py", "docs/journeys.md")} <= {
+        (str(p.relative_to(ROOT)), f) for p, f, _ in cited}
+    missing = sorted({f"{p.relative_to(ROOT)}: {f}#{a}" for p, f, a in cited
+                      if not (ROOT / f).exists() or a not in anchors(text(ROOT / f))})
+    assert not missing, missing
+
+
+def test_every_json_block_of_the_docs_parses():
+    import json
+    blocks = [(path.name, body) for path in DOCS for lang, body in FENCE.findall(text(path)) if lang == "json"]
+    assert len(blocks) >= 8
+    for where, body in blocks:
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            pytest.fail(f"{where}: a JSON block does not parse ({exc}):\n{body}", pytrace=False)
+
+
+def test_the_reference_examples_are_valid():
+    """Every YAML block of docs/journeys.md and docs/policies.md is YAML the loader reads; the
+    complete journey and the complete policies file validate."""
+    from orchestrator.core import parse_journey, parse_policies
+    from orchestrator.core.yamlsrc import load
+    complete = 0
+    for name in ("journeys.md", "policies.md"):
+        for lang, body in FENCE.findall(text(ROOT / "docs" / name)):
+            if lang != "yaml":
+                continue
+            data = load(body, name).data
+            if isinstance(data, dict) and "journey" in data and "nodes" in data:
+                parse_journey(body, name, channels=DEFAULT_CHANNELS)
+                complete += 1
+            elif isinstance(data, dict) and {"channels", "frequency", "consent"} <= set(data):
+                parse_policies(body, name)
+                complete += 1
+    assert complete == 2
