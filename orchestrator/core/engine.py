@@ -161,7 +161,7 @@ class Engine:
                              suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif j.exit_if is not None and j.exit_if.truthy(
                     Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
-                # exit.if (docs/journeys.md): after this event's state update, the same ending as exit.on
+                # exit.if (docs/journeys.md#exit): after this event's state update, the same ending as exit.on
                 self._finish(state, event.customer_id, inst, j, "condition", now_ms, out,
                              suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif inst.waiting_for is not None and self._waits_for(j, inst, etype) \
@@ -229,7 +229,7 @@ class Engine:
                 continue
             node = j.nodes.get(inst.node)
             # A timer keeps the instance's trigger: a send after a wait names the event that last
-            # moved the instance (as the action example in docs/events.md: the email after `wait_1h`).
+            # moved the instance (as the action example in docs/events.md#actions: the email after `wait_1h`).
             inst.due_ms = None
             if isinstance(node, WaitNode):
                 self._run(state, cid, inst, j, node.next, None, now_ms, out)
@@ -272,7 +272,7 @@ class Engine:
                 if oj is None or oj.group != j.group or other.shadow:
                     continue
                 if oj.priority >= j.priority:
-                    # docs/events.md: the detail is exactly "group"; `explain` lists the journeys the customer is in.
+                    # docs/events.md#decisions: the detail is exactly "group"; `explain` lists the journeys the customer is in.
                     out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "group", now_ms))
                     return
                 self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason="preempted",

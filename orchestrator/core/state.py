@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-DEDUP_WINDOW_MS = 25 * 3_600_000      # duplicates ignored within at least 24 h (docs/events.md)
+DEDUP_WINDOW_MS = 25 * 3_600_000      # duplicates ignored within at least 24 h (docs/events.md#duplicates-late-and-old-events)
 DEDUP_MAX_IDS = 20_000
 SEEN_HASH_LEN = 8
 ENGAGEMENT_WINDOW_MS = 30 * 86_400_000

@@ -9,8 +9,9 @@ For every batch handed over, in order (all those waiting at once):
    work for the group coordinator; the states and journals are durable already), and at once
    when the worker stops or partitions are revoked.
 
-Until step 4, a batch's new states live in the :attr:`Checkpoint.overlay`, which later batches
-read first: deciding never waits for Kafka round trips. The local database is never ahead of
+Until step 4, a batch's new states live in the :attr:`Checkpoint.overlay`
+(:class:`~orchestrator.runtime.transaction.Overlay`), which later batches read first: deciding never
+waits for Kafka round trips. The local database is never ahead of
 the changelog, and an input offset is committed only after its state change is durable.
 """
 
@@ -26,6 +27,7 @@ from aiokafka import TopicPartition
 
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.store import Stores
+from orchestrator.runtime.transaction import Change, Overlay
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -39,7 +41,7 @@ class Flush:
     __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq", "journals")
 
     def __init__(self, seq: int, futures: list[asyncio.Future], changelog: list[tuple[int, asyncio.Future, int]],
-                 changes: dict[int, list[tuple[bytes, bytes | None, bytes | None]]],
+                 changes: dict[int, list[Change]],
                  commits: dict[TopicPartition, int], ticks: list[bytes],
                  journals: dict[int, list[tuple[bytes, bytes | None]]] | None = None) -> None:
         self.seq, self.futures, self.changelog, self.changes = seq, futures, changelog, changes
@@ -55,8 +57,7 @@ class Checkpoint:
                  on_timer_indexed: Callable[[int, bytes], None]) -> None:
         self.stores, self.commit, self.ready, self.fail = stores, commit, ready, fail
         self.on_ticks_done, self.on_timer_indexed = on_ticks_done, on_timer_indexed
-        # Customer key -> (batch sequence, value) written by a batch not yet in RocksDB.
-        self.overlay: dict[bytes, tuple[int, bytes | None]] = {}
+        self.overlay = Overlay()                 # states written by batches not yet in RocksDB
         # Committed offset (the next to process) per input partition: the lag gauge, journal pruning.
         self.positions: dict[TopicPartition, int] = {}
         self.failed: BaseException | None = None
@@ -143,11 +144,8 @@ class Checkpoint:
                                                        item.journals.get(p, ()))
                 if first_timer is not None:
                     self.on_timer_indexed(p, first_timer)
-            seq = item.seq
-            for rows in item.changes.values():
-                for key, _, _ in rows:
-                    if overlay.get(key, (None,))[0] == seq:
-                        del overlay[key]
+            for changes in item.changes.values():
+                overlay.settled(item.seq, changes)
             self.on_ticks_done(item.ticks)
             commits.update(item.commits)
         # Step 5: the input offsets, for the partitions still ours (at most every COMMIT_INTERVAL_S).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from orchestrator.core.engine import Lifecycle
+from orchestrator.core.engine import Lifecycle, Result
 from orchestrator.core.events import DEAD_LETTER_REASONS
 from orchestrator.observability.metrics import DECISION_OUTCOMES, PROFILE_FIELDS, SUPPRESSION_REASONS, Metrics
 
@@ -36,6 +36,24 @@ class Tally:
         self.outputs: Counter[tuple[str, str]] = Counter()    # (topic suffix kind, label) -> count
         self.lifecycle: list[Lifecycle] = []
         self.rekeyed: Counter[str] = Counter()               # reason (REKEY_REASONS) -> events forwarded
+
+    def event(self, ts_ms: int) -> None:
+        """A valid event decided (not a duplicate)."""
+        self.valid += 1
+        if ts_ms > self.last_event_ms:
+            self.last_event_ms = ts_ms
+
+    def fired(self, now_ms: int, due: bytes) -> None:
+        """A wake-up of timers due at ``due`` (8 bytes), decided at ``now_ms`` on the wall clock."""
+        self.timers_fired += 1
+        self.lateness_s.append(max(0.0, (now_ms - int.from_bytes(due, "big")) / 1000))
+
+    def decided(self, result: Result) -> None:
+        """What a decision says besides its outputs: journey entries and exits, unusable profile fields."""
+        if result.lifecycle:
+            self.lifecycle.extend(result.lifecycle)
+        if result.invalid_fields:
+            self.invalid_fields.update(result.invalid_fields)
 
     def output(self, topic: str, value: dict[str, Any]) -> None:
         """Count one output record (``topic`` is its suffix: actions.<channel>, suppressions, decisions)."""

@@ -50,6 +50,11 @@ class Clocks:
         self.decided: dict[int, int] = {}         # partition -> next offset of the events topic to decide
         self._epoch = 0                           # moves on every forget: a check in flight then counts for nothing
 
+    def observe(self, partition: int, ts_ms: int) -> None:
+        """An event dated ``ts_ms`` was read from ``partition``."""
+        if ts_ms > self.input_ms.get(partition, 0):
+            self.input_ms[partition] = ts_ms
+
     def limit(self, partition: int, now_ms: int) -> int:
         """Timers of ``partition`` due at or before this may fire now."""
         limit = max(self.input_ms.get(partition, 0), self.caught_up_ms.get(partition, 0) - GRACE_MS)

@@ -35,6 +35,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def tick(due: bytes) -> bytes:
+    """The internal-topic value that wakes a customer whose timer is due at ``due`` (8 bytes)."""
+    return TICK + due
+
+
+def tick_due(value: bytes | None) -> bytes | None:
+    """The due time (8 bytes) of a tick, or ``None`` for any other internal-topic value: a re-keyed
+    event is msgpack (an array, never the byte ``T``)."""
+    return value[1:9] if value is not None and value[:1] == TICK else None
+
+
 class TimerScanner:
     """Finds due timers on this worker's partitions and sends their ticks."""
 
@@ -100,7 +111,7 @@ class TimerScanner:
         for partition, k in ticks:
             # Not part of a batch: a lost tick is sent again by a later full scan.
             due, customer = split_timer_key(k)
-            await self.producer.send(self.keyed_topic, value=TICK + due, key=customer, partition=partition)
+            await self.producer.send(self.keyed_topic, value=tick(due), key=customer, partition=partition)
 
     async def count(self) -> None:
         """Pending timers on this worker's partitions (a metric; scans keys only)."""

@@ -249,8 +249,8 @@ class Worker:
             self.clocks.forget(new)
             await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic, new, self.metrics)
             for p in sorted(new):
-                committed = {code: await self.consumer.committed(TopicPartition(topic, p))
-                             for code, topic in ((b"e", self.settings.events_topic), (b"k", self.settings.keyed_topic))}
+                committed = {source: await self.consumer.committed(TopicPartition(topic, p))
+                             for source, topic in self.decider.topics.items()}
                 self.decider.adopt(p, self.stores.get(p), committed)
             self.ready.clear()
             self.ready.update(partitions)

@@ -203,12 +203,15 @@ async def test_sigkill_during_erasures_never_recontacts_an_erased_customer(tmp_p
     entered_after = collections.Counter(
         r["value"]["customer_id"] for r in records if r["topic"] == w.topic("decisions")
         and r["value"]["outcome"] == "entered" and parse_ts_ms(r["value"]["ts"]) > erased_at[r["value"]["customer_id"]])
+    # When each send was decided, in event time (the decision's ts; the action's decided_at is the worker's clock).
+    sent_at = {r["value"]["action_id"]: parse_ts_ms(r["value"]["ts"]) for r in records
+               if r["topic"] == w.topic("decisions") and r["value"]["outcome"] == "sent"}
     for c in customers:
         by_trigger = collections.defaultdict(set)
         for a in actions[c]:
             by_trigger[a["trigger_event_id"]].add(a["action_id"])
             if a["trigger_event_id"] == f"{c}-start":
-                assert parse_ts_ms(a["decided_at"]) <= erased_at[c], f"{c} contacted again after its erasure"
+                assert sent_at[a["action_id"]] <= erased_at[c], f"{c} contacted again after its erasure"
         [before] = by_trigger.pop(f"{c}-start")                       # nothing lost, one action
         assert cancels[c] == [before]                                 # and the erasure withdrew it
         if c in renewed:

@@ -86,13 +86,22 @@ def test_journals_are_written_restored_and_tombstoned_with_the_states(tmp_path: 
 def test_a_batch_journal_is_cut_in_records_under_the_size_limit():
     import msgspec
 
-    from orchestrator.runtime.batch import JOURNAL_MAX_BYTES, journal_chunks
-    out = ("decisions", "c-1", b"x" * 900)
-    entries = [(offset, [out, out, out]) for offset in range(500)]          # ~1.4 MB of outputs
-    chunks = journal_chunks(entries)
-    assert len(chunks) > 1
-    assert [e for c in chunks for e in c] == entries                         # in order, nothing lost
-    assert all(len(msgspec.msgpack.encode(c)) <= JOURNAL_MAX_BYTES + 4096 for c in chunks)
-    assert journal_chunks([(7, [out])]) == [[(7, [out])]]
-    big = (8, [("actions.email", "c-2", b"y" * (JOURNAL_MAX_BYTES + 1))])
-    assert journal_chunks([(7, [out]), big, (9, [out])]) == [[(7, [out])], [big], [(9, [out])]]
+    from orchestrator.runtime.journal import JOURNAL_MAX_BYTES, Entry, Output, chunks
+    out = Output("decisions", "c-1", b"x" * 900)
+    entries = [Entry(offset, [out, out, out]) for offset in range(500)]     # ~1.4 MB of outputs
+    cut = chunks(entries)
+    assert len(cut) > 1
+    assert [e for c in cut for e in c] == entries                            # in order, nothing lost
+    assert all(len(msgspec.msgpack.encode(c)) <= JOURNAL_MAX_BYTES + 4096 for c in cut)
+    assert chunks([Entry(7, [out])]) == [[Entry(7, [out])]]
+    big = Entry(8, [Output("actions.email", "c-2", b"y" * (JOURNAL_MAX_BYTES + 1))])
+    assert chunks([Entry(7, [out]), big, Entry(9, [out])]) == [[Entry(7, [out])], [big], [Entry(9, [out])]]
+
+
+def test_a_journal_record_keeps_the_format_written_before_its_parts_had_names():
+    import msgspec
+
+    from orchestrator.runtime.journal import Entry, Output, _decoder, _encoder
+    entry = Entry(7, [Output("decisions", "c-1", b"x")])
+    assert _encoder.encode([entry]) == msgspec.msgpack.encode([(7, [("decisions", "c-1", b"x")])])
+    assert _decoder.decode(msgspec.msgpack.encode([(7, [("decisions", "c-1", b"x")])])) == [entry]

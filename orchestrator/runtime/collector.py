@@ -1,0 +1,88 @@
+"""Every record a batch produces, placed and appended without awaiting (Kafka Streams' RecordCollector).
+
+Records are appended to one producer batch per topic partition as the batch is decided, and handed to
+the producer all at once at its end (:meth:`Collector.submit`), so deciding never waits for Kafka.
+Placement is the one partitioner of the product (:func:`~orchestrator.runtime.kafka.placement`,
+``ORCH_PRODUCER_PARTITIONER``), computed once per key and remembered: a customer's outputs, internal
+records and changelog records go where its events go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, NamedTuple, NoReturn
+
+from aiokafka import AIOKafkaProducer
+
+PLACED_MAX = 500_000              # keys whose partition is remembered, per partition count (then forgotten)
+
+
+class Sent(NamedTuple):
+    """One producer batch handed over: where it went, its delivery future and how many records it holds."""
+
+    topic: str
+    partition: int
+    future: asyncio.Future
+    count: int
+
+
+class Collector:
+    """The records of the batch being decided, and where each goes."""
+
+    def __init__(self, producer: AIOKafkaProducer, partition_counts: dict[str, int],
+                 partitioner: Callable[[bytes, int], int], fail: Callable[[BaseException], NoReturn]) -> None:
+        self.producer, self.partition_counts, self.partitioner, self.fail = producer, partition_counts, partitioner, fail
+        self._builders: dict[tuple[str, int], list[Any]] = {}
+        self._round_robin = 0
+        self._placed: dict[int, dict[bytes, int]] = {}      # partition count -> key -> partition
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """Add a record to the batch's outbound records (handed to the producer by :meth:`submit`): to
+        ``partition``, or where the partitioner places ``key`` (round robin without a key). A record that
+        cannot be sent (larger than a producer batch) stops the worker (``fail``) so its input is replayed."""
+        if partition is None:
+            n = self.partition_counts[topic]
+            if key is None:
+                self._round_robin += 1
+                partition = self._round_robin % n
+            else:
+                partition = self.place(key, n)
+        try:
+            self._append(topic, partition, key, value)
+        except Exception as exc:  # noqa: BLE001 - e.g. a record over the size limit
+            self.fail(exc)
+
+    def _append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        builders = self._builders.get((topic, partition))
+        if builders is None:
+            builders = self._builders[(topic, partition)] = [self.producer.create_batch()]
+        if builders[-1].append(timestamp=None, key=key, value=value) is None:
+            builder = self.producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value) is None:
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit a producer batch")
+            builders.append(builder)
+
+    def place(self, key: bytes, n: int) -> int:
+        """The partition of ``key`` among ``n``, remembered (a bounded cache: cleared when it grows large)."""
+        placed = self._placed.get(n)
+        if placed is None:
+            placed = self._placed[n] = {}
+        p = placed.get(key)
+        if p is None:
+            if len(placed) >= PLACED_MAX:
+                placed.clear()
+            p = placed[key] = self.partitioner(key, n)
+        return p
+
+    async def submit(self) -> list[Sent]:
+        """Hand every record appended since the last call to the producer, one producer batch per topic
+        partition (more if one does not hold them); the next records start new batches."""
+        builders, self._builders = self._builders, {}
+        sent = []
+        for (topic, partition), batches in builders.items():
+            for builder in batches:
+                builder.close()
+                fut = await self.producer.send_batch(builder, topic, partition=partition)
+                sent.append(Sent(topic, partition, fut, builder.record_count()))
+        return sent
