@@ -45,19 +45,8 @@ def cmd_adapter(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- the tools (orchestrator.admin)
 def cmd_produce(args: argparse.Namespace) -> int:
-    from orchestrator.admin.produce import produce
-    from orchestrator.core import load_policies
-    settings = _settings()
-    topic = settings.topic(args.topic)
-    try:
-        stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
-    except OSError as exc:
-        raise ConfigError(f"cannot read {args.file!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
-                          "or - (or nothing) for standard input") from None
-    with stream:
-        sent = asyncio.run(produce(settings, stream, topic, load_policies(settings.policies).channels))
-    print(f"sent {sent} events to {topic}", file=sys.stderr)
-    return 0
+    from orchestrator.admin.produce import run
+    return run(args)
 
 
 def cmd_journeys_validate(args: argparse.Namespace) -> int:
@@ -146,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     w.set_defaults(fn=cmd_worker)
 
-    pr = sub.add_parser("produce", help="send JSON-lines events (FILE or stdin) to <prefix>.events")
+    pr = sub.add_parser("produce", help="send JSON-lines events (FILE or stdin) to <prefix>.events, each line as "
+                        "it is read", epilog="exit codes: 0 every line read was sent (also after Ctrl-C or SIGTERM, "
+                        "which stop the reading, send what was read and print the count); 1 a line was refused (each "
+                        "reported as `line N: reason`, the others are sent) or an error stopped the command; 2 a "
+                        "usage error")
     pr.add_argument("file", nargs="?", metavar="FILE")
     pr.add_argument("--topic", default="events", help="topic suffix (default: events)")
     pr.set_defaults(fn=cmd_produce)

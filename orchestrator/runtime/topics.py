@@ -176,10 +176,16 @@ async def check_topics(settings: Settings) -> None:
 
 
 async def cleanup_policies(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, str]:
-    """``cleanup.policy`` of each existing topic among ``topics`` (``"error <name>"`` if Kafka would not
-    say, e.g. without the DescribeConfigs right)."""
+    """``cleanup.policy`` of each existing topic among ``topics`` (see :func:`topic_configs`)."""
+    return await topic_configs(admin, topics, "cleanup.policy")
+
+
+async def topic_configs(admin: AIOKafkaAdminClient, topics: list[str], name: str) -> dict[str, str]:
+    """The topic-level config ``name`` of each existing topic among ``topics``, as in effect (the
+    broker's default unless the topic sets it); ``"error <name>"`` if Kafka would not say, e.g.
+    without the DescribeConfigs right."""
     present = set(await admin.list_topics())
-    resources = [ConfigResource(ConfigResourceType.TOPIC, t, {"cleanup.policy": None}) for t in topics if t in present]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, t, {name: None}) for t in topics if t in present]
     if not resources:
         return {}
     out: dict[str, str] = {}
@@ -189,6 +195,6 @@ async def cleanup_policies(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
                 out[res["resource_name"]] = f"error {errors.for_code(res['error_code']).__name__}"
                 continue
             for entry in res["config_entries"]:
-                if entry["config_names"] == "cleanup.policy":
+                if entry["config_names"] == name:
                     out[res["resource_name"]] = entry["config_value"]
     return out
