@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import select
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.util import size_of_varint
 
+from orchestrator.admin import stop_on_signals
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
 from orchestrator.runtime.kafka import placement, start_client
@@ -49,7 +49,7 @@ def check_line(line: bytes) -> tuple[bytes | None, str | None]:
     try:
         data = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return None, f"not JSON ({exc})"
+        return None, f"not JSON ({exc.msg} at byte {exc.pos + 1})"
     if not isinstance(data, dict):
         return None, f"not a JSON object (a JSON {type(data).__name__})"
     cid = data.get("customer_id")
@@ -183,6 +183,7 @@ class Outcome:
     topic: str
     sent: int = 0
     refused: int = 0
+    read: int = 0                       # lines read
     stopped_by: str | None = None       # the signal that stopped the reading
 
     def summary(self) -> str:
@@ -234,7 +235,7 @@ async def produce_lines(settings: Settings, fd: int, *, topic: str, outcome: Out
             return
         key, why = check_line(line)
         if key is None:
-            refuse(number, f"{why}; the worker would dead-letter it")
+            refuse(number, why + ("; the worker would dead-letter it" if topic == settings.events_topic else ""))
             return
         if batch_bytes(key, line) > limit:
             refuse(number, f"{batch_bytes(key, line)} bytes as a Kafka record, over the message size limit of "
@@ -262,11 +263,13 @@ async def produce_lines(settings: Settings, fd: int, *, topic: str, outcome: Out
                         raise ConfigError(f"cannot read the input ({chunk.strerror or chunk}) after line "
                                           f"{lines.number}") from None
                     for item in lines.feed(chunk):
+                        outcome.read = item[0]
                         await send(*item)
             finally:
                 stopping.cancel()
             last = lines.rest()
             if last is not None:
+                outcome.read = last[0]
                 await send(*last)
         if pending:
             await asyncio.gather(*list(pending), return_exceptions=True)
@@ -276,32 +279,23 @@ async def produce_lines(settings: Settings, fd: int, *, topic: str, outcome: Out
         await producer.stop()
 
 
-async def produce(settings: Settings, fd: int, topic: str, channels: tuple[str, ...]) -> Outcome:
-    """Create the topic first if it is one of the worker's (as the worker would), else it must exist;
-    then stream ``fd`` to it. SIGINT and SIGTERM stop the reading (see the module docstring)."""
-    outcome = Outcome(topic)
+async def produce(settings: Settings, fd: int, outcome: Outcome, channels: tuple[str, ...]) -> None:
+    """Create ``outcome.topic`` first if it is one of the worker's (as the worker would), else it must
+    exist; then stream ``fd`` to it. SIGINT and SIGTERM stop the reading (see the module docstring)."""
+    topic = outcome.topic
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
-    def requested(sig: signal.Signals) -> None:
-        outcome.stopped_by = outcome.stopped_by or sig.name
+    def requested(name: str) -> None:
+        outcome.stopped_by = name
         stop.set()
-        for s in (signal.SIGINT, signal.SIGTERM):      # a second signal stops at once
-            loop.remove_signal_handler(s)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, requested, sig)
-    try:
+    with stop_on_signals(requested):
         if topic in all_topics(settings, channels):
             await ensure_topics(settings, channels, only=[topic])
         else:
             await require_topics(settings, [topic], hint="it is not one of the worker's topics, so produce does "
                                  "not create it; check --topic")
         await produce_lines(settings, fd, topic=topic, outcome=outcome, stop=stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    return outcome
 
 
 def run(args: argparse.Namespace) -> int:
@@ -314,8 +308,13 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot read {args.file!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
                           "or - (or nothing) for standard input") from None
+    outcome = Outcome(topic)
     try:
-        outcome = asyncio.run(produce(settings, (stream or sys.stdin).fileno(), topic, channels))
+        asyncio.run(produce(settings, (stream or sys.stdin).fileno(), outcome, channels))
+    except BaseException:
+        if outcome.read:            # what was done before the error (which the command line prints next)
+            print(outcome.summary(), file=sys.stderr)
+        raise
     finally:
         if stream is not None:
             stream.close()

@@ -3,7 +3,6 @@ stops it without losing what was read, and a line it cannot send is reported and
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -12,18 +11,13 @@ import uuid
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from tests.integration.harness import BOOTSTRAP, HERE, read_all
+from orchestrator.runtime.kafka import partition_for
+from tests.integration.harness import BOOTSTRAP, cli_env, create_topic, read_all
 
 SUMMARY = re.compile(r"sent (\d+) events? to (\S+)")
-
-
-def env_for(prefix: str) -> dict[str, str]:
-    return {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": prefix, "ORCH_PARTITIONS": "4",
-            "ORCH_POLICIES": str(HERE / "policies.yaml")}
 
 
 def start_produce(env: dict[str, str], *args: str) -> subprocess.Popen:
@@ -36,22 +30,6 @@ def line(customer: str, n: int, pad: str = "") -> bytes:
                          "ts": 1_790_000_000_000 + n, "properties": {"n": n, "pad": pad}})
 
 
-async def create_topic(name: str, configs: dict[str, str] | None = None) -> None:
-    """The topic, with 4 partitions that answer (a new partition's leader serves a moment later)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 4, 1, topic_configs=configs or {})])
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, request_timeout_ms=60_000)
-    await consumer.start()
-    try:
-        await consumer.end_offsets([TopicPartition(name, p) for p in range(4)])
-    finally:
-        await consumer.stop()
-
-
 def numbers(records: list[dict]) -> list[int]:
     """The ``n`` of each record, in offset order (all of one customer: one partition)."""
     return [r["value"]["properties"]["n"] for r in sorted(records, key=lambda r: r["offset"])]
@@ -61,7 +39,7 @@ async def test_a_line_is_on_the_topic_before_the_input_ends():
     prefix = f"it-{uuid.uuid4().hex[:10]}"
     topic, customer = f"{prefix}.events", f"c-{uuid.uuid4().hex[:8]}"
     await create_topic(topic)
-    proc = start_produce(env_for(prefix))
+    proc = start_produce(cli_env(prefix))
     try:
         proc.stdin.write(line(customer, 1) + b"\n")
         proc.stdin.flush()
@@ -77,7 +55,10 @@ async def test_a_line_is_on_the_topic_before_the_input_ends():
             proc.wait()
     err = proc.stderr.read().decode()
     assert SUMMARY.search(err).groups() == ("2", topic), err
-    assert numbers(await read_all([topic], until=lambda rs: len(rs) >= 2)) == [1, 2]
+    records = await read_all([topic], until=lambda rs: len(rs) >= 2)
+    assert numbers(records) == [1, 2]
+    # Placed as the worker expects (ORCH_PRODUCER_PARTITIONER, murmur2 by default), as before.
+    assert {r["partition"] for r in records} == {partition_for(customer.encode(), 4)}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -85,7 +66,7 @@ async def test_a_signal_mid_stream_sends_every_line_read_and_says_how_many(sig):
     prefix = f"it-{uuid.uuid4().hex[:10]}"
     topic, customer = f"{prefix}.events", f"c-{uuid.uuid4().hex[:8]}"
     await create_topic(topic)
-    proc = start_produce(env_for(prefix))
+    proc = start_produce(cli_env(prefix))
     try:
         proc.stdin.write(b"".join(line(customer, n) + b"\n" for n in range(1, 6)))
         proc.stdin.flush()
@@ -138,7 +119,7 @@ async def test_lines_it_cannot_send_are_reported_by_number_and_the_others_sent()
 
     lines = [line(customer, 1), b"not json at all", at_limit, over, b"[1, 2]",
              orjson.dumps({"event_id": "e-x", "type": "stream.test", "ts": 1}), b"", line(customer, 8)]
-    proc = subprocess.run([sys.executable, "-m", "orchestrator", "produce"], env=env_for(prefix),
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", "produce"], env=cli_env(prefix),
                           input=b"\n".join(lines) + b"\n", capture_output=True, timeout=120)
     err = proc.stderr.decode()
     assert proc.returncode == 1, err
