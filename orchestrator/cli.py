@@ -88,6 +88,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return explain.run(args)
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    from orchestrator.admin import tail
+    return tail.run(args)
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from orchestrator.admin import stats
     return stats.run(args)
@@ -214,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=20, help="recent decisions to show (default 20)")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
     e.set_defaults(fn=cmd_explain)
+
+    tl = sub.add_parser("tail", help="print an output topic's committed records as JSON lines; --follow waits for more")
+    tl.add_argument("topic", metavar="TOPIC", help="dlq, decisions, suppressions or actions.<channel> (after "
+                    "ORCH_TOPIC_PREFIX), or a full topic name")
+    tl.add_argument("--customer", metavar="C", help="only the records keyed by this customer id")
+    tl.add_argument("--from", dest="since", metavar="T", help="only records from this time on (Kafka timestamp): "
+                    "RFC 3339, date, epoch ms, or a duration ago like 1h")
+    tl.add_argument("--follow", action="store_true", help="after the records there are, wait for new ones until "
+                    "Ctrl-C (exit 0)")
+    tl.set_defaults(fn=cmd_tail)
 
     st = sub.add_parser("stats", help="per journey and version: active, entries, exits, goals, conversion, lift")
     st.add_argument("--journey", help="only this journey id")

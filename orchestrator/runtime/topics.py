@@ -4,8 +4,8 @@ One function, :func:`ensure_topics`, creates topics, always as the worker needs 
 ``ORCH_PARTITIONS`` partitions, ``ORCH_REPLICATION`` replicas, and ``cleanup.policy=compact`` for
 ``<prefix>.journeys`` and ``<prefix>.internal.state-changelog``. The worker creates every topic
 at start; ``journeys publish`` creates only the journeys topic and ``produce`` only the topic it
-writes to. Read-only commands (``explain``, ``stats``, ``backtest``, ``journeys list --published``,
-``journeys diff``, ``journeys graph --stats``, ``journeys winner``) create nothing:
+writes to. Read-only commands (``explain``, ``tail``, ``stats``, ``backtest``, ``journeys list
+--published``, ``journeys diff``, ``journeys graph --stats``, ``journeys winner``) create nothing:
 :func:`require_topics` names a missing topic in one sentence.
 Nothing here sends a metadata request for a topic that may not exist, because Kafka creates the
 topic in answer (with the broker's defaults) wherever ``auto.create.topics.enable`` is on.
