@@ -65,6 +65,7 @@ def cmd_journeys_publish(args: argparse.Namespace) -> int:
 
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
     from orchestrator.admin.journeys import diff
+    args.error_exit = 2 if args.exit_code else 1         # diff(1): 1 means "differs", trouble is 2
     return diff(args)
 
 
@@ -123,11 +124,24 @@ def cmd_kafka(args: argparse.Namespace) -> int:
             stopped = localkafka.down()
             print("kafka stopped" if stopped else "kafka was not running")
         else:
-            print(orjson.dumps(localkafka.status(), option=orjson.OPT_INDENT_2).decode())
+            info = localkafka.status()
+            print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+            return 0 if localkafka.is_up(info) else 1
     except localkafka.LocalKafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def at_least_1(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--policies")
     jd.add_argument("--shadow", metavar="JOURNEY", help="compare a shadow version's decisions with the live one's")
     jd.add_argument("--json", action="store_true")
-    jd.add_argument("--exit-code", action="store_true", help="exit 3 when something differs (for CI)")
+    jd.add_argument("--exit-code", action="store_true", help="exit codes as diff(1) and git diff --exit-code "
+                    "give them, for CI: 0 nothing differs, 1 something does, 2 trouble (a definition that does not "
+                    "load, Kafka unreachable)")
     jd.set_defaults(fn=cmd_journeys_diff)
 
     jg = jsub.add_parser("graph", help="draw a journey (Mermaid, Graphviz DOT, SVG, PNG), with --stats its counts")
@@ -216,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="a customer's state and recent decisions (why did / didn't they get it?)")
     e.add_argument("customer_id", metavar="CUSTOMER_ID")
-    e.add_argument("--limit", type=int, default=20, help="recent decisions to show (default 20)")
+    e.add_argument("--limit", type=at_least_1, default=20, help="recent decisions to show (default 20)")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
     e.set_defaults(fn=cmd_explain)
 
@@ -236,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=cmd_stats)
 
     k = sub.add_parser("kafka", help="local single-node Kafka (KRaft) for development and tests")
-    k.add_argument("action", choices=["up", "down", "status"])
+    k.add_argument("action", choices=["up", "down", "status"], help="status prints JSON and exits 1 when the broker "
+                   "is down (the cluster of ORCH_BOOTSTRAP when it is set)")
     k.set_defaults(fn=cmd_kafka)
 
     ad = sub.add_parser("adapter", help="reference channel adapter: `adapter webhook` POSTs each action to a URL once")
@@ -274,20 +291,20 @@ def main(argv: list[str] | None = None) -> int:
         # them), so an editor or CI can parse each one; no prefix on the first.
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)       # `journeys diff --exit-code`: 2, as diff(1)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)
     except OSError as exc:
         # A file the user named cannot be read or written (`journeys graph -o /no/such/dir/x.svg`):
         # one sentence, no traceback. Kafka connection failures are OrchestratorErrors already.
         if exc.filename is None:
             raise
         print(f"error: cannot use {str(exc.filename)!r}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)
     except KeyboardInterrupt:
         return 130
 
