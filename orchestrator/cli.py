@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tl = sub.add_parser("tail", help="print an output topic's committed records as JSON lines; --follow waits for more")
     tl.add_argument("topic", metavar="TOPIC", help="dlq, decisions, suppressions or actions.<channel> (after "
-                    "ORCH_TOPIC_PREFIX), or a full topic name")
+                    "ORCH_TOPIC_PREFIX), or the full name, such as orch.dlq")
     tl.add_argument("--customer", metavar="C", help="only the records keyed by this customer id")
     tl.add_argument("--from", dest="since", metavar="T", help="only records from this time on (Kafka timestamp): "
                     "RFC 3339, date, epoch ms, or a duration ago like 1h")

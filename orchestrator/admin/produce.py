@@ -4,8 +4,8 @@ Each line is sent as soon as it is read, so ``tail -f events.jsonl | orchestrato
 streams (as kcat does). A line that cannot be sent is reported on standard error as
 ``line N: reason`` and the others are still sent:
 
-- a line that is not JSON, not a JSON object, or has no ``customer_id`` string (the worker would
-  only dead-letter it, and produce would have no key to place it by);
+- a line that is not JSON, not a JSON object, or has no non-empty ``customer_id`` string (the
+  worker would only dead-letter it, and produce would have no key to place it by);
 - a line over the topic's message size limit (its ``max.message.bytes``; Kafka's default of
   1048588 bytes when the broker will not say), which Kafka would refuse;
 - a line Kafka did not acknowledge.
