@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 
@@ -45,19 +44,8 @@ def cmd_adapter(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- the tools (orchestrator.admin)
 def cmd_produce(args: argparse.Namespace) -> int:
-    from orchestrator.admin.produce import produce
-    from orchestrator.core import load_policies
-    settings = _settings()
-    topic = settings.topic(args.topic)
-    try:
-        stream = open(args.file, "rb") if args.file and args.file != "-" else sys.stdin.buffer
-    except OSError as exc:
-        raise ConfigError(f"cannot read {args.file!r} ({exc.strerror or exc}); give a JSON-lines file of events, "
-                          "or - (or nothing) for standard input") from None
-    with stream:
-        sent = asyncio.run(produce(settings, stream, topic, load_policies(settings.policies).channels))
-    print(f"sent {sent} events to {topic}", file=sys.stderr)
-    return 0
+    from orchestrator.admin.produce import run
+    return run(args)
 
 
 def cmd_journeys_validate(args: argparse.Namespace) -> int:
@@ -77,6 +65,7 @@ def cmd_journeys_publish(args: argparse.Namespace) -> int:
 
 def cmd_journeys_diff(args: argparse.Namespace) -> int:
     from orchestrator.admin.journeys import diff
+    args.error_exit = 2 if args.exit_code else 1         # diff(1): 1 means "differs", trouble is 2
     return diff(args)
 
 
@@ -98,6 +87,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from orchestrator.admin import explain
     return explain.run(args)
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from orchestrator.admin import tail
+    return tail.run(args)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -130,11 +124,24 @@ def cmd_kafka(args: argparse.Namespace) -> int:
             stopped = localkafka.down()
             print("kafka stopped" if stopped else "kafka was not running")
         else:
-            print(orjson.dumps(localkafka.status(), option=orjson.OPT_INDENT_2).decode())
+            info = localkafka.status()
+            print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+            return 0 if localkafka.is_up(info) else 1
     except localkafka.LocalKafkaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def at_least_1(text: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     w.set_defaults(fn=cmd_worker)
 
-    pr = sub.add_parser("produce", help="send JSON-lines events (FILE or stdin) to <prefix>.events")
+    pr = sub.add_parser("produce", help="send JSON-lines events (FILE or stdin) to <prefix>.events, each line as "
+                        "it is read", epilog="exit codes: 0 every line read was sent (also after Ctrl-C or SIGTERM, "
+                        "which stop the reading, send what was read and print the count); 1 a line was refused (each "
+                        "reported as `line N: reason`, the others are sent) or an error stopped the command; 2 a "
+                        "usage error")
     pr.add_argument("file", nargs="?", metavar="FILE")
     pr.add_argument("--topic", default="events", help="topic suffix (default: events)")
     pr.set_defaults(fn=cmd_produce)
@@ -172,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("--policies")
     jd.add_argument("--shadow", metavar="JOURNEY", help="compare a shadow version's decisions with the live one's")
     jd.add_argument("--json", action="store_true")
-    jd.add_argument("--exit-code", action="store_true", help="exit 3 when something differs (for CI)")
+    jd.add_argument("--exit-code", action="store_true", help="exit codes as diff(1) and git diff --exit-code "
+                    "give them, for CI: 0 nothing differs, 1 something does, 2 trouble (a definition that does not "
+                    "load, Kafka unreachable)")
     jd.set_defaults(fn=cmd_journeys_diff)
 
     jg = jsub.add_parser("graph", help="draw a journey (Mermaid, Graphviz DOT, SVG, PNG), with --stats its counts")
@@ -221,9 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="a customer's state and recent decisions (why did / didn't they get it?)")
     e.add_argument("customer_id", metavar="CUSTOMER_ID")
-    e.add_argument("--limit", type=int, default=20, help="recent decisions to show (default 20)")
+    e.add_argument("--limit", type=at_least_1, default=20, help="recent decisions to show (default 20)")
     e.add_argument("--json", action="store_true", help="print JSON instead of text")
     e.set_defaults(fn=cmd_explain)
+
+    tl = sub.add_parser("tail", help="print an output topic's committed records as JSON lines; --follow waits for more")
+    tl.add_argument("topic", metavar="TOPIC", help="dlq, decisions, suppressions or actions.<channel> (after "
+                    "ORCH_TOPIC_PREFIX), or the full name, such as orch.dlq")
+    tl.add_argument("--customer", metavar="C", help="only the records keyed by this customer id")
+    tl.add_argument("--from", dest="since", metavar="T", help="only records from this time on (Kafka timestamp): "
+                    "RFC 3339, date, epoch ms, or a duration ago like 1h")
+    tl.add_argument("--follow", action="store_true", help="after the records there are, wait for new ones until "
+                    "Ctrl-C (exit 0)")
+    tl.set_defaults(fn=cmd_tail)
 
     st = sub.add_parser("stats", help="per journey and version: active, entries, exits, goals, conversion, lift")
     st.add_argument("--journey", help="only this journey id")
@@ -231,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=cmd_stats)
 
     k = sub.add_parser("kafka", help="local single-node Kafka (KRaft) for development and tests")
-    k.add_argument("action", choices=["up", "down", "status"])
+    k.add_argument("action", choices=["up", "down", "status"], help="status prints JSON and exits 1 when the broker "
+                   "is down (the cluster of ORCH_BOOTSTRAP when it is set)")
     k.set_defaults(fn=cmd_kafka)
 
     ad = sub.add_parser("adapter", help="reference channel adapter: `adapter webhook` POSTs each action to a URL once")
@@ -269,20 +293,20 @@ def main(argv: list[str] | None = None) -> int:
         # them), so an editor or CI can parse each one; no prefix on the first.
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)       # `journeys diff --exit-code`: 2, as diff(1)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)
     except OSError as exc:
         # A file the user named cannot be read or written (`journeys graph -o /no/such/dir/x.svg`):
         # one sentence, no traceback. Kafka connection failures are OrchestratorErrors already.
         if exc.filename is None:
             raise
         print(f"error: cannot use {str(exc.filename)!r}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return getattr(args, "error_exit", 1)
     except KeyboardInterrupt:
         return 130
 

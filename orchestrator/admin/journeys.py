@@ -226,8 +226,14 @@ def publish_journeys(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
+    """Exit codes: with ``--exit-code`` those of diff(1) and ``git diff --exit-code``: 0 nothing differs,
+    1 something does, 2 trouble (a definition that does not load; the command line sets errors to 2);
+    without it 0, or 1 when a definition does not load."""
     from orchestrator.runtime.registry import read_published, survey
     settings = Settings.from_env()
+    if args.shadow and args.exit_code:
+        raise ConfigError("--exit-code compares definitions with the published ones, not a shadow's decisions "
+                          "(--shadow); leave one of them out")
     if args.shadow:
         from orchestrator.core.shadow import compare, render_comparison
         from orchestrator.admin.stats import beside_shadow, read_decisions
@@ -271,7 +277,9 @@ def diff(args: argparse.Namespace) -> int:
         diff = difflib.unified_diff(base.splitlines(keepends=True), text.splitlines(keepends=True),
                                     fromfile=label, tofile=str(path))
         sys.stdout.writelines(diff)
-    return 1 if problems else (3 if changed and args.exit_code else 0)
+    if problems:
+        return 2 if args.exit_code else 1
+    return 1 if changed and args.exit_code else 0
 
 
 async def publish(settings: Settings, items: list[tuple[str, str]]) -> None:

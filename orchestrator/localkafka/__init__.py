@@ -11,7 +11,7 @@ up|down|status`` (the one command line for it). One module per job:
 ``process``    pid file, lock, start, signal and wait for the JVM
 ``ready``      "does it answer a metadata request yet?"
 ``security``   the TLS certificate and the SCRAM user of the dev listeners
-``broker``     :func:`up`, :func:`down`, :func:`status`: the above, in order
+``broker``     :func:`up`, :func:`down`, :func:`status` (and :func:`is_up`): the above, in order
 =============  ==============================================================================
 
 - Config, data, pid file and logs live in ``${ORCH_HOME:-.orch}/kafka/`` (relative to the
@@ -32,7 +32,7 @@ from the same public pieces.
 """
 
 from orchestrator.errors import LocalKafkaError
-from orchestrator.localkafka.broker import down, status, up
+from orchestrator.localkafka.broker import down, is_up, status, up
 from orchestrator.localkafka.security import SCRAM_PASSWORD, SCRAM_USER, tls_ca_file
 
-__all__ = ["LocalKafkaError", "SCRAM_PASSWORD", "SCRAM_USER", "down", "status", "tls_ca_file", "up"]
+__all__ = ["LocalKafkaError", "SCRAM_PASSWORD", "SCRAM_USER", "down", "is_up", "status", "tls_ca_file", "up"]

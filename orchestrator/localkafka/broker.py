@@ -12,7 +12,7 @@ from orchestrator.errors import LocalKafkaError
 from orchestrator.localkafka import config, process
 from orchestrator.localkafka.config import BrokerFiles, bootstrap_for, home_dir, requested_port
 from orchestrator.localkafka.install import ensure_jars, require_java
-from orchestrator.localkafka.ready import wait_ready
+from orchestrator.localkafka.ready import probe, quiet_aiokafka, run_async, wait_ready
 from orchestrator.localkafka.security import create_scram_user, ensure_tls
 
 log = logging.getLogger("orchestrator.localkafka")
@@ -94,11 +94,13 @@ def down(*, timeout_s: float = 30) -> bool:
 
 
 def status() -> dict[str, Any]:
-    """The local broker's state: running, pid, bootstrap, data_dir, log_file (and a few more)."""
+    """The local broker's state: running, pid, bootstrap, data_dir, log_file (and a few more). With
+    ``ORCH_BOOTSTRAP`` set no local broker is meant, and ``orch_bootstrap_answers`` says whether that
+    cluster answers a metadata request (with the ``ORCH_KAFKA_*`` connection settings)."""
     files = BrokerFiles(home_dir())
     pid = process.running_pid(files)
     port = (process.configured_port(files) if pid else None) or requested_port()
-    return {
+    info: dict[str, Any] = {
         "running": pid is not None,
         "pid": pid,
         "bootstrap": bootstrap_for(port),
@@ -107,3 +109,16 @@ def status() -> dict[str, Any]:
         "home": str(files.home),
         "orch_bootstrap": external_bootstrap(),
     }
+    if info["orch_bootstrap"]:
+        from orchestrator.config import Settings
+        connection = Settings.from_env().aiokafka_kwargs()
+        bootstrap = ",".join(connection.pop("bootstrap_servers"))
+        with quiet_aiokafka():
+            info["orch_bootstrap_answers"] = run_async(lambda: probe(bootstrap, **connection))
+    return info
+
+
+def is_up(info: dict[str, Any]) -> bool:
+    """Whether the broker a :func:`status` is about is up (``orchestrator kafka status`` exits 1 if
+    not): the cluster of ``ORCH_BOOTSTRAP`` when it is set, else the local broker."""
+    return bool(info["orch_bootstrap_answers"] if info["orch_bootstrap"] else info["running"])

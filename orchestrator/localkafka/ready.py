@@ -17,13 +17,15 @@ from orchestrator.localkafka.process import POLL_S, tail
 PROBE_TIMEOUT_MS = 2000  # per-attempt request timeout of the readiness probe
 
 
-async def probe(bootstrap: str) -> bool:
-    """Whether the broker at ``bootstrap`` answers a metadata request listing a broker."""
+async def probe(bootstrap: str, **connection: Any) -> bool:
+    """Whether the broker at ``bootstrap`` answers a metadata request listing a broker (``connection``:
+    aiokafka's security options, for a cluster that needs them)."""
     from aiokafka import AIOKafkaClient
     client = AIOKafkaClient(
         bootstrap_servers=bootstrap,
         client_id="orchestrator-kafka-local",
         request_timeout_ms=PROBE_TIMEOUT_MS,
+        **connection,
     )
     try:
         await client.bootstrap()

@@ -4,8 +4,8 @@ One function, :func:`ensure_topics`, creates topics, always as the worker needs 
 ``ORCH_PARTITIONS`` partitions, ``ORCH_REPLICATION`` replicas, and ``cleanup.policy=compact`` for
 ``<prefix>.journeys`` and ``<prefix>.internal.state-changelog``. The worker creates every topic
 at start; ``journeys publish`` creates only the journeys topic and ``produce`` only the topic it
-writes to. Read-only commands (``explain``, ``stats``, ``backtest``, ``journeys list --published``,
-``journeys diff``, ``journeys graph --stats``, ``journeys winner``) create nothing:
+writes to. Read-only commands (``explain``, ``tail``, ``stats``, ``backtest``, ``journeys list
+--published``, ``journeys diff``, ``journeys graph --stats``, ``journeys winner``) create nothing:
 :func:`require_topics` names a missing topic in one sentence.
 Nothing here sends a metadata request for a topic that may not exist, because Kafka creates the
 topic in answer (with the broker's defaults) wherever ``auto.create.topics.enable`` is on.
@@ -176,10 +176,16 @@ async def check_topics(settings: Settings) -> None:
 
 
 async def cleanup_policies(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, str]:
-    """``cleanup.policy`` of each existing topic among ``topics`` (``"error <name>"`` if Kafka would not
-    say, e.g. without the DescribeConfigs right)."""
+    """``cleanup.policy`` of each existing topic among ``topics`` (see :func:`topic_configs`)."""
+    return await topic_configs(admin, topics, "cleanup.policy")
+
+
+async def topic_configs(admin: AIOKafkaAdminClient, topics: list[str], name: str) -> dict[str, str]:
+    """The topic-level config ``name`` of each existing topic among ``topics``, as in effect (the
+    broker's default unless the topic sets it); ``"error <name>"`` if Kafka would not say, e.g.
+    without the DescribeConfigs right."""
     present = set(await admin.list_topics())
-    resources = [ConfigResource(ConfigResourceType.TOPIC, t, {"cleanup.policy": None}) for t in topics if t in present]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, t, {name: None}) for t in topics if t in present]
     if not resources:
         return {}
     out: dict[str, str] = {}
@@ -189,6 +195,6 @@ async def cleanup_policies(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
                 out[res["resource_name"]] = f"error {errors.for_code(res['error_code']).__name__}"
                 continue
             for entry in res["config_entries"]:
-                if entry["config_names"] == "cleanup.policy":
+                if entry["config_names"] == name:
                     out[res["resource_name"]] = entry["config_value"]
     return out

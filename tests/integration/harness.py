@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from orchestrator.testing.childproc import ChildProcess
 from orchestrator.config import default_bootstrap  # noqa: F401 - re-exported
@@ -94,6 +96,28 @@ async def produce(topic: str, messages: list[tuple[bytes | None, bytes]]) -> Non
             await producer.send_and_wait(topic, value=value, key=key)
     finally:
         await producer.stop()
+
+
+def cli_env(prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of an ``orchestrator`` command run on topic prefix ``prefix`` (4 partitions)."""
+    return {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": prefix, "ORCH_PARTITIONS": "4",
+            "ORCH_POLICIES": str(HERE / "policies.yaml"), **extra}
+
+
+async def create_topic(name: str, configs: dict[str, str] | None = None, partitions: int = 4) -> None:
+    """A topic whose partitions all answer (a new partition's leader serves a moment after it is created)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, request_timeout_ms=60_000)
+    await consumer.start()
+    try:
+        await consumer.end_offsets([TopicPartition(name, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
 
 
 def dumps(e: dict[str, Any]) -> bytes:

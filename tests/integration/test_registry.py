@@ -124,5 +124,5 @@ def test_published_listing_shows_live_shadow_older_and_refused_and_diff_uses_the
     assert same.returncode == 0 and same.stdout.strip() == f"{jid}: unchanged (version 2)", same.stdout
     # A new local version is shown against the live version.
     new = cli(env, "journeys", "diff", "--exit-code", str(write(tmp_path / "local4", "j.yaml", definition(jid, 4))))
-    assert new.returncode == 3 and f"--- {jid} v2 (published, live)" in new.stdout, new.stdout
+    assert new.returncode == 1 and f"--- {jid} v2 (published, live)" in new.stdout, new.stdout
     assert "-  mail: {send: email, template: v2-mail, next: done}" in new.stdout

@@ -233,3 +233,18 @@ def test_a_file_that_cannot_be_written_is_one_sentence(journeys, tmp_path, capsy
     assert main(["journeys", "graph", str(journeys / "hi.yaml"), "--format", "dot", "-o", str(target)]) == 1
     out = capsys.readouterr()
     assert str(target) in one_sentence_error(out.err)
+
+
+# ---------------------------------------------------------------------------- explain --limit
+@pytest.mark.parametrize("limit", ["-1", "0", "two"])
+def test_explain_refuses_a_limit_below_1(limit, capsys) -> None:
+    # --limit -1 used to show every decision but the oldest, and --limit 0 every decision.
+    with pytest.raises(SystemExit) as usage:
+        main(["explain", "c-1", "--limit", limit])
+    assert usage.value.code == 2
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_explain_takes_a_limit_of_1() -> None:
+    from orchestrator.cli import build_parser
+    assert build_parser().parse_args(["explain", "c-1", "--limit", "1"]).limit == 1

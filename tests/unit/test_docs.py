@@ -6,7 +6,9 @@
 - every ``ORCH_`` variable named is read by the code, every ``orch_`` metric named is exported by
   the worker or the adapter, every ``make X`` is a Makefile target;
 - every relative link resolves, anchors included;
-- the README's Layout names every room and module of the package.
+- the README's Layout names every room and module of the package;
+- the README's "Send an event, see the action" looks at the customer it sent: its aiokafka example
+  prints that customer's action (filtered by key), and it shows ``explain`` and ``tail --customer`` for it.
 
 No Kafka, nothing is run: the parser, the metric registries and the files are read. The metric
 catalogue's own completeness is tests/unit/test_observability.py's; the Mermaid pictures are
@@ -343,3 +345,27 @@ def test_the_reference_examples_are_valid():
                 parse_policies(body, name)
                 complete += 1
     assert complete == 2
+
+
+# ---------------------------------------------------------------------------- "Send an event, see the action"
+def send_an_event_section() -> str:
+    return text(README).split("## Send an event, see the action", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_aiokafka_example_prints_the_action_of_the_customer_it_sent():
+    # The actions topic holds every customer's actions (the demo's too): printing the first record
+    # it reads showed someone else's action.
+    (block,) = [body for lang, body in FENCE.findall(send_an_event_section()) if lang == "python"]
+    key = re.search(r'send_and_wait\("orch\.events", .*key=(b"[^"]+")\)', block).group(1)
+    loop = block.split("async for msg in consumer:", 1)[1]
+    condition, printing = loop.index(f"if msg.key == {key}:"), loop.index("print(")
+    assert condition < printing, loop
+
+
+def test_the_readme_shows_how_to_see_what_happened_to_the_customer_it_sent():
+    section = send_an_event_section()
+    customer = re.search(r'"customer_id": "([^"]+)"', section).group(1)
+    shown = [argv_of(rest) for block in shell_blocks(section) for rest in command_lines(block)]
+    assert ["explain", customer] in shown
+    assert any(argv[0] == "tail" and argv[argv.index("--customer") + 1] == customer
+               for argv in shown if "--customer" in argv), shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -312,8 +313,18 @@ def test_status_and_down_when_nothing_runs(isolated_env: Path, capsys: pytest.Ca
     assert info["data_dir"] == str(isolated_env / "orch" / "kafka" / "data")
     assert info["log_file"] == str(isolated_env / "orch" / "kafka" / "broker.log")
     assert broker.down() is False
-    assert cli_main(["kafka", "status"]) == 0
+    assert cli_main(["kafka", "status"]) == 1           # down: scripts can tell (the JSON is printed still)
     assert '"running": false' in capsys.readouterr().out
+
+
+def test_status_with_orch_bootstrap_tells_whether_that_cluster_answers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with listening_socket() as sock:           # accepts connections, never answers a Kafka request
+        monkeypatch.setenv("ORCH_BOOTSTRAP", f"127.0.0.1:{sock.getsockname()[1]}")
+        assert cli_main(["kafka", "status"]) == 1
+    info = json.loads(capsys.readouterr().out)
+    assert info["orch_bootstrap_answers"] is False and info["running"] is False
 
 
 def test_stale_pid_file_is_ignored_and_removed(isolated_env: Path) -> None:
