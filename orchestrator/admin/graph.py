@@ -1,5 +1,5 @@
 """``orchestrator journeys graph``: a journey drawn as Mermaid, Graphviz DOT, SVG or PNG (the
-drawing itself is :mod:`orchestrator.core.graph`), with ``--stats`` its counts from the decisions."""
+drawing itself is :mod:`orchestrator.reports.graph`), with ``--stats`` its counts from the decisions."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from orchestrator.errors import ConfigError
 
 
 def draw(args: argparse.Namespace) -> int:
-    from orchestrator.core import graph
+    from orchestrator.reports import graph
     if (args.since or args.until) and not args.stats:
         usage_error("--from and --to choose the span of the counts: add --stats")
     since, until = time_span(args.since, args.until, int(time.time() * 1000))

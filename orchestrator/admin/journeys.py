@@ -235,7 +235,7 @@ def diff(args: argparse.Namespace) -> int:
         raise ConfigError("--exit-code compares definitions with the published ones, not a shadow's decisions "
                           "(--shadow); leave one of them out")
     if args.shadow:
-        from orchestrator.core.shadow import compare, render_comparison
+        from orchestrator.reports.shadow import compare, render_comparison
         from orchestrator.admin.stats import beside_shadow, read_decisions
         decisions = asyncio.run(read_decisions(settings))
         paired, shadow_version, live_version = beside_shadow(decisions, args.shadow)

@@ -10,7 +10,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
-from orchestrator.core.stats import from_decisions
+from orchestrator.reports.stats import from_decisions
 from orchestrator.observability.progress import ProgressLine
 from orchestrator.runtime.kafka import read_to_end, start_client
 
@@ -85,7 +85,7 @@ def beside_shadow(decisions: list[dict[str, Any]], journey: str) -> tuple[list[d
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.core.stats import render_table
+    from orchestrator.reports.stats import render_table
     settings = Settings.from_env()
     line = ProgressLine(tty_only=True)
     reports = asyncio.run(journey_stats(settings, progress=lambda done, total: line.show(

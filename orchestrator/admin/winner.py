@@ -18,7 +18,7 @@ confidence``, divided among the comparisons when there are more than two arms (B
 "beats every other" holds at the confidence asked for. Each comparison is a pooled two-proportion
 z-test where its normal approximation holds (at least 5 expected conversions and 5 expected
 non-conversions per arm at the pooled rate), else Fisher's exact test, which needs no
-approximation (:func:`orchestrator.core.stats.fisher_exact`); the report names the test and, for
+approximation (:func:`orchestrator.reports.stats.fisher_exact`); the report names the test and, for
 Fisher's, the arm short of expected conversions (or non-conversions). A winner needs every
 comparison significant. Otherwise the report says which arm leads and about how many more entries
 it takes to tell it from the closest arm with 80 % power, if the rates stay as observed (and, where
@@ -51,7 +51,8 @@ import orjson
 import yaml
 
 from orchestrator.config import Settings
-from orchestrator.core import stats, yamlsrc
+from orchestrator.core import yamlsrc
+from orchestrator.reports import stats
 from orchestrator.core.journeys import Journey, SplitNode, parse_journey, reachable
 from orchestrator.errors import ConfigError, DefinitionError
 

@@ -33,6 +33,7 @@ from orchestrator.core.state import (
     engagement_for, prune_stamps, record_activity, remember_event, tombstone,
 )
 from orchestrator.core.timeutil import format_ts
+from orchestrator.core.vocabulary import Outcome, SuppressionReason, Topic, actions
 
 MAX_STEPS = 64          # nodes one event may walk through before the instance is stopped
 MAX_FIRINGS = 10_000    # timers one call fires, at most (the rest fire at the next event or wake-up)
@@ -155,15 +156,15 @@ class Engine:
                 continue                        # nothing of this journey reacts to this event
             if etype in j.goal_on:
                 self._finish(state, event.customer_id, inst, j, "goal", now_ms, out,
-                             suppress_reason="goal", suppress_channels=j.goal_suppress, cause=event.event_id)
+                             suppress_reason=SuppressionReason.GOAL, suppress_channels=j.goal_suppress, cause=event.event_id)
             elif etype in j.exit_on:
                 self._finish(state, event.customer_id, inst, j, "exit", now_ms, out,
-                             suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
+                             suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif j.exit_if is not None and j.exit_if.truthy(
                     Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
                 # exit.if (docs/journeys.md#exit): after this event's state update, the same ending as exit.on
                 self._finish(state, event.customer_id, inst, j, "condition", now_ms, out,
-                             suppress_reason="exit", suppress_channels=tuple(inst.channels), cause=event.event_id)
+                             suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif inst.waiting_for is not None and self._waits_for(j, inst, etype) \
                     and self._feedback_matches(state, inst, event):
                 node = j.nodes[inst.node]
@@ -224,7 +225,7 @@ class Engine:
                 continue
             if inst.deadline_ms is not None and inst.deadline_ms <= now_ms and (
                     inst.due_ms is None or inst.deadline_ms <= inst.due_ms):
-                self._finish(state, cid, inst, j, "max_duration", now_ms, out, suppress_reason="expired",
+                self._finish(state, cid, inst, j, "max_duration", now_ms, out, suppress_reason=SuppressionReason.EXPIRED,
                              suppress_channels=(), cause=f"deadline:{inst.deadline_ms}")
                 continue
             node = j.nodes.get(inst.node)
@@ -256,13 +257,13 @@ class Engine:
             return
         if j.max_entries is not None and self._entries(state, key) >= j.max_entries:
             # Checked before re-entry: it is the refusal that stays true.
-            out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "max_entries", now_ms,
+            out.append(self._decision(cid, j.id, j.version, None, None, Outcome.ENTRY_REFUSED, "max_entries", now_ms,
                                       shadow=j.shadow))
             return
         last_exit = state.exits.get(key)
         if last_exit is not None and (j.reentry_ms == REENTRY_NEVER or (
                 j.reentry_ms != REENTRY_ALWAYS and now_ms - last_exit < j.reentry_ms)):
-            out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "reentry", now_ms,
+            out.append(self._decision(cid, j.id, j.version, None, None, Outcome.ENTRY_REFUSED, "reentry", now_ms,
                                       shadow=j.shadow))
             return
         if j.group is not None and not j.shadow:
@@ -273,9 +274,9 @@ class Engine:
                     continue
                 if oj.priority >= j.priority:
                     # docs/events.md#decisions: the detail is exactly "group"; `explain` lists the journeys the customer is in.
-                    out.append(self._decision(cid, j.id, j.version, None, None, "entry_refused", "group", now_ms))
+                    out.append(self._decision(cid, j.id, j.version, None, None, Outcome.ENTRY_REFUSED, "group", now_ms))
                     return
-                self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason="preempted",
+                self._finish(state, cid, other, oj, "preempted", now_ms, out, suppress_reason=SuppressionReason.PREEMPTED,
                              suppress_channels=tuple(other.channels), cause=event.event_id,
                              detail=f"preempted by {j.id} (priority {j.priority} > {oj.priority})")
         inst = Instance(journey=j.id, version=j.version, instance_id=event.event_id, node=j.start,
@@ -288,14 +289,14 @@ class Engine:
         n = state.entries.get(key)                              # for entry.max_entries of any version
         state.entries[key] = n + 1 if n is not None else self._entries(state, key) + 1
         if not j.shadow:
-            out.lifecycle.append(Lifecycle("entered", j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
-        out.append(self._decision(cid, j.id, j.version, j.start, None, "entered",
+            out.lifecycle.append(Lifecycle(Outcome.ENTERED, j.id, j.version, "holdout" if inst.holdout else "treatment", ""))
+        out.append(self._decision(cid, j.id, j.version, j.start, None, Outcome.ENTERED,
                                   "holdout" if inst.holdout else "treatment", now_ms, shadow=j.shadow))
         if j.exit_if is not None and j.exit_if.truthy(
                 Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
             # The entry event is the first event of the customer in the journey: exit.if holds
             # already, so the instance ends before its first node (nothing is sent).
-            self._finish(state, cid, inst, j, "condition", now_ms, out, suppress_reason="exit", cause=event.event_id)
+            self._finish(state, cid, inst, j, "condition", now_ms, out, suppress_reason=SuppressionReason.EXIT, cause=event.event_id)
             return
         self._run(state, cid, inst, j, j.start, event, now_ms, out)
 
@@ -376,7 +377,7 @@ class Engine:
         action_id = "a-" + stable_hash(j.id, j.version, cid, inst.instance_id, node.name, visit)
         consented = [ch for ch in node.channels if gate.consents(state, ch)]
         if not consented:
-            out.append(self._decision(cid, j.id, j.version, node.name, node.channel, "no_consent",
+            out.append(self._decision(cid, j.id, j.version, node.name, node.channel, Outcome.NO_CONSENT,
                                       f"no consent for {', '.join(node.channels)}", now_ms, shadow=inst.shadow))
             return False
         channel = consented[0] if len(consented) == 1 else gate.best_channel(state, consented, now_ms)
@@ -384,18 +385,18 @@ class Engine:
             opens = gate.window_opens(state, node.window, now_ms)
             if opens is not None:
                 self._defer(cid, inst, j, node, channel, action_id, self._params(state, inst, node, event, now_ms),
-                            opens, "window_deferred", now_ms, out)
+                            opens, Outcome.WINDOW_DEFERRED, now_ms, out)
                 return True
         if inst.holdout or gate.globally_held_out(cid):
             # (inst.holdout also covers the global holdout as decided at entry; say which one)
             detail = "journey holdout" if gate.journey_held_out(j, cid) else "global holdout"
-            out.append(self._decision(cid, j.id, j.version, node.name, channel, "holdout", detail, now_ms,
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.HOLDOUT, detail, now_ms,
                                       shadow=inst.shadow))
             return False
         exempt = node.exempt
         capped = gate.frequency_capped(state, channel, now_ms) if not exempt or "frequency" not in exempt else None
         if capped is not None:
-            out.append(self._decision(cid, j.id, j.version, node.name, channel, "frequency_cap", capped, now_ms,
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.FREQUENCY_CAP, capped, now_ms,
                                       shadow=inst.shadow))
             return False
         if event is None and inst.deferred_params is not None:
@@ -405,11 +406,11 @@ class Engine:
             params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
         resume = gate.quiet_until(state, channel, now_ms) if not exempt or "quiet_hours" not in exempt else None
         if resume is not None:
-            self._defer(cid, inst, j, node, channel, action_id, params, resume, "quiet_hours_deferred", now_ms, out)
+            self._defer(cid, inst, j, node, channel, action_id, params, resume, Outcome.QUIET_HOURS_DEFERRED, now_ms, out)
             return True
         if inst.shadow:
             # Shadow: the decision is recorded; nothing is sent and nothing counts against caps.
-            out.append(self._decision(cid, j.id, j.version, node.name, channel, "sent", node.template, now_ms,
+            out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.SENT, node.template, now_ms,
                                       action_id, shadow=True))
             inst.deferred_params = None
             inst.touches += 1
@@ -426,8 +427,8 @@ class Engine:
             "event_ts": format_ts(inst.trigger_ts_ms if event is None else event.ts_ms),
             "decided_at": out.decided_at,
         }
-        out.append(Output(f"actions.{channel}", cid, action))
-        out.append(self._decision(cid, j.id, j.version, node.name, channel, "sent", node.template, now_ms, action_id))
+        out.append(Output(actions(channel), cid, action))
+        out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.SENT, node.template, now_ms, action_id))
         inst.touches += 1
         if action_id not in inst.action_ids:
             inst.action_ids.append(action_id)
@@ -484,9 +485,9 @@ class Engine:
             # A goal suppresses exactly the channels it lists; other exits withdraw what was used.
             channels = list(suppress_channels) if suppress_channels else list(inst.channels)
             out.append(self._suppression(cid, channels, j.id, suppress_reason, list(inst.action_ids), cause, now_ms))
-        outcome = "goal" if reason == "goal" else "preempted" if reason == "preempted" else "exited"
+        outcome = Outcome.GOAL if reason == "goal" else Outcome.PREEMPTED if reason == "preempted" else Outcome.EXITED
         if not inst.shadow:
-            out.lifecycle.append(Lifecycle("goal" if reason == "goal" else "exited", j.id, inst.version,
+            out.lifecycle.append(Lifecycle(Outcome.GOAL if reason == "goal" else Outcome.EXITED, j.id, inst.version,
                                            "holdout" if inst.holdout else "treatment", reason))
         out.append(self._decision(cid, j.id, inst.version, inst.node, None, outcome, detail or reason, now_ms,
                                   shadow=inst.shadow))
@@ -497,9 +498,9 @@ class Engine:
         state.instances.pop(key, None)
         state.exits[key] = now_ms
         if not inst.shadow:
-            out.lifecycle.append(Lifecycle("exited", inst.journey, inst.version,
+            out.lifecycle.append(Lifecycle(Outcome.EXITED, inst.journey, inst.version,
                                            "holdout" if inst.holdout else "treatment", "journey_unavailable"))
-        out.append(self._decision(cid, inst.journey, inst.version, inst.node, None, "exited",
+        out.append(self._decision(cid, inst.journey, inst.version, inst.node, None, Outcome.EXITED,
                                   "journey_unavailable", now_ms, shadow=inst.shadow))
 
     def _erase(self, state: CustomerState, event: Event, now_ms: int, out: _Effects) -> None:
@@ -509,11 +510,11 @@ class Engine:
             if not inst.shadow:
                 cancels.extend(inst.action_ids)
             if not inst.shadow:
-                out.lifecycle.append(Lifecycle("exited", inst.journey, inst.version,
+                out.lifecycle.append(Lifecycle(Outcome.EXITED, inst.journey, inst.version,
                                                "holdout" if inst.holdout else "treatment", "erased"))
-            out.append(self._decision(event.customer_id, inst.journey, inst.version, inst.node, None, "exited",
+            out.append(self._decision(event.customer_id, inst.journey, inst.version, inst.node, None, Outcome.EXITED,
                                       "erased", now_ms, shadow=inst.shadow))
-        out.append(self._suppression(event.customer_id, list(self.policies.channels), None, "erased", cancels,
+        out.append(self._suppression(event.customer_id, list(self.policies.channels), None, SuppressionReason.ERASED, cancels,
                                      event.event_id, now_ms))
 
     # ------------------------------------------------------------------ inputs that change state
@@ -566,7 +567,7 @@ class Engine:
             cancels = [a for inst in state.instances.values() if not inst.shadow for a in inst.action_ids
                        if (a in state.actions and state.actions[a].channel == channel)
                        or (inst.deferred and a == inst.deferred_action and inst.deferred_channel == channel)]
-            out.append(self._suppression(event.customer_id, [channel], None, "unsubscribed",
+            out.append(self._suppression(event.customer_id, [channel], None, SuppressionReason.UNSUBSCRIBED,
                                          list(dict.fromkeys(cancels)), event.event_id, now_ms))
 
     @staticmethod
@@ -600,13 +601,13 @@ class Engine:
         if shadow:
             value["shadow"] = True      # extension: only on decisions of shadow journey versions
         value["ts"] = format_ts(now_ms)
-        return Output("decisions", cid, value)
+        return Output(Topic.DECISIONS, cid, value)
 
     @staticmethod
     def _suppression(cid: str, channels: list[str], journey: str | None, reason: str, cancels: list[str],
                      cause: str, now_ms: int) -> Output:
         sid = "s-" + stable_hash(cid, journey or "", reason, cause)
-        return Output("suppressions", cid, {
+        return Output(Topic.SUPPRESSIONS, cid, {
             "suppression_id": sid, "customer_id": cid, "channels": channels, "journey": journey,
             "reason": reason, "cancels": cancels, "ts": format_ts(now_ms)})
 

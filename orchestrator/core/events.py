@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.core.vocabulary import WORKER_DEAD_LETTERS, DeadLetter
 
 FUTURE_TOLERANCE_MS = 5 * 60_000
 MAX_TS_MS = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
@@ -27,8 +28,7 @@ PROFILE_UPDATED = "profile.updated"
 PROFILE_ERASED = "profile.erased"
 _TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
-DEAD_LETTER_REASONS = ("invalid_json", "invalid_schema", "too_large", "future_timestamp", "invalid_feedback",
-                       "engine_error")
+DEAD_LETTER_REASONS = WORKER_DEAD_LETTERS     # what the worker writes (docs/events.md#dead-letters)
 
 
 class _Wire(msgspec.Struct, forbid_unknown_fields=False):
@@ -68,40 +68,40 @@ def _show_ts(ms: int) -> str:
 def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str, ...] | None = None) -> Event | Rejection:
     """Validate one Kafka message value. Never raises."""
     if raw is None:
-        return Rejection("invalid_json", "empty message (null value)")
+        return Rejection(DeadLetter.INVALID_JSON, "empty message (null value)")
     if len(raw) > max_bytes:
-        return Rejection("too_large", f"event is {len(raw)} bytes; the limit (ORCH_MAX_EVENT_BYTES) is {max_bytes}")
+        return Rejection(DeadLetter.TOO_LARGE, f"event is {len(raw)} bytes; the limit (ORCH_MAX_EVENT_BYTES) is {max_bytes}")
     try:
         wire = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        return Rejection("invalid_schema", str(exc))
+        return Rejection(DeadLetter.INVALID_SCHEMA, str(exc))
     except msgspec.DecodeError as exc:
-        return Rejection("invalid_json", str(exc))
+        return Rejection(DeadLetter.INVALID_JSON, str(exc))
     ts_ms = parse_ts_ms(wire.ts)
     if isinstance(wire.ts, int) and 0 <= wire.ts < MIN_INT_TS_MS:
-        return Rejection("invalid_schema", f"ts {wire.ts} looks like seconds since the epoch; send integer epoch "
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {wire.ts} looks like seconds since the epoch; send integer epoch "
                          "milliseconds or an RFC 3339 string - at `$.ts`")
     if ts_ms is None or ts_ms < 0:
-        return Rejection("invalid_schema", f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
     if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
-        return Rejection("future_timestamp", f"ts {_show_ts(ts_ms)} is more than 5 minutes ahead of {_show_ts(now_ms)}")
+        return Rejection(DeadLetter.FUTURE_TIMESTAMP, f"ts {_show_ts(ts_ms)} is more than 5 minutes ahead of {_show_ts(now_ms)}")
     if ts_ms > MAX_TS_MS:  # only reachable with a far-future clock (simulate); not representable downstream
-        return Rejection("invalid_schema", f"ts {wire.ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {wire.ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
     props = wire.properties if wire.properties is not None else {}
     if wire.type in FEEDBACK_TYPES:
         action_id = props.get("action_id")
         channel = props.get("channel")
         if not isinstance(action_id, str) or not action_id:
-            return Rejection("invalid_feedback", f"{wire.type} needs properties.action_id (a string)")
+            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type} needs properties.action_id (a string)")
         if not isinstance(channel, str) or not channel:
-            return Rejection("invalid_feedback", f"{wire.type} needs properties.channel (a string)")
+            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type} needs properties.channel (a string)")
         if channels is not None and channel not in channels:
-            return Rejection("invalid_feedback", f"{wire.type}: unknown channel {channel!r}")
+            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type}: unknown channel {channel!r}")
     elif wire.type.startswith("message."):
-        return Rejection("invalid_schema", f"unknown feedback type {wire.type!r} (expected one of: "
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"unknown feedback type {wire.type!r} (expected one of: "
                          + ", ".join(sorted(FEEDBACK_TYPES)) + ")")
     if wire.type == PROFILE_UPDATED and wire.properties is None:
-        return Rejection("invalid_schema", "profile.updated needs properties (an object) - at `$.properties`")
+        return Rejection(DeadLetter.INVALID_SCHEMA, "profile.updated needs properties (an object) - at `$.properties`")
     return Event(wire.event_id, wire.customer_id, wire.type, ts_ms, props, wire.account_id)
 
 

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, disable_created_metrics, Counter, Gauge, Histogram, Info, generate_latest
 
 from orchestrator import __version__
-from orchestrator.core.events import DEAD_LETTER_REASONS
+from orchestrator.core.vocabulary import OUTCOMES, SUPPRESSION_REASONS, WORKER_DEAD_LETTERS
 
 disable_created_metrics()   # no *_created series: they double the output and no dashboard uses them
 
-SUPPRESSION_REASONS = ("goal", "exit", "erased", "unsubscribed", "preempted", "expired")
-DECISION_OUTCOMES = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_hours_deferred", "suppressed",
-                     "preempted", "entry_refused", "entered", "exited", "goal", "window_deferred")
+# Label values, from the one vocabulary (orchestrator.core.vocabulary).
+DECISION_OUTCOMES = OUTCOMES
+DEAD_LETTER_REASONS = WORKER_DEAD_LETTERS
 # Known profile fields (docs/events.md#reserved-types) whose invalid values are counted, never the values themselves.
 PROFILE_FIELDS = ("timezone", "consent")
 # Why a valid event took the hop through the internal topic (orch_events_rekeyed_total).

@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from orchestrator.config import Settings
 from orchestrator.core import Engine
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event
+from orchestrator.core.vocabulary import DeadLetter, Topic, is_action
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
@@ -60,7 +61,7 @@ class Decider:
         self.checkpoint, self.clocks = checkpoint, clocks
         self.topic_names = topic_names            # topic suffix ("actions.email") -> full name
         self.collector = Collector(producer, partition_counts, placement(settings), fail)
-        self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names["dlq"])
+        self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names[Topic.DLQ])
         self.topics = {EVENTS: settings.events_topic, INTERNAL: settings.keyed_topic}
         self.journal = Journal(self.topics)
         self._seq = 0
@@ -179,7 +180,7 @@ class Decider:
             journaled.append(Output(o.topic, o.key, value))
             self._send(o.topic, key if o.key == cid else o.key.encode(), value)
             t.output(o.topic, o.value)
-            if ev is not None and o.topic.startswith("actions."):
+            if ev is not None and is_action(o.topic):
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
@@ -198,10 +199,10 @@ class Decider:
         t = self._tally
         t.engine_errors += 1
         if event:
-            t.dead["engine_error"] += 1
-        record = dead_letter(Rejection("engine_error", f"{type(exc).__name__} {where}"), topic=topic,
+            t.dead[DeadLetter.ENGINE_ERROR] += 1
+        record = dead_letter(Rejection(DeadLetter.ENGINE_ERROR, f"{type(exc).__name__} {where}"), topic=topic,
                              partition=p, offset=offset, raw=raw, now_ms=self._now)
-        self._send("dlq", key, orjson.dumps(record))
+        self._send(Topic.DLQ, key, orjson.dumps(record))
 
     def adopt(self, p: int, store: Any, committed: dict[bytes, int | None]) -> None:
         """A partition assigned and restored: its journals (see :meth:`Journal.adopt`)."""

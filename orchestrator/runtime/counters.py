@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.core.engine import Lifecycle, Result
 from orchestrator.core.events import DEAD_LETTER_REASONS
+from orchestrator.core.vocabulary import DeadLetter, Outcome, Topic
 from orchestrator.observability.metrics import DECISION_OUTCOMES, PROFILE_FIELDS, SUPPRESSION_REASONS, Metrics
 
 
@@ -57,10 +58,10 @@ class Tally:
 
     def output(self, topic: str, value: dict[str, Any]) -> None:
         """Count one output record (``topic`` is its suffix: actions.<channel>, suppressions, decisions)."""
-        if topic == "decisions":
-            self.outputs["decisions", value["outcome"] + ("/shadow" if "shadow" in value else "")] += 1
-        elif topic == "suppressions":
-            self.outputs["suppressions", value["reason"]] += 1
+        if topic == Topic.DECISIONS:
+            self.outputs[Topic.DECISIONS, value["outcome"] + ("/shadow" if "shadow" in value else "")] += 1
+        elif topic == Topic.SUPPRESSIONS:
+            self.outputs[Topic.SUPPRESSIONS, value["reason"]] += 1
         else:
             self.outputs["actions", value["channel"]] += 1
 
@@ -92,9 +93,9 @@ class Counters:
                 self._dead_letters[reason].inc(n)
         if t.engine_errors:
             m.engine_errors.inc(t.engine_errors)
-            others = t.engine_errors - t.dead["engine_error"]      # the events among them are counted above
+            others = t.engine_errors - t.dead[DeadLetter.ENGINE_ERROR]    # the events among them are counted above
             if others:
-                self._dead_letters["engine_error"].inc(others)
+                self._dead_letters[DeadLetter.ENGINE_ERROR].inc(others)
         if t.replayed:
             m.replayed_outputs.inc(t.replayed)
         if t.timers_fired:
@@ -110,11 +111,11 @@ class Counters:
         for reason, n in t.rekeyed.items():
             m.events_rekeyed.labels(reason).inc(n)
         for (kind, label), n in t.outputs.items():
-            if kind == "decisions":
+            if kind == Topic.DECISIONS:
                 outcome, _, shadow = label.partition("/")
                 sh = "true" if shadow else "false"
                 (self._decisions.get((outcome, sh)) or m.decisions.labels(outcome, sh)).inc(n)
-            elif kind == "suppressions":
+            elif kind == Topic.SUPPRESSIONS:
                 (self._suppressions.get(label) or m.suppressions.labels(label)).inc(n)
             else:
                 (self._actions.get(label) or m.actions.labels(label)).inc(n)
@@ -127,10 +128,10 @@ class Counters:
         if row is None:
             row = self.stats[(lc.journey, lc.version)] = {
                 "entries": {"treatment": 0, "holdout": 0}, "goals": {"treatment": 0, "holdout": 0}, "exits": {}}
-        if lc.kind == "entered":
+        if lc.kind == Outcome.ENTERED:
             m.journey_entries.labels(lc.journey, lc.group).inc(n)
             row["entries"][lc.group] += n
-        elif lc.kind == "goal":
+        elif lc.kind == Outcome.GOAL:
             m.journey_goals.labels(lc.journey, lc.group).inc(n)
             row["goals"][lc.group] += n
         else:

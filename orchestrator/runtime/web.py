@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.config import Settings
-from orchestrator.core.stats import journey_report
+from orchestrator.reports.stats import journey_report
 from orchestrator.observability.metrics import Metrics
 
 log = logging.getLogger("orchestrator.worker")

@@ -1,7 +1,10 @@
 """The dependency rule the README states, checked on the source of every module in orchestrator/.
 
 - ``orchestrator.core`` is pure: it imports no Kafka client, no RocksDB, no asyncio, no web
-  server, and nothing from the rest of the package except ``orchestrator.errors``.
+  server, and nothing from the rest of the package except ``orchestrator.errors`` (so nothing of
+  ``orchestrator.reports`` either).
+- ``orchestrator.reports`` is as pure, and imports nothing of the package but the core and
+  ``orchestrator.errors`` (no runtime, no tool).
 - aiokafka is imported only in ``runtime/``, ``admin/``, ``adapters/``, ``localkafka/`` and
   ``testing/``.
 - rocksdict is imported only in ``runtime/store.py`` and the adapters' own store.
@@ -24,6 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "orchestrator"
 KAFKA = ("aiokafka", "confluent_kafka", "kafka", "faust", "mode")
 ASYNC = ("asyncio", "uvloop", "aiohttp")
 CORE_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.errors")
+REPORTS_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.reports", "orchestrator.errors")
 AIOKAFKA_ROOMS = ("runtime", "admin", "adapters", "localkafka", "testing")
 ROCKSDICT_FILES = ("runtime/store.py", "adapters/dedup.py")
 
@@ -60,6 +64,11 @@ def violations(package: Path) -> list[str]:
                     found.append(f"{where} (the core is pure)")
                 elif top(name) == "orchestrator" and not name.startswith(CORE_MAY_IMPORT_FROM_PACKAGE):
                     found.append(f"{where} (the core imports only itself and orchestrator.errors)")
+            if room == "reports":
+                if top(name) in KAFKA + ASYNC + ("rocksdict",):
+                    found.append(f"{where} (reports are pure)")
+                elif top(name) == "orchestrator" and not name.startswith(REPORTS_MAY_IMPORT_FROM_PACKAGE):
+                    found.append(f"{where} (reports import only the core, themselves and orchestrator.errors)")
             if top(name) == "aiokafka" and room not in AIOKAFKA_ROOMS:
                 found.append(f"{where} (aiokafka only in {', '.join(AIOKAFKA_ROOMS)})")
             if top(name) == "rocksdict" and rel not in ROCKSDICT_FILES:
@@ -77,6 +86,9 @@ def test_the_package_keeps_the_dependency_rule() -> None:
     ("core/bad.py", "import asyncio\n", "the core is pure"),
     ("core/bad.py", "def f():\n    from aiokafka import AIOKafkaConsumer\n", "the core is pure"),
     ("core/bad.py", "from orchestrator.runtime.store import STATE\n", "imports only itself"),
+    ("core/bad.py", "from orchestrator.reports import graph\n", "imports only itself"),
+    ("reports/bad.py", "from orchestrator.runtime.store import STATE\n", "reports import only the core"),
+    ("reports/bad.py", "import asyncio\n", "reports are pure"),
     ("simulate.py", "import aiokafka\n", "aiokafka only in"),
     ("runtime/worker.py", "import rocksdict\n", "rocksdict only in"),
     ("cli.py", "from benchmarks import load\n", "never imports benchmarks"),

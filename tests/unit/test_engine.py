@@ -764,7 +764,7 @@ def test_global_holdout() -> None:
 
 def test_globally_held_out_customers_enter_in_the_holdout_group() -> None:
     """SPEC §3: globally held-out customers are in the holdout group of every statistic."""
-    from orchestrator.core.stats import from_decisions
+    from orchestrator.reports.stats import from_decisions
     eng = engine(GOAL, policies=Policies(global_holdout=0.5))
     lifecycle, log = [], []
     for i in range(40):

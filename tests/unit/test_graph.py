@@ -1,4 +1,4 @@
-"""Journey pictures (orchestrator/core/graph.py and `orchestrator journeys graph`), without Kafka.
+"""Journey pictures (orchestrator/reports/graph.py and `orchestrator journeys graph`), without Kafka.
 
 Counts are checked on decisions made by the real engine through the simulator (the same core as
 the worker), so the arrows' numbers are what a customer's path through the definition really was.
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from orchestrator.cli import main
 from orchestrator.core import Engine, JourneySet, parse_journey, parse_policies
-from orchestrator.core.graph import (END, ENTRY, EXIT_RULES, GOAL, HANDLED_NODE_TYPES, _mermaid_id, count_decisions,
+from orchestrator.reports.graph import (END, ENTRY, EXIT_RULES, GOAL, HANDLED_NODE_TYPES, _mermaid_id, count_decisions,
                                      iter_node_types, picture, to_dot, to_mermaid)
 from orchestrator.core.journeys import NODE_NAME, load_journey_file
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
@@ -141,7 +141,7 @@ def paths_run() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- the picture
 def test_every_node_kind_of_the_language_is_drawn_explicitly():
     assert set(iter_node_types()) == set(HANDLED_NODE_TYPES), (
-        "a node kind was added to orchestrator/core/journeys.py: draw it in orchestrator/core/graph.py")
+        "a node kind was added to orchestrator/core/journeys.py: draw it in orchestrator/reports/graph.py")
 
 
 def test_picture_shows_nodes_edges_conditions_weights_waits_and_annotations():

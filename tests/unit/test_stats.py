@@ -7,7 +7,7 @@ import random
 import orjson
 
 from orchestrator.core import Engine, JourneySet, Policies, parse_journey
-from orchestrator.core.stats import from_decisions, lift_interval, render_table
+from orchestrator.reports.stats import from_decisions, lift_interval, render_table
 from orchestrator.simulate import Simulation
 
 HOLDOUT_JOURNEY = """

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from orchestrator.admin.winner import compare_arms, find_split, next_version, render_report, winner
 from orchestrator.core import Engine, JourneySet, Policies, parse_journey
-from orchestrator.core import stats
+from orchestrator.reports import stats
 from orchestrator.core.ids import bucket
 from orchestrator.core.timeutil import parse_ts_ms
 from orchestrator.errors import ConfigError

@@ -38,6 +38,7 @@ from orchestrator.core import journeys as jmod
 from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, Node,
                                         SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.timeutil import parse_ts_ms
+from orchestrator.core.vocabulary import Outcome
 
 # Node kinds handled explicitly below; tests/unit/test_graph.py checks that it covers journeys.Node.
 HANDLED_NODE_TYPES = (SendNode, BranchNode, SplitNode, WaitNode, WaitForNode, WaitUntilNode, ExitNode)
@@ -48,11 +49,11 @@ GOAL = "<goal>"
 EXIT_RULES = "<exit>"
 
 # Outcomes in the order a reader expects them on a box; others follow alphabetically.
-OUTCOME_ORDER = ("sent", "holdout", "no_consent", "frequency_cap", "quiet_hours_deferred", "window_deferred",
-                 "suppressed", "goal", "exited", "preempted")
-GATE_OUTCOMES = frozenset({"sent", "holdout", "no_consent", "frequency_cap", "suppressed"})
-DEFERRALS = frozenset({"quiet_hours_deferred", "window_deferred"})
-ENDINGS = frozenset({"goal", "exited", "preempted"})
+OUTCOME_ORDER = (Outcome.SENT, Outcome.HOLDOUT, Outcome.NO_CONSENT, Outcome.FREQUENCY_CAP, Outcome.QUIET_HOURS_DEFERRED,
+                 Outcome.WINDOW_DEFERRED, Outcome.SUPPRESSED, Outcome.GOAL, Outcome.EXITED, Outcome.PREEMPTED)
+GATE_OUTCOMES = frozenset({Outcome.SENT, Outcome.HOLDOUT, Outcome.NO_CONSENT, Outcome.FREQUENCY_CAP, Outcome.SUPPRESSED})
+DEFERRALS = frozenset({Outcome.QUIET_HOURS_DEFERRED, Outcome.WINDOW_DEFERRED})
+ENDINGS = frozenset({Outcome.GOAL, Outcome.EXITED, Outcome.PREEMPTED})
 
 EdgeKey = tuple[str, int]           # (from node, index among its ways out)
 
@@ -314,7 +315,7 @@ def _bump(table: dict[Any, int], key: Any, n: int = 1) -> None:
 
 def _outcome_label(d: dict[str, Any]) -> str:
     outcome = str(d.get("outcome"))
-    if outcome == "exited":
+    if outcome == Outcome.EXITED:
         return f"exited {d.get('detail') or 'exit'}"
     return outcome
 
@@ -359,7 +360,7 @@ def count_decisions(j: Journey, decisions: Iterable[dict[str, Any]], *, since_ms
             last.pop(cid, None)
             continue
         prev = last.get(cid)
-        if outcome == "entered":
+        if outcome == Outcome.ENTERED:
             grp = "holdout" if d.get("detail") == "holdout" else "treatment"
             group[cid] = grp
             if now:
@@ -369,9 +370,9 @@ def count_decisions(j: Journey, decisions: Iterable[dict[str, Any]], *, since_ms
             continue
         if now:
             _bump(counts.nodes.setdefault(node, {}), _outcome_label(d))
-            if outcome == "sent" and d.get("channel"):
+            if outcome == Outcome.SENT and d.get("channel"):
                 _bump(counts.channels.setdefault(node, {}), str(d["channel"]))
-            if outcome == "goal":
+            if outcome == Outcome.GOAL:
                 _bump(counts.goals, group.get(cid, "treatment"))
         if prev is not None and now:
             _step(paths, prev, d, take, counts)
@@ -391,10 +392,10 @@ def count_decisions(j: Journey, decisions: Iterable[dict[str, Any]], *, since_ms
 def _step(paths: _Paths, prev: dict[str, Any], d: dict[str, Any], take: Any, counts: Counts) -> None:
     """Count the arrows between two consecutive decisions of one instance."""
     a, b, before, outcome = prev["node"], d["node"], prev.get("outcome"), d.get("outcome")
-    if a == b and (before == "entered" or before in DEFERRALS):
+    if a == b and (before == Outcome.ENTERED or before in DEFERRALS):
         return                                      # the same visit: entry or release of a deferral
     if a == b and before in GATE_OUTCOMES and outcome in ENDINGS:
-        if outcome == "exited" and d.get("detail") == "completed" and paths.out[a] == [((a, 0), END)]:
+        if outcome == Outcome.EXITED and d.get("detail") == "completed" and paths.out[a] == [((a, 0), END)]:
             take([(a, 0)])                          # a send without next: the journey is complete
         return                                      # max_touches, or a goal/exit right after the send
     between = paths.between(a, b)
