@@ -62,7 +62,7 @@ from aiokafka.errors import KafkaError
 
 from orchestrator.adapters import housekeeping, web
 from orchestrator.adapters.cancels import Cancels
-from orchestrator.adapters.dedup import DedupStore
+from orchestrator.adapters.dedup import DedupStore, adopt_old_store
 from orchestrator.adapters.delivery import Delivery
 from orchestrator.adapters.lanes import Item, Lane, first
 from orchestrator.adapters.metrics import AdapterMetrics
@@ -132,6 +132,11 @@ class WebhookAdapter:
     async def run(self) -> None:
         s, o = self.settings, self.options
         await self._check_topics()
+        if o.old_data_root is not None:
+            moved = adopt_old_store(o.old_data_root, o.data_dir, s.topic_prefix)
+            if moved is not None:
+                log.info("moved the store of an earlier version from %s to %s: the default store is now one per "
+                         "topic prefix, whatever the consumer group", moved, o.data_dir)
         self.store = store = DedupStore(o.data_dir, o.dedup_window_ms)
         try:
             runner = await web.start(s.web_host, o.web_port, self.metrics, self._health)
