@@ -99,8 +99,7 @@ class RecordHandler:
                     m.decided_to_delivered.labels(channel).observe(max(0.0, (now - decided) / 1000))
             else:
                 mark = store.put(dedup.ACTION, aid, dedup.FAILED, now, status=answer.status, detail=detail)
-                log.warning("%s partition %d offset %d: dead-lettered (%s)", msg.topic, msg.partition, msg.offset,
-                            detail)
+                _log_failed("action", aid, msg, detail)
             # Step 5.
             await self._finish_action(msg, action, channel, mark)
             m.actions.labels(channel, "delivered" if result == "delivered" else "dead_letter").inc()
@@ -151,8 +150,7 @@ class RecordHandler:
                     m.forwarded.labels("forwarded").inc()
                     return
                 mark = store.put(dedup.SUPPRESSION, sid, dedup.FAILED, now_ms(), status=answer.status, detail=detail)
-                log.warning("%s partition %d offset %d: dead-lettered (%s)", msg.topic, msg.partition, msg.offset,
-                            detail)
+                _log_failed("suppression", sid, msg, detail)
                 m.forwarded.labels("dead_letter").inc()
             else:
                 m.forwarded.labels("duplicate").inc()
@@ -167,3 +165,9 @@ class RecordHandler:
         futures = [await self.producer.send(topic, value=value, key=key) for topic, key, value in records]
         for fut in futures:
             await fut
+
+
+def _log_failed(what: str, ident: str, msg: Any, detail: str) -> None:
+    """The final failure of a delivery, as a warning (attempts that were retried are logged before it)."""
+    log.warning("%s %s (%s partition %d offset %d): dead-lettered (%s)", what, ident, msg.topic, msg.partition,
+                msg.offset, detail)

@@ -323,6 +323,17 @@ def test_flaky_endpoint_is_retried_a_refusal_and_an_exhausted_budget_are_dead_le
     assert metrics["orch_adapter_dead_letters_total{reason=delivery_failed}"] == 2
     assert metrics["orch_adapter_dead_letters_total{reason=invalid_json}"] == 1
     assert metrics["orch_adapter_actions_total{channel=email,result=dead_letter}"] == 2
+    # The log (at the default level, info): the first failed attempt of each retried action at INFO,
+    # its later ones only at DEBUG (not shown), the final failures at WARNING; never a customer id.
+    lines = adapter.log_path.read_text().splitlines()
+    retried = [line for line in lines if " answered HTTP 503; retrying in " in line]
+    assert len(retried) == 2 and all(" INFO " in line and " attempt 1 " in line for line in retried), retried
+    assert {flaky["action_id"], down["action_id"]} == {line.split("action ")[1].split(" ")[0] for line in retried}
+    failed = [line for line in lines if "dead-lettered" in line]
+    assert all(" WARNING " in line for line in failed) and len(failed) == 2, failed
+    assert any(refused["action_id"] in line and "HTTP 400" in line for line in failed)
+    assert any(down["action_id"] in line and "gave up after" in line for line in failed)
+    assert cust not in "\n".join(lines)
 
 
 def test_restart_and_replay_deliver_nothing_twice(tmp_path):
