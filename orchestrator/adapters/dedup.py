@@ -1,6 +1,7 @@
 """The adapter's durable memory: what it did with each id, in one RocksDB (rocksdict).
 
-Keys (one database per adapter process, under ``--data-dir``):
+Keys (one database per adapter process, under ``--data-dir``; nothing in it depends on the
+consumer group, so any group an adapter runs in sees what was delivered before):
 
 ==============================  ===================================================================
 ``a`` + action id               what happened to the action (layout below)
@@ -219,3 +220,32 @@ class DedupStore:
         if deleted:
             self.db.write(wb)
         return deleted
+
+
+def adopt_old_store(old_root: Path, path: Path, prefix: str) -> Path | None:
+    """Make ``path`` (the default data dir of topic prefix ``prefix``) the store an earlier version
+    kept under ``old_root``, one per consumer group (``old_root/<group>``), so that nothing it
+    recorded is delivered again. Returns the store moved, or ``None``.
+
+    Nothing happens when ``path`` exists already, or when no store lies under ``old_root`` other
+    than the default groups' of other prefixes (``<other>-adapter-webhook-...``). One store is moved
+    to ``path`` (checked not in use first). Several: raises :class:`ConfigError`, since using one
+    would forget what the others recorded.
+    """
+    if path.exists() or not old_root.is_dir():
+        return None
+    mine = f"{prefix}-adapter-webhook-"
+    found = sorted(d for d in old_root.iterdir()
+                   if (d / "CURRENT").is_file() and (d.name.startswith(mine) or "-adapter-webhook-" not in d.name))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ConfigError(f"{old_root} holds {len(found)} stores of an earlier adapter version, one per consumer "
+                          f"group ({', '.join(d.name for d in found)}), and this version keeps one per topic prefix, "
+                          f"so it cannot tell which to take over: move the one this adapter used to {path} or pass "
+                          "it as --data-dir (the deliveries recorded in the others stay unknown to it)")
+    old = found[0]
+    DedupStore(old, 0).close()        # raises, in one sentence, if a running adapter holds it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old.rename(path)
+    return old

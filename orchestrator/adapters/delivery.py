@@ -7,7 +7,9 @@
 4. **Answer**: 2xx is delivered. 5xx, 408, 409, 425, 429, a timeout or a connection error is
    retried after a backoff (:mod:`orchestrator.adapters.retry`) from 3 while ``--retry-budget``
    allows; any other answer (redirects are not followed: a POST must not turn into a GET), or the
-   end of the budget, is failed, with the detail its dead letter carries.
+   end of the budget, is failed, with the detail its dead letter carries. The first failed attempt
+   of an id is logged at INFO (its id, the attempt, the status or error, the next backoff), each
+   further one at DEBUG; the final failure is logged at WARNING where it is dead-lettered.
 
 What the answer means for the record (feedback, dead letter, the store's ``D`` / ``F``) is decided
 by :mod:`orchestrator.adapters.records`. A detail names the status, the URL's origin (scheme, host
@@ -18,6 +20,7 @@ header value.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +37,9 @@ from orchestrator.adapters.ratelimit import TokenBucket, take
 from orchestrator.adapters.retry import is_retryable, is_success, parse_retry_after
 
 MAX_ANSWER_BYTES = 64 * 1024      # read of an answer's body (the dead letter keeps 200 characters)
+KIND_NAMES = {dedup.ACTION: "action", dedup.SUPPRESSION: "suppression"}
+
+log = logging.getLogger("orchestrator.adapter")
 
 
 @dataclass
@@ -42,6 +48,11 @@ class Answer:
     outcome: str                  # the `outcome` label: 2xx ... 5xx, timeout, connection_error
     detail: str
     retry_after: float | None = None
+
+    @property
+    def short(self) -> str:
+        """The status or the kind of error, without the answer's body: what a log line may say."""
+        return f"HTTP {self.status}" if self.status is not None else self.outcome.replace("_", " ")
 
 
 class Delivery:
@@ -106,6 +117,12 @@ class Delivery:
                                           f"in {time.monotonic() - started:.1f} s; --retry-budget is "
                                           f"{policy.budget_s:g} s)")
             m.retries.labels(target).inc()
+            # Ids only: an action or suppression id is not personal data, its customer id and the
+            # answer's body (which may echo the request) stay out of the log.
+            log.log(logging.INFO if retry == 0 else logging.DEBUG,
+                    "%s %s (%s): attempt %d answered %s; retrying in %.1f s%s", KIND_NAMES.get(kind, "id"), ident,
+                    target, retry + 1, answer.short, delay,
+                    " (further attempts are logged at debug level, a final failure as a warning)" if retry == 0 else "")
             try:
                 await asyncio.wait_for(stopping.wait(), delay)
             except asyncio.TimeoutError:

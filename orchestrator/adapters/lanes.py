@@ -30,14 +30,18 @@ class GiveUp(Exception):
 
 
 class Item:
-    """One fetched record on its way through a lane: the Kafka record, what it parsed to, and the
-    keys no other record may hold while it is in flight (its record key and its id)."""
+    """One fetched record on its way through a lane: the Kafka record, what it parsed to, the
+    keys no other record may hold while it is in flight (its record key and its id), and a
+    ``fence``: what the handler waits for before it decides (the webhook adapter's: the cancels
+    read up to where they were when the record was read, :meth:`~orchestrator.adapters.cancels.Cancels.fence`)."""
 
-    __slots__ = ("msg", "data", "serial", "done")
+    __slots__ = ("msg", "data", "serial", "fence", "done")
 
-    def __init__(self, msg: Any, data: dict[str, Any] | Rejection, ident: str | None) -> None:
+    def __init__(self, msg: Any, data: dict[str, Any] | Rejection, ident: str | None,
+                 fence: asyncio.Future | None = None) -> None:
         self.msg = msg
         self.data = data
+        self.fence = fence
         serial: list[bytes] = [] if msg.key is None else [b"k" + msg.key]
         if ident is not None:
             serial.append(b"i" + ident.encode())
@@ -123,9 +127,7 @@ class Exclusive:
         """Hold ``key`` for the block, after whoever holds it now. Waiting is given up
         (:class:`GiveUp`) when this record's lane stops."""
         while (other := self._held.get(key)) is not None:
-            await first(asyncio.shield(other), stopping.wait())
-            if stopping.is_set():
-                raise GiveUp
+            await until(other, stopping)
         mine = asyncio.get_running_loop().create_future()
         self._held[key] = mine
         try:
@@ -133,6 +135,16 @@ class Exclusive:
         finally:
             del self._held[key]
             mine.set_result(None)
+
+
+async def until(fut: asyncio.Future, stopping: asyncio.Event) -> Any:
+    """Wait for ``fut`` without cancelling it (others may wait for it too) and return its result;
+    raise :class:`GiveUp` if ``stopping`` is set first."""
+    if not fut.done():
+        await first(asyncio.shield(fut), stopping.wait())
+        if stopping.is_set():
+            raise GiveUp
+    return fut.result()
 
 
 async def first(*waits: Awaitable[Any]) -> None:

@@ -29,6 +29,10 @@ MIN_DEDUP_WINDOW_MS = 60_000
 HEADERS_VAR = "ORCH_ADAPTER_HEADERS"
 HEADER_VAR_PREFIX = "ORCH_ADAPTER_HEADER_"
 DATA_DIR_VAR = "ORCH_ADAPTER_DATA_DIR"
+# The default store is one per topic prefix (it holds how far <prefix>.suppressions was read), never
+# per consumer group: a group changes with --channel, and what was delivered must not be forgotten.
+DEFAULT_DATA_ROOT = Path(".orch") / "adapter-webhook"
+OLD_DATA_ROOT = Path(".orch") / "adapter"        # before: one default store per group, .orch/adapter/<group>
 # Set by the adapter on every request; a configured value would contradict them.
 RESERVED_HEADERS = frozenset({"idempotency-key", "content-type", "content-length", "host", "transfer-encoding"})
 _CHANNEL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -43,6 +47,7 @@ class WebhookOptions:
     channels: tuple[str, ...]
     group: str
     data_dir: Path
+    old_data_root: Path | None = None      # with the default data dir: where earlier versions kept theirs
     suppressions_url: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     retry: RetryPolicy = RetryPolicy(DEFAULT_RETRY_BUDGET_S)
@@ -76,7 +81,8 @@ def add_webhook_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_CONCURRENCY})")
     p.add_argument("--dedup-window", default=DEFAULT_DEDUP_WINDOW, metavar="DURATION",
                    help=f"how long action ids are remembered, e.g. 12h, 7d (default {DEFAULT_DEDUP_WINDOW})")
-    p.add_argument("--data-dir", help=f"the adapter's RocksDB (default ${DATA_DIR_VAR}, else .orch/adapter/<group>)")
+    p.add_argument("--data-dir", help=f"the adapter's RocksDB, whatever the group (default ${DATA_DIR_VAR}, "
+                                      f"else {DEFAULT_DATA_ROOT}/<prefix>)")
     p.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
                    help=f"port of /metrics and /health on ORCH_WEB_HOST (default {DEFAULT_WEB_PORT})")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
@@ -166,8 +172,13 @@ def webhook_options(args: argparse.Namespace, *, topic_prefix: str, env: Mapping
     if window_ms < MIN_DEDUP_WINDOW_MS:
         raise ConfigError(f"--dedup-window must be at least 1m, got {format_duration_ms(window_ms)}")
     group = args.group or f"{topic_prefix}-adapter-webhook-{'-'.join(channels)}"
-    data_dir = Path(args.data_dir or env.get(DATA_DIR_VAR) or Path(".orch") / "adapter" / group)
+    chosen = args.data_dir or env.get(DATA_DIR_VAR)
+    if not chosen and not topic_prefix.strip("."):
+        raise ConfigError(f"the topic prefix {topic_prefix!r} cannot name the adapter's default data dir; "
+                          "give it one with --data-dir")
+    data_dir = Path(chosen) if chosen else DEFAULT_DATA_ROOT / topic_prefix
     return WebhookOptions(url=url, channels=channels, group=group, data_dir=data_dir,
+                          old_data_root=None if chosen else OLD_DATA_ROOT,
                           suppressions_url=suppressions_url, timeout_s=args.timeout,
                           retry=RetryPolicy(args.retry_budget), rates=rates, burst=args.burst,
                           concurrency=args.concurrency, dedup_window_ms=window_ms, web_port=args.web_port,

@@ -1,27 +1,30 @@
 """Token buckets: how the adapter meets a provider's requests-per-second limit.
 
-Pure and synchronous (the clock is an argument), so the arithmetic is unit-tested without
-sleeping; :func:`take` is the asyncio wrapper the adapter awaits before each request.
+The arithmetic is pure and synchronous (the clock is an argument), so it is unit-tested without
+sleeping; :func:`take` is the asyncio wrapper the adapter awaits before each request (its clock
+can be injected too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
     """At most ``rate`` requests per second on average and at most ``burst`` at once.
 
-    A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second; every request
-    takes one. Reservations queue in order: the balance may go below zero, and each caller waits
-    until its own token has accrued, so concurrent callers are served first come, first served and
-    the rate holds however many of them there are. With the default ``burst`` of 1, requests are
-    spaced ``1 / rate`` seconds apart: in any span of ``t`` seconds at most ``rate * t + 1`` go
-    out, which is what a strict "N per second" provider limit asks for.
+    A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second; a request
+    takes one token at the moment it goes out, never earlier, and the bucket never holds more
+    than ``burst``. So in any span of ``t`` seconds at most ``rate * t + burst`` requests go out,
+    whatever happened before: after an event-loop stall the requests that were waiting do not go
+    out at once, they go at the rate. With the default ``burst`` of 1, requests are spaced
+    ``1 / rate`` seconds apart, which is what a strict "N per second" provider limit asks for.
+    ``queue`` serves concurrent callers of :func:`take` first come, first served.
     """
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("rate", "burst", "tokens", "stamp", "queue")
 
     def __init__(self, rate: float, burst: int = 1, *, now: float) -> None:
         if rate <= 0:
@@ -32,30 +35,38 @@ class TokenBucket:
         self.burst = float(burst)
         self.tokens = float(burst)
         self.stamp = now
+        self.queue = asyncio.Lock()
 
-    def reserve(self, now: float) -> float:
-        """Take one token: the seconds to wait before using it (0 when one is there now)."""
+    def try_take(self, now: float) -> float:
+        """Take a token if one is there at ``now`` and return 0; otherwise take nothing and return
+        the seconds until one will be there."""
         if now > self.stamp:
             self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
-        self.tokens -= 1.0
-        due = self.stamp if self.tokens >= 0 else self.stamp - self.tokens / self.rate
-        return max(0.0, due - now)
+        if self.tokens >= 1.0 - 1e-9:      # 1e-9: float dust of the refill, not a token
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
 
 
-async def take(bucket: TokenBucket | None, stopping: asyncio.Event) -> float | None:
-    """Wait for a token of ``bucket`` (none: no limit). Returns the seconds waited, or ``None``
-    when ``stopping`` was set meanwhile (the caller then gives the request up)."""
+async def take(bucket: TokenBucket | None, stopping: asyncio.Event, *,
+               clock: Callable[[], float] = time.monotonic) -> float | None:
+    """Wait for a token of ``bucket`` (none: no limit), after the callers that asked before.
+    Returns the seconds waited, or ``None`` when ``stopping`` was set meanwhile (the caller then
+    gives the request up)."""
     if bucket is None:
         return 0.0
-    delay = bucket.reserve(time.monotonic())
-    if delay <= 0:
-        return 0.0
-    try:
-        await asyncio.wait_for(stopping.wait(), delay)
-    except asyncio.TimeoutError:
-        return delay
-    return None
+    asked = clock()
+    async with bucket.queue:
+        if stopping.is_set():
+            return None
+        while (delay := bucket.try_take(clock())) > 0:
+            try:
+                await asyncio.wait_for(stopping.wait(), delay)
+            except asyncio.TimeoutError:
+                continue
+            return None
+    return max(0.0, clock() - asked)
 
 
 def parse_rates(values: list[str], channels: tuple[str, ...]) -> dict[str, float]:

@@ -5,8 +5,9 @@ For one action (:meth:`RecordHandler.action`), holding its id (:class:`~orchestr
 1. **Look it up** in the store (:mod:`orchestrator.adapters.dedup`). An outcome already recorded
    makes it a duplicate (a replay, or a copy the worker re-sent): nothing is POSTed; only the
    Kafka records of step 5 not yet acknowledged are sent again, with the same content.
-2. **Cancelled?** A suppression listed its ``action_id`` in ``cancels``
-   (:mod:`orchestrator.adapters.cancels`): record ``C``, drop it.
+2. **Cancelled?** Once the cancels reader has read ``<prefix>.suppressions`` up to where that
+   topic ended when the action was read (the item's fence, :meth:`~orchestrator.adapters.cancels.Cancels.fence`):
+   a suppression listed its ``action_id`` in ``cancels``: record ``C``, drop it.
 3. **Send** and 4. **Answer** (:mod:`orchestrator.adapters.delivery`): 2xx records ``D``, a final
    failure records ``F`` with the detail, a cancel found before an attempt records ``C``.
 5. **Tell Kafka**: ``D``: a ``message.delivered`` event to ``<prefix>.events``; ``F``: a dead
@@ -32,7 +33,7 @@ from aiokafka import AIOKafkaProducer
 from orchestrator.adapters import dedup
 from orchestrator.adapters.dedup import DedupStore, Mark, now_ms
 from orchestrator.adapters.delivery import Delivery
-from orchestrator.adapters.lanes import Exclusive, Item
+from orchestrator.adapters.lanes import Exclusive, Item, until
 from orchestrator.adapters.metrics import SUPPRESSIONS_TARGET, AdapterMetrics
 from orchestrator.adapters.options import WebhookOptions
 from orchestrator.adapters.wire import DELIVERY_FAILED, Record, dead_letter_record, feedback_event
@@ -71,11 +72,15 @@ class RecordHandler:
                 m.actions.labels(channel, "duplicate").inc()
                 return
             uncertain = mark is not None
-            # Step 2: cancelled before delivery -> dropped.
-            if not uncertain and store.cancelled(aid):
-                store.put(dedup.ACTION, aid, dedup.CANCELLED, now_ms())
-                m.actions.labels(channel, "cancelled").inc()
-                return
+            # Step 2: cancelled before delivery -> dropped. Decided once the cancels are read up to
+            # the end the suppressions topic had when this action was read.
+            if not uncertain:
+                if item.fence is not None:
+                    await until(item.fence, stopping)
+                if store.cancelled(aid):
+                    store.put(dedup.ACTION, aid, dedup.CANCELLED, now_ms())
+                    m.actions.labels(channel, "cancelled").inc()
+                    return
             if uncertain:
                 m.unknown_outcome.labels(channel).inc()
             # Steps 3 and 4.
@@ -94,8 +99,7 @@ class RecordHandler:
                     m.decided_to_delivered.labels(channel).observe(max(0.0, (now - decided) / 1000))
             else:
                 mark = store.put(dedup.ACTION, aid, dedup.FAILED, now, status=answer.status, detail=detail)
-                log.warning("%s partition %d offset %d: dead-lettered (%s)", msg.topic, msg.partition, msg.offset,
-                            detail)
+                _log_failed("action", aid, msg, detail)
             # Step 5.
             await self._finish_action(msg, action, channel, mark)
             m.actions.labels(channel, "delivered" if result == "delivered" else "dead_letter").inc()
@@ -146,8 +150,7 @@ class RecordHandler:
                     m.forwarded.labels("forwarded").inc()
                     return
                 mark = store.put(dedup.SUPPRESSION, sid, dedup.FAILED, now_ms(), status=answer.status, detail=detail)
-                log.warning("%s partition %d offset %d: dead-lettered (%s)", msg.topic, msg.partition, msg.offset,
-                            detail)
+                _log_failed("suppression", sid, msg, detail)
                 m.forwarded.labels("dead_letter").inc()
             else:
                 m.forwarded.labels("duplicate").inc()
@@ -162,3 +165,9 @@ class RecordHandler:
         futures = [await self.producer.send(topic, value=value, key=key) for topic, key, value in records]
         for fut in futures:
             await fut
+
+
+def _log_failed(what: str, ident: str, msg: Any, detail: str) -> None:
+    """The final failure of a delivery, as a warning (attempts that were retried are logged before it)."""
+    log.warning("%s %s (%s partition %d offset %d): dead-lettered (%s)", what, ident, msg.topic, msg.partition,
+                msg.offset, detail)

@@ -1,7 +1,9 @@
 """``orchestrator adapter webhook``: actions from Kafka to an HTTP endpoint, each delivered once.
 
 One consumer group member reads ``<prefix>.actions.<channel>`` for its channels (and
-``<prefix>.suppressions`` when ``--suppressions-url`` is given). Each assigned partition is a
+``<prefix>.suppressions`` when ``--suppressions-url`` is given); like every reader of these output
+topics in the adapter, it reads committed records only (``isolation_level="read_committed"``), so
+a record of an aborted transaction is never delivered nor taken as a cancel. Each assigned partition is a
 *lane* (:mod:`orchestrator.adapters.lanes`): its records start in offset order, up to
 ``--concurrency`` at a time but never two of one key (customer) or one action id at once, and its
 offset is committed up to the first record that is not finished. For one action
@@ -10,8 +12,10 @@ offset is committed up to the first record that is not finished. For one action
 1. **Look it up** in the store (:mod:`orchestrator.adapters.dedup`). An outcome already recorded
    makes it a duplicate (a replay, or a copy the worker re-sent): nothing is POSTed; only the
    Kafka records of step 5 not yet acknowledged are sent again, with the same content.
-2. **Cancelled?** A suppression listed its ``action_id`` in ``cancels``: record ``C``, drop it.
-   (Suppressions are read by a reader of their own, see 7.)
+2. **Cancelled?** First catch up: wait until the cancels reader (7) has read the suppressions
+   topic up to the end offsets that topic had when the action was read (one ListOffsets request
+   per batch of actions read). Then decide: a suppression listed its ``action_id`` in ``cancels``:
+   record ``C``, drop it.
 3. **Send** (:mod:`orchestrator.adapters.delivery`): take a token of the channel's bucket
    (``--max-per-second``), check the cancels again, record ``I`` (in flight), POST the action's
    JSON unchanged with ``Idempotency-Key: <action_id>``.
@@ -26,9 +30,9 @@ offset is committed up to the first record that is not finished. For one action
 7. **Cancels** (:mod:`orchestrator.adapters.cancels`): a second consumer, outside the group, reads
    every partition of ``<prefix>.suppressions`` and stores the cancelled ids with its read position
    in one atomic write. At start it first catches up (from its stored position, or from one
-   de-duplication window ago) before any action is delivered, so a suppression that reached its
-   topic before the adapter started wins over an action still in the backlog, in whichever order
-   the two topics received them.
+   de-duplication window ago) before any action is delivered; then step 2's catch-up makes a
+   suppression that reached its topic before an action was read win over that action, in
+   whichever order the two topics received them and however far behind this reader is.
 
 A crash anywhere replays records from the last commit, and step 1 makes the replay send nothing
 twice, except between 3 and 4: an action recorded ``I`` has an unknown outcome (the provider may
@@ -56,8 +60,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from orchestrator.adapters import cancels, housekeeping, web
-from orchestrator.adapters.dedup import DedupStore
+from orchestrator.adapters import housekeeping, web
+from orchestrator.adapters.cancels import Cancels
+from orchestrator.adapters.dedup import DedupStore, adopt_old_store
 from orchestrator.adapters.delivery import Delivery
 from orchestrator.adapters.lanes import Item, Lane, first
 from orchestrator.adapters.metrics import AdapterMetrics
@@ -105,6 +110,7 @@ class WebhookAdapter:
         self.producer: AIOKafkaProducer | None = None
         self.delivery: Delivery | None = None
         self.handler: RecordHandler | None = None
+        self.cancels: Cancels | None = None
         self.suppression_partitions: list[int] = []
         self._paused: set[TopicPartition] = set()
         self._stopping = asyncio.Event()
@@ -126,6 +132,11 @@ class WebhookAdapter:
     async def run(self) -> None:
         s, o = self.settings, self.options
         await self._check_topics()
+        if o.old_data_root is not None:
+            moved = adopt_old_store(o.old_data_root, o.data_dir, s.topic_prefix)
+            if moved is not None:
+                log.info("moved the store of an earlier version from %s to %s: the default store is now one per "
+                         "topic prefix, whatever the consumer group", moved, o.data_dir)
         self.store = store = DedupStore(o.data_dir, o.dedup_window_ms)
         try:
             runner = await web.start(s.web_host, o.web_port, self.metrics, self._health)
@@ -142,15 +153,15 @@ class WebhookAdapter:
         try:
             await self.producer.start()
             delivery.open()
-            tasks.append(self._guarded(
-                cancels.follow_cancels(s, self.suppressions_topic, self.suppression_partitions, store, self.metrics,
-                                       o.dedup_window_ms, self._cancels_caught_up),
-                "reading the suppressions topic"))
+            self.cancels = Cancels(s, self.suppressions_topic, self.suppression_partitions, store, self.metrics,
+                                   o.dedup_window_ms, self._cancels_caught_up)
+            tasks.append(self._guarded(self.cancels.run(), "reading the suppressions topic"))
             await first(self._cancels_ready.wait(), self._stopping.wait())
             if not self._stopping.is_set():
                 topics = sorted(self.channel_of) + ([self.suppressions_topic] if o.suppressions_url else [])
                 self.consumer = AIOKafkaConsumer(
                     **kw, group_id=o.group, enable_auto_commit=False, auto_offset_reset="earliest",
+                    isolation_level="read_committed",
                     # A killed adapter keeps its partitions until its session times out (default 45 s).
                     session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
                     # A revoked partition waits for its requests in flight (at most --timeout each).
@@ -242,11 +253,15 @@ class WebhookAdapter:
         assert consumer is not None
         while not stopping.is_set():
             batch = await consumer.getmany(timeout_ms=POLL_MS, max_records=1000)
+            fence = None                  # one for every action of this batch, asked for after reading it
             for tp, msgs in batch.items():
                 lane = self.lanes.get(tp)
                 if lane is None or not msgs:
                     continue              # revoked meanwhile: the next owner reads them
-                lane.add([self._item(m) for m in msgs])
+                if fence is None and tp.topic != self.suppressions_topic:
+                    assert self.cancels is not None
+                    fence = self.cancels.fence()
+                lane.add([self._item(m, fence) for m in msgs])
                 if lane.backlog() >= MAX_BACKLOG and tp not in self._paused:
                     consumer.pause(tp)
                     self._paused.add(tp)
@@ -258,11 +273,11 @@ class WebhookAdapter:
                     consumer.resume(tp)
                     self._paused.discard(tp)
 
-    def _item(self, msg: Any) -> Item:
+    def _item(self, msg: Any, fence: asyncio.Future | None) -> Item:
         forward = msg.topic == self.suppressions_topic
         data = parse_suppression(msg.value) if forward else parse_action(msg.value)
         ident = None if isinstance(data, Rejection) else data["suppression_id" if forward else "action_id"]
-        return Item(msg, data, ident)
+        return Item(msg, data, ident, None if forward else fence)
 
     # ------------------------------------------------------------------ rebalancing and commits
     def _assigned(self, assigned: list[TopicPartition]) -> None:

@@ -134,18 +134,21 @@ class Provider:
 
 # ---------------------------------------------------------------------------- the adapter process
 class AdapterProcess(ChildProcess):
-    """``orchestrator adapter webhook`` in a subprocess, on its own prefix, data dir and port."""
+    """``orchestrator adapter webhook`` in a subprocess, on its own prefix, data dir and port
+    (``cwd``: run there with the default data dir, which is relative to it)."""
 
     def __init__(self, tmp: Path, prefix: str, url: str, *args: str, channels: str = "email",
-                 data_dir: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 data_dir: Path | None = None, extra_env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.prefix = prefix
         self.port = free_port()
         self.data_dir = data_dir or tmp / f"adapter-{prefix}"
         env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": prefix,
                "ORCH_ADAPTER_HEADER_AUTHORIZATION": SECRET, **(extra_env or {})}
+        env.pop("ORCH_ADAPTER_DATA_DIR", None)
         argv = [sys.executable, "-m", "orchestrator", "adapter", "webhook", "--url", url, "--channel", channels,
-                "--web-port", str(self.port), "--data-dir", str(self.data_dir), *args]
-        super().__init__(argv, env, tmp / f"adapter-{prefix}.log")
+                "--web-port", str(self.port), *([] if cwd else ["--data-dir", str(self.data_dir)]), *args]
+        super().__init__(argv, env, tmp / f"adapter-{prefix}.log", cwd=cwd)
 
     def start(self) -> "AdapterProcess":
         super().start()
@@ -320,6 +323,17 @@ def test_flaky_endpoint_is_retried_a_refusal_and_an_exhausted_budget_are_dead_le
     assert metrics["orch_adapter_dead_letters_total{reason=delivery_failed}"] == 2
     assert metrics["orch_adapter_dead_letters_total{reason=invalid_json}"] == 1
     assert metrics["orch_adapter_actions_total{channel=email,result=dead_letter}"] == 2
+    # The log (at the default level, info): the first failed attempt of each retried action at INFO,
+    # its later ones only at DEBUG (not shown), the final failures at WARNING; never a customer id.
+    lines = adapter.log_path.read_text().splitlines()
+    retried = [line for line in lines if " answered HTTP 503; retrying in " in line]
+    assert len(retried) == 2 and all(" INFO " in line and " attempt 1 " in line for line in retried), retried
+    assert {flaky["action_id"], down["action_id"]} == {line.split("action ")[1].split(" ")[0] for line in retried}
+    failed = [line for line in lines if "dead-lettered" in line]
+    assert all(" WARNING " in line for line in failed) and len(failed) == 2, failed
+    assert any(refused["action_id"] in line and "HTTP 400" in line for line in failed)
+    assert any(down["action_id"] in line and "gave up after" in line for line in failed)
+    assert cust not in "\n".join(lines)
 
 
 def test_restart_and_replay_deliver_nothing_twice(tmp_path):
@@ -354,6 +368,36 @@ def test_restart_and_replay_deliver_nothing_twice(tmp_path):
             assert replay.stop() == 0, replay.log_tail()
     assert len(provider.posts) == 25 and sum(provider.deliveries.values()) == 25
     assert not provider.reposts
+
+
+def test_another_channel_list_is_another_group_but_the_same_store(tmp_path):
+    """The default group follows --channel; the default store does not: going from `email,web`
+    to `email` reads the email actions again from the start and POSTs none of them again."""
+    prefix = new_prefix()
+    make_topics(prefix, ("email", "web"))
+    run = uuid.uuid4().hex[:6]
+    sent = [action(f"a-{run}-{i}", f"cust-{run}-{i}", "email" if i % 3 else "web") for i in range(30)]
+    later = [action(f"a-{run}-later-{i}", f"cust-{run}-{i}") for i in range(5)]
+    with Provider() as provider:
+        send_actions(prefix, sent)
+        both = AdapterProcess(tmp_path, prefix, provider.url, channels="email,web", cwd=tmp_path).start()
+        try:
+            provider.wait_delivered(len(sent), adapter=both)
+            both.wait_metric("orch_adapter_feedback_events_total", len(sent), type="message.delivered")
+        finally:
+            assert both.stop() == 0, both.log_tail()
+        email = AdapterProcess(tmp_path, prefix, provider.url, channels="email", cwd=tmp_path).start()
+        try:
+            send_actions(prefix, later)
+            provider.wait_delivered(len(sent) + len(later), adapter=email)
+            repeated = sum(1 for a in sent if a["channel"] == "email")
+            email.wait_metric("orch_adapter_actions_total", repeated, channel="email", result="duplicate")
+        finally:
+            assert email.stop() == 0, email.log_tail()
+    assert f"as group {prefix}-adapter-webhook-email-web;" in both.log_path.read_text()
+    assert f"as group {prefix}-adapter-webhook-email;" in email.log_path.read_text()
+    assert len(provider.posts) == len(sent) + len(later) and not provider.reposts
+    assert (tmp_path / ".orch" / "adapter-webhook" / prefix / "CURRENT").is_file()
 
 
 def test_a_cancelled_action_is_dropped_in_either_order_and_suppressions_are_passed_on(tmp_path):

@@ -84,3 +84,62 @@ def test_a_data_dir_in_use_is_one_sentence(tmp_path: Path):
     with pytest.raises(ConfigError, match="in use by another adapter process"):
         DedupStore(tmp_path / "db", DAY)
     first.close()
+
+
+# ---------------------------------------------------------------------------- stores of earlier versions
+def old_store(root: Path, group: str, delivered: str) -> Path:
+    """A store laid out the way earlier versions did by default: ``.orch/adapter/<group>``."""
+    store = DedupStore(root / group, DAY)
+    store.put(dedup.ACTION, delivered, dedup.DELIVERED_DONE, 1_000)
+    store.close()
+    return root / group
+
+
+def test_the_one_store_of_an_earlier_version_is_taken_over(tmp_path: Path):
+    old_root, new = tmp_path / "adapter", tmp_path / "adapter-webhook" / "orch"
+    moved = old_store(old_root, "orch-adapter-webhook-email-web", "a-1")
+    old_store(old_root, "staging-adapter-webhook-email", "a-2")      # another prefix's: left alone
+    assert dedup.adopt_old_store(old_root, new, "orch") == moved
+    assert not moved.exists() and (old_root / "staging-adapter-webhook-email").exists()
+    store = DedupStore(new, DAY)
+    assert store.get(dedup.ACTION, "a-1").state == dedup.DELIVERED_DONE     # known: not POSTed again
+    store.close()
+    assert dedup.adopt_old_store(old_root, new, "orch") is None             # done once
+
+
+def test_a_store_under_a_group_of_its_own_name_is_taken_over_too(tmp_path: Path):
+    old_root, new = tmp_path / "adapter", tmp_path / "adapter-webhook" / "orch"
+    moved = old_store(old_root, "my-email-adapter", "a-1")                  # --group my-email-adapter
+    assert dedup.adopt_old_store(old_root, new, "orch") == moved
+
+
+def test_several_stores_of_an_earlier_version_are_refused_in_one_sentence(tmp_path: Path):
+    old_root, new = tmp_path / "adapter", tmp_path / "adapter-webhook" / "orch"
+    old_store(old_root, "orch-adapter-webhook-email-web", "a-1")
+    old_store(old_root, "orch-adapter-webhook-email", "a-2")
+    with pytest.raises(ConfigError, match=r"holds 2 stores of an earlier adapter version, one per consumer group "
+                                          r"\(orch-adapter-webhook-email, orch-adapter-webhook-email-web\)") as err:
+        dedup.adopt_old_store(old_root, new, "orch")
+    assert "--data-dir" in str(err.value) and str(new) in str(err.value)
+    assert not new.exists() and len(list(old_root.iterdir())) == 2             # nothing moved
+
+
+def test_an_existing_store_or_no_old_one_leaves_everything_as_it_is(tmp_path: Path):
+    old_root, new = tmp_path / "adapter", tmp_path / "adapter-webhook" / "orch"
+    assert dedup.adopt_old_store(old_root, new, "orch") is None             # no .orch/adapter at all
+    old_store(old_root, "orch-adapter-webhook-email", "a-1")
+    DedupStore(new, DAY).close()
+    assert dedup.adopt_old_store(old_root, new, "orch") is None
+    assert (old_root / "orch-adapter-webhook-email").exists()
+
+
+def test_an_old_store_in_use_is_not_moved(tmp_path: Path):
+    old_root, new = tmp_path / "adapter", tmp_path / "adapter-webhook" / "orch"
+    path = old_store(old_root, "orch-adapter-webhook-email", "a-1")
+    running = DedupStore(path, DAY)                                           # an adapter still running on it
+    try:
+        with pytest.raises(ConfigError, match="in use by another adapter process"):
+            dedup.adopt_old_store(old_root, new, "orch")
+    finally:
+        running.close()
+    assert path.exists() and not new.exists()

@@ -20,11 +20,16 @@ def test_defaults_and_channels():
     o = parse("--url", "https://hooks.example.com/send", "--channel", "sms", "--channel", "email,push")
     assert o.channels == ("email", "push", "sms")
     assert o.group == "orch-adapter-webhook-email-push-sms"
-    assert o.data_dir == Path(".orch/adapter/orch-adapter-webhook-email-push-sms")
+    # The store is one per topic prefix, not per group: another --channel (so another group) or
+    # --group keeps it.
+    assert o.data_dir == Path(".orch/adapter-webhook/orch") and o.old_data_root == Path(".orch/adapter")
+    for other in (parse("--url", "http://h/x", "--channel", "email"),
+                  parse("--url", "http://h/x", "--channel", "email", "--group", "mine")):
+        assert other.data_dir == o.data_dir and other.group != o.group
     assert o.rates == {} and o.burst == 1 and o.concurrency == 4 and o.timeout_s == 10.0
     assert o.retry.budget_s == 300.0 and o.dedup_window_ms == 7 * 86_400_000 and o.web_port == 6067
-    assert parse("--url", "http://h/x", "--channel", "email", env={"ORCH_ADAPTER_DATA_DIR": "/var/lib/a"}
-                 ).data_dir == Path("/var/lib/a")
+    chosen = parse("--url", "http://h/x", "--channel", "email", env={"ORCH_ADAPTER_DATA_DIR": "/var/lib/a"})
+    assert chosen.data_dir == Path("/var/lib/a") and chosen.old_data_root is None
 
 
 def test_every_option():
@@ -62,6 +67,13 @@ def test_bad_options_are_one_sentence(argv, message):
             rest += argv[i:i + 2]
     with pytest.raises(ConfigError, match=message):
         parse(*[x for kv in flags.items() for x in kv], *rest)
+
+
+def test_a_prefix_that_cannot_name_a_folder_needs_a_data_dir():
+    args = build_parser().parse_args(["adapter", "webhook", "--url", "http://h/x", "--channel", "email"])
+    with pytest.raises(ConfigError, match="cannot name the adapter's default data dir; give it one with --data-dir"):
+        webhook_options(args, topic_prefix="..", env={})
+    assert webhook_options(args, topic_prefix="..", env={"ORCH_ADAPTER_DATA_DIR": "/d"}).data_dir == Path("/d")
 
 
 def test_a_url_with_a_token_is_not_repeated_in_errors_or_logs():
