@@ -63,14 +63,21 @@ def bind(settings: Settings) -> None:
 
 def _user_of(host: str, port: int) -> str:
     """Who holds the address: another worker when a worker's ``/health`` answers there."""
+    answer = read_health(host, port)
+    worker = answer is not None and "partitions" in answer and "journeys" in answer
+    return "another worker (its /health answers there)" if worker else "another program"
+
+
+def read_health(host: str, port: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
+    """What ``/health`` answers at ``host:port`` (a wildcard host is asked on 127.0.0.1), or ``None``
+    when nothing answers there with a JSON object."""
     where = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     try:
-        with urllib.request.urlopen(f"http://{where}:{port}/health", timeout=2.0) as resp:
+        with urllib.request.urlopen(f"http://{where}:{port}/health", timeout=timeout_s) as resp:
             answer = json.loads(resp.read())
     except (OSError, ValueError):
-        return "another program"
-    worker = isinstance(answer, dict) and "partitions" in answer and "journeys" in answer
-    return "another worker (its /health answers there)" if worker else "another program"
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 async def serve(settings: Settings, metrics: Metrics, health: Callable[[], dict[str, Any]],
