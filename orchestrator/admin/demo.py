@@ -32,8 +32,8 @@ CATEGORIES = ("shoes", "bags", "jackets", "watches", "hats")
 
 
 class DemoTraffic:
-    """Synthetic shoppers: sign-ups, product views, carts, orders, profile updates, and 1 % of bad
-    events on purpose (not JSON: dead-lettered ``invalid_json``)."""
+    """Synthetic shoppers: sign-ups, product views, carts, checkouts, orders, profile updates, and 1 % of
+    bad events on purpose (not JSON: dead-lettered ``invalid_json``)."""
 
     def __init__(self, seed: int = 7, customers: int = 5000) -> None:
         self.rng = random.Random(seed)
@@ -52,11 +52,14 @@ class DemoTraffic:
         if rng < 0.10:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "signup.completed", "ts": ts,
                                  "properties": {"plan": r.choice(["free", "pro"])}})
-        if rng < 0.55:
+        if rng < 0.50:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "product.viewed", "ts": ts,
                                  "properties": {"price": r.randint(20, 300), "category": r.choice(CATEGORIES)}})
-        if rng < 0.80:
+        if rng < 0.72:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "cart.updated", "ts": ts,
+                                 "properties": {"value": round(r.uniform(10, 300), 2)}})
+        if rng < 0.80:
+            return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "checkout.started", "ts": ts,
                                  "properties": {"value": round(r.uniform(10, 300), 2)}})
         if rng < 0.92:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "order.completed", "ts": ts,

@@ -82,7 +82,7 @@ def test_the_progress_line_says_which_dead_letters_are_the_demos_own():
     assert "| dead letters 3 (the demo's deliberate bad events) |" in line
 
 
-def test_the_demo_traffic_has_one_percent_bad_events():
+def test_the_demo_traffic_has_one_percent_bad_events_and_checkouts():
     traffic = DemoTraffic(seed=7)
     kinds: dict[str, int] = {}
     for _ in range(20_000):
@@ -93,3 +93,4 @@ def test_the_demo_traffic_has_one_percent_bad_events():
             kind = "not JSON"
         kinds[kind] = kinds.get(kind, 0) + 1
     assert 150 <= kinds["not JSON"] <= 250                            # about 1 %
+    assert kinds["checkout.started"] > 1000                           # what journeys/checkout-reminder.yaml enrols
