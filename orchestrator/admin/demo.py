@@ -223,9 +223,9 @@ class Demo:
                 print(f"the local Kafka broker already runs at {status['bootstrap']}")
             else:
                 version = kafka_version()
-                fetch = "" if jars_complete(lib_dir(version), version) else f", fetching Kafka {version} with Maven first"
+                fetch = "" if jars_complete(lib_dir(version), version) else f" (fetching Kafka {version} first)"
                 self.started_broker = True
-                with ticking(f"starting the local Kafka broker at {status['bootstrap']} (about 25 s{fetch})..."):
+                with ticking(f"starting the local Kafka broker at {status['bootstrap']}{fetch}..."):
                     localkafka.up()
         # The topics as the worker makes them, before the demo's traffic (with the broker's defaults, a
         # producer-created events topic would not match ORCH_PARTITIONS) and before the worker.

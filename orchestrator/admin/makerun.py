@@ -121,7 +121,7 @@ def install(venv: Path, python: str) -> None:
     then touch the stamp (only then)."""
     if not has_pip(venv):
         _step(f"creating the virtual environment {venv}...", [python, "-m", "venv", str(venv)])
-    _step(f"installing orchestrator and its dependencies into {venv} (about a minute the first time)...",
+    _step(f"installing orchestrator and its dependencies into {venv} with pip...",
           [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
            "-e", ".[test]"])
     stamp_of(venv).touch()
