@@ -12,15 +12,16 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
+# The install and `run` are orchestrator/admin/makerun.py, run with $(PYTHON) before the venv exists:
+# a step per line, the stamp touched only after a complete install, and for `run` Ctrl-C at any
+# moment (install, broker start, demo) as a clean stop, exit 0.
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	@touch $@
+	@$(PYTHON) -m orchestrator.admin.makerun install --venv $(VENV)
 
 venv: $(VENV)/.installed ## create .venv and install the package with its test dependencies
 
-run: venv ## local Kafka + worker + example journeys + demo traffic, with a live progress line (Ctrl-C stops all)
-	$(ORCH) demo $(DEMO_ARGS)
+run: ## local Kafka + worker + example journeys + demo traffic, with a live progress line (Ctrl-C stops all)
+	@$(PYTHON) -m orchestrator.admin.makerun run --venv $(VENV) -- $(DEMO_ARGS)
 
 test: venv promtool graphviz ## unit and integration tests against a real local Kafka (started and stopped here)
 	@started=0; \

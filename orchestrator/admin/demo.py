@@ -1,26 +1,30 @@
-"""``make run``: a local broker, a worker with the example journeys, demo traffic,
-and a live one-line progress view. Ctrl-C stops everything it started, and is a normal
-end (exit 0): the demo takes the terminal's foreground for its own process group, so Ctrl-C
-reaches the demo alone (not a ``make`` above it, which would report an error), and the demo
-stops its worker with SIGTERM."""
+"""``make run``: a local broker, a worker with the example journeys, demo traffic, and a live
+one-line progress view, each step on a line of its own with its seconds while it waits.
+
+Ctrl-C at any moment stops everything the demo started (worker, broker, traffic) and is a normal
+end (exit 0): the demo takes the terminal's foreground for its own process group first of all
+(:func:`~orchestrator.admin.makerun.take_terminal`), so Ctrl-C reaches the demo alone, not a
+``make`` above it (which would report an error); the worker runs in a group of its own and the
+broker in a session of its own, and the demo stops them (SIGTERM) whenever it stops.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import orjson
 
-from orchestrator.config import Settings
-from orchestrator.observability.progress import ProgressLine
+from orchestrator.admin.makerun import take_terminal
+from orchestrator.config import Settings, external_bootstrap
+from orchestrator.observability.progress import ProgressLine, ticking
 from orchestrator.observability.scrape import scrape
 from orchestrator.observability.scrape import total as _sum
 
@@ -28,7 +32,8 @@ CATEGORIES = ("shoes", "bags", "jackets", "watches", "hats")
 
 
 class DemoTraffic:
-    """Synthetic shoppers: sign-ups, product views, carts, orders, profile updates, a few bad events."""
+    """Synthetic shoppers: sign-ups, product views, carts, checkouts, orders, profile updates, and 1 % of
+    bad events on purpose (not JSON: dead-lettered ``invalid_json``)."""
 
     def __init__(self, seed: int = 7, customers: int = 5000) -> None:
         self.rng = random.Random(seed)
@@ -47,11 +52,14 @@ class DemoTraffic:
         if rng < 0.10:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "signup.completed", "ts": ts,
                                  "properties": {"plan": r.choice(["free", "pro"])}})
-        if rng < 0.55:
+        if rng < 0.50:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "product.viewed", "ts": ts,
                                  "properties": {"price": r.randint(20, 300), "category": r.choice(CATEGORIES)}})
-        if rng < 0.80:
+        if rng < 0.72:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "cart.updated", "ts": ts,
+                                 "properties": {"value": round(r.uniform(10, 300), 2)}})
+        if rng < 0.80:
+            return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "checkout.started", "ts": ts,
                                  "properties": {"value": round(r.uniform(10, 300), 2)}})
         if rng < 0.92:
             return orjson.dumps({"event_id": eid, "customer_id": cid, "type": "order.completed", "ts": ts,
@@ -111,8 +119,9 @@ class LagProbe:
 class Rates:
     """Rates from two scrapes of the worker's /metrics, as the text of the progress line."""
 
-    def __init__(self, channels: tuple[str, ...]) -> None:
+    def __init__(self, channels: tuple[str, ...], dlq_topic: str = "orch.dlq") -> None:
         self.channels = channels
+        self.dlq_topic = dlq_topic
         self.last: dict[str, float] = {}
         self.last_t = time.monotonic()
 
@@ -130,13 +139,24 @@ class Rates:
                               if _sum(metrics, f"orch_actions_total{{channel={c}}}"))
         line = (f"events in {rate('orch_events_in_total'):6.0f}/s | actions out {rate('orch_actions_total'):5.0f}/s"
                 f" ({by_channel or 'none yet'}) | actions total {_sum(metrics, 'orch_actions_total'):.0f}"
-                f" | dead letters {_sum(metrics, 'orch_dead_letters_total'):.0f}"
+                f" | dead letters {self.dead_letters(metrics)}"
                 f" | lag {'?' if lag is None else lag}")
         self.last, self.last_t = metrics, t
         return line
 
+    def dead_letters(self, metrics: dict[str, float]) -> str:
+        """The count, with what the demo's own bad events are (the rest, if any, is worth a look)."""
+        dead = _sum(metrics, "orch_dead_letters_total")
+        deliberate = _sum(metrics, "orch_dead_letters_total{reason=invalid_json}")
+        if not dead:
+            return "0"
+        if dead == deliberate:
+            return f"{dead:.0f} (the demo's deliberate bad events)"
+        return (f"{dead:.0f} ({deliberate:.0f} the demo's deliberate bad events, {dead - deliberate:.0f} others: "
+                f"see {self.dlq_topic})")
 
-async def _run(settings: Settings, rate: float, duration_s: float, worker: subprocess.Popen) -> None:
+
+async def _run(settings: Settings, rate: float, duration_s: float, demo: "Demo") -> None:
     from aiokafka import AIOKafkaProducer
     from orchestrator.core import load_policies
     channels = load_policies(settings.policies).channels
@@ -146,7 +166,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
     probe = LagProbe(settings)
     await probe.start()
     traffic = DemoTraffic()
-    rates = Rates(channels)
+    rates = Rates(channels, settings.topic("dlq"))
     line = ProgressLine(sys.stdout, every_s=1.0)
     url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     started = time.monotonic()
@@ -155,8 +175,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
     sent = 0
     try:
         while duration_s <= 0 or time.monotonic() - started < duration_s:
-            if worker.poll() is not None:
-                raise SystemExit(f"the worker exited with code {worker.returncode}")
+            demo.check_worker()
             due = int((time.monotonic() - started) / interval)
             while sent < due:
                 value = traffic.next()
@@ -174,98 +193,108 @@ async def _run(settings: Settings, rate: float, duration_s: float, worker: subpr
         await probe.close()
 
 
-def _set_foreground(fd: int, pgrp: int) -> None:
-    """``tcsetpgrp`` from a process group that may be in the background (which SIGTTOU would stop)."""
-    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-    try:
-        os.tcsetpgrp(fd, pgrp)
-    finally:
-        signal.signal(signal.SIGTTOU, previous)
+class WorkerExited(Exception):
+    """The demo's worker ended on its own; ``str()`` says how, with its last log line."""
 
 
-def take_terminal() -> Callable[[], None]:
-    """Make Ctrl-C reach this process only; returns the function that gives the terminal back.
+class Demo:
+    """What the demo starts, in order (the local broker unless one runs already or ``ORCH_BOOTSTRAP``
+    names a cluster, the topics, a worker, the traffic), and :meth:`stop`, which stops what it started
+    whenever the demo ends, Ctrl-C included."""
 
-    Under ``make run``, the demo shares make's process group, so Ctrl-C interrupts make too and
-    make reports "*** [run] Interrupt" or "Error 1" for what was a requested stop. In a group of
-    its own, in the terminal's foreground, the demo alone gets Ctrl-C, stops cleanly and exits 0,
-    and make with it. Nothing changes without a terminal, or when the demo already leads its own
-    group (started from a shell).
-    """
-    def nothing() -> None:
-        return None
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        home = Path(os.environ.get("ORCH_HOME") or ".orch")
+        self.log_path = home / "demo-worker.log"
+        self.started_broker = False          # set before the broker starts: a Ctrl-C may come at any moment
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
 
-    try:
-        fd = sys.stdin.fileno()
-        if not os.isatty(fd) or os.getpgrp() == os.getpid() or os.tcgetpgrp(fd) != os.getpgrp():
-            return nothing
-        previous = os.getpgrp()
-        os.setpgid(0, 0)
-        _set_foreground(fd, os.getpgrp())
-    except (OSError, ValueError):
-        return nothing
+    def run(self, rate: float, duration_s: float) -> None:
+        from orchestrator import localkafka
+        from orchestrator.core import load_policies
+        from orchestrator.localkafka.install import jars_complete, kafka_version, lib_dir
+        from orchestrator.runtime.topics import check_topics, ensure_topics
+        from orchestrator.runtime.web import read_health
+        s = self.settings
+        if not external_bootstrap():
+            status = localkafka.status()
+            if status.get("running"):
+                print(f"the local Kafka broker already runs at {status['bootstrap']}")
+            else:
+                version = kafka_version()
+                fetch = "" if jars_complete(lib_dir(version), version) else f" (fetching Kafka {version} first)"
+                self.started_broker = True
+                with ticking(f"starting the local Kafka broker at {status['bootstrap']}{fetch}..."):
+                    localkafka.up()
+        # The topics as the worker makes them, before the demo's traffic (with the broker's defaults, a
+        # producer-created events topic would not match ORCH_PARTITIONS) and before the worker.
+        with ticking(f"creating the topics {s.topic_prefix}.* ({s.partitions} partitions) if missing..."):
+            asyncio.run(check_topics(s))
+            asyncio.run(ensure_topics(s, load_policies(s.policies).channels))
+            asyncio.run(check_topics(s))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "ab")
+        # Its own process group: Ctrl-C reaches the demo only, which then stops the worker with SIGTERM.
+        self.worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=self.log,
+                                       stderr=self.log, process_group=0)
+        with ticking(f"starting a worker (journeys: {s.journeys}, log: {self.log_path})..."):
+            while (answer := read_health(s.web_host, s.web_port)) is None or not answer.get("partitions"):
+                self.check_worker()
+                time.sleep(0.2)
+        print(f"the worker holds partitions {', '.join(map(str, answer['partitions']))}; metrics: "
+              f"http://{s.web_host}:{s.web_port}/metrics")
+        print(f"sending demo traffic at {rate:.0f} events/s; Ctrl-C stops everything")
+        asyncio.run(_run(s, rate, duration_s, self))
 
-    def give_back() -> None:
-        with contextlib.suppress(OSError):
-            _set_foreground(fd, previous)
-    return give_back
+    def check_worker(self) -> None:
+        """Raise :class:`WorkerExited` if the worker has ended."""
+        if self.worker is None or self.worker.poll() is None:
+            return
+        last = ""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            last = f": {lines[-1]}" if lines else ""
+        except OSError:
+            pass
+        raise WorkerExited(f"the worker exited with code {self.worker.returncode}{last} (see {self.log_path})")
+
+    def stop(self) -> None:
+        from orchestrator import localkafka
+        if self.worker is not None and self.worker.poll() is None:
+            print("stopping the worker...")
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        if self.log is not None:
+            self.log.close()
+        if self.started_broker and localkafka.status().get("running"):
+            print("stopping the local Kafka broker...")
+            localkafka.down()
 
 
 def run_demo(*, rate: float = 200.0, duration_s: float = 0.0) -> int:
-    from orchestrator import localkafka
-    from orchestrator.config import external_bootstrap
-    from orchestrator.core import load_policies
-    from orchestrator.runtime.topics import check_topics, ensure_topics
-    settings = Settings.from_env()
-    started_kafka = False
-    if not external_bootstrap():
-        was_running = localkafka.status().get("running", False)
-        print("starting the local Kafka broker..." if not was_running else "local Kafka broker already running")
-        localkafka.up()
-        started_kafka = not was_running
-    # The topics as the worker makes them, before the demo's traffic (with the broker's defaults, a
-    # producer-created events topic would not match ORCH_PARTITIONS) and before the worker.
-    asyncio.run(check_topics(settings))
-    asyncio.run(ensure_topics(settings, load_policies(settings.policies).channels))
-    asyncio.run(check_topics(settings))
-    home = Path(os.environ.get("ORCH_HOME") or ".orch")
-    home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "demo-worker.log"
-    log = open(log_path, "ab")
-    print(f"starting a worker (journeys: {settings.journeys}, log: {log_path}, "
-          f"metrics: http://{settings.web_host}:{settings.web_port}/metrics)")
-    give_back = take_terminal()
-    # Its own process group: Ctrl-C reaches the demo only, which then stops the worker with SIGTERM.
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=log, stderr=log,
-                              process_group=0)
-    print(f"sending demo traffic at {rate:.0f} events/s; Ctrl-C stops everything")
+    """The demo until Ctrl-C (or ``duration_s``): 0 then, 1 if the worker ended on its own; every
+    process it started is stopped either way."""
+    give_back = take_terminal()              # first of all: from now on Ctrl-C reaches the demo alone
+    demo = Demo(Settings.from_env())
     code = 0
     try:
-        asyncio.run(_run(settings, rate, duration_s, worker))
+        demo.run(rate, duration_s)
     except KeyboardInterrupt:
-        pass
-    except SystemExit as exc:
-        print(f"\n{exc}; see {log_path}", file=sys.stderr)
+        print("\nCtrl-C: stopping what the demo started")
+    except WorkerExited as exc:
+        print(f"\n{exc}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a second Ctrl-C must not orphan the worker
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # a second Ctrl-C must not orphan the worker or broker
         try:
-            if worker.poll() is not None and code == 0:
-                print(f"\nthe worker exited with code {worker.returncode}; see {log_path}", file=sys.stderr)
-                code = 1
-            print("\nstopping the worker...")
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
-            log.close()
-            if started_kafka:
-                print("stopping the local Kafka broker...")
-                localkafka.down()
+            demo.stop()
         finally:
             give_back()
             signal.signal(signal.SIGINT, signal.default_int_handler)
+    print("the demo has stopped everything it started")
     return code

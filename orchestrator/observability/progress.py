@@ -1,11 +1,18 @@
 """The one live progress line of the command-line tools (``simulate``, ``stats``, ``demo``, the
 benchmarks): rewritten in place on a terminal; elsewhere one line every ``every_s`` seconds, or
-nothing at all with ``tty_only`` (so a pipeline's output stays clean)."""
+nothing at all with ``tty_only`` (so a pipeline's output stays clean). :func:`ticking` shows the
+seconds a step has been running while the step blocks (``make run``'s install, broker, worker).
+
+Standard library only: ``make run`` uses it with the system Python, before ``.venv`` exists.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import TextIO
 
 
@@ -46,3 +53,32 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
         self._width = 0
+
+
+@contextlib.contextmanager
+def ticking(text: str, stream: TextIO | None = None, *, every_s: float = 5.0) -> Iterator[None]:
+    """``text`` and the seconds since the block began, while the block runs (it may block: a thread
+    keeps the time), every second on a terminal, every ``every_s`` elsewhere; when the block ends,
+    ``text`` with ``done in N s`` (or ``stopped after N s`` if it raised)."""
+    line = ProgressLine(stream or sys.stdout, every_s=every_s)
+    started = time.monotonic()
+    finished = threading.Event()
+
+    def seconds() -> str:
+        return f"{time.monotonic() - started:.0f} s"
+
+    def tick() -> None:
+        while not finished.wait(1.0):
+            line.show(f"{text} {seconds()}")
+
+    line.show(text, force=True)
+    thread = threading.Thread(target=tick, name="progress", daemon=True)
+    thread.start()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        finished.set()
+        thread.join()
+        line.done(f"{text} {'done in' if ok else 'stopped after'} {seconds()}")

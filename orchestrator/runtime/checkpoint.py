@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.store import Stores
@@ -163,6 +164,7 @@ class Checkpoint:
             except Exception as exc:  # noqa: BLE001 - e.g. the group rebalanced meanwhile
                 # Harmless: the state is durable; whoever owns the partitions replays these inputs,
                 # finds them in the journal (same outputs, same ids) and decides nothing twice.
-                log.warning("offset commit failed (%s); those inputs will be replayed", type(exc).__name__)
+                log.log(logging.INFO if isinstance(exc, CommitFailedError) else logging.WARNING,   # the group moved on
+                        "offset commit failed (%s); those inputs will be replayed", type(exc).__name__)
             else:
                 self.positions.update(commits)

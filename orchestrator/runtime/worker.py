@@ -308,11 +308,19 @@ class Worker:
 
 
 def run_worker(settings: Settings) -> None:
-    """Create topics, then run the worker until SIGINT/SIGTERM."""
+    """Create topics, then run the worker until SIGINT/SIGTERM.
+
+    First of all it takes its data folder (:mod:`~orchestrator.runtime.datadir`) and its web
+    address (:func:`web.bind`) for the life of the process, so a second worker on either stops
+    here, in one sentence, before it creates anything or joins the consumer group.
+    """
     import uvloop
 
+    from orchestrator.runtime.datadir import claim
     from orchestrator.runtime.topics import ensure_topics
 
+    claim(settings.data_dir)
+    web.bind(settings)
     uvloop.install()
     channels = load_policies(settings.policies).channels
     problem = journey_dir_problem(settings.journeys)

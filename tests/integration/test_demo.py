@@ -1,65 +1,27 @@
-"""`make run` on a terminal with ORCH_PARTITIONS=4: the demo runs, and Ctrl-C is a clean stop (exit 0)."""
+"""`make run` on a terminal with ORCH_PARTITIONS=4 against the shared broker: the demo runs, and
+Ctrl-C is a clean stop (exit 0)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
-import select
-import shutil
-import time
-import uuid
 
-import pytest
+from tests.integration.harness import BOOTSTRAP, scrape
+from tests.integration.test_make_run import MakeRun, run_env
+from tests.integration.test_topics import describe
 
-from tests.integration.harness import BOOTSTRAP, free_port, scrape
-from tests.integration.test_topics import HERE, ROOT, describe
 
-TIMEOUT_S = 240.0
+def decided_traffic(text: str) -> bool:
+    """The progress line counts actions of the demo's traffic."""
+    return "actions out" in text and "none yet" not in text.rsplit("events in", 1)[-1]
 
 
 def test_make_run_with_4_partitions_runs_and_ctrl_c_exits_0(tmp_path):
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    prefix = f"it-{uuid.uuid4().hex[:10]}"
-    port = free_port()
-    env = {**os.environ, "ORCH_BOOTSTRAP": BOOTSTRAP, "ORCH_TOPIC_PREFIX": prefix, "ORCH_PARTITIONS": "4",
-           "ORCH_WEB_PORT": str(port), "ORCH_DATA_DIR": str(tmp_path / "data"), "ORCH_HOME": str(tmp_path / "home"),
-           "ORCH_JOURNEYS": str(HERE / "journeys"), "ORCH_POLICIES": str(HERE / "policies.yaml")}
-    pid, fd = pty.fork()              # make leads a new session on a terminal, as in a shell
-    if pid == 0:
-        try:
-            os.chdir(ROOT)
-            os.execvpe("make", ["make", "--no-print-directory", "run", "DEMO_ARGS=--rate 50"], env)
-        finally:
-            os._exit(127)
-    out = b""
-    interrupted = False
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while True:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:            # the terminal closed: everything exited
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            # Ctrl-C once the worker has decided demo traffic (its progress line counts actions).
-            if not interrupted and b"actions out" in out and b"none yet" not in out.rsplit(b"events in", 1)[-1]:
-                os.write(fd, b"\x03")
-                interrupted = True
-            assert time.monotonic() < deadline, out.decode(errors="replace")[-3000:]
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    text = out.decode(errors="replace")
-    assert interrupted, text[-3000:]
-    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
-    assert "Error" not in text and "Interrupt" not in text and "Traceback" not in text, text[-3000:]
-    assert "stopping the worker" in text
-    assert scrape(port) is None                            # the worker is gone too
-    topics = asyncio.run(describe(prefix))
+    env = run_env(tmp_path, ORCH_BOOTSTRAP=BOOTSTRAP)
+    make = MakeRun(env, "DEMO_ARGS=--rate 50")
+    make.until(decided_traffic)
+    make.ctrl_c()
+    make.assert_clean_stop()
+    assert "stopping the worker" in make.text
+    assert scrape(int(env["ORCH_WEB_PORT"])) is None                  # the worker is gone too
+    topics = asyncio.run(describe(env["ORCH_TOPIC_PREFIX"]))
     assert topics and all(partitions == 4 for partitions, _ in topics.values()), topics
