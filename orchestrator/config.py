@@ -1,5 +1,6 @@
 """Settings from the environment (README.md#the-worker), and the one place that maps them to
-aiokafka options. The only reader of ``ORCH_BOOTSTRAP``.
+aiokafka options. The only reader of ``ORCH_*`` variables (the webhook adapter's own flags and
+headers are read in :mod:`orchestrator.adapters.options`).
 
 Every variable, its default and meaning:
 
@@ -27,6 +28,9 @@ Every variable, its default and meaning:
 ``ORCH_KAFKA_SASL_PASSWORD``     (none)                 never logged
 ``ORCH_KAFKA_SSL_CAFILE``        (none)                 CA bundle for SSL / SASL_SSL
 ``ORCH_LOG_FORMAT``              ``text``               ``json`` for one JSON object per log line
+``ORCH_HOME``                    ``.orch``              the local broker's and ``make run``'s files
+``ORCH_CACHE_DIR``               ``~/.cache/orchestrator``  the local broker's jars, across checkouts
+``ORCH_LOCAL_KAFKA_PORT``        ``9092``               the local broker's port (and the default bootstrap)
 ===============================  =====================  ==============================================
 """
 
@@ -34,10 +38,12 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from pathlib import Path
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.core.vocabulary import Topic, actions
 from orchestrator.errors import ConfigError
 
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -58,6 +64,41 @@ def default_bootstrap(env: Mapping[str, str] | None = None) -> str:
     return external_bootstrap(env) or f"localhost:{(env.get('ORCH_LOCAL_KAFKA_PORT') or '').strip() or '9092'}"
 
 
+def journeys_dir(env: Mapping[str, str] | None = None) -> str:
+    """``ORCH_JOURNEYS``: the folder of journey files (``journeys`` by default)."""
+    return (os.environ if env is None else env).get("ORCH_JOURNEYS") or "journeys"
+
+
+def policies_file(env: Mapping[str, str] | None = None) -> str:
+    """``ORCH_POLICIES``: the policies file (``policies.yaml`` by default)."""
+    return (os.environ if env is None else env).get("ORCH_POLICIES") or "policies.yaml"
+
+
+def orch_home(env: Mapping[str, str] | None = None) -> Path:
+    """``ORCH_HOME``: where the local broker and ``make run`` keep their files (``.orch`` by default)."""
+    return Path((os.environ if env is None else env).get("ORCH_HOME") or ".orch")
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``ORCH_CACHE_DIR``: the local broker's downloaded jars, kept across checkouts
+    (``~/.cache/orchestrator`` by default)."""
+    configured = (os.environ if env is None else env).get("ORCH_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "orchestrator"
+
+
+def local_kafka_port(env: Mapping[str, str] | None = None) -> int | None:
+    """``ORCH_LOCAL_KAFKA_PORT`` as a number (``None`` when unset); a value that is not one is a
+    :class:`ConfigError`."""
+    raw = (os.environ if env is None else env).get("ORCH_LOCAL_KAFKA_PORT", "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"ORCH_LOCAL_KAFKA_PORT={raw!r} is not a port number; set it to a free port such as "
+                          "9092.") from None
+
+
 def max_event_bytes(env: Mapping[str, str] | None = None) -> int:
     """``ORCH_MAX_EVENT_BYTES`` alone: the offline tools (simulate, backtest) refuse as ``too_large``
     what a worker would, without needing the Kafka settings."""
@@ -75,6 +116,58 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of one deployment, under its ``ORCH_TOPIC_PREFIX`` (docs/events.md#topics)."""
+
+    prefix: str
+
+    def name(self, suffix: str) -> str:
+        """``<prefix>.<suffix>``: a topic of this deployment by the name after its prefix."""
+        return f"{self.prefix}.{suffix}"
+
+    def suffix(self, name: str) -> str | None:
+        """The name after the prefix of one of this deployment's topics (``None`` for another topic)."""
+        return name[len(self.prefix) + 1:] if name.startswith(self.prefix + ".") else None
+
+    @property
+    def events(self) -> str:
+        return self.name(Topic.EVENTS)
+
+    @property
+    def internal_events(self) -> str:
+        """Internal: valid events re-keyed by customer_id, and timer wake-ups, by the customer's partition."""
+        return self.name(Topic.INTERNAL_EVENTS)
+
+    @property
+    def changelog(self) -> str:
+        """Internal, compacted: every customer state the worker writes (its RocksDB's source of truth)."""
+        return self.name(Topic.CHANGELOG)
+
+    @property
+    def suppressions(self) -> str:
+        return self.name(Topic.SUPPRESSIONS)
+
+    @property
+    def decisions(self) -> str:
+        return self.name(Topic.DECISIONS)
+
+    @property
+    def dlq(self) -> str:
+        return self.name(Topic.DLQ)
+
+    @property
+    def journeys(self) -> str:
+        return self.name(Topic.JOURNEYS)
+
+    def actions(self, channel: str) -> str:
+        return self.name(actions(channel))
+
+    def outputs(self, channels: Iterable[str]) -> list[str]:
+        """The output topics: one of actions per channel, suppressions, decisions, dead letters."""
+        return [*(self.actions(c) for c in channels), self.suppressions, self.decisions, self.dlq]
 
 
 @dataclass(frozen=True)
@@ -124,8 +217,8 @@ class Settings:
             replication=_int(env, "ORCH_REPLICATION", 1),
             standby_replicas=_int(env, "ORCH_STANDBY_REPLICAS", 1, minimum=0),
             data_dir=env.get("ORCH_DATA_DIR") or ".orch/data",
-            journeys=env.get("ORCH_JOURNEYS") or "journeys",
-            policies=env.get("ORCH_POLICIES") or "policies.yaml",
+            journeys=journeys_dir(env),
+            policies=policies_file(env),
             web_host=env.get("ORCH_WEB_HOST") or "127.0.0.1",
             web_port=_int(env, "ORCH_WEB_PORT", 6066, minimum=0),
             max_event_bytes=_int(env, "ORCH_MAX_EVENT_BYTES", 65536),
@@ -143,22 +236,10 @@ class Settings:
         return s
 
     # ---------------------------------------------------------------- topic names
-    def topic(self, suffix: str) -> str:
-        return f"{self.topic_prefix}.{suffix}"
-
     @property
-    def events_topic(self) -> str:
-        return self.topic("events")
-
-    @property
-    def keyed_topic(self) -> str:
-        """Internal: valid events re-keyed by customer_id (so state is per customer whatever the key)."""
-        return self.topic("internal.events-by-customer")
-
-    @property
-    def changelog_topic(self) -> str:
-        """Internal, compacted: every customer state the worker writes (its RocksDB's source of truth)."""
-        return self.topic("internal.state-changelog")
+    def topics(self) -> Topics:
+        """Every topic name of this deployment."""
+        return Topics(self.topic_prefix)
 
     @property
     def app_id(self) -> str:

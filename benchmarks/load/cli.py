@@ -51,8 +51,8 @@ async def generate(args: argparse.Namespace) -> int:
                         tag=args.tag or uuid.uuid4().hex[:6])
     producer = make_producer(linger_ms=5 if args.rate else 20)
     await producer.start()
-    adapter = Adapter(producer, settings.events_topic) if not args.no_feedback else None
-    sink = OutputSink([settings.topic(f"actions.{c}") for c in channels],
+    adapter = Adapter(producer, settings.topics.events) if not args.no_feedback else None
+    sink = OutputSink([settings.topics.actions(c) for c in channels],
                       on_record=adapter.on_action if adapter else None)
     await sink.start()
     if adapter is not None:
@@ -80,10 +80,10 @@ async def generate(args: argparse.Namespace) -> int:
                       f"({(sink.count - a0) / dt:,.0f}/s) | event-to-action p50 {fmt(p50)} ms p99 {fmt(p99)} ms "
                       f"| {el:,.0f}s")
 
-    note(f"load: {'flat out' if not args.rate else f'{args.rate:,.0f} events/s'} to {settings.events_topic} "
+    note(f"load: {'flat out' if not args.rate else f'{args.rate:,.0f} events/s'} to {settings.topics.events} "
          f"at {settings.bootstrap}" + ("" if adapter else " (no feedback)"))
     try:
-        sent = await paced(producer, settings.events_topic, source, rate=args.rate,
+        sent = await paced(producer, settings.topics.events, source, rate=args.rate,
                            duration_s=args.duration if args.duration else float("inf"),
                            extra=(lambda: adapter.sent) if adapter else (lambda: 0), on_tick=tick)
         await asyncio.sleep(1.0)

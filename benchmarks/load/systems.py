@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks.common import POLL_S, BenchError, Proc, bootstrap, clean_env, free_port, scrape, total, worker_proc
 from benchmarks.load.kafkaio import GroupOffsets
 from benchmarks.workload import JOURNEYS, POLICIES
+from orchestrator.config import Topics
 
 EVENTS_IN = "orch_events_in_total{"
 # Outputs stamped by the broker: Quix copies the input record's timestamp to its outputs, so with
@@ -237,7 +238,7 @@ class EngineWorkers(System):
     def output_topics(self) -> list[str]:
         from orchestrator.core import load_policies
         channels = load_policies(str(self.policies)).channels
-        return [f"{self.prefix}.actions.{c}" for c in channels]
+        return [Topics(self.prefix).actions(c) for c in channels]
 
     @property
     def group(self) -> str:
@@ -245,11 +246,11 @@ class EngineWorkers(System):
 
     @property
     def changelog_topic(self) -> str:
-        return f"{self.prefix}.internal.state-changelog"
+        return Topics(self.prefix).changelog
 
     @property
     def keyed_topic(self) -> str:
-        return f"{self.prefix}.internal.events-by-customer"
+        return Topics(self.prefix).internal_events
 
     async def start(self, ready_timeout_s: float = 120.0) -> None:
         self.procs, self.ports = [], []

@@ -100,10 +100,10 @@ class WebhookAdapter:
     def __init__(self, settings: Settings, options: WebhookOptions) -> None:
         self.settings, self.options = settings, options
         self.metrics = AdapterMetrics(options.channels, forwarding=options.suppressions_url is not None)
-        self.channel_of = {settings.topic(f"actions.{c}"): c for c in options.channels}
-        self.suppressions_topic = settings.topic("suppressions")
-        self.events_topic = settings.events_topic
-        self.dlq_topic = settings.topic("dlq")
+        self.channel_of = {settings.topics.actions(c): c for c in options.channels}
+        self.suppressions_topic = settings.topics.suppressions
+        self.events_topic = settings.topics.events
+        self.dlq_topic = settings.topics.dlq
         self.lanes: dict[TopicPartition, Lane] = {}
         self.store: DedupStore | None = None
         self.consumer: AIOKafkaConsumer | None = None

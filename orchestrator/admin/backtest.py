@@ -62,7 +62,7 @@ async def read_events(settings: Settings, parts: list[int], since_ms: int, until
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from orchestrator.runtime.kafka import read_to_end, start_client
-    topic = settings.topic("events")
+    topic = settings.topics.events
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
     await start_client(consumer, settings)
@@ -197,8 +197,8 @@ async def backtest(settings: Settings, journeys: list[Journey], policies: Polici
     from orchestrator.admin.explain import NO_WORKER_YET
     from orchestrator.admin.stats import read_decisions
     from orchestrator.runtime.topics import require_topics
-    topic = settings.topic("events")
-    parts = (await require_topics(settings, [topic, settings.topic("decisions")], hint=NO_WORKER_YET))[topic]
+    topic = settings.topics.events
+    parts = (await require_topics(settings, [topic, settings.topics.decisions], hint=NO_WORKER_YET))[topic]
     events = await read_events(settings, parts, since_ms, until_ms, progress=progress)
     decisions, sim = replay(journeys, policies, events, until_ms, progress=progress)
 

@@ -11,19 +11,17 @@ broker in a session of its own, and the demo stops them (SIGTERM) whenever it st
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import IO
 
 import orjson
 
 from orchestrator.admin.makerun import take_terminal
-from orchestrator.config import Settings, external_bootstrap
+from orchestrator.config import Settings, external_bootstrap, orch_home
 from orchestrator.observability.progress import ProgressLine, ticking
 from orchestrator.observability.scrape import scrape
 from orchestrator.observability.scrape import total as _sum
@@ -96,7 +94,7 @@ class LagProbe:
 
     async def lag(self) -> int | None:
         from aiokafka import TopicPartition
-        topic = self.settings.events_topic
+        topic = self.settings.topics.events
         try:
             if self.parts is None:
                 described = await self.admin.describe_topics([topic])
@@ -166,7 +164,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, demo: "Demo")
     probe = LagProbe(settings)
     await probe.start()
     traffic = DemoTraffic()
-    rates = Rates(channels, settings.topic("dlq"))
+    rates = Rates(channels, settings.topics.dlq)
     line = ProgressLine(sys.stdout, every_s=1.0)
     url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     started = time.monotonic()
@@ -180,7 +178,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, demo: "Demo")
             while sent < due:
                 value = traffic.next()
                 from orchestrator.admin.produce import key_of
-                await producer.send(settings.events_topic, value=value, key=key_of(value))
+                await producer.send(settings.topics.events, value=value, key=key_of(value))
                 sent += 1
             if time.monotonic() >= next_report:
                 metrics = await asyncio.to_thread(scrape, url)
@@ -204,7 +202,7 @@ class Demo:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        home = Path(os.environ.get("ORCH_HOME") or ".orch")
+        home = orch_home()
         self.log_path = home / "demo-worker.log"
         self.started_broker = False          # set before the broker starts: a Ctrl-C may come at any moment
         self.worker: subprocess.Popen[bytes] | None = None

@@ -42,7 +42,7 @@ async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, n
 async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> dict[str, Any]:
     from orchestrator.runtime.topics import require_topics
     key = customer_id.encode()
-    changelog, decisions = settings.changelog_topic, settings.topic("decisions")
+    changelog, decisions = settings.topics.changelog, settings.topics.decisions
     partitions = await require_topics(settings, [changelog, decisions], hint=NO_WORKER_YET)
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)

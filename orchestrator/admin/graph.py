@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 from orchestrator.admin.journeys import journey_arg, policies_for, time_span, usage_error
-from orchestrator.config import Settings
+from orchestrator.config import Settings, journeys_dir
 from orchestrator.errors import ConfigError
 
 
@@ -23,7 +22,7 @@ def draw(args: argparse.Namespace) -> int:
         usage_error("--from and --to choose the span of the counts: add --stats")
     since, until = time_span(args.since, args.until, int(time.time() * 1000))
     policies = policies_for(args)
-    journey = journey_arg(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys",
+    journey = journey_arg(args.journey, args.journeys or journeys_dir(),
                              policies.channels)
     counts = None
     if args.stats:

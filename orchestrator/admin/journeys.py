@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -15,7 +14,7 @@ from typing import NoReturn
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, journeys_dir, policies_file
 from orchestrator.core import load_policies
 from orchestrator.errors import ConfigError, DefinitionError
 from orchestrator.runtime.kafka import start_client
@@ -23,7 +22,7 @@ from orchestrator.runtime.kafka import start_client
 
 def policies_for(args: argparse.Namespace):  # noqa: ANN201 - Policies
     """``--policies``, else ``ORCH_POLICIES``, else ``policies.yaml`` (the defaults if that is absent)."""
-    return load_policies(args.policies or os.environ.get("ORCH_POLICIES") or "policies.yaml")
+    return load_policies(args.policies or policies_file())
 
 
 def journey_arg(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: ANN201 - Journey
@@ -95,7 +94,7 @@ def validate(args: argparse.Namespace) -> int:
     from orchestrator.core.journeys import duplicate_version, journey_files, load_journey_file
     policies = policies_for(args)
     paths: list[Path] = []
-    for item in args.paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
+    for item in args.paths or [journeys_dir()]:
         p = Path(item)
         if p.is_dir():
             paths.extend(journey_files(p))
@@ -154,7 +153,7 @@ def list_journeys(args: argparse.Namespace) -> int:
     from orchestrator.core import load_journey_dir
     from orchestrator.core.journeys import journey_dir_problem
     policies = policies_for(args)
-    folder = args.dir or os.environ.get("ORCH_JOURNEYS") or "journeys"
+    folder = args.dir or journeys_dir()
     problem = journey_dir_problem(folder)
     if problem is not None:
         raise ConfigError(problem)
@@ -171,7 +170,7 @@ def local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list
     """(path, text, Journey) for every journey file under ``paths``, and every problem found."""
     from orchestrator.core.journeys import journey_files, parse_journey
     found: list[Path] = []
-    for item in paths or [os.environ.get("ORCH_JOURNEYS") or "journeys"]:
+    for item in paths or [journeys_dir()]:
         p = Path(item)
         found.extend(journey_files(p) if p.is_dir() else [p])
     out, problems = [], []
@@ -221,7 +220,7 @@ def publish_journeys(args: argparse.Namespace) -> int:
               f"{' (shadow)' if j.shadow else ''}{' (disabled)' if not j.enabled else ''}")
     if to_send:
         asyncio.run(publish(settings, to_send))
-        print(f"published {len(to_send)} journey(s) to {settings.topic('journeys')}; workers load them without a restart")
+        print(f"published {len(to_send)} journey(s) to {settings.topics.journeys}; workers load them without a restart")
     return 0
 
 
@@ -242,7 +241,7 @@ def diff(args: argparse.Namespace) -> int:
         if shadow_version is None:
             seen = any(d.get("journey") == args.shadow for d in decisions)
             print(f"error: journey {args.shadow} has {'no shadow decisions' if seen else 'no decisions'} on "
-                  f"{settings.topic('decisions')}; publish a version with shadow: true and let it see traffic"
+                  f"{settings.topics.decisions}; publish a version with shadow: true and let it see traffic"
                   f"{'' if seen else ' (is the journey id right?)'}", file=sys.stderr)
             return 1
         report = compare(paired, args.shadow)
@@ -288,6 +287,6 @@ async def publish(settings: Settings, items: list[tuple[str, str]]) -> None:
     await start_client(producer, settings)
     try:
         for jid, text in items:
-            await producer.send_and_wait(settings.topic("journeys"), value=text.encode(), key=jid.encode())
+            await producer.send_and_wait(settings.topics.journeys, value=text.encode(), key=jid.encode())
     finally:
         await producer.stop()

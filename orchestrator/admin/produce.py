@@ -235,7 +235,7 @@ async def produce_lines(settings: Settings, fd: int, *, topic: str, outcome: Out
             return
         key, why = check_line(line)
         if key is None:
-            refuse(number, why + ("; the worker would dead-letter it" if topic == settings.events_topic else ""))
+            refuse(number, why + ("; the worker would dead-letter it" if topic == settings.topics.events else ""))
             return
         if batch_bytes(key, line) > limit:
             refuse(number, f"{batch_bytes(key, line)} bytes as a Kafka record, over the message size limit of "
@@ -301,7 +301,7 @@ async def produce(settings: Settings, fd: int, outcome: Outcome, channels: tuple
 def run(args: argparse.Namespace) -> int:
     from orchestrator.core import load_policies
     settings = Settings.from_env()
-    topic = settings.topic(args.topic)
+    topic = settings.topics.name(args.topic)
     channels = load_policies(settings.policies).channels
     try:
         stream = open(args.file, "rb") if args.file and args.file != "-" else None

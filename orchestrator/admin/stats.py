@@ -20,7 +20,7 @@ async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progr
     The topic must exist (one sentence otherwise); nothing is created."""
     from orchestrator.admin.explain import NO_WORKER_YET
     from orchestrator.runtime.topics import require_topics
-    topic = settings.topic("decisions")
+    topic = settings.topics.decisions
     parts = (await require_topics(settings, [topic], hint=NO_WORKER_YET))[topic]
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)

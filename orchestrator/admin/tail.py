@@ -46,8 +46,8 @@ def topic_name(settings: Settings, name: str) -> str:
     if m is None:
         raise ConfigError(f"{name!r} is not an output topic: give dlq, decisions, suppressions or actions.<channel> "
                           f"(after ORCH_TOPIC_PREFIX={settings.topic_prefix}), or a full name such as "
-                          f"{settings.topic('dlq')}")
-    return name if m.group("prefix") else settings.topic(name)
+                          f"{settings.topics.dlq}")
+    return name if m.group("prefix") else settings.topics.name(name)
 
 
 def line(msg: Any) -> bytes:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,7 +49,7 @@ from typing import Any
 import orjson
 import yaml
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, journeys_dir
 from orchestrator.core import yamlsrc
 from orchestrator.reports import stats
 from orchestrator.core.journeys import Journey, SplitNode, parse_journey, reachable
@@ -398,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.admin.stats import read_decisions
     confidence = _confidence(args.confidence)
     policies = policies_for(args)
-    j = journey_arg(args.journey, args.journeys or os.environ.get("ORCH_JOURNEYS") or "journeys", policies.channels)
+    j = journey_arg(args.journey, args.journeys or journeys_dir(), policies.channels)
     text = Path(j.source).read_text(encoding="utf-8")
     decisions = asyncio.run(read_decisions(Settings.from_env()))
     report, new_text = winner(j, text, decisions, split=args.split, confidence=confidence, metric=args.metric,

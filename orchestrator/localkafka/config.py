@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
 import uuid
 from pathlib import Path
 
-from orchestrator.errors import LocalKafkaError
+from orchestrator.config import local_kafka_port, orch_home
+from orchestrator.errors import ConfigError, LocalKafkaError
 
 DEFAULT_PORT = 9092
 JVM_OPTS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true")
@@ -17,7 +17,7 @@ TLS_STORE_PASSWORD = "orch-dev-tls"     # protects a throwaway dev key on loopba
 
 def home_dir() -> Path:
     """``$ORCH_HOME/kafka`` (``ORCH_HOME`` defaults to ``.orch`` in the current directory), absolute."""
-    return (Path(os.environ.get("ORCH_HOME") or ".orch") / "kafka").absolute()
+    return (orch_home() / "kafka").absolute()
 
 
 class BrokerFiles:
@@ -40,15 +40,12 @@ class BrokerFiles:
 def requested_port(port: int | None = None) -> int:
     """``port`` if given, else ``$ORCH_LOCAL_KAFKA_PORT``, else 9092."""
     if port is None:
-        raw = os.environ.get("ORCH_LOCAL_KAFKA_PORT", "").strip()
-        if not raw:
-            return DEFAULT_PORT
         try:
-            port = int(raw)
-        except ValueError:
-            raise LocalKafkaError(
-                f"ORCH_LOCAL_KAFKA_PORT={raw!r} is not a port number; set it to a free port such as 9092."
-            ) from None
+            port = local_kafka_port()
+        except ConfigError as exc:
+            raise LocalKafkaError(str(exc)) from None
+        if port is None:
+            return DEFAULT_PORT
     if not 1 <= port <= 65532:  # the controller needs port + 1, SCRAM port + 2, TLS port + 3
         raise LocalKafkaError(f"Port {port} is out of range; choose a port between 1 and 65532.")
     return port

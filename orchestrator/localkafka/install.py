@@ -19,6 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from orchestrator.config import cache_dir
 from orchestrator.errors import LocalKafkaError
 
 log = logging.getLogger("orchestrator.localkafka")
@@ -44,12 +45,6 @@ def kafka_version(pom: Path | None = None) -> str:
         if element.tag.rsplit("}", 1)[-1] == "kafka.version" and (element.text or "").strip():
             return element.text.strip()
     raise LocalKafkaError(f"{pom} has no <kafka.version> property; restore that file from git.")
-
-
-def cache_dir() -> Path:
-    """Where downloaded jars are kept across checkouts: ``$ORCH_CACHE_DIR`` or ``~/.cache/orchestrator``."""
-    configured = os.environ.get("ORCH_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "orchestrator"
 
 
 def lib_dir(version: str) -> Path:

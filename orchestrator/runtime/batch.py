@@ -62,7 +62,7 @@ class Decider:
         self.topic_names = topic_names            # topic suffix ("actions.email") -> full name
         self.collector = Collector(producer, partition_counts, placement(settings), fail)
         self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names[Topic.DLQ])
-        self.topics = {EVENTS: settings.events_topic, INTERNAL: settings.keyed_topic}
+        self.topics = {EVENTS: settings.topics.events, INTERNAL: settings.topics.internal_events}
         self.journal = Journal(self.topics)
         self._seq = 0
         self._now = 0
@@ -73,7 +73,7 @@ class Decider:
     async def run(self, records: dict[TopicPartition, list[Any]], ready: set[int]) -> Flush:
         """Decide every record of partitions in ``ready``, queue the results, hand them to the producer."""
         s = self.settings
-        events_topic = s.events_topic
+        events_topic = s.topics.events
         self._seq += 1
         self._now = now = wall_ms()
         self._tx = tx = Transaction(self.stores, self.checkpoint.overlay, self._seq)
@@ -107,7 +107,7 @@ class Decider:
             if ingest:
                 self.clocks.decided[p] = msgs[-1].offset + 1
         # Changelog records after the outputs; the checkpoint waits for all of them.
-        collector, changelog = self.collector, s.changelog_topic
+        collector, changelog = self.collector, s.topics.changelog
         changes = tx.changes(collector, changelog)
         journals = self.journal.write(collector, changelog, self.checkpoint.positions)
         if decided:

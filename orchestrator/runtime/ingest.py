@@ -36,8 +36,8 @@ class Ingest:
                  dlq_topic: str) -> None:
         self.settings, self.channels, self.collector, self.clocks = settings, channels, collector, clocks
         self.dlq_topic = dlq_topic
-        self.keyed_topic = settings.keyed_topic
-        self._home_count = collector.partition_counts[settings.keyed_topic]
+        self.keyed_topic = settings.topics.internal_events
+        self._home_count = collector.partition_counts[settings.topics.internal_events]
         self._keyed_here = self._keyed_elsewhere = 0     # events keyed by customer_id: at home or not
         self._warned = False
 

@@ -73,7 +73,7 @@ class Verdict:
 
 
 def journeys_topic(settings: Settings) -> str:
-    return settings.topic("journeys")
+    return settings.topics.journeys
 
 
 NOT_PUBLISHED = "nothing has been published with this prefix yet (`orchestrator journeys publish` creates the topic)"

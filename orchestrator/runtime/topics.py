@@ -36,18 +36,13 @@ COMPACTED = {"cleanup.policy": "compact"}
 CHANGELOG = {**COMPACTED, "max.compaction.lag.ms": str(24 * 3_600_000)}
 
 
-def output_topics(settings: Settings, channels: tuple[str, ...]) -> list[str]:
-    return ([settings.topic(f"actions.{c}") for c in channels]
-            + [settings.topic("suppressions"), settings.topic("decisions"), settings.topic("dlq")])
-
-
 def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """Every topic the product uses, with its topic-level configs."""
-    topics: dict[str, dict[str, str]] = {settings.events_topic: {}, settings.keyed_topic: {}}
-    for name in output_topics(settings, channels):
+    topics: dict[str, dict[str, str]] = {settings.topics.events: {}, settings.topics.internal_events: {}}
+    for name in settings.topics.outputs(channels):
         topics[name] = {}
-    topics[settings.topic("journeys")] = dict(COMPACTED)
-    topics[settings.changelog_topic] = dict(CHANGELOG)
+    topics[settings.topics.journeys] = dict(COMPACTED)
+    topics[settings.topics.changelog] = dict(CHANGELOG)
     return topics
 
 
@@ -148,7 +143,7 @@ async def check_topics(settings: Settings) -> None:
       ``delete``, Kafka drops customer states and journey definitions after the retention time,
       and a worker restoring from them later silently loses them.
     """
-    topics = [settings.events_topic, settings.keyed_topic, settings.changelog_topic]
+    topics = [settings.topics.events, settings.topics.internal_events, settings.topics.changelog]
     admin = await connect_admin(settings)
     try:
         found = await existing_partitions(admin, topics)
@@ -158,7 +153,7 @@ async def check_topics(settings: Settings) -> None:
                 raise ConfigError(f"topic {topic} has {count} partitions but ORCH_PARTITIONS is {settings.partitions}; "
                                   f"set ORCH_PARTITIONS={count} if the topic was created elsewhere, or use a new "
                                   "ORCH_TOPIC_PREFIX")
-        compacted = [settings.changelog_topic, settings.topic("journeys")]
+        compacted = [settings.topics.changelog, settings.topics.journeys]
         policies = await cleanup_policies(admin, compacted)
     finally:
         await admin.close()

@@ -67,7 +67,7 @@ from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
-from orchestrator.runtime.topics import check_topics, output_topics
+from orchestrator.runtime.topics import check_topics
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -111,13 +111,13 @@ class Worker:
         self.metrics.journey_labels(journeys.current)
         self.counters = Counters(self.metrics, self.policies.channels)
         s = settings
-        self.topic_names = {name[len(s.topic_prefix) + 1:]: name for name in output_topics(s, self.policies.channels)}
+        self.topic_names = {s.topics.suffix(name): name for name in s.topics.outputs(self.policies.channels)}
         self.stores = Stores(s.data_dir)
         self.ready: set[int] = set()           # partitions restored and owned by this worker
         self.failure: BaseException | None = None
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
         self._stopping = asyncio.Event()
-        self.clocks = Clocks(s.events_topic)
+        self.clocks = Clocks(s.topics.events)
         self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
                                      on_ticks_done=lambda keys: self.timers.done(keys),
                                      on_timer_indexed=lambda p, key: self.timers.rewind(p, key))
@@ -157,18 +157,18 @@ class Worker:
             fetch_max_wait_ms=50, max_partition_fetch_bytes=1024 * 1024)
         await self.producer.start()
         await self.restorer.start()
-        names = [*self.topic_names.values(), s.keyed_topic, s.changelog_topic]
+        names = [*self.topic_names.values(), s.topics.internal_events, s.topics.changelog]
         partition_counts = {t: len(ps) for t, ps in (await partitions_of(s, names)).items()}
         missing = [t for t in names if t not in partition_counts]
         if missing:
             raise ConfigError(f"topics missing: {', '.join(missing)}")
-        self.timers = TimerScanner(self.stores, self.producer, s.keyed_topic, self.metrics, lambda: self.ready,
+        self.timers = TimerScanner(self.stores, self.producer, s.topics.internal_events, self.metrics, lambda: self.ready,
                                    self.clocks)
         self.decider = Decider(s, self.engine, self.stores, self.counters, self.checkpoint, self.producer,
                                self.topic_names, partition_counts, self._fail, self.clocks)
         tasks: list[asyncio.Task] = []
         try:
-            self.consumer.subscribe([s.events_topic, s.keyed_topic], listener=_Listener(self))
+            self.consumer.subscribe([s.topics.events, s.topics.internal_events], listener=_Listener(self))
             await self.consumer.start()
             tasks = [asyncio.ensure_future(c) for c in (
                 self._checkpoint(), self._serve_web(), self.registry.follow(self._published_end),
@@ -247,7 +247,7 @@ class Worker:
         async with self._lock:
             new = partitions - self.ready
             self.clocks.forget(new)
-            await recovery.restore(self.restorer, self.stores, self.settings.changelog_topic, new, self.metrics)
+            await recovery.restore(self.restorer, self.stores, self.settings.topics.changelog, new, self.metrics)
             for p in sorted(new):
                 committed = {source: await self.consumer.committed(TopicPartition(topic, p))
                              for source, topic in self.decider.topics.items()}
@@ -266,7 +266,7 @@ class Worker:
                 await consumer.start()
                 try:
                     await recovery.follow_standbys(
-                        consumer, self.stores, s.changelog_topic,
+                        consumer, self.stores, s.topics.changelog,
                         lambda: recovery.standby_targets(s.standby_replicas, s.partitions, self.ready),
                         lambda: self.ready, self._lock)
                 finally:
@@ -328,7 +328,7 @@ def run_worker(settings: Settings) -> None:
         raise ConfigError(problem)          # before any topic is created
     if not Path(settings.journeys).is_dir():
         log.warning("no journeys folder %r (ORCH_JOURNEYS): only journeys published to %s run",
-                    settings.journeys, settings.topic("journeys"))
+                    settings.journeys, settings.topics.journeys)
     asyncio.run(check_topics(settings))         # refuse unusable topics before creating anything
     asyncio.run(ensure_topics(settings, channels))
     asyncio.run(check_topics(settings))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from orchestrator.core.timeutil import parse_ts_ms

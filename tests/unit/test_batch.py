@@ -16,7 +16,6 @@ from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.counters import Counters
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.store import Stores
-from orchestrator.runtime.topics import output_topics
 from tests.unit.corehelpers import journey, raw_event
 from tests.unit.fakekafka import FakeProducer, record, records
 
@@ -60,10 +59,10 @@ def batch(tmp_path):
 
     checkpoint = Checkpoint(stores, commit, {0}, fail, on_ticks_done=lambda keys: None,
                             on_timer_indexed=lambda p, key: None)
-    names = {name[len("t") + 1:]: name for name in output_topics(settings, policies.channels)}
-    counts = {name: 1 for name in [*names.values(), settings.keyed_topic, settings.changelog_topic]}
+    names = {settings.topics.suffix(name): name for name in settings.topics.outputs(policies.channels)}
+    counts = {name: 1 for name in [*names.values(), settings.topics.internal_events, settings.topics.changelog]}
     decider = Decider(settings, engine, stores, Counters(metrics, policies.channels), checkpoint, producer, names,
-                      counts, fail, Clocks(settings.events_topic))
+                      counts, fail, Clocks(settings.topics.events))
     yield settings, decider, producer, metrics
     stores.close()
 
@@ -74,7 +73,7 @@ def dead_letters(producer: FakeProducer) -> list[dict]:
 
 async def test_an_engine_error_is_dead_lettered_counted_and_the_partition_goes_on(batch):
     settings, decider, producer, metrics = batch
-    ev = settings.events_topic
+    ev = settings.topics.events
     await decider.run(records(record(ev, 0, 10, b"c-1", raw_event("boom", "c-1", NOW, "e-boom")),
                               record(ev, 0, 11, b"c-1", raw_event("cart.updated", "c-1", NOW + 1, "e-cart"))), {0})
     [dead] = dead_letters(producer)
@@ -93,7 +92,7 @@ async def test_an_engine_error_is_dead_lettered_counted_and_the_partition_goes_o
 
 async def test_what_the_engine_half_changed_before_raising_is_not_kept(batch):
     settings, decider, producer, _ = batch
-    ev = settings.events_topic
+    ev = settings.topics.events
     boom = raw_event("boom", "c-2", NOW, "e-boom-2")
     await decider.run(records(record(ev, 0, 0, b"c-2", boom)), {0})
     await decider.run(records(record(ev, 0, 1, b"c-2", boom)), {0})           # the same event again
@@ -103,11 +102,11 @@ async def test_what_the_engine_half_changed_before_raising_is_not_kept(batch):
 
 async def test_an_undecodable_internal_record_is_dead_lettered_engine_error(batch):
     settings, decider, producer, metrics = batch
-    await decider.run(records(record(settings.keyed_topic, 0, 5, b"c-3", b"\xff\x00 not msgpack")), {0})
+    await decider.run(records(record(settings.topics.internal_events, 0, 5, b"c-3", b"\xff\x00 not msgpack")), {0})
     [dead] = dead_letters(producer)
     assert dead["reason"] == "engine_error"
     assert "decoding a record of the internal topic" in dead["detail"]
-    assert (dead["topic"], dead["offset"]) == (settings.keyed_topic, 5)
+    assert (dead["topic"], dead["offset"]) == (settings.topics.internal_events, 5)
     text = metrics.render().decode()
     assert "orch_engine_errors_total 1.0" in text
     assert 'orch_events_in_total{result="dead_letter"} 0.0' in text          # not an event

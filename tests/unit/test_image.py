@@ -38,7 +38,7 @@ from orchestrator.testing.childproc import ChildProcess
 from orchestrator.config import default_bootstrap
 from orchestrator.testing.net import broker_reachable, free_port
 from orchestrator.observability.scrape import scrape_port
-from tests.unit.test_deploy import (DOCKERFILE, README, ROOT, dockerfile_instructions, dockerignore_excludes,
+from tests.unit.test_deploy import (README, ROOT, dockerfile_instructions, dockerignore_excludes,
                                runtime_stage)
 
 PIP_TIMEOUT_S = 600

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.admin.winner import compare_arms, find_split, next_version, render_report, winner
+from orchestrator.admin.winner import find_split, next_version, render_report, winner
 from orchestrator.core import Engine, JourneySet, Policies, parse_journey
 from orchestrator.reports import stats
 from orchestrator.core.ids import bucket
