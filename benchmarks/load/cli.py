@@ -41,7 +41,7 @@ async def generate(args: argparse.Namespace) -> int:
     """The generator alone against a running worker (``ORCH_TOPIC_PREFIX``), with the adapter."""
     from orchestrator.config import Settings
     from orchestrator.core import load_policies
-    from orchestrator.runtime.topics import ensure_topics
+    from orchestrator.kafkaio.topics import ensure_topics
     # The worker's settings, on the broker every benchmark uses (ORCH_BOOTSTRAP, else the local one).
     settings = Settings.from_env({**os.environ, "ORCH_BOOTSTRAP": bootstrap()})
     channels = load_policies(settings.policies).channels

@@ -36,7 +36,7 @@ class BatchSender:
     def partition(self, key: bytes) -> int:
         p = self._part.get(key)
         if p is None:
-            from orchestrator.runtime.kafka import partition_for
+            from orchestrator.kafkaio.clients import partition_for
             p = self._part[key] = partition_for(key, self.partitions)
         return p
 

@@ -29,12 +29,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from orchestrator.adapters.dedup import DedupStore, now_ms
+from orchestrator.adapters.dedup import DedupStore
 from orchestrator.adapters.metrics import AdapterMetrics
 from orchestrator.adapters.wire import parse_suppression
 from orchestrator.config import Settings
 from orchestrator.core.durations import format_duration_ms
 from orchestrator.core.events import Rejection
+from orchestrator.kafkaio.service import wall_ms
 
 log = logging.getLogger("orchestrator.adapter")
 
@@ -102,7 +103,7 @@ class Cancels:
             store.forget_positions()
             stored = {}
         fresh = [tp for tp in tps if tp.partition not in stored]
-        since = max(0, now_ms() - self.window_ms)
+        since = max(0, wall_ms() - self.window_ms)
         found = await consumer.offsets_for_times({tp: since for tp in fresh}) if fresh else {}
         todo = 0
         for tp in tps:
@@ -170,4 +171,4 @@ def store_cancels(batch: dict[TopicPartition, list[Any]], store: DedupStore, met
             ids.extend(sup.get("cancels", []))
         if msgs:
             positions[tp.partition] = msgs[-1].offset + 1
-    metrics.cancels.inc(store.add_cancels(ids, now_ms(), positions))
+    metrics.cancels.inc(store.add_cancels(ids, wall_ms(), positions))

@@ -35,7 +35,6 @@ not the machine losing power (see docs/adapters.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,12 +61,6 @@ DONE = frozenset({DELIVERED_DONE, FAILED_DONE, CANCELLED})
 _MS = 8
 WRITE_BUFFER = 4 * 1024 * 1024
 CACHE = 16 * 1024 * 1024
-
-
-def now_ms() -> int:
-    """The wall clock in ms: the ``now_ms`` the adapter passes to the store (the window counts in
-    it) and the ``ts`` of the records it writes."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,13 @@ import aiohttp
 
 from orchestrator import __version__
 from orchestrator.adapters import dedup
-from orchestrator.adapters.dedup import DedupStore, now_ms
+from orchestrator.adapters.dedup import DedupStore
 from orchestrator.adapters.lanes import GiveUp
 from orchestrator.adapters.metrics import AdapterMetrics
 from orchestrator.adapters.options import WebhookOptions, url_origin
 from orchestrator.adapters.ratelimit import TokenBucket, take
 from orchestrator.adapters.retry import is_retryable, is_success, parse_retry_after
+from orchestrator.kafkaio.service import wall_ms
 
 MAX_ANSWER_BYTES = 64 * 1024      # read of an answer's body (the dead letter keeps 200 characters)
 KIND_NAMES = {dedup.ACTION: "action", dedup.SUPPRESSION: "suppression"}
@@ -102,7 +103,7 @@ class Delivery:
             now = time.monotonic()
             if started is None:
                 started = now
-                store.put(kind, ident, dedup.IN_FLIGHT, now_ms())
+                store.put(kind, ident, dedup.IN_FLIGHT, wall_ms())
                 timeout = o.timeout_s
             else:
                 timeout = min(o.timeout_s, max(0.05, started + policy.budget_s - now))

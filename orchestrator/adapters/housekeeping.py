@@ -8,15 +8,17 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from orchestrator.adapters.dedup import DedupStore, now_ms
+from orchestrator.adapters.dedup import DedupStore
 from orchestrator.adapters.lanes import Lane
 from orchestrator.adapters.metrics import AdapterMetrics
+from orchestrator.kafkaio.service import observe_lag as observe_lag_of
+from orchestrator.kafkaio.service import wall_ms
 
 
 async def prune(store: DedupStore, metrics: AdapterMetrics) -> None:
     """Delete every id past the window, in chunks, letting the lanes run between them."""
     while True:
-        deleted = store.prune(now_ms())
+        deleted = store.prune(wall_ms())
         metrics.pruned.inc(deleted)
         if deleted < 10_000:
             return
@@ -26,9 +28,4 @@ async def prune(store: DedupStore, metrics: AdapterMetrics) -> None:
 async def observe_lag(consumer: AIOKafkaConsumer, lanes: dict[TopicPartition, Lane], metrics: AdapterMetrics) -> None:
     """Records not yet committed, per assigned partition: its end minus the offset its lane
     commits next."""
-    metrics.lag.clear()               # partitions moved to another process drop out
-    for tp, lane in list(lanes.items()):
-        highwater = consumer.highwater(tp)
-        done = lane.advance()
-        if highwater is not None and done is not None:
-            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
+    observe_lag_of(consumer, metrics.lag, lambda tp: lanes[tp].advance(), list(lanes))

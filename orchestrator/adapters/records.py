@@ -31,7 +31,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from orchestrator.adapters import dedup
-from orchestrator.adapters.dedup import DedupStore, Mark, now_ms
+from orchestrator.adapters.dedup import DedupStore, Mark
 from orchestrator.adapters.delivery import Delivery
 from orchestrator.adapters.lanes import Exclusive, Item, until
 from orchestrator.adapters.metrics import SUPPRESSIONS_TARGET, AdapterMetrics
@@ -39,6 +39,7 @@ from orchestrator.adapters.options import WebhookOptions
 from orchestrator.adapters.wire import DELIVERY_FAILED, Record, dead_letter_record, feedback_event
 from orchestrator.core.events import Rejection
 from orchestrator.core.timeutil import parse_ts_ms
+from orchestrator.kafkaio.service import wall_ms
 
 log = logging.getLogger("orchestrator.adapter")
 
@@ -59,7 +60,7 @@ class RecordHandler:
         channel = self.channel_of[msg.topic]
         action = item.data
         if isinstance(action, Rejection):
-            await self._write([dead_letter_record(self.dlq_topic, msg, action, now_ms())])
+            await self._write([dead_letter_record(self.dlq_topic, msg, action, wall_ms())])
             m.dead_letters.labels(action.reason).inc()
             m.actions.labels(channel, "invalid").inc()
             return
@@ -78,7 +79,7 @@ class RecordHandler:
                 if item.fence is not None:
                     await until(item.fence, stopping)
                 if store.cancelled(aid):
-                    store.put(dedup.ACTION, aid, dedup.CANCELLED, now_ms())
+                    store.put(dedup.ACTION, aid, dedup.CANCELLED, wall_ms())
                     m.actions.labels(channel, "cancelled").inc()
                     return
             if uncertain:
@@ -87,7 +88,7 @@ class RecordHandler:
             result, answer, detail = await self.delivery.send(
                 dedup.ACTION, aid, self.options.url, msg.value, channel, stopping, rate_limited=True,
                 cancelled=lambda: store.cancelled(aid), check_first=not uncertain)
-            now = now_ms()
+            now = wall_ms()
             if result == "cancelled":
                 store.put(dedup.ACTION, aid, dedup.CANCELLED, now)
                 m.actions.labels(channel, "cancelled").inc()
@@ -113,7 +114,7 @@ class RecordHandler:
             event = feedback_event(action, fb_channel, "message.delivered", mark.outcome_ms)
             await self._write([(self.events_topic, key, orjson.dumps(event))])
             m.feedback.labels("message.delivered").inc()
-            store.put(dedup.ACTION, aid, dedup.DELIVERED_DONE, now_ms())
+            store.put(dedup.ACTION, aid, dedup.DELIVERED_DONE, wall_ms())
         elif mark.state == dedup.FAILED:
             event = feedback_event(action, fb_channel, "message.failed", mark.outcome_ms, mark.status)
             await self._write([
@@ -121,7 +122,7 @@ class RecordHandler:
                 (self.events_topic, key, orjson.dumps(event))])
             m.dead_letters.labels(DELIVERY_FAILED).inc()
             m.feedback.labels("message.failed").inc()
-            store.put(dedup.ACTION, aid, dedup.FAILED_DONE, now_ms())
+            store.put(dedup.ACTION, aid, dedup.FAILED_DONE, wall_ms())
 
     async def suppression(self, item: Item, stopping: asyncio.Event) -> None:
         """One suppression of the group's ``<prefix>.suppressions`` partitions (``--suppressions-url``)."""
@@ -130,7 +131,7 @@ class RecordHandler:
         assert url is not None
         sup = item.data
         if isinstance(sup, Rejection):
-            await self._write([dead_letter_record(self.dlq_topic, msg, sup, now_ms())])
+            await self._write([dead_letter_record(self.dlq_topic, msg, sup, wall_ms())])
             m.dead_letters.labels(sup.reason).inc()
             m.forwarded.labels("invalid").inc()
             return
@@ -146,10 +147,10 @@ class RecordHandler:
                 result, answer, detail = await self.delivery.send(
                     dedup.SUPPRESSION, sid, url, msg.value, SUPPRESSIONS_TARGET, stopping, rate_limited=False)
                 if result == "delivered":
-                    store.put(dedup.SUPPRESSION, sid, dedup.DELIVERED_DONE, now_ms(), status=answer.status)
+                    store.put(dedup.SUPPRESSION, sid, dedup.DELIVERED_DONE, wall_ms(), status=answer.status)
                     m.forwarded.labels("forwarded").inc()
                     return
-                mark = store.put(dedup.SUPPRESSION, sid, dedup.FAILED, now_ms(), status=answer.status, detail=detail)
+                mark = store.put(dedup.SUPPRESSION, sid, dedup.FAILED, wall_ms(), status=answer.status, detail=detail)
                 _log_failed("suppression", sid, msg, detail)
                 m.forwarded.labels("dead_letter").inc()
             else:
@@ -158,7 +159,7 @@ class RecordHandler:
                 await self._write([dead_letter_record(self.dlq_topic, msg, Rejection(DELIVERY_FAILED, mark.detail),
                                                       mark.outcome_ms)])
                 m.dead_letters.labels(DELIVERY_FAILED).inc()
-                store.put(dedup.SUPPRESSION, sid, dedup.FAILED_DONE, now_ms())
+                store.put(dedup.SUPPRESSION, sid, dedup.FAILED_DONE, wall_ms())
 
     async def _write(self, records: list[Record]) -> None:
         """Write records and wait until Kafka has acknowledged every one (raises if it cannot)."""

@@ -53,11 +53,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from orchestrator.adapters import housekeeping, web
@@ -72,6 +71,8 @@ from orchestrator.adapters.wire import parse_action, parse_suppression
 from orchestrator.config import Settings
 from orchestrator.core.events import Rejection
 from orchestrator.errors import AdapterFailed, ConfigError
+from orchestrator.kafkaio.service import Rebalances, every, serve
+from orchestrator.kafkaio.topics import connect_admin
 
 log = logging.getLogger("orchestrator.adapter")
 
@@ -80,17 +81,6 @@ POLL_MS = 200
 COMMIT_EVERY_S = 1.0
 PRUNE_EVERY_S = 60.0
 LAG_EVERY_S = 5.0
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, adapter: "WebhookAdapter") -> None:
-        self.adapter = adapter
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self.adapter._revoked(list(revoked))
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.adapter._assigned(list(assigned))
 
 
 # ---------------------------------------------------------------------------- the adapter
@@ -167,17 +157,18 @@ class WebhookAdapter:
                     # A revoked partition waits for its requests in flight (at most --timeout each).
                     rebalance_timeout_ms=int((o.timeout_s + 30) * 1000),
                     fetch_max_wait_ms=100, max_partition_fetch_bytes=1024 * 1024)
-                self.consumer.subscribe(topics, listener=_Listener(self))
+                self.consumer.subscribe(topics, listener=Rebalances(self._assigned, self._revoked))
                 await self.consumer.start()
                 log.info("consuming %s as group %s; POSTing to %s", ", ".join(topics), o.group,
                          delivery.origin[o.url])
                 consumer, metrics = self.consumer, self.metrics
-                tasks += [self._guarded(self._every(COMMIT_EVERY_S, self._commit_all), "committing offsets"),
-                          self._guarded(self._every(PRUNE_EVERY_S, lambda: housekeeping.prune(store, metrics)),
-                                        "pruning the store"),
-                          self._guarded(self._every(LAG_EVERY_S,
-                                                    lambda: housekeeping.observe_lag(consumer, self.lanes, metrics)),
-                                        "measuring lag")]
+                # A periodic job that fails stops the adapter (with one sentence), not hangs it.
+                tasks += [self._guarded(every(COMMIT_EVERY_S, self._commit_all, keep_going=False),
+                                        "committing offsets"),
+                          self._guarded(every(PRUNE_EVERY_S, lambda: housekeeping.prune(store, metrics),
+                                              keep_going=False), "pruning the store"),
+                          self._guarded(every(LAG_EVERY_S, lambda: housekeeping.observe_lag(consumer, self.lanes, metrics),
+                                              keep_going=False), "measuring lag")]
                 await self._loop()
         finally:
             lanes = list(self.lanes.values())
@@ -201,7 +192,6 @@ class WebhookAdapter:
 
     async def _check_topics(self) -> None:
         """The adapter creates no topics: a missing one is a sentence, not broker defaults."""
-        from orchestrator.runtime.topics import connect_admin
         s = self.settings
         names = [*sorted(self.channel_of), self.suppressions_topic, self.dlq_topic, self.events_topic]
         admin = await connect_admin(s, timeout_s=30.0)
@@ -230,12 +220,6 @@ class WebhookAdapter:
                 log.error("%s failed", what)
                 self._fail(exc)
         return asyncio.ensure_future(guard())
-
-    @staticmethod
-    async def _every(interval_s: float, fn: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            await fn()
 
     def _cancels_caught_up(self) -> None:
         self._cancels_ready.set()
@@ -332,27 +316,20 @@ def _describe_tps(tps: Iterable[TopicPartition]) -> str:
 
 def run_webhook(settings: Settings, options: WebhookOptions) -> None:
     """Run the adapter until SIGINT/SIGTERM (then finish what is in flight, commit, leave the group)."""
-    import uvloop
 
-    uvloop.install()
-
-    async def main() -> None:
-        adapter = WebhookAdapter(settings, options)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, adapter.stop)
+    def started(_: object) -> None:
         limits = ", ".join(f"{c} {r:g}/s" for c, r in sorted(options.rates.items())) or "none"
         log.info("webhook adapter starting: channels %s, bootstrap %s, prefix %s, %d header(s) from the "
                  "environment, rate limits %s, data dir %s", ", ".join(options.channels), settings.bootstrap,
                  settings.topic_prefix, len(options.headers), limits, options.data_dir)
-        try:
-            await adapter.run()
-        except KafkaError as exc:
-            raise AdapterFailed(f"Kafka at {settings.bootstrap} answered {type(exc).__name__}: {exc}") from None
-        log.info("webhook adapter stopped")
 
     try:
-        asyncio.run(main())
+        serve(lambda: WebhookAdapter(settings, options), started=started)
+        log.info("webhook adapter stopped")
+    except KafkaError as exc:
+        raise AdapterFailed(f"the adapter stopped on an error (Kafka at {settings.bootstrap} answered "
+                            f"{type(exc).__name__}: {exc}); what it had not finished is read again when it "
+                            "starts") from None
     except AdapterFailed as exc:
         raise AdapterFailed(f"the adapter stopped on an error ({exc}); what it had not finished is read "
                             "again when it starts") from None

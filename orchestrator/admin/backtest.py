@@ -61,7 +61,7 @@ async def read_events(settings: Settings, parts: list[int], since_ms: int, until
     ``[since_ms, until_ms)``, merged in timestamp order (see the module docstring)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from orchestrator.runtime.kafka import read_to_end, start_client
+    from orchestrator.kafkaio.clients import read_to_end, start_client
     topic = settings.topics.events
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
@@ -196,7 +196,7 @@ async def backtest(settings: Settings, journeys: list[Journey], policies: Polici
     must exist: step 0)."""
     from orchestrator.admin.explain import NO_WORKER_YET
     from orchestrator.admin.stats import read_decisions
-    from orchestrator.runtime.topics import require_topics
+    from orchestrator.kafkaio.topics import require_topics
     topic = settings.topics.events
     parts = (await require_topics(settings, [topic, settings.topics.decisions], hint=NO_WORKER_YET))[topic]
     events = await read_events(settings, parts, since_ms, until_ms, progress=progress)

@@ -83,7 +83,7 @@ class LagProbe:
         self.consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
 
     async def start(self) -> None:
-        from orchestrator.runtime.kafka import start_client
+        from orchestrator.kafkaio.clients import start_client
         await start_client(self.admin, self.settings)
         await start_client(self.consumer, self.settings)
 
@@ -158,7 +158,7 @@ async def _run(settings: Settings, rate: float, duration_s: float, demo: "Demo")
     from aiokafka import AIOKafkaProducer
     from orchestrator.core import load_policies
     channels = load_policies(settings.policies).channels
-    from orchestrator.runtime.kafka import start_client
+    from orchestrator.kafkaio.clients import start_client
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), linger_ms=10)
     await start_client(producer, settings)
     probe = LagProbe(settings)
@@ -212,7 +212,7 @@ class Demo:
         from orchestrator import localkafka
         from orchestrator.core import load_policies
         from orchestrator.localkafka.install import jars_complete, kafka_version, lib_dir
-        from orchestrator.runtime.topics import check_topics, ensure_topics
+        from orchestrator.kafkaio.topics import check_topics, ensure_topics
         from orchestrator.runtime.web import read_health
         s = self.settings
         if not external_bootstrap():

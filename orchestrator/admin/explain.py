@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
-from orchestrator.runtime.kafka import placement, read_to_end, start_client
+from orchestrator.kafkaio.clients import placement, read_to_end, start_client
 from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
 from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state, remembered_count
@@ -40,7 +40,7 @@ async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, key: bytes, *, n
 
 
 async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> dict[str, Any]:
-    from orchestrator.runtime.topics import require_topics
+    from orchestrator.kafkaio.topics import require_topics
     key = customer_id.encode()
     changelog, decisions = settings.topics.changelog, settings.topics.decisions
     partitions = await require_topics(settings, [changelog, decisions], hint=NO_WORKER_YET)

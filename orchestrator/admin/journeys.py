@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from orchestrator.config import Settings, journeys_dir, policies_file
 from orchestrator.core import load_policies
 from orchestrator.errors import ConfigError, DefinitionError
-from orchestrator.runtime.kafka import start_client
+from orchestrator.kafkaio.clients import start_client
 
 
 def policies_for(args: argparse.Namespace):  # noqa: ANN201 - Policies
@@ -187,7 +187,7 @@ def local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list
 
 def publish_journeys(args: argparse.Namespace) -> int:
     from orchestrator.runtime.registry import journeys_topic, read_published, survey
-    from orchestrator.runtime.topics import ensure_topics
+    from orchestrator.kafkaio.topics import ensure_topics
     settings = Settings.from_env()
     policies = load_policies(args.policies or settings.policies)
     local, problems = local_definitions(args.paths, policies.channels)

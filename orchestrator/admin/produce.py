@@ -36,8 +36,8 @@ from aiokafka.record.util import size_of_varint
 from orchestrator.admin import stop_on_signals
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.runtime.kafka import placement, start_client
-from orchestrator.runtime.topics import all_topics, connect_admin, ensure_topics, require_topics, topic_configs
+from orchestrator.kafkaio.clients import placement, start_client
+from orchestrator.kafkaio.topics import all_topics, connect_admin, ensure_topics, require_topics, topic_configs
 
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588     # Kafka's message.max.bytes default
 BATCH_HEADER_BYTES = 61                         # a v2 record batch's header, before its records

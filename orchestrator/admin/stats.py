@@ -12,14 +12,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from orchestrator.config import Settings
 from orchestrator.reports.stats import from_decisions
 from orchestrator.observability.progress import ProgressLine
-from orchestrator.runtime.kafka import read_to_end, start_client
+from orchestrator.kafkaio.clients import read_to_end, start_client
 
 
 async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progress: Any = None) -> list[dict[str, Any]]:
     """Every decision on the topic, in per-partition order (a customer's decisions keep their order).
     The topic must exist (one sentence otherwise); nothing is created."""
     from orchestrator.admin.explain import NO_WORKER_YET
-    from orchestrator.runtime.topics import require_topics
+    from orchestrator.kafkaio.topics import require_topics
     topic = settings.topics.decisions
     parts = (await require_topics(settings, [topic], hint=NO_WORKER_YET))[topic]
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest",

@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from orchestrator.admin import stop_on_signals
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.runtime.kafka import placement, read_to_end, start_client
+from orchestrator.kafkaio.clients import placement, read_to_end, start_client
 
 OUTPUT = re.compile(r"(?:(?P<prefix>.+)\.)?(?P<suffix>dlq|decisions|suppressions|actions\.[^.]+)")
 NOT_CREATED = "the worker creates its output topics at start, actions.<channel> for each channel of its policies"
@@ -66,7 +66,7 @@ async def tail(settings: Settings, name: str, *, customer: str | None = None, si
                follow: bool = False, out: Any = None, stop: asyncio.Event | None = None) -> int:
     """Write the records of the topic ``name`` to ``out`` (binary, default stdout) as JSON lines
     (see the module docstring); returns how many. ``stop`` ends a ``follow`` (and a long read)."""
-    from orchestrator.runtime.topics import require_topics
+    from orchestrator.kafkaio.topics import require_topics
     out = out or sys.stdout.buffer
     stop = stop or asyncio.Event()
     topic = topic_name(settings, name)

@@ -40,10 +40,11 @@ from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.counters import Counters, Tally
-from orchestrator.runtime.eventtime import Clocks, wall_ms
+from orchestrator.kafkaio.service import wall_ms
+from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import Ingest
 from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
-from orchestrator.runtime.kafka import placement
+from orchestrator.kafkaio.clients import placement
 from orchestrator.runtime.store import Stores, timer_key
 from orchestrator.runtime.timers import tick_due
 from orchestrator.runtime.transaction import Transaction

@@ -2,7 +2,7 @@
 
 Records are appended to one producer batch per topic partition as the batch is decided, and handed to
 the producer all at once at its end (:meth:`Collector.submit`), so deciding never waits for Kafka.
-Placement is the one partitioner of the product (:func:`~orchestrator.runtime.kafka.placement`,
+Placement is the one partitioner of the product (:func:`~orchestrator.kafkaio.clients.placement`,
 ``ORCH_PRODUCER_PARTITIONER``), computed once per key and remembered: a customer's outputs, internal
 records and changelog records go where its events go.
 """

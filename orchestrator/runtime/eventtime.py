@@ -29,15 +29,11 @@ nothing early.
 
 from __future__ import annotations
 
-import time
-
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from orchestrator.kafkaio.service import wall_ms
+
 GRACE_MS = 200          # how long after its due time an event may reach the broker and still be on time
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Clocks:

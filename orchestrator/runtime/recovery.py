@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.observability.metrics import Metrics
-from orchestrator.runtime.kafka import read_to_end, seek_to_start
+from orchestrator.kafkaio.clients import read_to_end, seek_to_start
 from orchestrator.runtime.store import Stores
 
 log = logging.getLogger("orchestrator.worker")

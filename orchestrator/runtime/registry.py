@@ -34,7 +34,7 @@ from orchestrator.config import Settings
 from orchestrator.core.catalog import JourneySet
 from orchestrator.core.journeys import Journey, journey_files, parse_journey
 from orchestrator.errors import DefinitionError
-from orchestrator.runtime.kafka import partitions_of, read_to_end, start_client
+from orchestrator.kafkaio.clients import partitions_of, read_to_end, start_client
 
 log = logging.getLogger("orchestrator.journeys")
 
@@ -82,7 +82,7 @@ NOT_PUBLISHED = "nothing has been published with this prefix yet (`orchestrator 
 async def read_published(settings: Settings) -> tuple[list[Publication], dict[int, int]]:
     """Every record of the journeys topic, and the end offset of each partition. The topic must
     exist (a one-sentence error otherwise); nothing is created."""
-    from orchestrator.runtime.topics import require_topics
+    from orchestrator.kafkaio.topics import require_topics
     topic = journeys_topic(settings)
     parts = (await require_topics(settings, [topic], hint=NOT_PUBLISHED))[topic]
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest")

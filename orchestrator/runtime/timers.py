@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 
+from orchestrator.kafkaio.service import wall_ms
 from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.store import Stores, split_timer_key
@@ -29,10 +30,6 @@ SCAN_INTERVAL_S = 0.2
 INFLIGHT_RETRY_S = 30.0
 FULL_SCAN_EVERY_S = 10.0
 MAX_TICKS_PER_SCAN = 5000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def tick(due: bytes) -> bytes:
@@ -84,7 +81,7 @@ class TimerScanner:
         (:meth:`rewind`). The periodic full scan re-sends ticks still unanswered after
         ``INFLIGHT_RETRY_S`` (and covers a wall clock that stepped back).
         """
-        now = now_ms()
+        now = wall_ms()
         mono = time.monotonic()
         pending = 0
         full = mono >= self._full_scan_at

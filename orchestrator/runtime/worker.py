@@ -44,12 +44,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from orchestrator.config import Settings
@@ -61,30 +59,20 @@ from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime import recovery, web
 from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
-from orchestrator.runtime.kafka import partitions_of
+from orchestrator.kafkaio.clients import partitions_of
 from orchestrator.runtime.counters import Counters
+from orchestrator.kafkaio.service import Rebalances, every, observe_lag, serve
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
-from orchestrator.runtime.topics import check_topics
+from orchestrator.kafkaio.topics import check_topics
 
 log = logging.getLogger("orchestrator.worker")
 
 BATCH_MAX = 2000                  # records per loop iteration (bounds the time the loop is busy)
 GC_YOUNG = 20_000                 # allocations between young-generation collections (Python's default: 700)
 POLL_MS = 100
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, worker: "Worker") -> None:
-        self.worker = worker
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self.worker._revoked({tp.partition for tp in revoked})
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self.worker._assigned({tp.partition for tp in assigned})
 
 
 class Worker:
@@ -168,12 +156,14 @@ class Worker:
                                self.topic_names, partition_counts, self._fail, self.clocks)
         tasks: list[asyncio.Task] = []
         try:
-            self.consumer.subscribe([s.topics.events, s.topics.internal_events], listener=_Listener(self))
+            self.consumer.subscribe([s.topics.events, s.topics.internal_events], listener=Rebalances(
+                lambda tps: self._assigned({tp.partition for tp in tps}),
+                lambda tps: self._revoked({tp.partition for tp in tps})))
             await self.consumer.start()
             tasks = [asyncio.ensure_future(c) for c in (
                 self._checkpoint(), self._serve_web(), self.registry.follow(self._published_end),
-                self._every(SCAN_INTERVAL_S, self._scan_timers), self._every(60.0, self.timers.count),
-                self._every(5.0, self._observe), self._standby())]
+                every(SCAN_INTERVAL_S, self._scan_timers), every(60.0, self.timers.count),
+                every(5.0, self._observe), self._standby())]
             await self._loop()
             await self.checkpoint.drain()
         finally:
@@ -202,16 +192,6 @@ class Worker:
 
     def _failed(self) -> bool:
         return self.failure is not None or self.checkpoint.failed is not None
-
-    async def _every(self, interval_s: float, fn) -> None:  # noqa: ANN001 - an async method
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await fn()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a periodic job must keep running
-                log.exception("periodic %s failed", fn.__name__)
 
     async def _checkpoint(self) -> None:
         await self.checkpoint.run()
@@ -285,21 +265,19 @@ class Worker:
 
     async def _observe(self) -> None:
         """Consumer lag per partition: the partition's end minus the next offset to process."""
-        consumer, m = self.consumer, self.metrics
-        m.consumer_lag.clear()            # partitions moved to another worker drop out
+        consumer = self.consumer
+        done: dict[TopicPartition, int] = {}
         for tp in list(consumer.assignment()):
             if tp.partition not in self.ready:
                 continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            done = self.checkpoint.positions.get(tp)
-            if done is None:
+            committed = self.checkpoint.positions.get(tp)
+            if committed is None:
                 try:
-                    done = await consumer.position(tp)
+                    committed = await consumer.position(tp)
                 except Exception:  # noqa: BLE001 - partition moved away meanwhile
                     continue
-            m.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
+            done[tp] = committed
+        observe_lag(consumer, self.metrics.consumer_lag, done.get, done)
 
     async def _serve_web(self) -> None:
         await web.serve(self.settings, self.metrics,
@@ -314,14 +292,11 @@ def run_worker(settings: Settings) -> None:
     address (:func:`web.bind`) for the life of the process, so a second worker on either stops
     here, in one sentence, before it creates anything or joins the consumer group.
     """
-    import uvloop
-
     from orchestrator.runtime.datadir import claim
-    from orchestrator.runtime.topics import ensure_topics
+    from orchestrator.kafkaio.topics import ensure_topics
 
     claim(settings.data_dir)
     web.bind(settings)
-    uvloop.install()
     channels = load_policies(settings.policies).channels
     problem = journey_dir_problem(settings.journeys)
     if problem is not None:
@@ -334,8 +309,7 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(check_topics(settings))
     published, end = asyncio.run(read_published(settings))
 
-    async def main() -> None:
-        worker = Worker(settings, published, end)
+    def started(worker: Worker) -> None:
         # The objects of a batch (decoded states, outputs) die by reference counting when the batch
         # is done; the cyclic collector's young-generation pass every 700 allocations only walked
         # them (measured: ~8 % of the drain's CPU). Start-up objects (journeys, modules) are frozen
@@ -343,16 +317,12 @@ def run_worker(settings: Settings) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG, 50, 100)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, worker.stop)
         log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
                  len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
-        await worker.run()
-        log.info("worker stopped")
 
     try:
-        asyncio.run(main())
+        serve(lambda: Worker(settings, published, end), started=started)
+        log.info("worker stopped")
     except WorkerFailure as exc:
         log.error("worker stopped on an error; its uncommitted inputs will be replayed: %s", exc)
         raise SystemExit(1) from None

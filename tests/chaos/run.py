@@ -66,7 +66,7 @@ log = logging.getLogger("chaos")
 # =============================================================================== running one scenario
 async def create_topics(bootstrap: str, prefix: str, channels: tuple[str, ...]) -> None:
     """The worker's own topics (same names and settings), made before the observer subscribes."""
-    from orchestrator.runtime.topics import ensure_topics
+    from orchestrator.kafkaio.topics import ensure_topics
     await ensure_topics(Settings(bootstrap=bootstrap, topic_prefix=prefix, partitions=PARTITIONS, replication=3),
                         channels)
 

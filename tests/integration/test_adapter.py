@@ -26,7 +26,7 @@ from aiohttp import web
 
 from orchestrator.testing.childproc import ChildProcess
 from orchestrator.config import Settings
-from orchestrator.runtime.topics import ensure_topics
+from orchestrator.kafkaio.topics import ensure_topics
 from tests.integration.harness import BOOTSTRAP, WorkerProcess, dumps, event, free_port, produce, read_all, scrape, total
 
 READY_TIMEOUT_S = 120.0

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
-from orchestrator.runtime.topics import ensure_topics
+from orchestrator.kafkaio.topics import ensure_topics
 from orchestrator.simulate import Simulation
 from tests.integration.harness import BOOTSTRAP, HERE, WorkerProcess
 

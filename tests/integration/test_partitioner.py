@@ -10,7 +10,7 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from orchestrator.runtime.kafka import crc32_partition
+from orchestrator.kafkaio.clients import crc32_partition
 from tests.integration.harness import BOOTSTRAP, WorkerProcess, event, read_all, total
 
 N = 40

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
-from orchestrator.runtime.kafka import partition_for
+from orchestrator.kafkaio.clients import partition_for
 from tests.integration.harness import BOOTSTRAP, cli_env, create_topic, read_all
 
 SUMMARY = re.compile(r"sent (\d+) events? to (\S+)")

@@ -14,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
-from orchestrator.runtime.kafka import partition_for
+from orchestrator.kafkaio.clients import partition_for
 from tests.integration.harness import BOOTSTRAP, dumps, event, produce, read_all
 
 PARTITIONS = 4                   # the harness's ORCH_PARTITIONS

@@ -11,7 +11,7 @@ from orchestrator.core.state import CustomerState, Instance, decode_state
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
-from orchestrator.runtime.kafka import partition_for
+from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.store import DUE_LEN, STATE, Stores, journal_key
 from orchestrator.runtime.transaction import Change, Overlay, Transaction, encode_value
 from tests.unit.fakekafka import FakeBatch, FakeProducer

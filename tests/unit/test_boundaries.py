@@ -28,7 +28,7 @@ KAFKA = ("aiokafka", "confluent_kafka", "kafka", "faust", "mode")
 ASYNC = ("asyncio", "uvloop", "aiohttp")
 CORE_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.errors")
 REPORTS_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.reports", "orchestrator.errors")
-AIOKAFKA_ROOMS = ("runtime", "admin", "adapters", "localkafka", "testing")
+AIOKAFKA_ROOMS = ("kafkaio", "runtime", "admin", "adapters", "localkafka", "testing")
 ROCKSDICT_FILES = ("runtime/store.py", "adapters/dedup.py")
 
 

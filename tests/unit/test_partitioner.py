@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.runtime.kafka import crc32_partition, partition_for, placement
+from orchestrator.kafkaio.clients import crc32_partition, partition_for, placement
 
 # Partitions librdkafka 2.12 (confluent-kafka's default partitioner, consistent_random) chose for
 # these keys on an 8-partition topic of the local broker, read back from the delivery reports.

@@ -26,7 +26,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from orchestrator.config import Settings
 from orchestrator.errors import ConfigError
-from orchestrator.runtime.kafka import existing_partitions, start_client
+from orchestrator.kafkaio.clients import existing_partitions, start_client
 
 log = logging.getLogger(__name__)
 
