@@ -1,15 +1,18 @@
 """The product's words, spelled once: decision outcomes, suppression reasons, dead-letter reasons and
-topic names (docs/events.md). The engine writes them, the metrics label with them, the reports read
-them; each is a ``StrEnum``, so a member is the very string that goes on the wire and compares equal
-to it.
+topic names (docs/events.md). The engine writes them, the metrics label with them, the reports and
+the tests read them.
+
+Each kind is a namespace of plain ``str`` constants (``Outcome.SENT == "sent"``), with the tuple of
+all its values beside it (``OUTCOMES``). Not a ``StrEnum``: its members are ``str`` subclasses, which
+orjson refuses as dict keys (a count of outcomes keyed by them could not be written as JSON), and on
+the engine's path they cost more (measured: 58 ns to read a member against 19 ns for a class
+attribute, and 38 ns more to write one as a JSON value).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 
-
-class Outcome(StrEnum):
+class Outcome:
     """A decision's ``outcome`` (docs/events.md#decisions)."""
 
     SENT = "sent"
@@ -26,7 +29,7 @@ class Outcome(StrEnum):
     WINDOW_DEFERRED = "window_deferred"
 
 
-class SuppressionReason(StrEnum):
+class SuppressionReason:
     """A suppression's ``reason`` (docs/events.md#suppressions)."""
 
     GOAL = "goal"
@@ -37,7 +40,7 @@ class SuppressionReason(StrEnum):
     EXPIRED = "expired"
 
 
-class DeadLetter(StrEnum):
+class DeadLetter:
     """A dead letter's ``reason`` (docs/events.md#dead-letters): the worker's, then the adapter's."""
 
     INVALID_JSON = "invalid_json"
@@ -49,7 +52,7 @@ class DeadLetter(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
 
 
-class Topic(StrEnum):
+class Topic:
     """Topic names after ``ORCH_TOPIC_PREFIX`` and its dot (docs/events.md#topics); an action topic is
     ``actions.<channel>`` (:func:`actions`)."""
 
@@ -75,6 +78,11 @@ def is_action(topic: str) -> bool:
     return topic.startswith(ACTIONS)
 
 
-OUTCOMES = tuple(Outcome)
-SUPPRESSION_REASONS = tuple(SuppressionReason)
-WORKER_DEAD_LETTERS = tuple(r for r in DeadLetter if r is not DeadLetter.DELIVERY_FAILED)
+def values(namespace: type) -> tuple[str, ...]:
+    """Every value of one of the namespaces above, in the order written."""
+    return tuple(v for k, v in vars(namespace).items() if k.isupper())
+
+
+OUTCOMES = values(Outcome)
+SUPPRESSION_REASONS = values(SuppressionReason)
+WORKER_DEAD_LETTERS = tuple(r for r in values(DeadLetter) if r != DeadLetter.DELIVERY_FAILED)
