@@ -57,12 +57,12 @@ class Lifecycle(NamedTuple):
 
 class _Effects(list):
     """list[Output] of one decision, which also collects Lifecycle records and carries the
-    decider's clock for ``decided_at`` (formatted once)."""
+    decider's clock, for ``decided_at``."""
 
     def __init__(self, wall_ms: int) -> None:
         super().__init__()
         self.lifecycle: list[Lifecycle] = []
-        self.decided_at = format_ts(wall_ms)
+        self.wall_ms = wall_ms
 
 
 def event_time(state: CustomerState, event: Event) -> int:
@@ -107,6 +107,7 @@ class Engine:
         self.journeys = journeys if isinstance(journeys, JourneySet) else JourneySet(journeys)
         self.policies = policies or Policies()
         self.gate = Gate(self.policies)
+        self._wall: tuple[int, str] = (-1, "")      # the decider's clock, formatted (one value per batch)
         # How long a send is remembered for the frequency caps (their longest window; 0: no caps).
         self._caps_ms = max((r.per_ms for r in self.policies.frequency), default=0)
 
@@ -191,6 +192,14 @@ class Engine:
         out = _Effects(wall_ms)
         self._fire_due(state, customer_id, until_ms, out)
         return Result(state, out, lifecycle=out.lifecycle)
+
+    def _decided_at(self, wall_ms: int) -> str:
+        """``decided_at``: the decider's clock, formatted once per value (format_ts's own cache holds
+        the event times that alternate with it)."""
+        wall = self._wall
+        if wall[0] != wall_ms:
+            wall = self._wall = (wall_ms, format_ts(wall_ms))
+        return wall[1]
 
     # ------------------------------------------------------------------ timers
     def _fire_due(self, state: CustomerState, cid: str, until_ms: int, out: _Effects) -> None:
@@ -425,7 +434,7 @@ class Engine:
             "params": params, "journey": j.id, "journey_version": j.version, "node": node.name,
             "trigger_event_id": inst.trigger_event_id if event is None else event.event_id,
             "event_ts": format_ts(inst.trigger_ts_ms if event is None else event.ts_ms),
-            "decided_at": out.decided_at,
+            "decided_at": self._decided_at(out.wall_ms),
         }
         out.append(Output(actions(channel), cid, action))
         out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.SENT, node.template, now_ms, action_id))
