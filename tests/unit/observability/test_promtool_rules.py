@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_observability import ALERTS, load_alert_rules, run_promtool
+from tests.unit.observability.test_observability import ALERTS, load_alert_rules, run_promtool
 
 RULE_TESTS = ALERTS.parent / "alerts.test.yml"
 

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core.expressions import Expression, compile_expression
 from orchestrator.core.timeutil import format_ts
 from orchestrator.errors import ExpressionError
-from tests.unit.corehelpers import DAY, HOUR, T0
+from tests.unit.core.helpers import DAY, HOUR, T0
 
 NS: dict[str, Any] = {
     "event": {"type": "cart.updated", "ts": format_ts(T0 - 2 * DAY),

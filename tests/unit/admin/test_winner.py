@@ -21,7 +21,7 @@ from orchestrator.core.ids import bucket
 from orchestrator.core.timeutil import parse_ts_ms
 from orchestrator.errors import ConfigError
 from orchestrator.simulate import Simulation
-from tests.unit.corehelpers import CHANNELS
+from tests.unit.core.helpers import CHANNELS
 
 T0 = parse_ts_ms("2026-03-10T10:00:00Z")
 assert T0 is not None

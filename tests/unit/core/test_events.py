@@ -9,7 +9,7 @@ import pytest
 from orchestrator.core import Event, Rejection, dead_letter, parse_event
 from orchestrator.core.events import DEAD_LETTER_REASONS
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
-from tests.unit.corehelpers import CHANNELS, DEAD_LETTER_KEYS, MIN, T0
+from tests.unit.core.helpers import CHANNELS, DEAD_LETTER_KEYS, MIN, T0
 
 MAX = 65536
 

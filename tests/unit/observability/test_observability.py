@@ -2,7 +2,7 @@
 
 Unit tests, no Kafka. `promtool` (Debian package `prometheus`, installed by `make test`) checks the
 rules and the scrape configuration and validates every dashboard query as PromQL; the alert rules'
-unit tests are tests/unit/test_promtool_rules.py.
+unit tests are tests/unit/observability/test_promtool_rules.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 from orchestrator.core.policies import DEFAULT_CHANNELS
 from orchestrator.observability.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "deploy" / "grafana" / "orchestrator-dashboard.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -250,4 +250,5 @@ def test_promtool_check_config():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# Firing and not firing, per alert: deploy/prometheus/alerts.test.yml, run by tests/unit/test_promtool_rules.py.
+# Firing and not firing, per alert: deploy/prometheus/alerts.test.yml, run by
+# tests/unit/observability/test_promtool_rules.py.

@@ -31,7 +31,7 @@ from orchestrator.core.journeys import NODE_NAME, load_journey_file
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.simulate import Simulation
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHANNELS = ("email", "sms", "push", "inapp", "web", "ads")
 EXAMPLES = sorted((ROOT / "journeys").glob("*.yaml"))
 MERMAID_BLOCK = re.compile(r"```mermaid\n(.*?)```", re.S)

@@ -11,7 +11,7 @@ from orchestrator.core.state import (
     TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_event, remembered, remembered_count,
 )
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
-from tests.unit.corehelpers import (
+from tests.unit.core.helpers import (
     ACTION_KEYS, CHANNELS, DAY, DECISION_KEYS, DECISION_OUTCOMES, HOUR, MIN, SUPPRESSION_KEYS,
     SUPPRESSION_REASONS, T0, Customer, actions, decisions, engine, ev, journey, suppressions,
 )

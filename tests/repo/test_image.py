@@ -12,7 +12,7 @@ commands run from the installed package, as in the image.
 Checked from it: `--help` of every command in the README's command table, the baked-in examples
 validated, listed, drawn and simulated, that nothing but the package is installed, and (against
 the test broker) a worker that turns an event into the welcome email of the baked-in journeys.
-The webhook adapter's command line is checked in tests/unit/test_deploy.py from the compose file.
+The webhook adapter's command line is checked in tests/repo/test_deploy.py from the compose file.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from orchestrator.testing.childproc import ChildProcess
 from orchestrator.config import default_bootstrap
 from orchestrator.testing.net import broker_reachable, free_port
 from orchestrator.observability.scrape import scrape_port
-from tests.unit.test_deploy import (README, ROOT, dockerfile_instructions, dockerignore_excludes,
+from tests.repo.test_deploy import (README, ROOT, dockerfile_instructions, dockerignore_excludes,
                                runtime_stage)
 
 PIP_TIMEOUT_S = 600

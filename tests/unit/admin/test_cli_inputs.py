@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.unit.corehelpers import DAY, MIN, T0, line_of, raw_event
-from tests.unit.test_reference_docs import unresolved_sees
+from tests.unit.core.helpers import DAY, MIN, T0, line_of, raw_event
+from tests.repo.test_reference_docs import unresolved_sees
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 JOURNEY = """\
 journey: hi

@@ -9,9 +9,9 @@ from orchestrator.core import Engine, load_journey_file, load_policies
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.core.state import TOMBSTONE_KEEP_MS
 from orchestrator.simulate import Simulation
-from tests.unit.corehelpers import DAY, DEAD_LETTER_KEYS, HOUR, MIN, engine, raw_event
+from tests.unit.core.helpers import DAY, DEAD_LETTER_KEYS, HOUR, MIN, engine, raw_event
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 T = parse_ts_ms("2026-03-10T10:00:00Z")
 assert T is not None
 

@@ -21,11 +21,11 @@ from orchestrator.core.namespaces import (
 from orchestrator.core.state import Activity, CustomerState, Engagement, Instance, Session
 from orchestrator.core.yamlsrc import load as load_yaml
 from orchestrator.errors import DefinitionError
-from tests.unit.corehelpers import CHANNELS, DAY, HOUR, MIN, T0, line_of
-from tests.unit.corehelpers import SPEC_JOURNEY as SPEC_EXAMPLE
-from tests.unit.test_reference_docs import unresolved_sees
+from tests.unit.core.helpers import CHANNELS, DAY, HOUR, MIN, T0, line_of
+from tests.unit.core.helpers import SPEC_JOURNEY as SPEC_EXAMPLE
+from tests.repo.test_reference_docs import unresolved_sees
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 MINIMAL = """\

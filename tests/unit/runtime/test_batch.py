@@ -16,8 +16,8 @@ from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.counters import Counters
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.store import Stores
-from tests.unit.corehelpers import journey, raw_event
-from tests.unit.fakekafka import FakeProducer, record, records
+from tests.unit.core.helpers import journey, raw_event
+from tests.unit.runtime.fakekafka import FakeProducer, record, records
 
 INSTANT = """
 journey: instant

@@ -11,8 +11,8 @@
   prints that customer's action (filtered by key), and it shows ``explain`` and ``tail --customer`` for it.
 
 No Kafka, nothing is run: the parser, the metric registries and the files are read. The metric
-catalogue's own completeness is tests/unit/test_observability.py's; the Mermaid pictures are
-tests/unit/test_graph.py's.
+catalogue's own completeness is tests/unit/observability/test_observability.py's; the Mermaid
+pictures are tests/unit/reports/test_graph.py's.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from orchestrator.admin.backtest import ENTRY, compare, count, render, replay
 from orchestrator.core import Policies, parse_journey
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.observability.progress import ProgressLine
-from tests.unit.corehelpers import CHANNELS
-from tests.unit.test_graph import usage_error
+from tests.unit.core.helpers import CHANNELS
+from tests.unit.reports.test_graph import usage_error
 
 T0 = parse_ts_ms("2026-03-10T10:00:00Z")
 assert T0 is not None

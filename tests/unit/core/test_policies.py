@@ -9,10 +9,10 @@ import pytest
 from orchestrator.core import Policies, load_policies, parse_policies
 from orchestrator.core.policies import DEFAULT_CHANNELS, FrequencyRule, QuietHours
 from orchestrator.errors import ConfigError, DefinitionError
-from tests.unit.corehelpers import DAY, HOUR, SPEC_POLICIES, line_of
-from tests.unit.test_reference_docs import unresolved_sees
+from tests.unit.core.helpers import DAY, HOUR, SPEC_POLICIES, line_of
+from tests.repo.test_reference_docs import unresolved_sees
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def refused(text: str, filename: str = "pol.yaml") -> list[str]:

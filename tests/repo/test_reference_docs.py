@@ -17,7 +17,7 @@ from pathlib import Path
 from orchestrator.adapters import metrics as adapter_metrics
 from orchestrator.core import events, expressions, journeys, policies
 from orchestrator.observability import metrics
-from tests.unit.test_docs import github_anchor, prose
+from tests.repo.test_docs import github_anchor, prose
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADING = re.compile(r"^(#+) (.+)$", re.M)

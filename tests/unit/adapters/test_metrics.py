@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.adapters.metrics import AdapterMetrics
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "adapters.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "adapters.md"
 TOKEN = re.compile(r"\borch_adapter_[a-z0-9_]+")
 SUFFIXES = ("_bucket", "_sum", "_count")
 

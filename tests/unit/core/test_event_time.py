@@ -8,7 +8,7 @@ lagging behind its input decided on its wall clock.
 from __future__ import annotations
 
 from orchestrator.core.timeutil import format_ts
-from tests.unit.corehelpers import HOUR, MIN, SEC, T0, Customer, actions, decisions, engine, ev
+from tests.unit.core.helpers import HOUR, MIN, SEC, T0, Customer, actions, decisions, engine, ev
 
 WAIT_FOR_ORDER = """
 journey: remind

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.admin.explain import describe_state, render_text
-from tests.unit.corehelpers import HOUR, T0, Customer, engine
+from tests.unit.core.helpers import HOUR, T0, Customer, engine
 
 
 def report(state) -> tuple[dict, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from tests.unit.corehelpers import (ACTION_KEYS, DEAD_LETTER_KEYS, DECISION_KEYS, SPEC_JOURNEY, SPEC_POLICIES,
+from tests.unit.core.helpers import (ACTION_KEYS, DEAD_LETTER_KEYS, DECISION_KEYS, SPEC_JOURNEY, SPEC_POLICIES,
                                     SUPPRESSION_KEYS, SUPPRESSION_REASONS)
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.identical import backlog_lines, counts, digest, first_difference, main, replay
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 JOURNEYS = ROOT / "journeys"
 POLICIES = ROOT / "policies.yaml"
 EVENTS = 1500

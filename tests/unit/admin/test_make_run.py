@@ -18,7 +18,7 @@ from orchestrator.admin import makerun
 from orchestrator.admin.demo import DemoTraffic, Rates
 from orchestrator.observability.progress import ticking
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_launcher_needs_only_the_standard_library():

@@ -14,7 +14,7 @@ from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
 from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.store import DUE_LEN, STATE, Stores, journal_key
 from orchestrator.runtime.transaction import Change, Overlay, Transaction, encode_value
-from tests.unit.fakekafka import FakeBatch, FakeProducer
+from tests.unit.runtime.fakekafka import FakeBatch, FakeProducer
 
 
 def fail(exc: BaseException):  # noqa: ANN201
