@@ -1,12 +1,19 @@
-"""Journey statistics and lift, through the same engine as the worker (offline simulation)."""
+"""Journey statistics and lift, through the same engine as the worker (offline simulation), and the
+statistics a split arm is judged by (orchestrator/reports/stats.py)."""
 
 from __future__ import annotations
 
+import math
 import random
+from fractions import Fraction
 
 import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.core import Engine, JourneySet, Policies, parse_journey
+from orchestrator.reports import stats
 from orchestrator.reports.stats import from_decisions, lift_interval, render_table
 from orchestrator.simulate import Simulation
 
@@ -75,3 +82,50 @@ def test_goals_and_exits_are_attributed_to_the_group_of_the_latest_entry():
     assert r["exits"] == {"max_touches": 1}
     assert r["active"] == 1
     assert r["conversion"] == {"treatment": 0.0, "holdout": 1.0}
+
+
+# ---------------------------------------------------------------------------- statistics
+def test_the_statistics_helpers_give_the_textbook_values() -> None:
+    assert stats.z_two_sided(0.95) == pytest.approx(1.959964, abs=1e-6)
+    assert stats.z_two_sided(0.99) == pytest.approx(2.575829, abs=1e-6)
+    lo, hi = stats.rate_interval(10, 100, stats.z_two_sided(0.95))       # Wilson: [5.52%, 17.44%]
+    assert (round(lo, 4), round(hi, 4)) == (0.0552, 0.1744)
+    assert stats.rate_interval(0, 0, 1.96) is None
+    assert stats.rate_interval(0, 20, 1.96)[0] == 0.0
+    # 10/100 vs 20/100: z = 1.98, p = 0.0477
+    assert stats.two_proportion_test(20, 100, 10, 100) == pytest.approx(0.0477, abs=1e-4)
+    assert stats.two_proportion_test(0, 50, 0, 50) == 1.0
+    assert stats.entries_per_arm(0.10, 0.15, 0.05) == 686                 # 80% power
+    assert stats.entries_per_arm(0.1, 0.1, 0.05) is None
+    assert not stats.normal_approximation_holds(3, 10, 0, 10) and stats.normal_approximation_holds(30, 100, 20, 100)
+    assert stats.fewest_expected(1, 17, 8, 13) == pytest.approx((3.9, "conversions", 13))    # 13 × 9/30
+    assert stats.entries_for_approximation(1, 17, 8, 13) == 17                              # 17 × 0.30 ≥ 5
+    assert stats.fewest_expected(19, 20, 20, 20) == pytest.approx((0.5, "non-conversions", 20))
+
+
+def test_fishers_exact_test_gives_the_published_values() -> None:
+    # The lady tasting tea (Fisher 1935; the TeaTasting example of R's fisher.test): 3 of the 4 cups
+    # with milk first named right, 1 of the 4 others; one-sided p = 0.2429, and the table is
+    # symmetric, so two-sided twice that.
+    assert stats.fisher_exact(3, 4, 1, 4) == pytest.approx(2 * 0.2429, abs=1e-4)
+    # Fisher's twins (1962; the Convictions example of R's fisher.test): 2 of 17 dizygotic and 10 of
+    # 13 monozygotic twins of convicted criminals convicted too; two-sided p-value = 0.0005367.
+    assert stats.fisher_exact(2, 17, 10, 13) == pytest.approx(0.0005367, abs=1e-7)
+    assert stats.fisher_exact(10, 13, 2, 17) == pytest.approx(stats.fisher_exact(2, 17, 10, 13), rel=1e-12)
+    assert stats.fisher_exact(0, 5, 0, 5) == 1.0 and stats.fisher_exact(0, 0, 1, 5) is None
+
+
+def exact_fisher(g1: int, n1: int, g2: int, n2: int) -> Fraction:
+    """The same test in exact rationals, by its definition: the hypergeometric probability of every
+    table with the margins observed, summed over the tables no more likely than the observed one."""
+    goals, total = g1 + g2, n1 + n2
+    prob = {k: Fraction(math.comb(goals, k) * math.comb(total - goals, n1 - k), math.comb(total, n1))
+            for k in range(max(0, goals - n2), min(goals, n1) + 1)}
+    return sum((p for p in prob.values() if p <= prob[g1]), Fraction(0))
+
+
+@given(st.integers(1, 60), st.integers(1, 60), st.data())
+@settings(max_examples=300, deadline=None)
+def test_fishers_exact_test_is_the_hypergeometric_sum(n1: int, n2: int, data: st.DataObject) -> None:
+    g1, g2 = data.draw(st.integers(0, n1)), data.draw(st.integers(0, n2))
+    assert stats.fisher_exact(g1, n1, g2, n2) == pytest.approx(float(exact_fisher(g1, n1, g2, n2)), rel=1e-6)
