@@ -67,6 +67,17 @@ def ev(etype: str, cid: str = "c-1", ts: int = T0, eid: str | None = None, **pro
     return parsed
 
 
+def ts(text: str) -> int:
+    value = parse_ts_ms(text)
+    assert value is not None
+    return value
+
+
+def one(items: list) -> dict:
+    assert len(items) == 1, items
+    return items[0]
+
+
 def topics(outputs: list) -> list[str]:
     return [o.topic for o in outputs]
 

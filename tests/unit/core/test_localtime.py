@@ -11,17 +11,12 @@ import pytest
 from orchestrator.core.localtime import (
     ALL_DAYS, Window, day_instant, format_days, next_time_of_day, parse_clock, window_opening,
 )
-from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.core.timeutil import format_ts
+from tests.unit.core.helpers import ts
 
 PARIS = ZoneInfo("Europe/Paris")        # 2026-03-29 02:00 CET -> 03:00 CEST; 2026-10-25 03:00 CEST -> 02:00 CET
 NEW_YORK = ZoneInfo("America/New_York")  # 2026-03-08 02:00 EST -> 03:00 EDT; 2026-11-01 02:00 EDT -> 01:00 EST
 WEEKDAYS = (0, 1, 2, 3, 4)
-
-
-def ts(text: str) -> int:
-    value = parse_ts_ms(text)
-    assert value is not None
-    return value
 
 
 def clock(text: str) -> int:
