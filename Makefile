@@ -23,7 +23,7 @@ venv: $(VENV)/.installed ## create .venv and install the package with its test d
 run: ## local Kafka + worker + example journeys + demo traffic, with a live progress line (Ctrl-C stops all)
 	@$(PYTHON) -m orchestrator.admin.makerun run --venv $(VENV) -- $(DEMO_ARGS)
 
-test: venv promtool graphviz ## unit and integration tests against a real local Kafka (started and stopped here)
+test: venv promtool graphviz ## unit, repository and integration tests against a real local Kafka (started and stopped here)
 	@started=0; \
 	if [ -z "$$ORCH_BOOTSTRAP" ] && ! $(ORCH) kafka status | grep -q '"running": true'; then \
 	  $(ORCH) kafka up || exit 1; started=1; \

@@ -1,6 +1,6 @@
 """orchestrator: real-time journey orchestration on Kafka.
 
-Rooms (imports only point downwards; ``tests/unit/test_boundaries.py`` checks it):
+Rooms (imports only point downwards; ``tests/repo/test_boundaries.py`` checks it):
 
 - ``orchestrator.core``: pure, synchronous decision logic (events, journeys, expressions,
   policies, state, engine, gate). Imports only the stdlib, msgspec and PyYAML: never a Kafka

@@ -176,7 +176,7 @@ NODE_KINDS = ("send", "branch", "split", "wait", "wait_for", "wait_until", "exit
 JOURNEYS_DOC = "docs/journeys.md"
 # Every mapping of a definition: the keys it accepts, and the section of docs/journeys.md that
 # documents them (its heading's anchor). The parser checks each mapping against this table and
-# points its problems at the section; tests/unit/test_reference_docs.py checks that each section
+# points its problems at the section; tests/repo/test_reference_docs.py checks that each section
 # lists exactly these keys. A node's mapping is ``node <kind>``.
 MAPPINGS: dict[str, tuple[frozenset[str], str]] = {
     "journey": (frozenset({"journey", "version", "priority", "group", "entry", "capture", "holdout", "goal",

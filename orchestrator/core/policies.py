@@ -51,7 +51,7 @@ class Policies:
 POLICIES_DOC = "docs/policies.md"
 # Every mapping of a policies file: the keys it accepts, and the section of docs/policies.md that
 # documents them (its heading's anchor). The parser checks each mapping against this table;
-# tests/unit/test_reference_docs.py checks that each section lists exactly these keys.
+# tests/repo/test_reference_docs.py checks that each section lists exactly these keys.
 MAPPINGS: dict[str, tuple[frozenset[str], str]] = {
     "policies": (frozenset({"channels", "frequency", "quiet_hours", "consent", "global_holdout", "max_event_age"}),
                  "keys"),

@@ -40,7 +40,7 @@ from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNod
 from orchestrator.core.timeutil import parse_ts_ms
 from orchestrator.core.vocabulary import Outcome
 
-# Node kinds handled explicitly below; tests/unit/test_graph.py checks that it covers journeys.Node.
+# Node kinds handled explicitly below; tests/unit/reports/test_graph.py checks that it covers journeys.Node.
 HANDLED_NODE_TYPES = (SendNode, BranchNode, SplitNode, WaitNode, WaitForNode, WaitUntilNode, ExitNode)
 
 ENTRY = "<entry>"        # pseudo node names: cannot clash with a node (NODE_NAME has no < >)

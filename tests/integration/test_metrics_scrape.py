@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 
 from tests.integration.harness import dumps, event, produce, read_all
-from tests.unit.test_observability import HISTOGRAM_SUFFIXES, fresh_families, referenced_metrics
+from tests.unit.observability.test_observability import HISTOGRAM_SUFFIXES, fresh_families, referenced_metrics
 
 SCRAPE_TIMEOUT_S = 90.0
 

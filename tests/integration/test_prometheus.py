@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaProducer
 
 from orchestrator.testing.childproc import ChildProcess
 from tests.integration.harness import BOOTSTRAP, WorkerProcess, free_port
-from tests.unit.test_observability import ALERTS, dashboard_queries, dashboard_variable_queries, load_dashboard
+from tests.unit.observability.test_observability import ALERTS, dashboard_queries, dashboard_variable_queries, load_dashboard
 
 SCRAPE_INTERVAL = "1s"
 SHORT_FOR = "5s"

@@ -1,0 +1,113 @@
+"""The worker's batch path without a broker: records in, decided by the core, records out (fake producer)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.core import Engine, Policies
+from orchestrator.errors import WorkerFailure
+from orchestrator.observability.metrics import Metrics
+from orchestrator.runtime.batch import Decider
+from orchestrator.runtime.checkpoint import Checkpoint
+from orchestrator.runtime.counters import Counters
+from orchestrator.runtime.eventtime import Clocks
+from orchestrator.runtime.store import Stores
+from tests.unit.core.helpers import journey, raw_event
+from tests.unit.runtime.fakekafka import FakeProducer, record, records
+
+INSTANT = """
+journey: instant
+entry: {on: cart.updated, reentry: always}
+start: email
+nodes:
+  email: {send: email, template: t, next: done}
+  done: {exit: completed}
+"""
+
+
+class Raising(Engine):
+    """An engine with a bug: it raises on events of type ``boom``."""
+
+    def on_event(self, state, event, wall_ms):  # noqa: ANN001, ANN201 - the Engine's signature
+        if event.type == "boom":
+            raise RuntimeError("a bug that must not stop the partition (message may quote c-1)")
+        return super().on_event(state, event, wall_ms)
+
+
+NOW = int(time.time() * 1000)         # the batch path's max_event_age is measured against the wall clock
+
+
+def fail(exc: BaseException):  # noqa: ANN201
+    raise WorkerFailure(str(exc))
+
+
+@pytest.fixture
+def batch(tmp_path):
+    settings = Settings(topic_prefix="t", partitions=1, data_dir=str(tmp_path))
+    policies = Policies()
+    engine = Raising([journey(INSTANT)], policies)
+    stores = Stores(settings.data_dir)
+    metrics = Metrics(policies.channels)
+    producer = FakeProducer()
+
+    async def commit(offsets):  # noqa: ANN001, ANN202
+        return None
+
+    checkpoint = Checkpoint(stores, commit, {0}, fail, on_ticks_done=lambda keys: None,
+                            on_timer_indexed=lambda p, key: None)
+    names = {settings.topics.suffix(name): name for name in settings.topics.outputs(policies.channels)}
+    counts = {name: 1 for name in [*names.values(), settings.topics.internal_events, settings.topics.changelog]}
+    decider = Decider(settings, engine, stores, Counters(metrics, policies.channels), checkpoint, producer, names,
+                      counts, fail, Clocks(settings.topics.events))
+    yield settings, decider, producer, metrics
+    stores.close()
+
+
+def dead_letters(producer: FakeProducer) -> list[dict]:
+    return [orjson.loads(v) for _, _, v in producer.on("t.dlq")]
+
+
+async def test_an_engine_error_is_dead_lettered_counted_and_the_partition_goes_on(batch):
+    settings, decider, producer, metrics = batch
+    ev = settings.topics.events
+    await decider.run(records(record(ev, 0, 10, b"c-1", raw_event("boom", "c-1", NOW, "e-boom")),
+                              record(ev, 0, 11, b"c-1", raw_event("cart.updated", "c-1", NOW + 1, "e-cart"))), {0})
+    [dead] = dead_letters(producer)
+    assert dead["reason"] == "engine_error"
+    assert dead["detail"].startswith("RuntimeError in the engine, deciding an event of type boom")
+    assert "c-1" not in dead["detail"]                     # the exception's message is not copied
+    assert (dead["topic"], dead["partition"], dead["offset"]) == (ev, 0, 10)
+    assert orjson.loads(dead["raw"])["event_id"] == "e-boom"
+    assert [k for _, k, _ in producer.on("t.dlq")] == [b"c-1"]
+    assert len(producer.on("t.actions.email")) == 1        # the next event of the partition was decided
+    text = metrics.render().decode()
+    assert "orch_engine_errors_total 1.0" in text
+    assert 'orch_dead_letters_total{reason="engine_error"} 1.0' in text
+    assert 'orch_events_in_total{result="dead_letter"} 1.0' in text
+
+
+async def test_what_the_engine_half_changed_before_raising_is_not_kept(batch):
+    settings, decider, producer, _ = batch
+    ev = settings.topics.events
+    boom = raw_event("boom", "c-2", NOW, "e-boom-2")
+    await decider.run(records(record(ev, 0, 0, b"c-2", boom)), {0})
+    await decider.run(records(record(ev, 0, 1, b"c-2", boom)), {0})           # the same event again
+    # Not a duplicate: the failed decision remembered nothing, so it fails (and is dead-lettered) again.
+    assert [d["offset"] for d in dead_letters(producer)] == [0, 1]
+
+
+async def test_an_undecodable_internal_record_is_dead_lettered_engine_error(batch):
+    settings, decider, producer, metrics = batch
+    await decider.run(records(record(settings.topics.internal_events, 0, 5, b"c-3", b"\xff\x00 not msgpack")), {0})
+    [dead] = dead_letters(producer)
+    assert dead["reason"] == "engine_error"
+    assert "decoding a record of the internal topic" in dead["detail"]
+    assert (dead["topic"], dead["offset"]) == (settings.topics.internal_events, 5)
+    text = metrics.render().decode()
+    assert "orch_engine_errors_total 1.0" in text
+    assert 'orch_events_in_total{result="dead_letter"} 0.0' in text          # not an event
+    assert 'orch_dead_letters_total{reason="engine_error"} 1.0' in text

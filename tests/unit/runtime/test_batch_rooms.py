@@ -1,0 +1,200 @@
+"""The batch path's rooms, each alone with a fake producer and a real RocksDB in a temporary folder:
+the collector (records out), the transaction (a batch's customer states) and the journal (outputs by input)."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from aiokafka import TopicPartition
+
+from orchestrator.core.state import CustomerState, Instance, decode_state
+from orchestrator.errors import WorkerFailure
+from orchestrator.runtime.collector import Collector
+from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
+from orchestrator.kafkaio.clients import partition_for
+from orchestrator.runtime.store import DUE_LEN, STATE, Stores, journal_key
+from orchestrator.runtime.transaction import Change, Overlay, Transaction, encode_value
+from tests.unit.runtime.fakekafka import FakeBatch, FakeProducer
+
+
+def fail(exc: BaseException):  # noqa: ANN201
+    raise WorkerFailure(str(exc))
+
+
+def collector(producer: FakeProducer, **counts: int) -> Collector:
+    return Collector(producer, {"out": 4, "log": 4, **counts}, partition_for, fail)
+
+
+# ---------------------------------------------------------------------------------------------- collector
+async def test_the_collector_places_keys_with_the_partitioner_and_sends_on_submit():
+    producer = FakeProducer()
+    out = collector(producer)
+    out.send("out", b"c-1", b"a")
+    out.send("out", b"c-1", b"b")
+    out.send("log", b"c-1", b"x", 3)                       # an explicit partition wins
+    assert producer.sent == []                            # nothing handed over before submit
+    sent = await out.submit()
+    p = partition_for(b"c-1", 4)
+    assert producer.on("out") == [(p, b"c-1", b"a"), (p, b"c-1", b"b")]
+    assert producer.on("log") == [(3, b"c-1", b"x")]
+    assert sorted((s.topic, s.partition, s.count) for s in sent) == [("log", 3, 1), ("out", p, 2)]
+    assert await out.submit() == []                       # the next batch starts empty
+
+
+async def test_records_without_a_key_go_round_robin():
+    producer = FakeProducer()
+    out = collector(producer)
+    for i in range(8):
+        out.send("out", None, str(i).encode())
+    await out.submit()
+    assert sorted({p for p, _, _ in producer.on("out")}) == [0, 1, 2, 3]
+
+
+async def test_a_full_producer_batch_starts_another_and_a_record_too_big_for_any_stops_the_worker():
+    producer = FakeProducer()
+    producer.create_batch = lambda: FakeBatch(max_records=2)          # type: ignore[method-assign]
+    out = collector(producer)
+    for i in range(5):
+        out.send("out", b"k", str(i).encode(), 0)
+    sent = await out.submit()
+    assert [s.count for s in sent] == [2, 2, 1] and [v for _, _, v in producer.on("out")] == [b"0", b"1", b"2",
+                                                                                                b"3", b"4"]
+    producer.create_batch = lambda: FakeBatch(max_records=0)          # type: ignore[method-assign]
+    with pytest.raises(WorkerFailure):
+        out.send("out", b"k", b"too big", 0)
+
+
+# ---------------------------------------------------------------------------------------------- transaction
+def state(due: int | None = None) -> CustomerState:
+    s = CustomerState(profile={"tier": "gold"})
+    if due is not None:
+        s.instances["j"] = Instance(journey="j", version=1, instance_id="e-1", node="wait", entered_ms=1,
+                                    trigger_event_id="e-1", trigger_ts_ms=1, due_ms=due)
+    return s
+
+
+def test_a_state_is_read_from_the_overlay_first_then_rocksdb_and_once_per_batch(tmp_path):
+    stores = Stores(str(tmp_path))
+    stores.get(0).write([(b"a", None, encode_value(state(5)))], None)
+    stores.get(0).write([(b"b", None, encode_value(state()))], None)
+    overlay = Overlay()
+    overlay.values[b"b"] = (1, encode_value(state(9)))                # a newer state, not yet in RocksDB
+    tx = Transaction(stores, overlay, 2)
+    a, b = tx.entry(b"a", 0), tx.entry(b"b", 0)
+    assert a.state.next_due_ms() == 5 and a.old_due == (5).to_bytes(DUE_LEN, "big")
+    assert b.state.next_due_ms() == 9                                  # the overlay's
+    assert tx.entry(b"a", 0) is a                                      # once per batch
+    assert tx.entry(b"nobody", 0).state is None and tx.entry(b"nobody", 0).old_due is None
+    stores.close()
+
+
+def test_what_counts_as_a_change(tmp_path):
+    stores = Stores(str(tmp_path))
+    stores.get(0).write([(b"a", None, encode_value(state(5)))], None)
+    tx = Transaction(stores, Overlay(), 1)
+    e = tx.entry(b"a", 0)
+    Transaction.update(e, e.state, tick=True, outputs=False, old_due=5)          # a wake-up that did nothing
+    assert not e.dirty
+    Transaction.update(e, e.state, tick=False, outputs=False, old_due=5)         # any event changes the state
+    assert e.dirty
+    f = tx.entry(b"new", 0)
+    Transaction.update(f, state(), tick=True, outputs=False, old_due=None)      # a state where there was none
+    assert f.dirty
+    g = tx.entry(b"a2", 0)
+    Transaction.update(g, None, tick=True, outputs=False, old_due=None)         # deleting nothing changes nothing
+    assert not g.dirty
+    stores.close()
+
+
+def test_changes_go_to_the_changelog_and_the_overlay_until_settled(tmp_path):
+    stores = Stores(str(tmp_path))
+    stores.get(1).write([(b"gone", None, encode_value(state()))], None)
+    producer = FakeProducer()
+    out = collector(producer)
+    overlay = Overlay()
+    tx = Transaction(stores, overlay, 7)
+    kept = tx.entry(b"kept", 1)
+    Transaction.update(kept, state(42), tick=False, outputs=False, old_due=None)
+    gone = tx.entry(b"gone", 1)
+    Transaction.update(gone, None, tick=False, outputs=False, old_due=None)
+    changes = tx.changes(out, "log")
+    assert changes == {1: [Change(b"kept", None, encode_value(state(42))), Change(b"gone", bytes(DUE_LEN), None)]}
+    assert overlay.values == {b"kept": (7, encode_value(state(42))), b"gone": (7, None)}
+    overlay.values[b"gone"] = (8, b"a later batch wrote it again")
+    overlay.settled(7, changes[1])
+    assert overlay.values == {b"gone": (8, b"a later batch wrote it again")}
+    stores.close()
+
+
+def test_a_decision_that_raised_leaves_an_unchanged_customer_as_stored(tmp_path):
+    stores = Stores(str(tmp_path))
+    stores.get(0).write([(b"a", None, encode_value(state()))], None)
+    tx = Transaction(stores, Overlay(), 1)
+    tx.entry(b"a", 0).state.profile["half"] = "changed"              # what an engine bug might do
+    tx.discard(b"a")
+    assert "half" not in tx.entry(b"a", 0).state.profile              # read again as stored
+    changed = tx.entry(b"a", 0)
+    Transaction.update(changed, state(3), tick=False, outputs=False, old_due=None)
+    tx.discard(b"a")
+    assert tx.entry(b"a", 0) is changed                               # earlier changes of the batch stay
+    stores.close()
+
+
+# ---------------------------------------------------------------------------------------------- journal
+TOPICS = {EVENTS: "ev", INTERNAL: "in"}
+
+
+async def test_an_input_decided_before_a_crash_gets_its_first_outputs_once(tmp_path):
+    stores = Stores(str(tmp_path))
+    producer = FakeProducer()
+    out = collector(producer)
+    journal = Journal(TOPICS)
+    first = [Output("actions.email", "c-1", b'{"action_id":"a-1"}'), Output("decisions", "c-1", b"{}")]
+    journal.record(2, EVENTS, 10, first)
+    journal.record(2, EVENTS, 11, [Output("decisions", "c-2", b"{}")])
+    rows = journal.write(out, "log", {})
+    await out.submit()
+    [(key, value)] = rows[2]
+    assert key == journal_key(EVENTS, 10) and producer.on("log") == [(2, key, value)]
+    stores.get(2).write([], None, rows[2])
+    # A new owner of partition 2 whose committed offset is 11: input 10 is done, 11 is replayed.
+    again = Journal(TOPICS)
+    again.adopt(2, stores.get(2), {EVENTS: 11, INTERNAL: None})
+    assert again.replayed(2, EVENTS, 10) is None
+    assert again.replayed(2, EVENTS, 11) == [Output("decisions", "c-2", b"{}")]
+    assert again.replayed(2, EVENTS, 11) is None                     # once
+    assert again.replayed(2, INTERNAL, 11) is None
+    stores.close()
+
+
+async def test_a_journal_is_tombstoned_once_every_offset_it_covers_is_committed():
+    producer = FakeProducer()
+    out = collector(producer)
+    journal = Journal(TOPICS)
+    journal.record(0, INTERNAL, 5, [Output("decisions", "c", b"{}")])
+    journal.record(0, INTERNAL, 6, [Output("decisions", "c", b"{}")])
+    journal.write(out, "log", {})
+    assert journal.write(out, "log", {TopicPartition("in", 0): 6}) == {}            # 6 not committed yet
+    assert journal.write(out, "log", {TopicPartition("in", 0): 7}) == {0: [(journal_key(INTERNAL, 5), None)]}
+    await out.submit()
+    assert producer.on("log")[-1] == (0, journal_key(INTERNAL, 5), None)
+    assert journal.write(out, "log", {TopicPartition("in", 0): 7}) == {}            # once
+
+
+def test_a_revoked_partitions_journals_are_forgotten(tmp_path):
+    stores = Stores(str(tmp_path))
+    value = msgspec.msgpack.encode([(3, [("decisions", "c", b"{}")])])
+    stores.get(4).write([], None, [(journal_key(EVENTS, 3), value)])
+    journal = Journal(TOPICS)
+    journal.adopt(4, stores.get(4), {EVENTS: None, INTERNAL: None})
+    journal.forget({4})
+    assert journal.replayed(4, EVENTS, 3) is None
+    stores.close()
+
+
+def test_the_stored_value_is_the_due_time_then_the_state():
+    raw = encode_value(state(77))
+    assert int.from_bytes(raw[:DUE_LEN], "big") == 77
+    assert decode_state(raw[DUE_LEN:]) == state(77)
+    assert encode_value(state())[:DUE_LEN] == bytes(DUE_LEN)
+    assert STATE == b"c"
