@@ -147,6 +147,11 @@ class Topics:
         return self.name(Topic.CHANGELOG)
 
     @property
+    def dedup_changelog(self) -> str:
+        """Internal, deleted by age: the keys of the events each partition decided (the duplicate window)."""
+        return self.name(Topic.DEDUP_CHANGELOG)
+
+    @property
     def suppressions(self) -> str:
         return self.name(Topic.SUPPRESSIONS)
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from orchestrator.core import Engine
+from orchestrator.core import Engine, dedup
 from orchestrator.core.events import FUTURE_TOLERANCE_MS, Event, Rejection, dead_letter, parse_event
 from orchestrator.core.state import CustomerState
 from orchestrator.core.timeutil import format_ts
@@ -43,6 +43,7 @@ class Simulation:
         self.states: dict[str, CustomerState] = {}
         self.timers: list[tuple[int, str]] = []
         self.clock_ms: int | None = None
+        self.window = dedup.Window()          # the duplicate rule, on the virtual clock
         self.duplicates: list[int] = []       # line numbers of events ignored as duplicates
         self.stale: list[int] = []            # line numbers of entry-type events too old to enrol
         self.dead_letters: dict[str, list[int]] = {}   # reason -> line numbers
@@ -90,10 +91,11 @@ class Simulation:
         now = max(self.clock_ms or parsed.ts_ms, parsed.ts_ms)
         self.clock_ms = now
         cid = parsed.customer_id
-        result = self.engine.on_event(self.states.get(cid), parsed, now)
-        if result.duplicate:
+        if not self.window.first(dedup.key(cid, parsed.event_id), now):
             self.duplicates.append(line_no)
-        elif parsed.ts_ms < now - self.engine.policies.max_event_age_ms and parsed.type in self.engine.journeys.by_entry:
+            return
+        result = self.engine.on_event(self.states.get(cid), parsed, now)
+        if parsed.ts_ms < now - self.engine.policies.max_event_age_ms and parsed.type in self.engine.journeys.by_entry:
             self.stale.append(line_no)
         self._store(cid, result.state)
         for o in result.outputs:

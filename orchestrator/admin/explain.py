@@ -21,7 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.kafkaio.clients import placement, read_to_end, start_client
 from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
-from orchestrator.core.state import TOMBSTONE_KEEP_MS, CustomerState, decode_state, remembered_count
+from orchestrator.core.state import CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
@@ -87,17 +87,17 @@ def describe_state(state: CustomerState) -> dict[str, Any]:
                        for ch, e in sorted(state.engagement.items())},
         "activity": {t: {"count_by_day": len(a.days), "last_at": format_ts(a.last_ms)}
                      for t, a in sorted(state.activity.items())},
-        "events_remembered_for_dedup": remembered_count(state),
         "notes": _notes(state),
     }
 
 
 def _notes(state: CustomerState) -> list[str]:
-    """What the state means beyond its fields: an erasure tombstone, a profile value read differently."""
+    """What the state means beyond its fields: an erasure tombstone (as erasures left them before the
+    duplicate window moved out of the state), a profile value read differently."""
     notes = []
     if state.erased_ms is not None:
-        notes.append(f"erased at {format_ts(state.erased_ms)}: only event ids are kept, to ignore "
-                     f"redelivered events, until {format_ts(state.erased_ms + TOMBSTONE_KEEP_MS)}")
+        notes.append(f"erased at {format_ts(state.erased_ms)}: nothing of the customer is kept; this record is "
+                     "deleted when the customer's partition next decides anything for it")
     tz = state.profile.get("timezone")
     if tz is not None and zone(tz) is None:
         notes.append(f"profile timezone {tz!r} is not a known IANA time zone name; UTC is used "

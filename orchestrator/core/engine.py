@@ -29,8 +29,8 @@ from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import (
-    ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, TOMBSTONE_KEEP_MS, ActionRef, CustomerState, Instance,
-    engagement_for, prune_stamps, record_activity, remember_event, tombstone,
+    ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance, engagement_for, prune_stamps,
+    record_activity,
 )
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.vocabulary import Outcome, SuppressionReason, Topic, actions
@@ -75,21 +75,20 @@ class Result:
     """What one decision returns (a plain class: one is made per event, and a dataclass's
     generated ``__init__`` with default factories cost a measurable share of the worker's time)."""
 
-    __slots__ = ("state", "outputs", "duplicate", "lifecycle", "invalid_fields")
+    __slots__ = ("state", "outputs", "lifecycle", "invalid_fields")
 
-    def __init__(self, state: CustomerState | None, outputs: list[Output] | None = None, duplicate: bool = False,
+    def __init__(self, state: CustomerState | None, outputs: list[Output] | None = None,
                  lifecycle: list[Lifecycle] | None = None, invalid_fields: tuple[str, ...] = ()) -> None:
-        self.state = state                      # None: delete the customer's state (an expired erasure tombstone)
+        self.state = state                      # None: delete the customer's state (an erasure)
         self.outputs = [] if outputs is None else outputs
-        self.duplicate = duplicate
         self.lifecycle = [] if lifecycle is None else lifecycle
         # Known profile fields this event set to a value the engine cannot use (e.g. "timezone" that is
         # not an IANA name): kept in the profile, read as the default; the worker counts them.
         self.invalid_fields = invalid_fields
 
     def __repr__(self) -> str:
-        return (f"Result(state={self.state!r}, outputs={self.outputs!r}, duplicate={self.duplicate!r}, "
-                f"lifecycle={self.lifecycle!r}, invalid_fields={self.invalid_fields!r})")
+        return (f"Result(state={self.state!r}, outputs={self.outputs!r}, lifecycle={self.lifecycle!r}, "
+                f"invalid_fields={self.invalid_fields!r})")
 
 
 SHADOW_SUFFIX = "~shadow"     # journey ids are [a-z0-9-], so this never clashes
@@ -120,24 +119,21 @@ class Engine:
         ``max_event_age`` is measured against (an older event updates state but enrols nobody).
         Nothing else depends on it, so the decision is the same at any lag.
 
-        On an erasure tombstone, a duplicate of an earlier event is ignored like any duplicate;
-        a new event starts from the tombstone (no profile, no journeys) and keeps its memory of
-        event ids, so the customer may enrol again but an earlier event still counts as seen.
+        The caller asks the duplicate rule first (:mod:`orchestrator.core.dedup`): the engine decides
+        every event it is given. An erasure deletes the state (``Result.state`` is ``None``); the
+        duplicate window, kept apart, still knows the customer's earlier event ids.
         """
         state = state if state is not None else CustomerState()
+        if state.erased_ms is not None:         # an erasure tombstone written before the window moved out
+            state = CustomerState(time_ms=state.time_ms)
         now_ms = event_time(state, event)
-        if state.erased_ms is not None and now_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
-            state = CustomerState()             # an expired tombstone whose timer has not fired yet
-        if not remember_event(state, event.event_id, now_ms):
-            return Result(state, [], duplicate=True)
-        state.erased_ms = None
         out = _Effects(wall_ms)
         self._fire_due(state, event.customer_id, now_ms, out)
         state.time_ms = now_ms
         etype = event.type
         if etype == ev_mod.PROFILE_ERASED:
             self._erase(state, event, now_ms, out)
-            return Result(tombstone(state, now_ms), out, lifecycle=out.lifecycle)
+            return Result(None, out, lifecycle=out.lifecycle)
         record_activity(state, etype, event.ts_ms, event.properties)
         invalid: tuple[str, ...] = ()
         if etype == ev_mod.PROFILE_UPDATED:
@@ -181,14 +177,12 @@ class Engine:
 
     def on_timer(self, state: CustomerState | None, customer_id: str, until_ms: int, wall_ms: int) -> Result:
         """Fire every timer of this customer due at or before ``until_ms``, each at its own due time
-        and in due order (a timer it sets that is due by ``until_ms`` fires too); an expired
-        tombstone goes. ``wall_ms`` stamps ``decided_at``, as in :meth:`on_event`."""
+        and in due order (a timer it sets that is due by ``until_ms`` fires too). ``wall_ms`` stamps
+        ``decided_at``, as in :meth:`on_event`."""
         if state is None:
             return Result(None, [])
-        if state.erased_ms is not None:                         # a tombstone: nothing else to fire
-            if until_ms >= state.erased_ms + TOMBSTONE_KEEP_MS:
-                return Result(None, [])
-            return Result(state, [])
+        if state.erased_ms is not None:         # an erasure tombstone written before the window moved out
+            return Result(None, [])
         out = _Effects(wall_ms)
         self._fire_due(state, customer_id, until_ms, out)
         return Result(state, out, lifecycle=out.lifecycle)

@@ -1,7 +1,9 @@
 """Per-customer state: one record per customer, encoded with msgpack.
 
 Everything the engine knows about a customer lives here, so a customer's
-decisions need exactly one state read and one state write. New fields must have
+decisions need exactly one state read and one state write; the duplicate window
+is kept apart (:mod:`orchestrator.core.dedup`), so a state holds what journeys
+need and does not grow with the events a customer sends. New fields must have
 defaults, so older records keep decoding.
 
 The state structs are plain data that never refer back to their holders, so they
@@ -12,15 +14,13 @@ Reference counting frees them as before. Never store a state object inside itsel
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from typing import Any
 
 import msgspec
 
-DEDUP_WINDOW_MS = 25 * 3_600_000      # duplicates ignored within at least 24 h (docs/events.md#duplicates-late-and-old-events)
-DEDUP_MAX_IDS = 20_000
-SEEN_HASH_LEN = 8
+from orchestrator.core.dedup import event_hash
+
 ENGAGEMENT_WINDOW_MS = 30 * 86_400_000
 ENGAGEMENT_MAX_STAMPS = 256
 ACTIVITY_MAX_TYPES = 128
@@ -81,17 +81,14 @@ class Session(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     categories: list[str] = []
 
 
-# A tombstone lives as long as the event ids it remembers can still be duplicated.
-TOMBSTONE_KEEP_MS = DEDUP_WINDOW_MS
-
-
 class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     profile: dict[str, Any] = {}
-    # Event ids processed in the duplicate window (see :func:`remember_event`): 8-byte hashes, and
-    # beside them when each was processed (4-byte seconds). Compact and decoded as two byte strings.
-    seen_ids: bytearray = msgspec.field(default_factory=bytearray)
-    seen_at: bytearray = msgspec.field(default_factory=bytearray)
-    seen: dict[str, int] = {}                     # the same, as states before 2026-12 kept it (read, migrated)
+    # Written before the duplicate window moved out of the state (orchestrator.core.dedup): event ids
+    # as 8-byte hashes with the seconds they were processed at, or (older still) as a dict. Read only,
+    # by the worker, which moves them to the window (see :func:`legacy_seen`); never written again.
+    seen_ids: bytes = b""
+    seen_at: bytes = b""
+    seen: dict[str, int] = {}
     instances: dict[str, Instance] = {}           # journey id -> active instance
     exits: dict[str, int] = {}                    # journey id -> last exit (ms), for re-entry
     # journey id -> entries, over all its versions, for entry.max_entries: one small number per
@@ -102,17 +99,16 @@ class CustomerState(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     engagement: dict[str, Engagement] = {}
     activity: dict[str, Activity] = {}
     session: Session = msgspec.field(default_factory=Session)
-    # Set only on the tombstone an erasure leaves (see :func:`tombstone`); a new event clears it.
+    # Set only on the tombstone an erasure left before the duplicate window moved out of the state;
+    # the worker deletes such a state when it reads it (see :func:`legacy_seen`).
     erased_ms: int | None = None
     # The customer's time: the latest event time or timer due decided for it (a late event is
     # decided at it, so the customer's time never goes back; see ``engine.event_time``).
     time_ms: int = 0
 
     def next_due_ms(self) -> int | None:
-        """The earliest timer of any instance, or ``None``; a tombstone's own timers (see :func:`tombstone`)."""
+        """The earliest timer of any instance, or ``None``."""
         due = None
-        if self.erased_ms is not None:
-            due = self.erased_ms + TOMBSTONE_KEEP_MS
         for inst in self.instances.values():
             for t in (inst.due_ms, inst.deadline_ms):
                 if t is not None and (due is None or t < due):
@@ -132,81 +128,14 @@ def decode_state(data: bytes | memoryview | None) -> CustomerState:
     return CustomerState() if not data else _decoder.decode(data)
 
 
-def tombstone(state: CustomerState, now_ms: int) -> CustomerState:
-    """What an erasure leaves of ``state``: the event ids still inside the duplicate window.
-
-    Nothing personal survives (no profile, journeys, sends, engagement, activity or session):
-    hashes of event ids and the times they were processed are all that is kept, so that a
-    redelivered earlier event is still ignored (docs/events.md#reserved-types). A replayed erasure re-sends its first
-    outputs from the worker's journal like any input (see :mod:`orchestrator.runtime.batch`). The
-    tombstone's due time ``erased_ms + TOMBSTONE_KEEP_MS`` (the worker's timer index wakes it)
-    removes it when every id it keeps has left the window. A genuinely new event before that
-    starts from it (see ``Engine.on_event``).
-    """
-    _prune_seen(state, now_ms)
-    return CustomerState(seen_ids=state.seen_ids, seen_at=state.seen_at, erased_ms=now_ms, time_ms=now_ms)
-
-
-def _event_hash(event_id: str) -> bytes:
-    return hashlib.blake2b(event_id.encode(), digest_size=SEEN_HASH_LEN).digest()
-
-
-def remembered(state: CustomerState, event_id: str) -> bool:
-    """Whether ``event_id`` was processed within the duplicate window (kept in ``state``)."""
-    return _find(state, _event_hash(event_id))
-
-
-def _find(state: CustomerState, h: bytes) -> bool:
-    if state.seen:
-        _migrate_seen(state)
-    ids = state.seen_ids
-    i = ids.find(h)
-    while i != -1:
-        if i % SEEN_HASH_LEN == 0:
-            return True
-        i = ids.find(h, i + 1)
-    return False
-
-
-def remembered_count(state: CustomerState) -> int:
-    return len(state.seen_ids) // SEEN_HASH_LEN + len(state.seen)
-
-
-def remember_event(state: CustomerState, event_id: str, now_ms: int) -> bool:
-    """Record ``event_id``; ``False`` if it was already seen (a duplicate).
-
-    Ids are kept as 64-bit hashes: two different ids of one customer collide with a chance of
-    about n / 2^64 for n ids in the window (at most ``DEDUP_MAX_IDS``), far below one in 10^14.
-    """
-    h = _event_hash(event_id)
-    if _find(state, h):
-        return False
-    state.seen_ids += h
-    state.seen_at += (now_ms // 1000).to_bytes(4, "little")
-    n = len(state.seen_ids) // SEEN_HASH_LEN
-    if n > 64 and n % 64 == 0:                  # amortised pruning
-        _prune_seen(state, now_ms)
-    return True
-
-
-def _prune_seen(state: CustomerState, now_ms: int) -> None:
-    """Drop ids processed before the window, and the oldest beyond ``DEDUP_MAX_IDS``."""
-    if state.seen:
-        _migrate_seen(state)
-    cutoff = (now_ms - DEDUP_WINDOW_MS) // 1000
-    ids, at = state.seen_ids, state.seen_at
-    keep = [i for i, (t,) in enumerate(struct.iter_unpack("<I", at)) if t >= cutoff][-DEDUP_MAX_IDS:]
-    if len(keep) * SEEN_HASH_LEN != len(ids):
-        state.seen_ids = bytearray(b"".join(ids[i * SEEN_HASH_LEN:(i + 1) * SEEN_HASH_LEN] for i in keep))
-        state.seen_at = bytearray(b"".join(at[i * 4:(i + 1) * 4] for i in keep))
-
-
-def _migrate_seen(state: CustomerState) -> None:
-    """Move ids kept by an older state (``seen``: id -> ms) into the compact form."""
-    old, state.seen = state.seen, {}
-    for event_id, ms in old.items():
-        state.seen_ids += _event_hash(event_id)
-        state.seen_at += (ms // 1000).to_bytes(4, "little")
+def legacy_seen(state: CustomerState) -> list[tuple[bytes, int]]:
+    """The duplicate window a state written before it moved out still holds: (8-byte hash of the event
+    id, ms it was processed) pairs; ``state`` keeps none of them afterwards."""
+    pairs = [(bytes(state.seen_ids[i * 8:(i + 1) * 8]), t * 1000)
+             for i, (t,) in enumerate(struct.iter_unpack("<I", state.seen_at))]
+    pairs += [(event_hash(event_id), ms) for event_id, ms in state.seen.items()]
+    state.seen_ids, state.seen_at, state.seen = b"", b"", {}
+    return pairs
 
 
 def prune_stamps(stamps: list[int], cutoff: int) -> list[int]:

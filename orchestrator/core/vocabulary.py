@@ -63,6 +63,7 @@ class Topic:
     JOURNEYS = "journeys"
     INTERNAL_EVENTS = "internal.events-by-customer"
     CHANGELOG = "internal.state-changelog"
+    DEDUP_CHANGELOG = "internal.dedup-changelog"
 
 
 ACTIONS = "actions."

@@ -1,8 +1,9 @@
 """Topic names, creation and checks (docs/events.md#topics).
 
 One function, :func:`ensure_topics`, creates topics, always as the worker needs them:
-``ORCH_PARTITIONS`` partitions, ``ORCH_REPLICATION`` replicas, and ``cleanup.policy=compact`` for
-``<prefix>.journeys`` and ``<prefix>.internal.state-changelog``. The worker creates every topic
+``ORCH_PARTITIONS`` partitions, ``ORCH_REPLICATION`` replicas, ``cleanup.policy=compact`` for
+``<prefix>.journeys`` and ``<prefix>.internal.state-changelog``, and deletion after 27 hours for
+``<prefix>.internal.dedup-changelog``. The worker creates every topic
 at start; ``journeys publish`` creates only the journeys topic and ``produce`` only the topic it
 writes to. Read-only commands (``explain``, ``tail``, ``stats``, ``backtest``, ``journeys list
 --published``, ``journeys diff``, ``journeys graph --stats``, ``journeys winner``) create nothing:
@@ -25,6 +26,7 @@ from aiokafka import errors
 from aiokafka.errors import TopicAlreadyExistsError
 
 from orchestrator.config import Settings
+from orchestrator.core.dedup import RETAIN_MS
 from orchestrator.errors import ConfigError
 from orchestrator.kafkaio.clients import existing_partitions, start_client
 
@@ -34,6 +36,9 @@ COMPACTED = {"cleanup.policy": "compact"}
 # The changelog holds customer states and journals (outputs, with their params): an erased
 # customer's earlier records must be compacted away within a bounded time, not "eventually".
 CHANGELOG = {**COMPACTED, "max.compaction.lag.ms": str(24 * 3_600_000)}
+# The duplicate window's changelog: a record per partition and batch, useless once its keys have left
+# the window, so deleted by age (longer than the keys live in RocksDB, so a restore sees them all).
+DEDUP_CHANGELOG = {"cleanup.policy": "delete", "retention.ms": str(RETAIN_MS)}
 
 
 def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[str, str]]:
@@ -43,6 +48,7 @@ def all_topics(settings: Settings, channels: tuple[str, ...]) -> dict[str, dict[
         topics[name] = {}
     topics[settings.topics.journeys] = dict(COMPACTED)
     topics[settings.topics.changelog] = dict(CHANGELOG)
+    topics[settings.topics.dedup_changelog] = dict(DEDUP_CHANGELOG)
     return topics
 
 
@@ -141,9 +147,11 @@ async def check_topics(settings: Settings) -> None:
       in the partition it arrived in.
     - The changelog and the journeys topic must be compacted (``cleanup.policy=compact``): with
       ``delete``, Kafka drops customer states and journey definitions after the retention time,
-      and a worker restoring from them later silently loses them.
+      and a worker restoring from them later silently loses them. The duplicate window's changelog
+      must not be (``delete``): its records have no key, which a compacted topic refuses.
     """
-    topics = [settings.topics.events, settings.topics.internal_events, settings.topics.changelog]
+    topics = [settings.topics.events, settings.topics.internal_events, settings.topics.changelog,
+              settings.topics.dedup_changelog]
     admin = await connect_admin(settings)
     try:
         found = await existing_partitions(admin, topics)
@@ -154,10 +162,18 @@ async def check_topics(settings: Settings) -> None:
                                   f"set ORCH_PARTITIONS={count} if the topic was created elsewhere, or use a new "
                                   "ORCH_TOPIC_PREFIX")
         compacted = [settings.topics.changelog, settings.topics.journeys]
-        policies = await cleanup_policies(admin, compacted)
+        policies = await cleanup_policies(admin, [*compacted, settings.topics.dedup_changelog])
     finally:
         await admin.close()
     for topic, policy in policies.items():
+        if topic == settings.topics.dedup_changelog:
+            if "compact" in policy:
+                raise ConfigError(
+                    f"topic {topic} has cleanup.policy={policy} but must be delete: its records have no key, "
+                    f"which a compacted topic refuses; run `kafka-configs.sh --bootstrap-server {settings.bootstrap} "
+                    f"--alter --entity-type topics --entity-name {topic} --add-config cleanup.policy=delete`, or use "
+                    "a new ORCH_TOPIC_PREFIX")
+            continue
         if policy.startswith("error "):
             # Refusing here would stop every worker of a cluster whose ACLs predate this check.
             log.warning("cannot read cleanup.policy of topic %s (%s); grant the worker DescribeConfigs on it so "

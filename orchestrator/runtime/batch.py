@@ -34,12 +34,15 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine
+from orchestrator.core import dedup
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event
+from orchestrator.core.state import legacy_seen
 from orchestrator.core.vocabulary import DeadLetter, Topic, is_action
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.counters import Counters, Tally
+from orchestrator.runtime.dedup import Window
 from orchestrator.kafkaio.service import wall_ms
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import Ingest
@@ -57,9 +60,10 @@ class Decider:
 
     def __init__(self, settings: Settings, engine: Engine, stores: Stores, counters: Counters,
                  checkpoint: Checkpoint, producer: AIOKafkaProducer, topic_names: dict[str, str],
-                 partition_counts: dict[str, int], fail: Callable[[BaseException], NoReturn], clocks: Clocks) -> None:
+                 partition_counts: dict[str, int], fail: Callable[[BaseException], NoReturn], clocks: Clocks,
+                 window: Window) -> None:
         self.settings, self.engine, self.stores, self.counters = settings, engine, stores, counters
-        self.checkpoint, self.clocks = checkpoint, clocks
+        self.checkpoint, self.clocks, self.window = checkpoint, clocks, window
         self.topic_names = topic_names            # topic suffix ("actions.email") -> full name
         self.collector = Collector(producer, partition_counts, placement(settings), fail)
         self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names[Topic.DLQ])
@@ -111,13 +115,16 @@ class Decider:
         collector, changelog = self.collector, s.topics.changelog
         changes = tx.changes(collector, changelog)
         journals = self.journal.write(collector, changelog, self.checkpoint.positions)
+        dedup_changelog = s.topics.dedup_changelog
+        seen = self.window.changes(collector, dedup_changelog, self._seq)
         if decided:
             self.counters.metrics.processing.observe((time.perf_counter() - started) / decided)
         self.counters.add(tally)
         sent = await collector.submit()
         flush = Flush(self._seq, [b.future for b in sent],
                       [(b.partition, b.future, b.count) for b in sent if b.topic == changelog],
-                      changes, commits, self._ticks, journals)
+                      changes, commits, self._ticks, journals, seen,
+                      [(b.partition, b.future, b.count) for b in sent if b.topic == dedup_changelog])
         self._tx = Transaction(self.stores, self.checkpoint.overlay, 0)
         self._ticks = []
         return flush
@@ -146,6 +153,12 @@ class Decider:
             self.clocks.observe(p, ev.ts_ms)
         entry = self._tx.entry(key, p)
         state = entry.state
+        if state is not None and (state.seen_ids or state.seen or state.erased_ms is not None):
+            state = self._migrate(entry, key, p)
+        seen = None if ev is None else dedup.key(ev.customer_id, ev.event_id)
+        if seen is not None and not self.window.first(p, seen):
+            t.duplicate += 1               # the duplicate rule: seen within the window, ignored
+            return
         old_due = state.next_due_ms() if state is not None else None
         try:
             if ev is None:
@@ -154,6 +167,8 @@ class Decider:
                 result = self.engine.on_event(state, ev, now)
         except Exception as exc:  # noqa: BLE001 - a bug in the engine must not stop the partition
             self._tx.discard(key)
+            if seen is not None:
+                self.window.forget(p, seen)      # not decided: a redelivery is tried again
             self._engine_error(exc, "in the engine, firing timers" if ev is None else f"in the engine, deciding an "
                                f"event of type {ev.type}", key, source, p, offset,
                                value if ev is None else msgspec.json.encode(ev), event=ev is not None)
@@ -161,15 +176,23 @@ class Decider:
         if ev is None:
             t.fired(now, due)
             self._ticks.append(timer_key(due, key))
-        elif result.duplicate:
-            t.duplicate += 1
-            return
         else:
             t.event(ev.ts_ms)
         t.decided(result)
         if result.outputs:
             self._emit(key, ev, result.outputs, p, source, offset)
         self._tx.update(entry, result.state, tick=ev is None, outputs=bool(result.outputs), old_due=old_due)
+
+    def _migrate(self, entry: Any, key: bytes, p: int) -> Any:
+        """A state written before the duplicate window moved out of it: its event ids go to the window
+        (those still inside it); an erasure tombstone of that time is deleted. Returns the state left."""
+        window_start = self._now - dedup.WINDOW_MS
+        cid = dedup.event_hash(key.decode())
+        self.window.remember(p, [cid + h for h, at in legacy_seen(entry.state) if at >= window_start])
+        if entry.state.erased_ms is not None:
+            entry.state = None
+        entry.dirty = True
+        return entry.state
 
     def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int, source: bytes, offset: int) -> None:
         """Queue a decision's outputs, count them, journal them under their input."""

@@ -27,6 +27,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from orchestrator.errors import WorkerFailure
+from orchestrator.runtime.dedup import Window
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.transaction import Change, Overlay
 
@@ -39,14 +40,18 @@ COMMIT_INTERVAL_S = 0.25          # offsets of durable batches are committed at 
 class Flush:
     """A decided batch on its way to Kafka, RocksDB and the offset commit."""
 
-    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq", "journals")
+    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq", "journals", "seen", "seen_changelog")
 
     def __init__(self, seq: int, futures: list[asyncio.Future], changelog: list[tuple[int, asyncio.Future, int]],
                  changes: dict[int, list[Change]],
                  commits: dict[TopicPartition, int], ticks: list[bytes],
-                 journals: dict[int, list[tuple[bytes, bytes | None]]] | None = None) -> None:
+                 journals: dict[int, list[tuple[bytes, bytes | None]]] | None = None,
+                 seen: dict[int, bytes] | None = None,
+                 seen_changelog: list[tuple[int, asyncio.Future, int]] | None = None) -> None:
         self.seq, self.futures, self.changelog, self.changes = seq, futures, changelog, changes
         self.commits, self.ticks, self.journals = commits, ticks, journals or {}
+        # The duplicate window's new keys by partition, and their changelog records.
+        self.seen, self.seen_changelog = seen or {}, seen_changelog or []
 
 
 class Checkpoint:
@@ -55,8 +60,9 @@ class Checkpoint:
     def __init__(self, stores: Stores, commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
                  ready: set[int], fail: Callable[[BaseException], NoReturn],
                  on_ticks_done: Callable[[list[bytes]], None],
-                 on_timer_indexed: Callable[[int, bytes], None]) -> None:
+                 on_timer_indexed: Callable[[int, bytes], None], window: Window) -> None:
         self.stores, self.commit, self.ready, self.fail = stores, commit, ready, fail
+        self.window = window
         self.on_ticks_done, self.on_timer_indexed = on_ticks_done, on_timer_indexed
         self.overlay = Overlay()                 # states written by batches not yet in RocksDB
         # Committed offset (the next to process) per input partition: the lag gauge, journal pruning.
@@ -147,6 +153,12 @@ class Checkpoint:
                     self.on_timer_indexed(p, first_timer)
             for changes in item.changes.values():
                 overlay.settled(item.seq, changes)
+            seen_offsets: dict[int, int] = {}
+            for p, fut, count in item.seen_changelog:
+                seen_offsets[p] = max(seen_offsets.get(p, -1), fut.result().offset + count - 1)
+            for p, blob in item.seen.items():
+                self.window.stores.get(p).write(blob, seen_offsets.get(p))
+                self.window.settled(item.seq, blob)
             self.on_ticks_done(item.ticks)
             commits.update(item.commits)
         # Step 5: the input offsets, for the partitions still ours (at most every COMMIT_INTERVAL_S).

@@ -62,6 +62,7 @@ from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.kafkaio.clients import partitions_of
 from orchestrator.runtime.counters import Counters
 from orchestrator.kafkaio.service import Rebalances, every, observe_lag, serve
+from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
@@ -101,6 +102,8 @@ class Worker:
         s = settings
         self.topic_names = {s.topics.suffix(name): name for name in s.topics.outputs(self.policies.channels)}
         self.stores = Stores(s.data_dir)
+        self.dedup = DedupStores(s.data_dir)
+        self.window = Window(self.dedup)       # the duplicate window, outside the states
         self.ready: set[int] = set()           # partitions restored and owned by this worker
         self.failure: BaseException | None = None
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
@@ -108,7 +111,7 @@ class Worker:
         self.clocks = Clocks(s.topics.events)
         self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
                                      on_ticks_done=lambda keys: self.timers.done(keys),
-                                     on_timer_indexed=lambda p, key: self.timers.rewind(p, key))
+                                     on_timer_indexed=lambda p, key: self.timers.rewind(p, key), window=self.window)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.restorer: AIOKafkaConsumer | None = None
@@ -153,7 +156,7 @@ class Worker:
         self.timers = TimerScanner(self.stores, self.producer, s.topics.internal_events, self.metrics, lambda: self.ready,
                                    self.clocks)
         self.decider = Decider(s, self.engine, self.stores, self.counters, self.checkpoint, self.producer,
-                               self.topic_names, partition_counts, self._fail, self.clocks)
+                               self.topic_names, partition_counts, self._fail, self.clocks, self.window)
         tasks: list[asyncio.Task] = []
         try:
             self.consumer.subscribe([s.topics.events, s.topics.internal_events], listener=Rebalances(
@@ -163,7 +166,8 @@ class Worker:
             tasks = [asyncio.ensure_future(c) for c in (
                 self._checkpoint(), self._serve_web(), self.registry.follow(self._published_end),
                 every(SCAN_INTERVAL_S, self._scan_timers), every(60.0, self.timers.count),
-                every(5.0, self._observe), self._standby())]
+                every(5.0, self._observe), self._standby(self.stores, s.topics.changelog),
+                self._standby(self.dedup, s.topics.dedup_changelog))]
             await self._loop()
             await self.checkpoint.drain()
         finally:
@@ -176,6 +180,7 @@ class Worker:
             await self.restorer.stop()
             await self.producer.stop()
             self.stores.close()
+            self.dedup.close()
         if self.failure is None and self.checkpoint.failed is not None:
             self.failure = self.checkpoint.failed
         if self.failure is not None:
@@ -228,6 +233,7 @@ class Worker:
             new = partitions - self.ready
             self.clocks.forget(new)
             await recovery.restore(self.restorer, self.stores, self.settings.topics.changelog, new, self.metrics)
+            await recovery.restore(self.restorer, self.dedup, self.settings.topics.dedup_changelog, new, self.metrics)
             for p in sorted(new):
                 committed = {source: await self.consumer.committed(TopicPartition(topic, p))
                              for source, topic in self.decider.topics.items()}
@@ -236,8 +242,9 @@ class Worker:
             self.ready.update(partitions)
         log.info("partitions assigned: %s", sorted(partitions))
 
-    async def _standby(self) -> None:
-        """Warm copies of the partitions this worker may take over next (see :mod:`recovery`)."""
+    async def _standby(self, stores: Stores | DedupStores, topic: str) -> None:
+        """Warm copies of the partitions this worker may take over next (see :mod:`recovery`): their
+        states or their duplicate windows (``stores``) from ``topic``, their changelog."""
         s = self.settings
         while True:
             try:
@@ -246,7 +253,7 @@ class Worker:
                 await consumer.start()
                 try:
                     await recovery.follow_standbys(
-                        consumer, self.stores, s.topics.changelog,
+                        consumer, stores, topic,
                         lambda: recovery.standby_targets(s.standby_replicas, s.partitions, self.ready),
                         lambda: self.ready, self._lock)
                 finally:
@@ -254,7 +261,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - warm copies are an optimisation: log, retry
-                log.exception("following the changelog for warm copies failed; retrying in 5 s")
+                log.exception("following %s for warm copies failed; retrying in 5 s", topic)
                 await asyncio.sleep(5.0)
 
     # ------------------------------------------------------------------ periodic

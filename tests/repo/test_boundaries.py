@@ -29,7 +29,7 @@ ASYNC = ("asyncio", "uvloop", "aiohttp")
 CORE_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.errors")
 REPORTS_MAY_IMPORT_FROM_PACKAGE = ("orchestrator.core", "orchestrator.reports", "orchestrator.errors")
 AIOKAFKA_ROOMS = ("kafkaio", "runtime", "admin", "adapters", "localkafka", "testing")
-ROCKSDICT_FILES = ("runtime/store.py", "adapters/dedup.py")
+ROCKSDICT_FILES = ("runtime/store.py", "runtime/dedup.py", "adapters/dedup.py")
 
 
 def imports_of(path: Path) -> set[str]:

@@ -229,7 +229,7 @@ def layout_block() -> str:
 
 
 # Modules the Layout names by what they hold rather than by file name.
-LAYOUT_WORDS = {"yamlsrc": "YAML", "ratelimit": "token bucket", "dedup": "dedup store", "retry": "retry policy"}
+LAYOUT_WORDS = {"yamlsrc": "YAML", "ratelimit": "token bucket", "adapters/dedup": "dedup store", "retry": "retry policy"}
 
 
 def test_the_readme_layout_names_every_room_and_module():
@@ -251,7 +251,7 @@ def test_the_readme_layout_names_every_room_and_module():
     unnamed = []
     for room, description in rooms.items():
         for module in sorted((package / room).glob("*.py")):
-            word = LAYOUT_WORDS.get(module.stem, module.stem)
+            word = LAYOUT_WORDS.get(f"{room}/{module.stem}", LAYOUT_WORDS.get(module.stem, module.stem))
             if module.stem != "__init__" and word not in description:
                 unnamed.append(f"{room}/{module.name}")
     for module in sorted(package.glob("*.py")):

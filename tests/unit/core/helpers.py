@@ -7,7 +7,7 @@ import json
 import textwrap
 from typing import Any
 
-from orchestrator.core import Engine, Event, Policies, parse_event, parse_journey
+from orchestrator.core import Engine, Event, Policies, dedup, parse_event, parse_journey
 from orchestrator.core.journeys import Journey
 from orchestrator.core.policies import DEFAULT_CHANNELS
 from orchestrator.core.state import CustomerState
@@ -95,17 +95,24 @@ def suppressions(outputs: list) -> list[dict[str, Any]]:
 
 
 class Customer:
-    """One customer's state driven through an engine with explicit clock values."""
+    """One customer's state driven through an engine with explicit clock values, behind the duplicate
+    rule as the worker and simulate apply it (:mod:`orchestrator.core.dedup`)."""
 
     def __init__(self, engine: Engine, cid: str = "c-1") -> None:
         self.engine = engine
         self.cid = cid
         self.state: CustomerState | None = None
         self.log: list = []
+        self.window = dedup.Window()
+        self.duplicates: list[str] = []          # event ids ignored as duplicates
 
     def event(self, etype: str, now: int, ts: int | None = None, eid: str | None = None, **props: Any) -> list:
-        """An event dated ``ts`` (default ``now``) decided when the clock reads ``now``."""
+        """An event dated ``ts`` (default ``now``) decided when the clock reads ``now`` (nothing, if its
+        event id was seen within the window)."""
         e = ev(etype, self.cid, ts if ts is not None else now, eid, **props)
+        if not self.window.first(dedup.key(self.cid, e.event_id), now):
+            self.duplicates.append(e.event_id)
+            return []
         result = self.engine.on_event(self.state, e, now)
         self.state = result.state
         self.log.extend(result.outputs)

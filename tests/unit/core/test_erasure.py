@@ -1,11 +1,9 @@
-"""The decision engine: ``profile.erased`` and the tombstone it leaves. Driven with explicit clock values:
-no Kafka, no sleeps."""
+"""The decision engine: ``profile.erased`` deletes the customer's state; the duplicate window, kept
+apart, still knows the earlier event ids. Driven with explicit clock values: no Kafka, no sleeps."""
 
 from __future__ import annotations
 
-from orchestrator.core.state import (
-    TOMBSTONE_KEEP_MS, CustomerState, decode_state, encode_state, remember_event, remembered, remembered_count,
-)
+from orchestrator.core import dedup
 from tests.unit.core.helpers import (
     CHANNELS, DAY, HOUR, MIN, SUPPRESSION_KEYS, T0, Customer, actions, decisions, engine, ev, one, suppressions,
 )
@@ -20,9 +18,7 @@ def test_profile_erased_drops_state_and_suppresses_everything() -> None:
     out = c.event("cart.updated", T0, value=80)
     cart_action = next(a for a in actions(out) if a["journey"] == "cart")["action_id"]
     erased = c.engine.on_event(c.state, ev("profile.erased", "c-1", T0 + HOUR, "e-erase"), T0 + HOUR)
-    # Only the tombstone is left: nothing personal (see the tombstone tests below).
-    assert erased.state is not None and erased.state.erased_ms == T0 + HOUR
-    assert erased.state.profile == {} and erased.state.instances == {}
+    assert erased.state is None                             # nothing of the customer is left
     sup = one(suppressions(erased.outputs))
     assert set(sup) == SUPPRESSION_KEYS
     assert sup["reason"] == "erased"
@@ -32,11 +28,12 @@ def test_profile_erased_drops_state_and_suppresses_everything() -> None:
     assert not actions(erased.outputs)
     # pending timers are gone with the state
     assert c.engine.on_timer(erased.state, "c-1", T0 + 30 * DAY, T0 + 30 * DAY).outputs == []
+    assert c.engine.on_timer(erased.state, "c-1", T0 + 30 * DAY, T0 + 30 * DAY).state is None
 
 
 def test_profile_erased_of_an_unknown_customer_still_suppresses() -> None:
     r = engine(CART).on_event(None, ev("profile.erased", "c-9", T0, "e-erase"), T0)
-    assert r.state is not None and remembered(r.state, "e-erase") and remembered_count(r.state) == 1
+    assert r.state is None
     sup = one(suppressions(r.outputs))
     assert sup["reason"] == "erased" and sup["channels"] == list(CHANNELS) and sup["cancels"] == []
 
@@ -64,9 +61,8 @@ def erased_customer() -> tuple[Customer, str]:
 
 def test_a_redelivered_pre_erasure_event_is_ignored() -> None:
     c, _ = erased_customer()
-    r = c.engine.on_event(c.state, ev("cart.updated", "c-1", T0, "e-1", value=80), T0 + HOUR + 5 * MIN)
-    assert r.duplicate and r.outputs == []
-    assert r.state.instances == {} and r.state.erased_ms == T0 + HOUR
+    assert c.event("cart.updated", T0 + HOUR + 5 * MIN, ts=T0, eid="e-1", value=80) == []
+    assert c.duplicates == ["e-1"] and c.state is None
     assert c.tick(T0 + 3 * DAY) == []                     # and nothing was scheduled either
 
 
@@ -76,45 +72,27 @@ def test_a_new_event_after_erasure_starts_from_nothing_and_may_enrol() -> None:
     again = one(actions(out))
     assert again["action_id"] != first and again["trigger_event_id"] == "e-new"
     assert one(decisions(out, "entered"))["journey"] == "ew"
-    assert c.state.erased_ms is None and c.state.profile == {}      # a customer again, from nothing
-    assert remembered(c.state, "e-1")                                # earlier ids are still duplicates
-    assert c.engine.on_event(c.state, ev("cart.updated", "c-1", T0, "e-1"), T0 + 3 * HOUR).duplicate
+    assert c.state.profile == {}                                     # a customer again, from nothing
+    assert c.event("cart.updated", T0 + 3 * HOUR, ts=T0, eid="e-1") == []   # earlier ids are still duplicates
 
 
-def test_the_erasure_tombstone_keeps_nothing_personal() -> None:
+def test_nothing_personal_is_kept_after_an_erasure() -> None:
     c = Customer(engine(ERASE_WAIT, WAIT_FOR.replace("journey: wf", "journey: wf2").replace("cart.updated", "go")))
-    c.event("cart.updated", T0 - 30 * HOUR, eid="e-old")                 # outside the duplicate window later
     c.event("profile.updated", T0 - MIN, eid="e-p", first_name="Ann", consent={"email": True})
     c.event("go", T0, eid="e-go", category="shoes")
     aid = actions(c.log)[-1]["action_id"]
     c.event("message.opened", T0 + MIN, eid="e-open", action_id=aid, channel="email")
     c.event("profile.erased", T0 + HOUR, eid="e-erase")
-    kept = c.state
-    ids = CustomerState()
-    for eid, at in (("e-p", T0 - MIN), ("e-go", T0), ("e-open", T0 + MIN), ("e-erase", T0 + HOUR)):
-        remember_event(ids, eid, at)
-    assert kept == CustomerState(seen_ids=ids.seen_ids, seen_at=ids.seen_at, erased_ms=T0 + HOUR,
-                                 time_ms=T0 + HOUR)
-    assert not remembered(kept, "e-old") and not remembered(kept, "Ann")
-    assert decode_state(encode_state(kept)) == kept
+    assert c.state is None
+    # The duplicate window holds 16-byte hashes of (customer id, event id): no id, no name, no value.
+    kept = b"".join(c.window._seen)
+    for personal in (b"c-1", b"Ann", b"shoes", b"e-go", aid.encode()):
+        assert personal not in kept
+    assert dedup.key("c-1", "e-go") in c.window._seen
 
 
-def test_the_tombstone_expires_when_its_ids_leave_the_duplicate_window() -> None:
-    c, _ = erased_customer()
-    expiry = T0 + HOUR + TOMBSTONE_KEEP_MS
-    assert TOMBSTONE_KEEP_MS >= DAY                                      # SPEC §2: at least 24 h
-    assert c.state.next_due_ms() == expiry                               # the worker's timer index wakes it
-    assert c.engine.on_timer(c.state, "c-1", expiry - 1, expiry - 1).state is c.state
-    gone = c.engine.on_timer(c.state, "c-1", expiry, expiry)
-    assert gone.state is None and gone.outputs == []
-    # An event after the expiry, before any timer fired, starts from an empty state too.
-    late = c.engine.on_event(c.state, ev("cart.updated", "c-1", expiry, "e-1"), expiry)
-    assert not late.duplicate and late.state.erased_ms is None
-    assert remembered(late.state, "e-1") and remembered_count(late.state) == 1
-
-
-def test_erasing_twice_keeps_one_tombstone_with_both_ids() -> None:
+def test_erasing_twice_suppresses_twice_and_keeps_nothing() -> None:
     c, _ = erased_customer()
     sup = one(suppressions(c.event("profile.erased", T0 + 2 * HOUR, eid="e-erase-2")))
-    assert sup["cancels"] == [] and c.state.erased_ms == T0 + 2 * HOUR
-    assert all(remembered(c.state, eid) for eid in ("e-erase", "e-erase-2", "e-1"))
+    assert sup["cancels"] == [] and c.state is None
+    assert c.event("profile.erased", T0 + 3 * HOUR, ts=T0 + HOUR, eid="e-erase") == []   # a redelivery: ignored

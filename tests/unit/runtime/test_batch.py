@@ -14,6 +14,7 @@ from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.counters import Counters
+from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.store import Stores
 from tests.unit.core.helpers import journey, raw_event
@@ -57,14 +58,16 @@ def batch(tmp_path):
     async def commit(offsets):  # noqa: ANN001, ANN202
         return None
 
+    window = Window(DedupStores(settings.data_dir))
     checkpoint = Checkpoint(stores, commit, {0}, fail, on_ticks_done=lambda keys: None,
-                            on_timer_indexed=lambda p, key: None)
+                            on_timer_indexed=lambda p, key: None, window=window)
     names = {settings.topics.suffix(name): name for name in settings.topics.outputs(policies.channels)}
     counts = {name: 1 for name in [*names.values(), settings.topics.internal_events, settings.topics.changelog]}
     decider = Decider(settings, engine, stores, Counters(metrics, policies.channels), checkpoint, producer, names,
-                      counts, fail, Clocks(settings.topics.events))
+                      counts, fail, Clocks(settings.topics.events), window)
     yield settings, decider, producer, metrics
     stores.close()
+    window.stores.close()
 
 
 def dead_letters(producer: FakeProducer) -> list[dict]:

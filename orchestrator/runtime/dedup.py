@@ -1,0 +1,150 @@
+"""The worker's duplicate window (:mod:`orchestrator.core.dedup`): the keys of the events each
+partition decided in the last 25 hours, outside the customer states.
+
+Each partition has a RocksDB of its own for them (``state/p<n>-dedup``), opened with a time-to-live of
+``TTL_S`` (26 h): RocksDB drops a key at a compaction once it is older than that, so the store holds
+about a day of events and no more, whoever sent them. Its changelog is
+``<prefix>.internal.dedup-changelog``, deleted by age (``retention.ms`` 27 h), not compacted: one
+record per partition and batch whose value is the 16-byte keys the batch saw first, one after the
+other. A restore reads what the topic still holds (at most about a day) from where the partition's
+store left off.
+
+A batch asks :class:`Window` (its keys so far, then the :attr:`Window.overlay` of batches Kafka has
+not acknowledged yet, then RocksDB) and writes what it saw at its end, like the customer states
+(:mod:`~orchestrator.runtime.transaction`): to the changelog with the outputs (step 2), to RocksDB
+with the states once Kafka has acknowledged them (step 4).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
+
+from orchestrator.core.dedup import KEEP_MS, KEY_LEN
+from orchestrator.runtime.collector import Collector
+
+TTL_S = KEEP_MS // 1000                               # a key lives at least this long in RocksDB
+OFFSET_KEY = b"o"                                     # never a key's length: keys are 16 bytes
+WRITE_BUFFER = 4 * 1024 * 1024
+
+
+class DedupStore:
+    """One partition's keys, in a RocksDB with a time-to-live."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_write_buffer_size(WRITE_BUFFER)
+        opts.set_max_write_buffer_number(2)
+        self.db = Rdict(str(path), options=opts, access_type=AccessType.with_ttl(TTL_S))
+        self._write_opts = WriteOptions()
+        self._write_opts.disable_wal = True        # the changelog is the log, as for the states
+
+    def close(self) -> None:
+        self.db.close()
+
+    def seen(self, key: bytes) -> bool:
+        return self.db.get(key) is not None
+
+    def changelog_offset(self) -> int | None:
+        raw = self.db.get(OFFSET_KEY)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def write(self, keys: bytes, changelog_offset: int | None) -> None:
+        """Add ``keys`` (16-byte keys one after the other) and the changelog offset, atomically."""
+        wb = WriteBatch(raw_mode=True)
+        for i in range(0, len(keys), KEY_LEN):
+            wb.put(keys[i:i + KEY_LEN], b"")
+        if changelog_offset is not None:
+            wb.put(OFFSET_KEY, changelog_offset.to_bytes(8, "big"))
+        self.db.write(wb, self._write_opts)
+
+    def apply_changelog(self, records: list[tuple[bytes | None, bytes | None]], last_offset: int) -> None:
+        """Restore: the keys of changelog records up to ``last_offset``."""
+        self.write(b"".join(value for _, value in records if value), last_offset)
+
+
+class DedupStores:
+    """The duplicate windows of one worker's partitions, under ``ORCH_DATA_DIR/state``."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.root = Path(data_dir) / "state"
+        self.open: dict[int, DedupStore] = {}
+
+    def get(self, partition: int) -> DedupStore:
+        store = self.open.get(partition)
+        if store is None:
+            store = self.open[partition] = DedupStore(self.root / f"p{partition}-dedup")
+        return store
+
+    def wipe(self, partition: int) -> DedupStore:
+        """Drop a partition's keys (its changelog is the truth) and reopen it empty."""
+        store = self.open.pop(partition, None)
+        if store is not None:
+            store.close()
+        shutil.rmtree(self.root / f"p{partition}-dedup", ignore_errors=True)
+        return self.get(partition)
+
+    def close(self) -> None:
+        for store in self.open.values():
+            store.close()
+        self.open.clear()
+
+
+class Window:
+    """The duplicate window as batches see it (one per worker)."""
+
+    def __init__(self, stores: DedupStores) -> None:
+        self.stores = stores
+        self.overlay: dict[bytes, int] = {}                  # key -> batch that saw it, not yet in RocksDB
+        self._batch: dict[int, list[bytes]] = {}             # partition -> keys this batch saw first
+        self._batch_keys: set[bytes] = set()
+
+    def first(self, partition: int, key: bytes) -> bool:
+        """``True`` (and remember it) if no earlier event of the window had ``key``."""
+        if key in self._batch_keys or key in self.overlay or self.stores.get(partition).seen(key):
+            return False
+        self._batch_keys.add(key)
+        keys = self._batch.get(partition)
+        if keys is None:
+            keys = self._batch[partition] = []
+        keys.append(key)
+        return True
+
+    def forget(self, partition: int, key: bytes) -> None:
+        """Unsee a key this batch saw first (its event was not decided after all: the engine raised)."""
+        if key in self._batch_keys:
+            self._batch_keys.discard(key)
+            self._batch[partition].remove(key)
+
+    def remember(self, partition: int, keys: list[bytes]) -> None:
+        """Keys from elsewhere (a state written before the window moved out) that this batch writes."""
+        for key in keys:
+            if key not in self._batch_keys and key not in self.overlay:
+                self._batch_keys.add(key)
+                self._batch.setdefault(partition, []).append(key)
+
+    def changes(self, collector: Collector, changelog: str, seq: int) -> dict[int, bytes]:
+        """This batch's keys by partition: queued to the changelog (one record per partition) and put in
+        the overlay until the checkpoint writes them to RocksDB (:meth:`settled`)."""
+        changes = {p: b"".join(keys) for p, keys in self._batch.items()}
+        overlay = self.overlay
+        for keys in self._batch.values():
+            for key in keys:
+                overlay[key] = seq
+        for p, blob in changes.items():
+            collector.send(changelog, None, blob, p)
+        self._batch, self._batch_keys = {}, set()
+        return changes
+
+    def settled(self, seq: int, blob: bytes) -> None:
+        """Batch ``seq``'s keys are in RocksDB: drop them from the overlay unless a later batch saw them."""
+        overlay = self.overlay
+        for i in range(0, len(blob), KEY_LEN):
+            key = blob[i:i + KEY_LEN]
+            if overlay.get(key) == seq:
+                del overlay[key]
