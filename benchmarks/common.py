@@ -165,10 +165,10 @@ def machine_facts(libraries: tuple[str, ...], *, settle_s: float = 2.0) -> dict[
         facts["cpu"] = cpu.group(1).strip() if cpu else None
     except OSError:
         pass
+    from orchestrator.localkafka.install import LocalKafkaError, kafka_version
     try:
-        m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", (ROOT / "deploy" / "kafka" / "pom.xml").read_text())
-        facts["kafka"] = m.group(1) if m else None
-    except OSError:
+        facts["kafka"] = kafka_version()     # what `orchestrator kafka up` runs (ORCH_BOOTSTRAP may be another)
+    except LocalKafkaError:
         facts["kafka"] = None
     from importlib.metadata import PackageNotFoundError, version
     facts["libraries"] = {}
