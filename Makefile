@@ -67,6 +67,13 @@ bench: venv $(VENV)/.bench-installed ## load benchmark (ceiling, Quix Streams ap
 	if [ $$started = 1 ]; then $(ORCH) kafka down; fi; \
 	exit $$rc
 
+# `make soak SOAK_ARGS="--minutes 3 --interval-s 20 --warmup-minutes 1 --rate 1000"`: a quick check,
+# nothing written (the default arguments write benchmarks/results/soak.json and soak.md).
+SOAK_ARGS ?= --write
+.PHONY: soak
+soak: venv ## one worker, 3,000 events/s for 30 min: does its cost per event grow? -> benchmarks/results/soak.md (SOAK_ARGS; needs a broker)
+	$(PY) -m benchmarks.load soak $(SOAK_ARGS)
+
 kafka-up: venv ## start the local single-node Kafka (KRaft), fetched from Maven Central on first use
 	$(ORCH) kafka up
 

@@ -165,10 +165,10 @@ def machine_facts(libraries: tuple[str, ...], *, settle_s: float = 2.0) -> dict[
         facts["cpu"] = cpu.group(1).strip() if cpu else None
     except OSError:
         pass
+    from orchestrator.localkafka.install import LocalKafkaError, kafka_version
     try:
-        m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", (ROOT / "deploy" / "kafka" / "pom.xml").read_text())
-        facts["kafka"] = m.group(1) if m else None
-    except OSError:
+        facts["kafka"] = kafka_version()     # what `orchestrator kafka up` runs (ORCH_BOOTSTRAP may be another)
+    except LocalKafkaError:
         facts["kafka"] = None
     from importlib.metadata import PackageNotFoundError, version
     facts["libraries"] = {}
@@ -375,11 +375,14 @@ async def end_offsets(topics: list[str], timeout_s: float = 60.0) -> dict[Any, i
 
 
 async def read_topics(topics: list[str], *, start: dict[Any, int] | None = None,
+                      stop: dict[Any, int] | None = None,
                       keep: Callable[[bytes], bool] | None = None,
                       until: Callable[[list[Any]], bool] | None = None,
                       each: Callable[[Any], None] | None = None, timeout_s: float = 120.0) -> list[Any]:
     """Read ``topics`` (every partition, from ``start`` offsets or the beginning) up to their end
-    offsets; if ``until(records)`` is given, keep reading new records until it holds.
+    offsets; if ``until(records)`` is given, keep reading new records until it holds. With ``stop``
+    (offsets by partition, e.g. earlier end offsets), read each partition up to that offset only,
+    excluded, however much is appended meanwhile: a slice of a live topic (``until`` is not used then).
 
     Returns the aiokafka records (tombstones included) whose value passes ``keep``; with ``each``,
     hands every record to it instead and keeps none (a big topic is not held in memory). Raises
@@ -401,15 +404,25 @@ async def read_topics(topics: list[str], *, start: dict[Any, int] | None = None,
             else:
                 await consumer.seek_to_beginning(tp)
         ends = await consumer.end_offsets(tps)
+        if stop is not None:
+            ends = {tp: stop.get(tp, end) for tp, end in ends.items()}
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=50_000)
-            for msgs in batch.values():
+            for tp, msgs in batch.items():
+                if stop is not None:
+                    msgs = [m for m in msgs if m.offset < ends[tp]]
                 if each is not None:
                     for m in msgs:
                         each(m)
                 else:
                     records.extend(m for m in msgs if keep is None or (m.value is not None and keep(m.value)))
-            if not batch:
+            if stop is not None:
+                # A live topic never runs dry: stop at the offsets, not at an empty fetch.
+                reached = [tp for tp in tps if await consumer.position(tp) >= ends[tp]]
+                if len(reached) == len(tps):
+                    return records
+                consumer.pause(*reached)
+            elif not batch:
                 positions = [await consumer.position(tp) for tp in tps]
                 if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
                     if until is None or until(records):

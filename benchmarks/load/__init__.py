@@ -1,8 +1,8 @@
 """The load benchmark (``python -m benchmarks.load``, what ``make bench`` runs), one module per job:
 
 =============  ==================================================================================
-``cli``        the command line: ``run`` (the side-by-side benchmark) and ``generate`` (the load
-               generator alone against a running worker)
+``cli``        the command line: ``run`` (the side-by-side benchmark), ``generate`` (the load
+               generator alone against a running worker) and ``soak``
 ``runner``     one run: the workload, every system in turn, scale-out, clean-up
 ``systems``    the systems under test as child processes: passthrough, Quix Streams apps, naive
                Faust, the engine's workers
@@ -11,6 +11,7 @@
 ``phases``     the drain (sustained throughput), the paced load (latency), scale-out
 ``measure``    samples, windows, CPU and memory, the committed-offsets slope, the profiler
 ``report``     ratios, the Markdown table, the PNG chart, the JSON
+``soak``       one worker at a fixed rate for minutes, a row per interval, and whether each cost grew
 =============  ==================================================================================
 
 The workload itself is :mod:`benchmarks.workload`, shared with the pure-core benchmark and the

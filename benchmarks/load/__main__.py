@@ -1,4 +1,4 @@
-"""``python -m benchmarks.load [run|generate] [options]`` (``--help`` lists them)."""
+"""``python -m benchmarks.load [run|generate|soak] [options]`` (``--help`` lists them)."""
 
 import sys
 

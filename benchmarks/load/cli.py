@@ -11,6 +11,12 @@
     Just the load generator against a running worker (``ORCH_TOPIC_PREFIX``, ``ORCH_BOOTSTRAP``):
     ``--rate N`` events/s (0: flat out) for ``--duration`` seconds or ``--events`` events, with the
     simulated channel adapter answering actions with feedback, and a progress line.
+
+``soak``
+    One engine worker at a fixed ``--rate`` for ``--minutes``, one row per ``--interval-s``: CPU per
+    event, RSS, state sizes, changelog bytes per event, lag; then whether each grew more than 10 %
+    after the warm-up. Written only with ``--write`` (``benchmarks/results/soak.json``, ``soak.md``)
+    or ``--json PATH``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from benchmarks.common import RESULTS, BenchError, Progress, bootstrap, broker_r
 from benchmarks.load.kafkaio import PRODUCERS, Adapter, OutputSink, paced
 from benchmarks.load.report import fmt, markdown, write_results
 from benchmarks.load.runner import run
+from benchmarks.load.soak import markdown as soak_markdown
+from benchmarks.load.soak import plan, soak
+from benchmarks.load.soak import write as write_soak
 from benchmarks.load.systems import SYSTEMS
 from benchmarks.workload import Shoppers
 
@@ -103,8 +112,9 @@ async def generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workload_args(p: argparse.ArgumentParser, events: int) -> None:
-    p.add_argument("--events", type=int, default=events, help=f"events in the backlog (default {events:,})")
+def _workload_args(p: argparse.ArgumentParser, events: int | None) -> None:
+    if events is not None:
+        p.add_argument("--events", type=int, default=events, help=f"events in the backlog (default {events:,})")
     p.add_argument("--customers", type=int, default=200_000, help="customer population (default 200,000)")
     p.add_argument("--zipf-s", type=float, default=1.0, help="popularity exponent s of 1/(rank+q)^s (default 1.0)")
     p.add_argument("--zipf-q", type=float, default=20.0, help="popularity offset q (default 20)")
@@ -153,14 +163,35 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--duration", type=float, default=60.0, help="seconds (default 60; 0 = until --events or Ctrl-C)")
     g.add_argument("--no-feedback", action="store_true", help="do not run the simulated channel adapter")
     g.add_argument("--tag", default="", help="event id tag (default random; the same tag re-sends the same ids)")
+    k = sub.add_parser("soak", help="one engine worker at a fixed rate for minutes: does its cost per event grow?")
+    _workload_args(k, None)
+    k.add_argument("--rate", type=float, default=3000.0,
+                   help="events/s offered, the adapter's feedback included (default 3,000)")
+    k.add_argument("--minutes", type=float, default=30.0, help="length of the load (default 30)")
+    k.add_argument("--interval-s", type=float, default=60.0, help="seconds per row (default 60)")
+    k.add_argument("--warmup-minutes", type=float, default=5.0,
+                   help="first minutes left out of the verdict (default 5)")
+    k.add_argument("--partitions", type=int, default=8)
+    k.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the JSON to PATH")
+    k.add_argument("--write", action="store_true",
+                   help="write benchmarks/results/soak.json and soak.md (a trial run without it writes nothing)")
+    k.add_argument("--keep", action="store_true", help="keep the topics, the data dir and the worker log")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "generate", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "generate", "soak", "-h", "--help"):
         argv = ["run", *argv]
     args = parser().parse_args(argv)
+    if args.cmd == "soak":
+        try:
+            if args.partitions < 1 or args.customers < 1:
+                raise ValueError("--partitions and --customers must be 1 or more")
+            plan(rate=args.rate, minutes=args.minutes, interval_s=args.interval_s, warmup_minutes=args.warmup_minutes)
+        except ValueError as exc:
+            print(f"benchmarks.load soak: {exc}", file=sys.stderr)
+            return 2
     if not broker_reachable():
         print(f"no Kafka broker at {bootstrap()}: start one (`make kafka-up`) or set ORCH_BOOTSTRAP", file=sys.stderr)
         return 2
@@ -177,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             print(f"benchmarks.load generate: {exc}", file=sys.stderr)
             return 1
+    if args.cmd == "soak":
+        return _soak(args)
     if args.quick:
         args.events, args.latency_s, args.warmup, args.scale_events = 20_000, 10.0, 3.0, 20_000
         args.drain_cap = min(args.drain_cap, 60.0)
@@ -201,6 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     write_results(result, args.out, args.name)
     print(markdown(result))
     note(f"results: {args.out / (args.name + '.json')}, .md, .png")
+    return 1 if result.get("errors") else 0
+
+
+def _soak(args: argparse.Namespace) -> int:
+    """The soak, its table, and its files when asked: exit 1 only if it could not measure (a growth
+    above the limit is a result, printed, not a failure of the command)."""
+    try:
+        result = asyncio.run(soak(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(soak_markdown(result))
+    for path in write_soak(result, json_path=args.json, results_dir=RESULTS if args.write else None):
+        note(f"written: {path}")
     return 1 if result.get("errors") else 0
 
 

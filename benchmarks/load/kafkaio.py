@@ -337,18 +337,28 @@ class GroupOffsets:
             self._client = None
 
 
-async def changelog_stats(topic: str, events: float) -> dict[str, Any]:
+def record_bytes(m: Any) -> int:
+    """What a record weighs on a topic, as counted here: key + value bytes (headers apart)."""
+    return len(m.key or b"") + len(m.value or b"")
+
+
+async def changelog_stats(topic: str, events: float, *, start: dict[Any, int] | None = None,
+                          stop: dict[Any, int] | None = None) -> dict[str, Any]:
     """What the engine's state costs, read from its changelog topic after the run: each customer's
     last record (key ``c`` + customer, value = 8-byte due prefix + msgpack state; tombstones drop the
     customer), the journals (key ``j``: the outputs of a batch's inputs, kept until committed), and
     every record's bytes (key + value) per event decided. The topic is compacted, but nothing is
-    compacted within a run (the active segment never is)."""
+    compacted within a run (the active segment never is).
+
+    With ``start`` and ``stop`` offsets (by partition), only the records appended between them: the
+    customers whose state was written then, and ``events`` the events decided meanwhile (the soak's
+    intervals)."""
     from orchestrator.runtime.store import DUE_LEN, JOURNAL, STATE
     last: dict[bytes, int | None] = {}
     counts = {"records": 0, "bytes": 0, "journal_records": 0, "journal_bytes": 0}
 
     def each(m: Any) -> None:
-        size = len(m.key or b"") + len(m.value or b"")
+        size = record_bytes(m)
         counts["records"] += 1
         counts["bytes"] += size
         kind = (m.key or b"")[:1]
@@ -358,7 +368,7 @@ async def changelog_stats(topic: str, events: float) -> dict[str, Any]:
             counts["journal_records"] += 1
             counts["journal_bytes"] += size
 
-    await read_topics([topic], each=each, timeout_s=300)
+    await read_topics([topic], start=start, stop=stop, each=each, timeout_s=300)
     sizes = sorted(v for v in last.values() if v is not None)
     return {"topic": topic, "records": counts["records"], "bytes": counts["bytes"], "customers": len(sizes),
             "state_bytes_p50": percentile(sizes, 50), "state_bytes_p99": percentile(sizes, 99),
@@ -369,6 +379,19 @@ async def changelog_stats(topic: str, events: float) -> dict[str, Any]:
             "changelog_records_per_event": round(counts["records"] / events, 3) if events else None,
             "journal_records": counts["journal_records"],
             "journal_bytes_per_event": round(counts["journal_bytes"] / events, 1) if events else None}
+
+
+async def topic_bytes(topic: str, *, start: dict[Any, int] | None = None,
+                      stop: dict[Any, int] | None = None) -> dict[str, int]:
+    """Records and bytes (key + value) of a topic, or of the slice between ``start`` and ``stop``."""
+    counts = {"records": 0, "bytes": 0}
+
+    def each(m: Any) -> None:
+        counts["records"] += 1
+        counts["bytes"] += record_bytes(m)
+
+    await read_topics([topic], start=start, stop=stop, each=each, timeout_s=300)
+    return counts
 
 
 async def rekeyed(topic: str) -> dict[str, int]:
