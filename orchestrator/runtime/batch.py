@@ -68,6 +68,10 @@ class Decider:
         self.collector = Collector(producer, partition_counts, placement(settings), fail)
         self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names[Topic.DLQ])
         self.topics = {EVENTS: settings.topics.events, INTERNAL: settings.topics.internal_events}
+        # Output topics with as many partitions as the customers' home partitions: a customer's record
+        # goes to the partition its events are decided in (the same partitioner), so it is not placed again.
+        home_count = partition_counts[settings.topics.internal_events]
+        self._at_home = {suffix: partition_counts[name] == home_count for suffix, name in topic_names.items()}
         self.journal = Journal(self.topics)
         self._seq = 0
         self._now = 0
@@ -159,7 +163,7 @@ class Decider:
         if seen is not None and not self.window.first(p, seen):
             t.duplicate += 1               # the duplicate rule: seen within the window, ignored
             return
-        old_due = state.next_due_ms() if state is not None else None
+        old_due = state.next_due_ms() if ev is None and state is not None else None   # for a wake-up only
         try:
             if ev is None:
                 result = self.engine.on_timer(state, key.decode(), self.clocks.limit(p, now), now)
@@ -198,11 +202,15 @@ class Decider:
         """Queue a decision's outputs, count them, journal them under their input."""
         t, now = self._tally, self._now
         cid = key.decode() if ev is None else ev.customer_id
+        send, names, at_home = self.collector.send, self.topic_names, self._at_home
         journaled = []
         for o in outputs:
             value = orjson.dumps(o.value)
             journaled.append(Output(o.topic, o.key, value))
-            self._send(o.topic, key if o.key == cid else o.key.encode(), value)
+            if o.key == cid:
+                send(names[o.topic], key, value, p if at_home[o.topic] else None)
+            else:
+                send(names[o.topic], o.key.encode(), value)
             t.output(o.topic, o.value)
             if ev is not None and is_action(o.topic):
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours

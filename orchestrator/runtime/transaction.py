@@ -90,7 +90,8 @@ class Transaction:
     @staticmethod
     def update(entry: Entry, new: CustomerState | None, *, tick: bool, outputs: bool, old_due: int | None) -> None:
         """The state a decision left (``None``: delete the customer), and whether it is a change (the
-        rules of the module docstring; ``old_due`` is the state's next timer before the decision)."""
+        rules of the module docstring; ``old_due`` is the state's next timer before a wake-up, which
+        only a wake-up needs)."""
         if new is None:
             entry.dirty = entry.dirty or entry.old_due is not None or entry.state is not None
             entry.state = None
