@@ -366,7 +366,7 @@ async def partitions_of(consumer: Any, topics: list[str], timeout_s: float = 60.
 
 async def end_offsets(topics: list[str], timeout_s: float = 60.0) -> dict[Any, int]:
     from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(await partitions_of(consumer, topics, timeout_s)))
@@ -389,7 +389,7 @@ async def read_topics(topics: list[str], *, start: dict[Any, int] | None = None,
     :class:`BenchError` if the end (or ``until``) is not reached within ``timeout_s``.
     """
     from aiokafka import AIOKafkaConsumer
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, isolation_level="read_committed",
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 * MIB,
                                 fetch_max_bytes=64 * MIB)
     await consumer.start()

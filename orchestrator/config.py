@@ -28,6 +28,8 @@ Every variable, its default and meaning:
 ``ORCH_KAFKA_SASL_PASSWORD``     (none)                 never logged
 ``ORCH_KAFKA_SSL_CAFILE``        (none)                 CA bundle for SSL / SASL_SSL
 ``ORCH_LOG_FORMAT``              ``text``               ``json`` for one JSON object per log line
+``ORCH_PROCESSING_GUARANTEE``    ``at-least-once``      or ``exactly-once``: each input partition's share of a batch
+                                                       (outputs, changelog, offsets) is one Kafka transaction
 ``ORCH_HOME``                    ``.orch``              the local broker's and ``make run``'s files
 ``ORCH_CACHE_DIR``               ``~/.cache/orchestrator``  the local broker's jars, across checkouts
 ``ORCH_LOCAL_KAFKA_PORT``        ``9092``               the local broker's port (and the default bootstrap)
@@ -49,6 +51,7 @@ from orchestrator.errors import ConfigError
 _PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 PARTITIONERS = ("murmur2", "crc32")
+GUARANTEES = ("at-least-once", "exactly-once")
 
 
 def external_bootstrap(env: Mapping[str, str] | None = None) -> str | None:
@@ -195,6 +198,7 @@ class Settings:
     sasl_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     log_format: str = "text"
+    processing_guarantee: str = "at-least-once"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -212,6 +216,9 @@ class Settings:
         if partitioner not in PARTITIONERS:
             raise ConfigError(f"ORCH_PRODUCER_PARTITIONER must be murmur2 (Java client, aiokafka) or crc32 "
                               f"(librdkafka's default: confluent-kafka, Go, .NET, kcat), got {partitioner!r}")
+        guarantee = (env.get("ORCH_PROCESSING_GUARANTEE") or "at-least-once").strip().lower()
+        if guarantee not in GUARANTEES:
+            raise ConfigError(f"ORCH_PROCESSING_GUARANTEE must be at-least-once or exactly-once, got {guarantee!r}")
         log_format = env.get("ORCH_LOG_FORMAT", "text").lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"ORCH_LOG_FORMAT must be text or json, got {log_format!r}")
@@ -234,6 +241,7 @@ class Settings:
             sasl_password=env.get("ORCH_KAFKA_SASL_PASSWORD") or None,
             ssl_cafile=env.get("ORCH_KAFKA_SSL_CAFILE") or None,
             log_format=log_format,
+            processing_guarantee=guarantee,
         )
         if protocol.startswith("SASL") and not (s.sasl_username and s.sasl_password):
             raise ConfigError(f"ORCH_KAFKA_SECURITY_PROTOCOL={protocol} needs ORCH_KAFKA_SASL_USERNAME "
@@ -249,6 +257,10 @@ class Settings:
     @property
     def app_id(self) -> str:
         return f"{self.topic_prefix}-orchestrator"
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee == "exactly-once"
 
     # ---------------------------------------------------------------- client options
     def ssl_context(self) -> ssl.SSLContext | None:

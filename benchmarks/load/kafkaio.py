@@ -142,7 +142,7 @@ class OutputSink:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         from aiokafka import AIOKafkaConsumer
-        c = self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False,
+        c = self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, isolation_level="read_committed",
                                               auto_offset_reset="latest", fetch_max_wait_ms=50,
                                               max_partition_fetch_bytes=4 * MIB)
         await c.start()

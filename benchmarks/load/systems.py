@@ -115,7 +115,7 @@ class OutputCounted(System):
     async def count(self) -> float:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         if self._consumer is None:
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False)
+            self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), enable_auto_commit=False, isolation_level="read_committed")
             await self._consumer.start()
             self._tps = [TopicPartition(f"{self.prefix}.out", p) for p in range(self.partitions)]
         ends = await self._consumer.end_offsets(self._tps)

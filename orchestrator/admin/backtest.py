@@ -63,7 +63,7 @@ async def read_events(settings: Settings, parts: list[int], since_ms: int, until
 
     from orchestrator.kafkaio.clients import read_to_end, start_client
     topic = settings.topics.events
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, isolation_level="read_committed",
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
     await start_client(consumer, settings)
     try:

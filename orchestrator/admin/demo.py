@@ -80,7 +80,7 @@ class LagProbe:
         self.settings = settings
         self.parts: list[int] | None = None
         self.admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
-        self.consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, isolation_level="read_committed")
 
     async def start(self) -> None:
         from orchestrator.kafkaio.clients import start_client

@@ -44,7 +44,7 @@ async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> d
     key = customer_id.encode()
     changelog, decisions = settings.topics.changelog, settings.topics.decisions
     partitions = await require_topics(settings, [changelog, decisions], hint=NO_WORKER_YET)
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, isolation_level="read_committed",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await start_client(consumer, settings)
     try:

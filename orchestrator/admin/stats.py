@@ -22,7 +22,7 @@ async def read_decisions(settings: Settings, *, deadline_s: float = 600.0, progr
     from orchestrator.kafkaio.topics import require_topics
     topic = settings.topics.decisions
     parts = (await require_topics(settings, [topic], hint=NO_WORKER_YET))[topic]
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await start_client(consumer, settings)
     out: list[dict[str, Any]] = []

@@ -51,6 +51,7 @@ from orchestrator.kafkaio.clients import placement
 from orchestrator.runtime.store import Stores, timer_key
 from orchestrator.runtime.timers import tick_due
 from orchestrator.runtime.transaction import Transaction
+from orchestrator.runtime.transactions import Transactions
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -61,26 +62,34 @@ class Decider:
     def __init__(self, settings: Settings, engine: Engine, stores: Stores, counters: Counters,
                  checkpoint: Checkpoint, producer: AIOKafkaProducer, topic_names: dict[str, str],
                  partition_counts: dict[str, int], fail: Callable[[BaseException], NoReturn], clocks: Clocks,
-                 window: Window) -> None:
+                 window: Window, txns: Transactions | None = None) -> None:
         self.settings, self.engine, self.stores, self.counters = settings, engine, stores, counters
         self.checkpoint, self.clocks, self.window = checkpoint, clocks, window
         self.topic_names = topic_names            # topic suffix ("actions.email") -> full name
-        self.collector = Collector(producer, partition_counts, placement(settings), fail)
+        self.txns = txns                          # exactly-once: a transactional producer per input partition
+        producer_of = (lambda via: producer) if txns is None else (lambda via: txns.producers[via])
+        self.collector = Collector(producer_of, partition_counts, placement(settings), fail)
         self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names[Topic.DLQ])
         self.topics = {EVENTS: settings.topics.events, INTERNAL: settings.topics.internal_events}
         # Output topics with as many partitions as the customers' home partitions: a customer's record
         # goes to the partition its events are decided in (the same partitioner), so it is not placed again.
         home_count = partition_counts[settings.topics.internal_events]
         self._at_home = {suffix: partition_counts[name] == home_count for suffix, name in topic_names.items()}
-        self.journal = Journal(self.topics)
+        # The outputs of each decided input, to re-send a replayed one; exactly-once needs none: an input
+        # whose transaction did not commit had no visible output and is decided again.
+        self.journal = Journal(self.topics) if txns is None else None
         self._seq = 0
         self._now = 0
         self._tx = Transaction(stores, checkpoint.overlay, 0)
         self._ticks: list[bytes] = []
         self._tally = Tally()
 
-    async def run(self, records: dict[TopicPartition, list[Any]], ready: set[int]) -> Flush:
-        """Decide every record of partitions in ``ready``, queue the results, hand them to the producer."""
+    async def run(self, records: dict[TopicPartition, list[Any]], ready: set[int],
+                  positions: dict[TopicPartition, int] | None = None) -> Flush:
+        """Decide every record of partitions in ``ready``, queue the results, hand them to the producer.
+        ``positions``: where each partition's next records start (committed with this batch; default
+        right after its last record)."""
+        positions = positions or {}
         s = self.settings
         events_topic = s.topics.events
         self._seq += 1
@@ -98,6 +107,7 @@ class Decider:
                 continue                   # revoked meanwhile: the new owner reads them
             ingest = tp.topic == events_topic
             source = EVENTS if ingest else INTERNAL
+            self.collector.via = p
             decided += len(msgs)
             for msg in msgs:
                 try:
@@ -112,23 +122,30 @@ class Decider:
                 except Exception as exc:  # noqa: BLE001 - a bug must not stop the partition
                     self._engine_error(exc, "in the batch path", msg.key, source, p, msg.offset, msg.value,
                                        event=ingest or tick_due(msg.value) is None)
-            commits[tp] = msgs[-1].offset + 1
-            if ingest:
-                self.clocks.decided[p] = msgs[-1].offset + 1
+            commits[tp] = max(msgs[-1].offset + 1, positions.get(tp, 0))
         # Changelog records after the outputs; the checkpoint waits for all of them.
         collector, changelog = self.collector, s.topics.changelog
         changes = tx.changes(collector, changelog)
-        journals = self.journal.write(collector, changelog, self.checkpoint.positions)
+        journals = {} if self.journal is None else self.journal.write(collector, changelog, self.checkpoint.positions)
         dedup_changelog = s.topics.dedup_changelog
         seen = self.window.changes(collector, dedup_changelog, self._seq)
         if decided:
             self.counters.metrics.processing.observe((time.perf_counter() - started) / decided)
         self.counters.add(tally)
+        if self.txns is not None:
+            # Each input partition's records and offsets are its next transaction, which may open only
+            # once its previous one has ended (the checkpoint commits it).
+            partitions = {tp.partition for tp in commits} | collector.vias()
+            await self.txns.ready(partitions)
+            for p in sorted(partitions):
+                await self.txns.begin(p)
+        else:
+            partitions = set()
         sent = await collector.submit()
         flush = Flush(self._seq, [b.future for b in sent],
                       [(b.partition, b.future, b.count) for b in sent if b.topic == changelog],
                       changes, commits, self._ticks, journals, seen,
-                      [(b.partition, b.future, b.count) for b in sent if b.topic == dedup_changelog])
+                      [(b.partition, b.future, b.count) for b in sent if b.topic == dedup_changelog], partitions)
         self._tx = Transaction(self.stores, self.checkpoint.overlay, 0)
         self._ticks = []
         return flush
@@ -137,7 +154,7 @@ class Decider:
         """One input of partition ``p``, read from ``source`` at ``offset``: an event of the customer
         ``key`` (validated, or as the internal topic carries it) or a wake-up of its timers."""
         t, now = self._tally, self._now
-        replayed = self.journal.replayed(p, source, offset)
+        replayed = None if self.journal is None else self.journal.replayed(p, source, offset)
         if replayed is not None:           # decided before a crash: re-send its outputs, decide nothing
             for o in replayed:
                 self._send(o.topic, o.key.encode(), o.value)
@@ -203,10 +220,11 @@ class Decider:
         t, now = self._tally, self._now
         cid = key.decode() if ev is None else ev.customer_id
         send, names, at_home = self.collector.send, self.topic_names, self._at_home
-        journaled = []
+        journaled: list[Output] | None = None if self.journal is None else []
         for o in outputs:
             value = orjson.dumps(o.value)
-            journaled.append(Output(o.topic, o.key, value))
+            if journaled is not None:
+                journaled.append(Output(o.topic, o.key, value))
             if o.key == cid:
                 send(names[o.topic], key, value, p if at_home[o.topic] else None)
             else:
@@ -216,7 +234,8 @@ class Decider:
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
-        self.journal.record(p, source, offset, journaled)
+        if journaled is not None:
+            self.journal.record(p, source, offset, journaled)
 
     def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
         self.collector.send(self.topic_names[suffix], key, value)
@@ -238,8 +257,10 @@ class Decider:
 
     def adopt(self, p: int, store: Any, committed: dict[bytes, int | None]) -> None:
         """A partition assigned and restored: its journals (see :meth:`Journal.adopt`)."""
-        self.journal.adopt(p, store, committed)
+        if self.journal is not None:
+            self.journal.adopt(p, store, committed)
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions revoked: their journals are the next owner's."""
-        self.journal.forget(partitions)
+        if self.journal is not None:
+            self.journal.forget(partitions)

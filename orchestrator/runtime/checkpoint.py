@@ -3,11 +3,13 @@ made durable, then committed.
 
 For every batch handed over, in order (all those waiting at once):
 
-3. wait until Kafka has acknowledged every output and changelog record of the batch;
+3. wait until Kafka has acknowledged every output and changelog record of the batch; in
+   exactly-once, then commit each input partition's transaction, its input offsets in it
+   (:mod:`~orchestrator.runtime.transactions`);
 4. write its changed states to RocksDB in one write batch, with the changelog offset;
-5. commit its input offsets: at most every ``COMMIT_INTERVAL_S`` (a commit is a round trip and
-   work for the group coordinator; the states and journals are durable already), and at once
-   when the worker stops or partitions are revoked.
+5. commit its input offsets (at-least-once): at most every ``COMMIT_INTERVAL_S`` (a commit is a
+   round trip and work for the group coordinator; the states and journals are durable already),
+   and at once when the worker stops or partitions are revoked.
 
 Until step 4, a batch's new states live in the :attr:`Checkpoint.overlay`
 (:class:`~orchestrator.runtime.transaction.Overlay`), which later batches read first: deciding never
@@ -30,6 +32,7 @@ from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.dedup import Window
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.transaction import Change, Overlay
+from orchestrator.runtime.transactions import Transactions
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -40,18 +43,21 @@ COMMIT_INTERVAL_S = 0.25          # offsets of durable batches are committed at 
 class Flush:
     """A decided batch on its way to Kafka, RocksDB and the offset commit."""
 
-    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq", "journals", "seen", "seen_changelog")
+    __slots__ = ("futures", "changelog", "changes", "commits", "ticks", "seq", "journals", "seen", "seen_changelog",
+                 "transactions")
 
     def __init__(self, seq: int, futures: list[asyncio.Future], changelog: list[tuple[int, asyncio.Future, int]],
                  changes: dict[int, list[Change]],
                  commits: dict[TopicPartition, int], ticks: list[bytes],
                  journals: dict[int, list[tuple[bytes, bytes | None]]] | None = None,
                  seen: dict[int, bytes] | None = None,
-                 seen_changelog: list[tuple[int, asyncio.Future, int]] | None = None) -> None:
+                 seen_changelog: list[tuple[int, asyncio.Future, int]] | None = None,
+                 transactions: set[int] | None = None) -> None:
         self.seq, self.futures, self.changelog, self.changes = seq, futures, changelog, changes
         self.commits, self.ticks, self.journals = commits, ticks, journals or {}
         # The duplicate window's new keys by partition, and their changelog records.
         self.seen, self.seen_changelog = seen or {}, seen_changelog or []
+        self.transactions = transactions or set()       # exactly-once: the input partitions with one open
 
 
 class Checkpoint:
@@ -60,9 +66,10 @@ class Checkpoint:
     def __init__(self, stores: Stores, commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
                  ready: set[int], fail: Callable[[BaseException], NoReturn],
                  on_ticks_done: Callable[[list[bytes]], None],
-                 on_timer_indexed: Callable[[int, bytes], None], window: Window) -> None:
+                 on_timer_indexed: Callable[[int, bytes], None], window: Window,
+                 txns: Transactions | None = None) -> None:
         self.stores, self.commit, self.ready, self.fail = stores, commit, ready, fail
-        self.window = window
+        self.window, self.txns = window, txns
         self.on_ticks_done, self.on_timer_indexed = on_ticks_done, on_timer_indexed
         self.overlay = Overlay()                 # states written by batches not yet in RocksDB
         # Committed offset (the next to process) per input partition: the lag gauge, journal pruning.
@@ -139,6 +146,13 @@ class Checkpoint:
             for r in results:
                 if isinstance(r, BaseException):
                     self.fail(r)
+        # Step 3, exactly-once: each batch's transactions, in order, with their input offsets.
+        if self.txns is not None:
+            for item in items:
+                by_partition: dict[int, dict[TopicPartition, int]] = {}
+                for tp, offset in item.commits.items():
+                    by_partition.setdefault(tp.partition, {})[tp] = offset
+                await asyncio.gather(*(self.txns.commit(p, by_partition.get(p, {})) for p in item.transactions))
         # Step 4: the changed states into RocksDB, with the changelog offset they correspond to.
         commits: dict[TopicPartition, int] = {}
         overlay = self.overlay
@@ -161,7 +175,11 @@ class Checkpoint:
                 self.window.settled(item.seq, blob)
             self.on_ticks_done(item.ticks)
             commits.update(item.commits)
-        # Step 5: the input offsets, for the partitions still ours (at most every COMMIT_INTERVAL_S).
+        # Step 5: the input offsets, for the partitions still ours (at most every COMMIT_INTERVAL_S);
+        # in exactly-once they were committed with the transactions.
+        if self.txns is not None:
+            self.positions.update(commits)
+            return
         self._uncommitted.update(commits)
         if time.monotonic() - self._committed_at >= COMMIT_INTERVAL_S:
             await self._commit()

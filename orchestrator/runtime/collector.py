@@ -2,6 +2,9 @@
 
 Records are appended to one producer batch per topic partition as the batch is decided, and handed to
 the producer all at once at its end (:meth:`Collector.submit`), so deciding never waits for Kafka.
+Each record belongs to the work of one input partition (:attr:`Collector.via`); in exactly-once each
+input partition has a producer of its own (:mod:`~orchestrator.runtime.transactions`), so its records
+go through that one, in its transaction; in at-least-once they all share one producer.
 Placement is the one partitioner of the product (:func:`~orchestrator.kafkaio.clients.placement`,
 ``ORCH_PRODUCER_PARTITIONER``), computed once per key and remembered: a customer's outputs, internal
 records and changelog records go where its events go.
@@ -21,6 +24,7 @@ PLACED_MAX = 500_000              # keys whose partition is remembered, per part
 class Sent(NamedTuple):
     """One producer batch handed over: where it went, its delivery future and how many records it holds."""
 
+    via: int
     topic: str
     partition: int
     future: asyncio.Future
@@ -30,17 +34,22 @@ class Sent(NamedTuple):
 class Collector:
     """The records of the batch being decided, and where each goes."""
 
-    def __init__(self, producer: AIOKafkaProducer, partition_counts: dict[str, int],
+    def __init__(self, producer_of: Callable[[int], AIOKafkaProducer], partition_counts: dict[str, int],
                  partitioner: Callable[[bytes, int], int], fail: Callable[[BaseException], NoReturn]) -> None:
-        self.producer, self.partition_counts, self.partitioner, self.fail = producer, partition_counts, partitioner, fail
-        self._builders: dict[tuple[str, int], list[Any]] = {}
+        self.producer_of, self.partition_counts, self.partitioner = producer_of, partition_counts, partitioner
+        self.fail = fail
+        self.via = 0                          # the input partition whose work the records sent now are
+        # (producer, topic, partition) -> the input partition they belong to, and their producer batches
+        self._builders: dict[tuple[AIOKafkaProducer, str, int], tuple[int, list[Any]]] = {}
         self._round_robin = 0
         self._placed: dict[int, dict[bytes, int]] = {}      # partition count -> key -> partition
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
+             via: int | None = None) -> None:
         """Add a record to the batch's outbound records (handed to the producer by :meth:`submit`): to
-        ``partition``, or where the partitioner places ``key`` (round robin without a key). A record that
-        cannot be sent (larger than a producer batch) stops the worker (``fail``) so its input is replayed."""
+        ``partition``, or where the partitioner places ``key`` (round robin without a key), as work of
+        the input partition ``via`` (default :attr:`via`). A record that cannot be sent (larger than a
+        producer batch) stops the worker (``fail``) so its input is replayed."""
         if partition is None:
             n = self.partition_counts[topic]
             if key is None:
@@ -49,16 +58,18 @@ class Collector:
             else:
                 partition = self.place(key, n)
         try:
-            self._append(topic, partition, key, value)
+            self._append(self.via if via is None else via, topic, partition, key, value)
         except Exception as exc:  # noqa: BLE001 - e.g. a record over the size limit
             self.fail(exc)
 
-    def _append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
-        builders = self._builders.get((topic, partition))
-        if builders is None:
-            builders = self._builders[(topic, partition)] = [self.producer.create_batch()]
+    def _append(self, via: int, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+        producer = self.producer_of(via)
+        slot = self._builders.get((producer, topic, partition))
+        if slot is None:
+            slot = self._builders[(producer, topic, partition)] = (via, [producer.create_batch()])
+        builders = slot[1]
         if builders[-1].append(timestamp=None, key=key, value=value) is None:
-            builder = self.producer.create_batch()
+            builder = producer.create_batch()
             if builder.append(timestamp=None, key=key, value=value) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes does not fit a producer batch")
             builders.append(builder)
@@ -75,14 +86,18 @@ class Collector:
             p = placed[key] = self.partitioner(key, n)
         return p
 
+    def vias(self) -> set[int]:
+        """The input partitions whose records wait to be submitted."""
+        return {via for via, _ in self._builders.values()}
+
     async def submit(self) -> list[Sent]:
-        """Hand every record appended since the last call to the producer, one producer batch per topic
+        """Hand every record appended since the last call to its producer, one producer batch per topic
         partition (more if one does not hold them); the next records start new batches."""
         builders, self._builders = self._builders, {}
         sent = []
-        for (topic, partition), batches in builders.items():
+        for (producer, topic, partition), (via, batches) in builders.items():
             for builder in batches:
                 builder.close()
-                fut = await self.producer.send_batch(builder, topic, partition=partition)
-                sent.append(Sent(topic, partition, fut, builder.record_count()))
+                fut = await producer.send_batch(builder, topic, partition=partition)
+                sent.append(Sent(via, topic, partition, fut, builder.record_count()))
         return sent

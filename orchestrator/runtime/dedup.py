@@ -137,7 +137,7 @@ class Window:
             for key in keys:
                 overlay[key] = seq
         for p, blob in changes.items():
-            collector.send(changelog, None, blob, p)
+            collector.send(changelog, None, blob, p, via=p)
         self._batch, self._batch_keys = {}, set()
         return changes
 

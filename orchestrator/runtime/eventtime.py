@@ -11,9 +11,9 @@ before it. So a timer of partition *p* fires once its due time is at most the pa
   worker fires timers as its input time passes them, exactly where ``simulate`` fires them); or
 - while the worker has read everything the partition held, its wall clock: every
   ``SCAN_INTERVAL_S`` (see :mod:`~orchestrator.runtime.timers`) :meth:`Clocks.check` asks the broker
-  for the end offsets of the events topic, noting the time *before* asking; if everything up to
-  them is decided, no event appended before that time is unread, and timers due ``GRACE_MS``
-  before it may fire (an event that reaches the broker later than that after a timer it precedes
+  for the end offsets of the events topic, noting the time *before* asking; if the consumer's
+  position has reached them and everything it returned is decided, no event appended before that
+  time is unread, and timers due ``GRACE_MS`` before it may fire (an event that reaches the broker later than that after a timer it precedes
   is *late*: the engine decides it after the timer, at the customer's time);
 - never later than the wall clock: a producer whose clock runs ahead (up to the 5 minutes a
   ``future_timestamp`` dead letter allows) does not make other customers' timers fire early.
@@ -29,6 +29,8 @@ nothing early.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.kafkaio.service import wall_ms
@@ -43,7 +45,6 @@ class Clocks:
         self.events_topic = events_topic
         self.input_ms: dict[int, int] = {}        # partition -> latest event ts decided from it
         self.caught_up_ms: dict[int, int] = {}    # partition -> every event appended before it is decided
-        self.decided: dict[int, int] = {}         # partition -> next offset of the events topic to decide
         self._epoch = 0                           # moves on every forget: a check in flight then counts for nothing
 
     def observe(self, partition: int, ts_ms: int) -> None:
@@ -62,27 +63,25 @@ class Clocks:
         for p in partitions:
             self.input_ms.pop(p, None)
             self.caught_up_ms.pop(p, None)
-            self.decided.pop(p, None)
 
-    async def check(self, consumer: AIOKafkaConsumer, partitions: set[int]) -> None:
-        """Which of ``partitions`` have every event decided that the broker held a moment ago."""
+    async def check(self, consumer: AIOKafkaConsumer, partitions: set[int], *,
+                    busy: Callable[[], bool] = lambda: False) -> None:
+        """Which of ``partitions`` have every event decided that the broker held a moment ago: the
+        consumer's position (past what it returned, and past transaction markers) has reached the end
+        offsets asked for, and no records it returned wait to be decided (``busy``)."""
         if not partitions:
             return
         epoch = self._epoch
         asked_ms = wall_ms()                  # before asking: the answer is at least this fresh
         tps = [TopicPartition(self.events_topic, p) for p in partitions]
         ends = await consumer.end_offsets(tps)
+        behind = set()
+        assigned = consumer.assignment()
         for tp, end in ends.items():
-            decided = self.decided.get(tp.partition)
-            if decided is None:
-                # Nothing decided since the partition came: caught up only if it holds nothing new.
-                committed = await consumer.committed(tp) or 0
-                if epoch != self._epoch or committed < end:
-                    continue
-                self.decided[tp.partition] = committed
-            elif decided < end:
-                continue
-            if epoch != self._epoch:
-                return                            # partitions moved meanwhile
-            if asked_ms > self.caught_up_ms.get(tp.partition, 0):
-                self.caught_up_ms[tp.partition] = asked_ms
+            if tp not in assigned or await consumer.position(tp) < end:
+                behind.add(tp.partition)
+        if epoch != self._epoch or busy():
+            return                                # partitions moved, or records are being decided
+        for p in partitions - behind:
+            if asked_ms > self.caught_up_ms.get(p, 0):
+                self.caught_up_ms[p] = asked_ms

@@ -88,7 +88,7 @@ class Journal:
                 done = committed.get(TopicPartition(self.topics[w.source], p))
                 if done is not None and w.last < done:
                     key = journal_key(w.source, w.first)
-                    collector.send(changelog, key, None, p)
+                    collector.send(changelog, key, None, p, via=p)
                     rows.setdefault(p, []).append((key, None))
                 else:
                     still.append(w)
@@ -97,7 +97,7 @@ class Journal:
             for chunk in chunks(entries):
                 key = journal_key(source, chunk[0].offset)
                 value = _encoder.encode(chunk)
-                collector.send(changelog, key, value, p)
+                collector.send(changelog, key, value, p, via=p)
                 rows.setdefault(p, []).append((key, value))
                 self._written.setdefault(p, []).append(Written(source, chunk[0].offset, chunk[-1].offset))
         self._batch = {}

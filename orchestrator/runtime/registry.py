@@ -85,7 +85,7 @@ async def read_published(settings: Settings) -> tuple[list[Publication], dict[in
     from orchestrator.kafkaio.topics import require_topics
     topic = journeys_topic(settings)
     parts = (await require_topics(settings, [topic], hint=NOT_PUBLISHED))[topic]
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False, isolation_level="read_committed", auto_offset_reset="earliest")
     await start_client(consumer, settings)
     out: list[Publication] = []
     try:
@@ -240,7 +240,7 @@ class Registry:
     async def follow(self, start: dict[int, int]) -> None:
         """Apply publications after ``start`` (partition -> offset) forever."""
         topic = journeys_topic(self.settings)
-        consumer = AIOKafkaConsumer(**self.settings.aiokafka_kwargs(), enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self.settings.aiokafka_kwargs(), enable_auto_commit=False, isolation_level="read_committed")
         await start_client(consumer, self.settings)
         try:
             parts = (await partitions_of(self.settings, [topic])).get(topic, [])

@@ -118,5 +118,5 @@ class Transaction:
             new = None if e.state is None else encode_value(e.state)
             changes.setdefault(e.partition, []).append(Change(key, e.old_due, new))
             overlay[key] = (seq, new)
-            collector.send(changelog, STATE + key, new, e.partition)
+            collector.send(changelog, STATE + key, new, e.partition, via=e.partition)
         return changes

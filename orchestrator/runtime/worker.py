@@ -66,11 +66,14 @@ from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
+from orchestrator.runtime.transactions import Transactions
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
 from orchestrator.kafkaio.topics import check_topics
 
 log = logging.getLogger("orchestrator.worker")
 
+PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batch_size": 256 * 1024,
+            "max_request_size": 2 * 1024 * 1024}
 BATCH_MAX = 2000                  # records per loop iteration (bounds the time the loop is busy)
 GC_YOUNG = 20_000                 # allocations between young-generation collections (Python's default: 700)
 POLL_MS = 100
@@ -108,12 +111,14 @@ class Worker:
         self.failure: BaseException | None = None
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
         self._stopping = asyncio.Event()
+        self._deciding = False                 # records returned by the consumer, not all decided yet
         self.clocks = Clocks(s.topics.events)
         self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
                                      on_ticks_done=lambda keys: self.timers.done(keys),
                                      on_timer_indexed=lambda p, key: self.timers.rewind(p, key), window=self.window)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.txns: Transactions | None = None       # exactly-once: a transactional producer per partition
         self.restorer: AIOKafkaConsumer | None = None
 
     def _on_publication(self, result: str) -> None:
@@ -136,11 +141,17 @@ class Worker:
     async def run(self) -> None:
         s = self.settings
         kw = s.aiokafka_kwargs()
-        self.producer = AIOKafkaProducer(**kw, acks="all", enable_idempotence=True, linger_ms=5,
-                                         max_batch_size=256 * 1024, max_request_size=2 * 1024 * 1024)
-        self.restorer = AIOKafkaConsumer(**kw, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+        self.producer = AIOKafkaProducer(**kw, **PRODUCER)
+        if s.exactly_once:
+            self.txns = Transactions(lambda tid: AIOKafkaProducer(**kw, **PRODUCER, transactional_id=tid), s.app_id)
+            self.checkpoint.txns = self.txns
+        # Every reader of the worker reads committed records only: in exactly-once, what an aborted
+        # transaction wrote (outputs, re-keyed events, changelog records) is never read back.
+        self.restorer = AIOKafkaConsumer(**kw, enable_auto_commit=False, isolation_level="read_committed",
+                                         max_partition_fetch_bytes=4 * 1024 * 1024)
         self.consumer = AIOKafkaConsumer(
             **kw, group_id=s.app_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            isolation_level="read_committed",
             partition_assignment_strategy=(RangePartitionAssignor,),
             # A SIGKILLed worker keeps its partitions until its session times out; the default
             # (45 s) would stall every timer of those partitions that long.
@@ -148,7 +159,7 @@ class Worker:
             fetch_max_wait_ms=50, max_partition_fetch_bytes=1024 * 1024)
         await self.producer.start()
         await self.restorer.start()
-        names = [*self.topic_names.values(), s.topics.internal_events, s.topics.changelog]
+        names = [*self.topic_names.values(), s.topics.internal_events, s.topics.changelog, s.topics.dedup_changelog]
         partition_counts = {t: len(ps) for t, ps in (await partitions_of(s, names)).items()}
         missing = [t for t in names if t not in partition_counts]
         if missing:
@@ -156,7 +167,7 @@ class Worker:
         self.timers = TimerScanner(self.stores, self.producer, s.topics.internal_events, self.metrics, lambda: self.ready,
                                    self.clocks)
         self.decider = Decider(s, self.engine, self.stores, self.counters, self.checkpoint, self.producer,
-                               self.topic_names, partition_counts, self._fail, self.clocks, self.window)
+                               self.topic_names, partition_counts, self._fail, self.clocks, self.window, self.txns)
         tasks: list[asyncio.Task] = []
         try:
             self.consumer.subscribe([s.topics.events, s.topics.internal_events], listener=Rebalances(
@@ -174,6 +185,9 @@ class Worker:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.txns is not None:
+                await self.txns.abort_all()        # what is not committed is decided again by the next owner
+                await self.txns.stop()
             # Leave the group now, so partitions move at once. After a clean stop every processed
             # input is committed; after a failure the uncommitted batch is replayed elsewhere.
             await self._stop_consumer()
@@ -208,12 +222,20 @@ class Worker:
             records = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_MAX)
             if not records:
                 continue
-            async with self._lock:
-                try:
-                    flush = await self.decider.run(records, self.ready)
-                except WorkerFailure:
-                    return
-                await self.checkpoint.hand_over(flush)
+            self._deciding = True
+            try:
+                # Where each partition's next batch starts: past these records and past any transaction
+                # marker or aborted records right after them (what is committed, so a caught-up
+                # partition shows no lag and no input is skipped).
+                positions = {tp: await consumer.position(tp) for tp in records if tp in consumer.assignment()}
+                async with self._lock:
+                    try:
+                        flush = await self.decider.run(records, self.ready, positions)
+                    except WorkerFailure:
+                        return
+                    await self.checkpoint.hand_over(flush)
+            finally:
+                self._deciding = False
 
     # ------------------------------------------------------------------ rebalancing
     async def _revoked(self, partitions: set[int]) -> None:
@@ -224,6 +246,8 @@ class Worker:
             self.checkpoint.forget(partitions)
             self.decider.forget(partitions)
             self.clocks.forget(partitions)
+            if self.txns is not None:
+                await self.txns.close(partitions)
         if partitions:
             log.info("partitions revoked: %s", sorted(partitions))
 
@@ -232,6 +256,8 @@ class Worker:
         async with self._lock:
             new = partitions - self.ready
             self.clocks.forget(new)
+            if self.txns is not None:
+                await self.txns.open(new)      # first: fences the previous owner before its state is read
             await recovery.restore(self.restorer, self.stores, self.settings.topics.changelog, new, self.metrics)
             await recovery.restore(self.restorer, self.dedup, self.settings.topics.dedup_changelog, new, self.metrics)
             for p in sorted(new):
@@ -249,6 +275,7 @@ class Worker:
         while True:
             try:
                 consumer = AIOKafkaConsumer(**s.aiokafka_kwargs(), enable_auto_commit=False,
+                                            isolation_level="read_committed",
                                             max_partition_fetch_bytes=4 * 1024 * 1024)
                 await consumer.start()
                 try:
@@ -267,7 +294,7 @@ class Worker:
     # ------------------------------------------------------------------ periodic
     async def _scan_timers(self) -> None:
         if not self._failed():
-            await self.clocks.check(self.consumer, set(self.ready))
+            await self.clocks.check(self.consumer, set(self.ready), busy=lambda: self._deciding)
             await self.timers.scan()
 
     async def _observe(self) -> None:

@@ -45,7 +45,7 @@ class Observer:
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, isolation_level="read_committed",
                                           auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
         await self._consumer.start()
         tps = [TopicPartition(t, p) for t in self.topics for p in range(PARTITIONS)]

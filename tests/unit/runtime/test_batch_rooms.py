@@ -22,7 +22,7 @@ def fail(exc: BaseException):  # noqa: ANN201
 
 
 def collector(producer: FakeProducer, **counts: int) -> Collector:
-    return Collector(producer, {"out": 4, "log": 4, **counts}, partition_for, fail)
+    return Collector(lambda via: producer, {"out": 4, "log": 4, **counts}, partition_for, fail)
 
 
 # ---------------------------------------------------------------------------------------------- collector
@@ -198,3 +198,20 @@ def test_the_stored_value_is_the_due_time_then_the_state():
     assert decode_state(raw[DUE_LEN:]) == state(77)
     assert encode_value(state())[:DUE_LEN] == bytes(DUE_LEN)
     assert STATE == b"c"
+
+
+async def test_each_input_partitions_records_go_through_its_own_producer():
+    # Exactly-once: the records of one input partition's work are its transaction's.
+    producers = {0: FakeProducer(), 1: FakeProducer()}
+    out = Collector(lambda via: producers[via], {"out": 4, "log": 4}, partition_for, fail)
+    out.via = 0
+    out.send("out", b"c-1", b"from 0")
+    out.via = 1
+    out.send("out", b"c-1", b"from 1")
+    out.send("log", b"k", b"state of 0", 0, via=0)
+    assert out.vias() == {0, 1}
+    sent = await out.submit()
+    assert [v for _, _, v in producers[0].on("out")] == [b"from 0"]
+    assert producers[0].on("log") == [(0, b"k", b"state of 0")]
+    assert [v for _, _, v in producers[1].on("out")] == [b"from 1"] and producers[1].on("log") == []
+    assert sorted((s.via, s.topic) for s in sent) == [(0, "log"), (0, "out"), (1, "out")]

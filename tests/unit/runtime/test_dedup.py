@@ -22,7 +22,7 @@ async def test_a_key_is_new_once_whether_in_the_batch_the_overlay_or_rocksdb(tmp
     stores = DedupStores(str(tmp_path))
     window = Window(stores)
     producer = FakeProducer()
-    out = Collector(producer, {"dd": 2}, partition_for, fail)
+    out = Collector(lambda via: producer, {"dd": 2}, partition_for, fail)
     assert window.first(0, K1) and window.first(1, K2)
     assert not window.first(0, K1)                                    # the same batch
     changes = window.changes(out, "dd", 7)
