@@ -48,6 +48,7 @@ class Expected:
     timer_actions: set[str] = field(default_factory=set)           # sent when a wait ended
     suppressions: dict[str, tuple] = field(default_factory=dict)
     decisions: set[tuple] = field(default_factory=set)
+    decision_counts: Counter = field(default_factory=Counter)     # how many records of each decision tuple
     dlq: dict[int, str] = field(default_factory=dict)              # line index -> reason
     outcomes: Counter = field(default_factory=Counter)
 
@@ -91,6 +92,7 @@ def expected(lines: list[Line]) -> Expected:
                 exp.suppressions[v["suppression_id"]] = suppression_fingerprint(v)
             elif topic == "decisions":
                 exp.decisions.add(decision_tuple(v))
+                exp.decision_counts[decision_tuple(v)] += 1
                 exp.outcomes[v["outcome"]] += 1
             elif topic == "dlq":
                 exp.dlq[i] = v["reason"]

@@ -36,6 +36,8 @@ class Observer:
         self.suppressions: dict[str, set[tuple]] = defaultdict(set)
         self.decision_records = 0
         self.decisions: set[tuple] = set()
+        self.decision_counts: Counter = Counter()
+        self.supp_counts: Counter = Counter()
         self.dlq_records = 0
         self.dlq: dict[tuple[int, int], set[str]] = defaultdict(set)   # (events partition, offset) -> reasons
         self.dlq_foreign: list[dict[str, Any]] = []
@@ -83,10 +85,12 @@ class Observer:
             self.first_seen.setdefault(aid, now)
         elif topic.endswith(".suppressions"):
             self.supp_records += 1
+            self.supp_counts[v.get("suppression_id")] += 1
             self.suppressions[v.get("suppression_id")].add(suppression_fingerprint(v))
         elif topic.endswith(".decisions"):
             self.decision_records += 1
             self.decisions.add(decision_tuple(v))
+            self.decision_counts[decision_tuple(v)] += 1
         else:
             self.dlq_records += 1
             if v.get("topic") == f"{self.prefix}.events":

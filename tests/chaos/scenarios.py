@@ -45,8 +45,10 @@ class Scenario:
 class Ctx:
     """What a scenario's steps act on."""
 
-    def __init__(self, scenario: Scenario, cluster: Cluster, folder: Path, prefix: str) -> None:
+    def __init__(self, scenario: Scenario, cluster: Cluster, folder: Path, prefix: str,
+                 guarantee: str = "at-least-once") -> None:
         self.scenario, self.cluster, self.folder, self.prefix = scenario, cluster, folder, prefix
+        self.guarantee = guarantee        # the workers' ORCH_PROCESSING_GUARANTEE
         self.workers: dict[str, ChaosWorker] = {}
         self.faults: list[Fault] = []
         self.acked = 0
@@ -54,7 +56,7 @@ class Ctx:
 
     def worker(self, name: str) -> ChaosWorker:
         if name not in self.workers:
-            self.workers[name] = ChaosWorker(name, self.folder, self.prefix, self.cluster.bootstrap)
+            self.workers[name] = ChaosWorker(name, self.folder, self.prefix, self.cluster.bootstrap, self.guarantee)
         return self.workers[name]
 
     def start_workers(self, names: list[str]) -> None:

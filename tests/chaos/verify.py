@@ -24,6 +24,8 @@ class Outcome:
     lost: int = 0
     wrong: int = 0
     dup: int = 0
+    dup_other: int = 0                # records seen more often than simulate made them: suppressions, decisions, dlq
+    guarantee: str = "at-least-once"
     dlq_expected: int = 0
     dlq_diff: int = 0
     supp_diff: int = 0
@@ -37,8 +39,10 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
+        """Nothing lost or wrong; in exactly-once, also no output seen twice (a committed reader's view)."""
+        once = self.guarantee != "exactly-once" or (self.dup == 0 and self.dup_other == 0)
         return (self.error is None and self.lost == 0 and self.wrong == 0 and self.dlq_diff == 0
-                and self.supp_diff == 0 and self.dec_diff == 0)
+                and self.supp_diff == 0 and self.dec_diff == 0 and once)
 
 
 def incomplete(exp: Expected, obs: Observer) -> bool:
@@ -94,6 +98,13 @@ def verify(out: Outcome, exp: Expected, obs: Observer, lines: list[Line], coords
                          "records": obs.supp_records, "lost": s_lost[:20],
                          "wrong": [{"id": s, "seen": sorted(obs.suppressions[s]), "expected": exp.suppressions.get(s)}
                                    for s in s_wrong[:20]]}
+    # Copies: records seen more often than the simulator made them (at-least-once re-sends).
+    supp_copies = sum(n - 1 for n in obs.supp_counts.values() if n > 1)
+    dec_copies = sum(max(0, n - exp.decision_counts.get(t, 0)) for t, n in obs.decision_counts.items()
+                     if t in exp.decision_counts)
+    dlq_copies = obs.dlq_records - len(obs.dlq) - len(obs.dlq_foreign)
+    out.dup_other = supp_copies + dec_copies + dlq_copies
+    d["copies"] = {"actions": out.dup, "suppressions": supp_copies, "decisions": dec_copies, "dead_letters": dlq_copies}
     dec_lost = exp.decisions - obs.decisions
     dec_wrong = obs.decisions - exp.decisions
     out.dec_diff = len(dec_lost) + len(dec_wrong)

@@ -35,14 +35,14 @@ ALL_WORKERS: list["ChaosWorker"] = []     # for the last-resort cleanup in main(
 class ChaosWorker:
     """One ``orchestrator worker`` process of a scenario (restartable; same data dir and port)."""
 
-    def __init__(self, name: str, folder: Path, prefix: str, bootstrap: str) -> None:
+    def __init__(self, name: str, folder: Path, prefix: str, bootstrap: str, guarantee: str = "at-least-once") -> None:
         self.name = name
         self.data_dir = folder / f"{name}-data"
         self.log_path = folder / f"{name}.log"
         self.port = free_port()
         self.env = worker_env(prefix=prefix, partitions=PARTITIONS, data_dir=self.data_dir, web_port=self.port,
                               journeys=JOURNEYS, policies=POLICIES, bootstrap=bootstrap,
-                              extra={"ORCH_REPLICATION": "3"})
+                              extra={"ORCH_REPLICATION": "3", "ORCH_PROCESSING_GUARANTEE": guarantee})
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.wanted = False          # started by the suite and not (yet) stopped or killed by it
