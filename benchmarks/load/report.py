@@ -11,10 +11,13 @@ import orjson
 
 from benchmarks.common import MIB
 
-SYSTEM_ORDER = ("passthrough", "quix_naive", "quix_journey", "naive_faust", "engine")
+SYSTEM_ORDER = ("passthrough", "quix_naive", "quix_journey", "naive_faust", "engine", "engine_eos")
 # Ratios the engine is judged by against its Python peer (issue "Performance II"): name -> (target, at least?)
 TARGETS = {"engine/quix_naive": (1.5, True), "engine/quix_journey": (1.0, True),
-           "engine_cpu_per_1k/quix_journey_cpu_per_1k": (1.0, False)}
+           "engine_cpu_per_1k/quix_journey_cpu_per_1k": (1.0, False),
+           "engine_cpu_per_1k/quix_naive_cpu_per_1k": (1.0, False)}
+# What exactly-once may cost against at-least-once (issue "Exactly-once"): events/s, p99 at the latency rate.
+EOS_TARGETS = {"engine_eos/engine": (0.85, True), "engine_eos_p99/engine_p99": (2.0, False)}
 
 
 def derive(result: dict[str, Any]) -> None:
@@ -33,9 +36,17 @@ def derive(result: dict[str, Any]) -> None:
     for other in ("quix_naive", "quix_journey", "naive_faust", "passthrough"):
         if eng and tp(other):
             ratios[f"engine/{other}"] = round(eng / tp(other), 4)
-    eng_cpu, quix_cpu = tp("engine", "cpu_s_per_1k"), tp("quix_journey", "cpu_s_per_1k")
-    if eng_cpu and quix_cpu:
-        ratios["engine_cpu_per_1k/quix_journey_cpu_per_1k"] = round(eng_cpu / quix_cpu, 4)
+    eng_cpu = tp("engine", "cpu_s_per_1k")
+    for other in ("quix_journey", "quix_naive"):
+        other_cpu = tp(other, "cpu_s_per_1k")
+        if eng_cpu and other_cpu:
+            ratios[f"engine_cpu_per_1k/{other}_cpu_per_1k"] = round(eng_cpu / other_cpu, 4)
+    eos = tp("engine_eos")
+    if eng and eos:
+        ratios["engine_eos/engine"] = round(eos / eng, 4)
+    p99 = {n: ((s.get(n) or {}).get("latency") or {}).get("p99_ms") for n in ("engine", "engine_eos")}
+    if p99["engine"] and p99["engine_eos"]:
+        ratios["engine_eos_p99/engine_p99"] = round(p99["engine_eos"] / p99["engine"], 4)
     for other in ("quix_naive", "quix_journey"):
         if committed("engine") and committed(other):
             ratios[f"engine/{other} (committed offsets)"] = round(committed("engine") / committed(other), 4)
@@ -172,6 +183,7 @@ def against_quix(r: dict[str, Any]) -> list[str]:
     ratios = r.get("ratios", {})
     names = {"engine/quix_naive": "engine / naive Quix events/s",
              "engine/quix_journey": "engine / Quix journey app events/s",
+             "engine_cpu_per_1k/quix_naive_cpu_per_1k": "engine / naive Quix CPU s per 1k events",
              "engine_cpu_per_1k/quix_journey_cpu_per_1k": "engine / Quix journey app CPU s per 1k events"}
     rows = []
     for key, label in names.items():
@@ -182,10 +194,21 @@ def against_quix(r: dict[str, Any]) -> list[str]:
         by = ratios.get(f"{key} (committed offsets)")
         rows.append(f"| {label} | {ratios[key]:.2f} | {'≥' if at_least else '≤'} {target:g} | "
                     f"{'met' if met else 'missed'} | {fmt(by, 2)} |")
-    if not rows:
-        return []
-    return ["Against Quix Streams (same backlog, same run):", "",
-            "| ratio | measured | target | | by committed offsets |", "|---|---:|---:|---|---:|", *rows, ""]
+    out = ["Against Quix Streams (same backlog, same run):", "",
+           "| ratio | measured | target | | by committed offsets |", "|---|---:|---:|---|---:|", *rows, ""] if rows else []
+    eos_names = {"engine_eos/engine": "exactly-once / at-least-once events/s (drain)",
+                 "engine_eos_p99/engine_p99": "exactly-once / at-least-once event-to-output p99"}
+    eos_rows = []
+    for key, label in eos_names.items():
+        if key in ratios:
+            target, at_least = EOS_TARGETS[key]
+            met = ratios[key] >= target if at_least else ratios[key] <= target
+            eos_rows.append(f"| {label} | {ratios[key]:.2f} | {'≥' if at_least else '≤'} {target:g} | "
+                            f"{'met' if met else 'missed'} |")
+    if eos_rows:
+        out += ["What exactly-once costs (same backlog, same run):", "", "| ratio | measured | target | |",
+                "|---|---:|---:|---|", *eos_rows, ""]
+    return out
 
 
 def engine_state(r: dict[str, Any]) -> list[str]:
@@ -230,7 +253,8 @@ def chart(r: dict[str, Any], path: Path) -> str | None:
     s = r.get("systems", {})
     names, tps = [], []
     labels = {"passthrough": "aiokafka\npassthrough", "quix_naive": "naive Quix\nget+set",
-              "quix_journey": "Quix\n1 journey", "naive_faust": "naive Faust\nget+set", "engine": "engine\n(worker)"}
+              "quix_journey": "Quix\n1 journey", "naive_faust": "naive Faust\nget+set", "engine": "engine\n(worker)",
+              "engine_eos": "engine\nexactly-once"}
     for n in SYSTEM_ORDER:
         v = (s.get(n) or {}).get("throughput", {}).get("events_per_s")
         if v:

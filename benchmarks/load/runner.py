@@ -26,7 +26,7 @@ from benchmarks.load.systems import SYSTEMS, EngineWorkers, System
 from benchmarks.workload import LazyEvents, Shoppers, build_backlog, load_engine
 
 LIBRARIES = ("aiokafka", "rocksdict", "msgspec", "uvloop", "quixstreams", "confluent-kafka", "faust-streaming")
-ORDER = ("engine", "passthrough", "quix_naive", "quix_journey", "naive_faust")
+ORDER = ("engine", "engine_eos", "passthrough", "quix_naive", "quix_journey", "naive_faust")
 
 
 async def run_system(system: System, backlog: list[dict[str, Any]], args: argparse.Namespace,

@@ -226,6 +226,7 @@ class EngineWorkers(System):
 
     name = "engine"
     label = "engine (orchestrator worker)"
+    guarantee = "at-least-once"               # ORCH_PROCESSING_GUARANTEE of the workers
 
     def __init__(self, workdir: Path, prefix: str, partitions: int, *, workers: int = 1,
                  journeys: Path = JOURNEYS, policies: Path = POLICIES) -> None:
@@ -260,7 +261,8 @@ class EngineWorkers(System):
                                           data_dir=self.workdir / f"data-{self.prefix}-{i}", port=port,
                                           journeys=self.journeys, policies=self.policies,
                                           log_path=self.workdir / f"{self.prefix}-{i}.log",
-                                          extra={"ORCH_PRODUCER_PARTITIONER": self.partitioner}))
+                                          extra={"ORCH_PRODUCER_PARTITIONER": self.partitioner,
+                                                 "ORCH_PROCESSING_GUARANTEE": self.guarantee}))
             self.ports.append(port)
         for p in self.procs:
             p.start()
@@ -300,5 +302,15 @@ class EngineWorkers(System):
         return sum(await asyncio.gather(*(one(i) for i in range(len(self.ports)))))
 
 
-SYSTEMS: dict[str, type[System]] = {"engine": EngineWorkers, "passthrough": Passthrough, "quix_naive": QuixNaive,
+class EngineExactlyOnce(EngineWorkers):
+    """The same worker with ``ORCH_PROCESSING_GUARANTEE=exactly-once`` (a transaction per input partition
+    and batch; its outputs read committed)."""
+
+    name = "engine_eos"
+    label = "engine, exactly-once"
+    guarantee = "exactly-once"
+
+
+SYSTEMS: dict[str, type[System]] = {"engine": EngineWorkers, "engine_eos": EngineExactlyOnce,
+                                    "passthrough": Passthrough, "quix_naive": QuixNaive,
                                     "quix_journey": QuixJourney, "naive_faust": NaiveFaust}
