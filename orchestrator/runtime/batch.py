@@ -127,8 +127,11 @@ class Decider:
         collector, changelog = self.collector, s.topics.changelog
         changes = tx.changes(collector, changelog)
         journals = {} if self.journal is None else self.journal.write(collector, changelog, self.checkpoint.positions)
+        # The duplicate window's new keys: in exactly-once in the transaction; in at-least-once the
+        # checkpoint sends them once the states and journal are acknowledged, so a key is never
+        # durable before the state change of its event (a replay would take that event for a duplicate).
         dedup_changelog = s.topics.dedup_changelog
-        seen = self.window.changes(collector, dedup_changelog, self._seq)
+        seen = self.window.changes(collector if self.txns is not None else None, dedup_changelog, self._seq)
         if decided:
             self.counters.metrics.processing.observe((time.perf_counter() - started) / decided)
         self.counters.add(tally)
@@ -159,6 +162,7 @@ class Decider:
             for o in replayed:
                 self._send(o.topic, o.key.encode(), o.value)
             t.replayed += len(replayed)
+            self._seen_again(value, source, p)
             return
         due = tick_due(value) if source == INTERNAL else None
         if due is not None:
@@ -200,8 +204,9 @@ class Decider:
         else:
             t.event(ev.ts_ms)
         t.decided(result)
-        if result.outputs:
-            self._emit(key, ev, result.outputs, p, source, offset)
+        journaled = self._emit(key, ev, result.outputs, p) if result.outputs else []
+        if self.journal is not None:       # every decided input, outputs or not: a replay decides none again
+            self.journal.record(p, source, offset, journaled)
         self._tx.update(entry, result.state, tick=ev is None, outputs=bool(result.outputs), old_due=old_due)
 
     def _migrate(self, entry: Any, key: bytes, p: int) -> Any:
@@ -215,8 +220,19 @@ class Decider:
         entry.dirty = True
         return entry.state
 
-    def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int, source: bytes, offset: int) -> None:
-        """Queue a decision's outputs, count them, journal them under their input."""
+    def _seen_again(self, value: bytes | Event, source: bytes, p: int) -> None:
+        """A replayed event: the duplicate window learns it again (its record may not have reached Kafka
+        before the crash, though the batch's states and journal did)."""
+        if source == INTERNAL and tick_due(value) is not None:
+            return
+        try:
+            ev = value if isinstance(value, Event) else decode_event(value)
+        except Exception:  # noqa: BLE001 - it was decided before, so it decoded then
+            return
+        self.window.remember(p, [dedup.key(ev.customer_id, ev.event_id)])
+
+    def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int) -> list[Output]:
+        """Queue a decision's outputs and count them; what the journal keeps of them."""
         t, now = self._tally, self._now
         cid = key.decode() if ev is None else ev.customer_id
         send, names, at_home = self.collector.send, self.topic_names, self._at_home
@@ -234,8 +250,7 @@ class Decider:
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
-        if journaled is not None:
-            self.journal.record(p, source, offset, journaled)
+        return journaled or []
 
     def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
         self.collector.send(self.topic_names[suffix], key, value)

@@ -67,9 +67,12 @@ class Checkpoint:
                  ready: set[int], fail: Callable[[BaseException], NoReturn],
                  on_ticks_done: Callable[[list[bytes]], None],
                  on_timer_indexed: Callable[[int, bytes], None], window: Window,
-                 txns: Transactions | None = None) -> None:
+                 txns: Transactions | None = None,
+                 send_seen: Callable[[dict[int, bytes]], Awaitable[dict[int, int]]] | None = None) -> None:
         self.stores, self.commit, self.ready, self.fail = stores, commit, ready, fail
         self.window, self.txns = window, txns
+        # At-least-once: sends a batch's duplicate-window keys (partition -> changelog offset of each).
+        self.send_seen = send_seen
         self.on_ticks_done, self.on_timer_indexed = on_ticks_done, on_timer_indexed
         self.overlay = Overlay()                 # states written by batches not yet in RocksDB
         # Committed offset (the next to process) per input partition: the lag gauge, journal pruning.
@@ -170,6 +173,11 @@ class Checkpoint:
             seen_offsets: dict[int, int] = {}
             for p, fut, count in item.seen_changelog:
                 seen_offsets[p] = max(seen_offsets.get(p, -1), fut.result().offset + count - 1)
+            if item.seen and not item.seen_changelog and self.send_seen is not None:
+                try:
+                    seen_offsets = await self.send_seen(item.seen)     # now that the states are durable
+                except Exception as exc:  # noqa: BLE001 - as any output that cannot be delivered
+                    self.fail(exc)
             for p, blob in item.seen.items():
                 self.window.stores.get(p).write(blob, seen_offsets.get(p))
                 self.window.settled(item.seq, blob)

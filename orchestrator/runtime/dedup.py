@@ -128,16 +128,18 @@ class Window:
                 self._batch_keys.add(key)
                 self._batch.setdefault(partition, []).append(key)
 
-    def changes(self, collector: Collector, changelog: str, seq: int) -> dict[int, bytes]:
-        """This batch's keys by partition: queued to the changelog (one record per partition) and put in
-        the overlay until the checkpoint writes them to RocksDB (:meth:`settled`)."""
+    def changes(self, collector: Collector | None, changelog: str, seq: int) -> dict[int, bytes]:
+        """This batch's keys by partition: queued to the changelog (one record per partition; unless
+        ``collector`` is ``None``: the checkpoint sends them) and put in the overlay until the
+        checkpoint writes them to RocksDB (:meth:`settled`)."""
         changes = {p: b"".join(keys) for p, keys in self._batch.items()}
         overlay = self.overlay
         for keys in self._batch.values():
             for key in keys:
                 overlay[key] = seq
-        for p, blob in changes.items():
-            collector.send(changelog, None, blob, p, via=p)
+        if collector is not None:
+            for p, blob in changes.items():
+                collector.send(changelog, None, blob, p, via=p)
         self._batch, self._batch_keys = {}, set()
         return changes
 

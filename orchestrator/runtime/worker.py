@@ -134,6 +134,13 @@ class Worker:
         self.failure = exc
         raise WorkerFailure(str(exc))
 
+    async def _send_seen(self, seen: dict[int, bytes]) -> dict[int, int]:
+        """At-least-once: a batch's duplicate-window keys to their changelog, once its states are
+        durable; the offset of each partition's record."""
+        topic = self.settings.topics.dedup_changelog
+        futures = {p: await self.producer.send(topic, value=blob, partition=p) for p, blob in seen.items()}
+        return {p: (await fut).offset for p, fut in futures.items()}
+
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         await self.consumer.commit(offsets)
 
@@ -145,6 +152,8 @@ class Worker:
         if s.exactly_once:
             self.txns = Transactions(lambda tid: AIOKafkaProducer(**kw, **PRODUCER, transactional_id=tid), s.app_id)
             self.checkpoint.txns = self.txns
+        else:
+            self.checkpoint.send_seen = self._send_seen
         # Every reader of the worker reads committed records only: in exactly-once, what an aborted
         # transaction wrote (outputs, re-keyed events, changelog records) is never read back.
         self.restorer = AIOKafkaConsumer(**kw, enable_auto_commit=False, isolation_level="read_committed",
