@@ -26,6 +26,8 @@ from benchmarks.load.systems import SYSTEMS, EngineWorkers, System
 from benchmarks.workload import LazyEvents, Shoppers, build_backlog, load_engine
 
 LIBRARIES = ("aiokafka", "rocksdict", "msgspec", "uvloop", "quixstreams", "confluent-kafka", "faust-streaming")
+# The latency phases run at this share of the engine's drain rate: a real-time channel's load with headroom.
+LATENCY_SHARE = 0.25
 ORDER = ("engine", "engine_eos", "passthrough", "quix_naive", "quix_journey", "naive_faust")
 
 
@@ -135,8 +137,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if "rate" not in chosen:
                 tp = throughput.get("events_per_s") if throughput.get("system") == "engine" else None
                 if tp:
-                    chosen["rate"] = min(args.latency_cap_rate, 0.5 * tp)
-                    note(f"latency phases run at {chosen['rate']:,.0f} events/s (50% of the engine's sustained rate)")
+                    chosen["rate"] = min(args.latency_cap_rate, LATENCY_SHARE * tp)
+                    note(f"latency phases run at {chosen['rate']:,.0f} events/s ({LATENCY_SHARE:.0%} of the engine's sustained rate)")
                 else:
                     chosen["rate"] = 1000.0
                     note("no engine rate measured: the latency phases run at 1,000 events/s")

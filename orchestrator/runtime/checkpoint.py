@@ -156,6 +156,16 @@ class Checkpoint:
                 for tp, offset in item.commits.items():
                     by_partition.setdefault(tp.partition, {})[tp] = offset
                 await asyncio.gather(*(self.txns.commit(p, by_partition.get(p, {})) for p in item.transactions))
+        # At-least-once: the duplicate window's keys, now that the states and journals are durable
+        # (all these batches' at once: one round trip).
+        sent_seen: dict[int, dict[int, int]] = {}
+        if self.send_seen is not None:
+            waiting = [item for item in items if item.seen and not item.seen_changelog]
+            try:
+                for item, offsets_of in zip(waiting, await asyncio.gather(*(self.send_seen(i.seen) for i in waiting))):
+                    sent_seen[item.seq] = offsets_of
+            except Exception as exc:  # noqa: BLE001 - as any output that cannot be delivered
+                self.fail(exc)
         # Step 4: the changed states into RocksDB, with the changelog offset they correspond to.
         commits: dict[TopicPartition, int] = {}
         overlay = self.overlay
@@ -170,14 +180,9 @@ class Checkpoint:
                     self.on_timer_indexed(p, first_timer)
             for changes in item.changes.values():
                 overlay.settled(item.seq, changes)
-            seen_offsets: dict[int, int] = {}
+            seen_offsets: dict[int, int] = sent_seen.get(item.seq, {})
             for p, fut, count in item.seen_changelog:
                 seen_offsets[p] = max(seen_offsets.get(p, -1), fut.result().offset + count - 1)
-            if item.seen and not item.seen_changelog and self.send_seen is not None:
-                try:
-                    seen_offsets = await self.send_seen(item.seen)     # now that the states are durable
-                except Exception as exc:  # noqa: BLE001 - as any output that cannot be delivered
-                    self.fail(exc)
             for p, blob in item.seen.items():
                 self.window.stores.get(p).write(blob, seen_offsets.get(p))
                 self.window.settled(item.seq, blob)
