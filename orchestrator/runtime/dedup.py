@@ -17,13 +17,13 @@ with the states once Kafka has acknowledged them (step 4).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
 
 from orchestrator.core.dedup import KEEP_MS, KEY_LEN
 from orchestrator.runtime.collector import Collector
+from orchestrator.runtime.store import PartitionDBs
 
 TTL_S = KEEP_MS // 1000                               # a key lives at least this long in RocksDB
 OFFSET_KEY = b"o"                                     # never a key's length: keys are 16 bytes
@@ -68,31 +68,11 @@ class DedupStore:
         self.write(b"".join(value for _, value in records if value), last_offset)
 
 
-class DedupStores:
-    """The duplicate windows of one worker's partitions, under ``ORCH_DATA_DIR/state``."""
+class DedupStores(PartitionDBs[DedupStore]):
+    """The duplicate windows of one worker's partitions, beside their states (``p<n>-dedup``)."""
 
     def __init__(self, data_dir: str) -> None:
-        self.root = Path(data_dir) / "state"
-        self.open: dict[int, DedupStore] = {}
-
-    def get(self, partition: int) -> DedupStore:
-        store = self.open.get(partition)
-        if store is None:
-            store = self.open[partition] = DedupStore(self.root / f"p{partition}-dedup")
-        return store
-
-    def wipe(self, partition: int) -> DedupStore:
-        """Drop a partition's keys (its changelog is the truth) and reopen it empty."""
-        store = self.open.pop(partition, None)
-        if store is not None:
-            store.close()
-        shutil.rmtree(self.root / f"p{partition}-dedup", ignore_errors=True)
-        return self.get(partition)
-
-    def close(self) -> None:
-        for store in self.open.values():
-            store.close()
-        self.open.clear()
+        super().__init__(data_dir, lambda p: f"p{p}-dedup", DedupStore)
 
 
 class Window:

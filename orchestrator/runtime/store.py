@@ -31,10 +31,17 @@ and the restore replays them from the changelog.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
+
+class _DB(Protocol):
+    def close(self) -> None: ...
+
+
+DB = TypeVar("DB", bound=_DB)
 
 STATE = b"c"
 TIMER = b"t"
@@ -194,29 +201,38 @@ class PartitionStore:
         return n
 
 
-class Stores:
-    """The partition stores of one worker process, under ``ORCH_DATA_DIR``."""
+class PartitionDBs(Generic[DB]):
+    """One database per partition of one worker process, under ``ORCH_DATA_DIR/state``: opened when
+    first asked for, wiped and reopened empty when its changelog must rebuild it."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, folder: Callable[[int], str], open_db: Callable[[Path], DB]) -> None:
         self.root = Path(data_dir) / "state"
-        self.cache = Cache(SHARED_CACHE)
-        self.open: dict[int, PartitionStore] = {}
+        self.folder, self.open_db = folder, open_db
+        self.open: dict[int, DB] = {}
 
-    def get(self, partition: int) -> PartitionStore:
+    def get(self, partition: int) -> DB:
         store = self.open.get(partition)
         if store is None:
-            store = self.open[partition] = PartitionStore(self.root / f"p{partition}", self.cache)
+            store = self.open[partition] = self.open_db(self.root / self.folder(partition))
         return store
 
-    def wipe(self, partition: int) -> PartitionStore:
+    def wipe(self, partition: int) -> DB:
         """Drop a partition's local data (its changelog is the truth) and reopen it empty."""
         store = self.open.pop(partition, None)
         if store is not None:
             store.close()
-        shutil.rmtree(self.root / f"p{partition}", ignore_errors=True)
+        shutil.rmtree(self.root / self.folder(partition), ignore_errors=True)
         return self.get(partition)
 
     def close(self) -> None:
         for store in self.open.values():
             store.close()
         self.open.clear()
+
+
+class Stores(PartitionDBs[PartitionStore]):
+    """The partition stores (customer states, timers, journals) of one worker process."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.cache = Cache(SHARED_CACHE)
+        super().__init__(data_dir, lambda p: f"p{p}", lambda path: PartitionStore(path, self.cache))
