@@ -46,7 +46,7 @@ from orchestrator.runtime.dedup import Window
 from orchestrator.kafkaio.service import wall_ms
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import Ingest
-from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
+from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal
 from orchestrator.kafkaio.clients import placement
 from orchestrator.runtime.store import Stores, timer_key
 from orchestrator.runtime.timers import tick_due
@@ -231,16 +231,16 @@ class Decider:
             return
         self.window.remember(p, [dedup.key(ev.customer_id, ev.event_id)])
 
-    def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int) -> list[Output]:
+    def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int) -> list[tuple[str, str, bytes]]:
         """Queue a decision's outputs and count them; what the journal keeps of them."""
         t, now = self._tally, self._now
         cid = key.decode() if ev is None else ev.customer_id
         send, names, at_home = self.collector.send, self.topic_names, self._at_home
-        journaled: list[Output] | None = None if self.journal is None else []
+        journaled: list[tuple[str, str, bytes]] | None = None if self.journal is None else []
         for o in outputs:
             value = orjson.dumps(o.value)
             if journaled is not None:
-                journaled.append(Output(o.topic, o.key, value))
+                journaled.append((o.topic, o.key, value))
             if o.key == cid:
                 send(names[o.topic], key, value, p if at_home[o.topic] else None)
             else:

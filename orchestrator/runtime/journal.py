@@ -58,7 +58,7 @@ class Journal:
 
     def __init__(self, topics: dict[bytes, str]) -> None:
         self.topics = topics                     # source -> input topic name
-        self._batch: dict[tuple[int, bytes], list[Entry]] = {}          # (partition, source) -> this batch's
+        self._batch: dict[tuple[int, bytes], list[tuple[int, list]]] = {}   # (partition, source) -> this batch's
         self._written: dict[int, list[Written]] = {}                    # partition -> not yet tombstoned
         self._replay: dict[int, dict[tuple[bytes, int], list[Output]]] = {}   # partition -> (source, offset) ->
 
@@ -67,12 +67,13 @@ class Journal:
         replay = self._replay.get(partition)
         return replay.pop((source, offset), None) if replay else None
 
-    def record(self, partition: int, source: bytes, offset: int, outputs: list[Output]) -> None:
-        """Remember this batch's outputs of one input."""
+    def record(self, partition: int, source: bytes, offset: int, outputs: list[tuple[str, str, bytes]]) -> None:
+        """Remember this batch's outputs of one input: (topic, key, value) each. Plain tuples, read back
+        as :class:`Output` (the same msgpack; a named tuple per output costs more to build)."""
         entries = self._batch.get((partition, source))
         if entries is None:
             entries = self._batch[(partition, source)] = []
-        entries.append(Entry(offset, outputs))
+        entries.append((offset, outputs))
 
     def write(self, collector: Collector, changelog: str,
               committed: dict[TopicPartition, int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
@@ -95,11 +96,11 @@ class Journal:
             self._written[p] = still
         for (p, source), entries in self._batch.items():
             for chunk in chunks(entries):
-                key = journal_key(source, chunk[0].offset)
+                key = journal_key(source, chunk[0][0])
                 value = _encoder.encode(chunk)
                 collector.send(changelog, key, value, p, via=p)
                 rows.setdefault(p, []).append((key, value))
-                self._written.setdefault(p, []).append(Written(source, chunk[0].offset, chunk[-1].offset))
+                self._written.setdefault(p, []).append(Written(source, chunk[0][0], chunk[-1][0]))
         self._batch = {}
         return rows
 
@@ -136,7 +137,7 @@ def chunks(entries: list[Entry], limit: int = JOURNAL_MAX_BYTES) -> list[list[En
     current: list[Entry] = []
     size = 0
     for entry in entries:
-        n = 16 + sum(len(o.topic) + len(o.key) + len(o.value) + 8 for o in entry.outputs)
+        n = 16 + sum(len(topic) + len(key) + len(value) + 8 for topic, key, value in entry[1])
         if current and size + n > limit:
             out.append(current)
             current, size = [], 0
