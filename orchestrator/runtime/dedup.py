@@ -19,28 +19,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Cache, Rdict, WriteBatch, WriteOptions
 
 from orchestrator.core.dedup import KEEP_MS, KEY_LEN
 from orchestrator.runtime.collector import Collector
-from orchestrator.runtime.store import PartitionDBs
+from orchestrator.runtime.store import PartitionDBs, options
 
 TTL_S = KEEP_MS // 1000                               # a key lives at least this long in RocksDB
 OFFSET_KEY = b"o"                                     # never a key's length: keys are 16 bytes
-WRITE_BUFFER = 4 * 1024 * 1024
 
 
 class DedupStore:
     """One partition's keys, in a RocksDB with a time-to-live."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache: Cache) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        opts.set_write_buffer_size(WRITE_BUFFER)
-        opts.set_max_write_buffer_number(2)
-        self.db = Rdict(str(path), options=opts, access_type=AccessType.with_ttl(TTL_S))
+        # The states' options: their shared block cache (memory does not grow with partitions) and a
+        # bloom filter (most keys asked for are new: answered without reading a block). Passed for the
+        # default column family too on reopen (see runtime/store.py).
+        opts = options(cache)
+        self.db = Rdict(str(path), options=opts, column_families={"default": opts} if path.exists() else None,
+                        access_type=AccessType.with_ttl(TTL_S))
         self._write_opts = WriteOptions()
         self._write_opts.disable_wal = True        # the changelog is the log, as for the states
 
@@ -71,8 +71,8 @@ class DedupStore:
 class DedupStores(PartitionDBs[DedupStore]):
     """The duplicate windows of one worker's partitions, beside their states (``p<n>-dedup``)."""
 
-    def __init__(self, data_dir: str) -> None:
-        super().__init__(data_dir, lambda p: f"p{p}-dedup", DedupStore)
+    def __init__(self, data_dir: str, cache: Cache) -> None:
+        super().__init__(data_dir, lambda p: f"p{p}-dedup", lambda path: DedupStore(path, cache))
 
 
 class Window:

@@ -56,7 +56,8 @@ WRITE_BUFFER = 4 * 1024 * 1024
 SHARED_CACHE = 64 * 1024 * 1024
 
 
-def _options(cache: Cache) -> Options:
+def options(cache: Cache) -> Options:
+    """A partition database's options: small memtables, the worker's shared block cache, bloom filters."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.set_write_buffer_size(WRITE_BUFFER)
@@ -92,7 +93,7 @@ class PartitionStore:
     def __init__(self, path: Path, cache: Cache) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        opts = _options(cache)
+        opts = options(cache)
         # Pass the options for the default column family too: without it, reopening an existing
         # database silently falls back to RocksDB's defaults (see FIELD-NOTES, rocksdict reopen trap).
         self.db = Rdict(str(path), options=opts, column_families={"default": opts} if path.exists() else None)
