@@ -27,7 +27,7 @@ COMPACTED = {"journeys", "internal.state-changelog"}
 
 def worker_topics(prefix: str) -> set[str]:
     return ({f"{prefix}.{s}" for s in ("events", "internal.events-by-customer", "suppressions", "decisions", "dlq",
-                                        "journeys", "internal.state-changelog")}
+                                        "journeys", "internal.state-changelog", "internal.dedup-changelog")}
             | {f"{prefix}.actions.{c}" for c in CHANNELS})
 
 
@@ -113,6 +113,8 @@ async def test_fresh_prefix_publish_then_explain_then_worker_with_4_partitions(t
             assert policy == ("compact" if name[len(prefix) + 1:] in COMPACTED else "delete"), name
         # An erased customer's earlier states and journals are compacted away within a day.
         assert await topic_config(f"{prefix}.internal.state-changelog", "max.compaction.lag.ms") == "86400000"
+        # The duplicate window's changelog is deleted by age, after longer than its keys live (26 h).
+        assert int(await topic_config(f"{prefix}.internal.dedup-changelog", "retention.ms")) > 26 * 3_600_000
         deadline = time.monotonic() + 60
         while total(w.metrics(), "orch_journey_publications_total{result=loaded}") < 2:
             assert time.monotonic() < deadline, w.log_tail()
@@ -147,6 +149,22 @@ async def test_worker_refuses_a_topic_that_must_be_compacted_but_is_not(tmp_path
     line = one_sentence(result)
     assert result.returncode == 1
     assert topic in line and "cleanup.policy=delete" in line and "cleanup.policy=compact" in line, line
+
+
+async def test_worker_refuses_a_compacted_duplicate_window_changelog(tmp_path):
+    prefix = new_prefix()
+    topic = f"{prefix}.internal.dedup-changelog"
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 4, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    result = await asyncio.to_thread(cli, env_for(prefix, tmp_path, ORCH_WEB_PORT=str(free_port()),
+                                                  ORCH_JOURNEYS=str(HERE / "journeys")), "worker")
+    line = one_sentence(result)
+    assert result.returncode == 1
+    assert topic in line and "cleanup.policy=compact" in line and "must be delete" in line, line
 
 
 def test_connection_failures_are_one_sentence_for_every_command(tmp_path):
