@@ -7,11 +7,16 @@ The path of one input, each step in a room of its own:
   dead-lettered) and decided at once if it is in its customer's partition, else forwarded re-keyed
   to the internal topic and decided when it comes back;
 - :meth:`Decider.decide`: an input decided before a crash re-sends its outputs from the
-  :mod:`~orchestrator.runtime.journal` and decides nothing again; any other is decided by the engine
-  on the customer's state, read once per batch by the :mod:`~orchestrator.runtime.transaction`; its
-  outputs go to the :mod:`~orchestrator.runtime.collector` and into the journal;
+  :mod:`~orchestrator.runtime.journal` and decides nothing again; an event seen within the
+  duplicate window (:mod:`~orchestrator.runtime.dedup`) is ignored; any other input is decided by
+  the engine on the customer's state, read once per batch by the
+  :mod:`~orchestrator.runtime.transaction`; its outputs go to the
+  :mod:`~orchestrator.runtime.collector` and into the journal;
 - at the end of the batch, one changelog record per changed customer and one journal record per
-  input partition, after the outputs; everything is handed to the producer at once.
+  input partition, after the outputs; everything is handed to the producer at once (in
+  exactly-once, each input partition's records in its own transaction, see
+  :mod:`~orchestrator.runtime.transactions`, and no journal). The duplicate window's new keys
+  follow: in the transaction, or, at-least-once, from the checkpoint once the states are durable.
 
 A record the batch path cannot handle (an exception in the engine, an undecodable internal record)
 is dead-lettered ``engine_error`` and counted; its partition goes on. Counts are kept in plain

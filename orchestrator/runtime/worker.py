@@ -19,9 +19,10 @@ the whole batch (:mod:`~orchestrator.runtime.batch`):
 The checkpoint (:mod:`~orchestrator.runtime.checkpoint`) takes the handed-over batches
 in order and, for all it has:
 
-3. waits until Kafka has acknowledged every output and changelog record;
+3. waits until Kafka has acknowledged every output and changelog record (in exactly-once,
+   then commits each input partition's transaction, its input offsets in it);
 4. writes the changed states to RocksDB in one write batch, with the changelog offset;
-5. commits the input offsets.
+5. commits the input offsets (at-least-once).
 
 Until step 4, a batch's new states live in an in-memory overlay that later batches
 read first, so deciding never waits for Kafka round trips (they overlap with the next
@@ -29,10 +30,12 @@ batch instead of adding up). A state change is durable (changelog) before its in
 offset is committed, and the local database is never ahead of the changelog. A crash
 between 3 and 5 replays the batch: the outputs of its inputs are in the changelog too
 (the *journal*, by input offset, see :mod:`~orchestrator.runtime.batch`), so a replayed
-record re-sends exactly those outputs (same ids) and decides nothing again. Partitions being revoked wait until
+record re-sends exactly those outputs (same ids) and decides nothing again (exactly-once needs no
+journal: see :mod:`~orchestrator.runtime.transactions`). Partitions being revoked wait until
 every batch in flight is committed, so a graceful hand-over replays nothing
 (restore and warm copies: :mod:`~orchestrator.runtime.recovery`; timers:
-:mod:`~orchestrator.runtime.timers`; endpoints: :mod:`~orchestrator.runtime.web`).
+:mod:`~orchestrator.runtime.timers` and :mod:`~orchestrator.runtime.eventtime`; the duplicate
+window: :mod:`~orchestrator.runtime.dedup`; endpoints: :mod:`~orchestrator.runtime.web`).
 
 Measured reason for not running this as a Faust agent: Faust's per-record bookkeeping
 (~200 µs of CPU per record with Kafka I/O on our machines, before any table write)
