@@ -42,11 +42,11 @@ from typing import Any
 import orjson
 
 from orchestrator.config import Settings, max_event_bytes
-from orchestrator.errors import ConfigError
 from orchestrator.core import Engine, JourneySet
 from orchestrator.core.journeys import Journey
 from orchestrator.core.policies import Policies
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.errors import ConfigError
 from orchestrator.observability.progress import ProgressLine
 from orchestrator.simulate import Simulation
 
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     """``orchestrator backtest``."""
     from orchestrator.admin.journeys import time_span
     from orchestrator.core import load_journey_dir, load_policies
-    from orchestrator.core.journeys import journey_dir_problem
+    from orchestrator.core.journeyfiles import journey_dir_problem
     since, until = time_span(args.since, args.until, int(time.time() * 1000))
     assert since is not None and until is not None        # both options are required (orchestrator/cli.py)
     settings = Settings.from_env()

@@ -18,11 +18,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
-from orchestrator.kafkaio.clients import placement, read_to_end, start_client
-from orchestrator.runtime.store import DUE_LEN, STATE
 from orchestrator.core.policies import zone
 from orchestrator.core.state import CustomerState, decode_state
 from orchestrator.core.timeutil import format_ts
+from orchestrator.kafkaio.clients import placement, read_to_end, start_client
+from orchestrator.runtime.store import DUE_LEN, STATE
 
 DECISIONS_SCAN = 200_000     # read at most this many of the newest decisions of the partition
 NO_WORKER_YET = "no worker has run with this prefix yet (the worker creates its topics at start)"
@@ -51,13 +51,13 @@ async def explain(settings: Settings, customer_id: str, *, limit: int = 20) -> d
         result: dict[str, Any] = {"customer_id": customer_id, "state": None, "decisions": []}
         parts = partitions.get(changelog)
         if parts:
-            tp = TopicPartition(changelog, placement(settings)(key, len(parts)))
+            tp = TopicPartition(changelog, placement(settings.producer_partitioner)(key, len(parts)))
             records = await _scan(consumer, tp, STATE + key, newest=None, deadline_s=60)
             if records and records[-1][1] is not None:
                 result["state"] = describe_state(decode_state(records[-1][1][DUE_LEN:]))   # after the due ms
         parts = partitions.get(decisions)
         if parts:
-            tp = TopicPartition(decisions, placement(settings)(key, len(parts)))
+            tp = TopicPartition(decisions, placement(settings.producer_partitioner)(key, len(parts)))
             records = await _scan(consumer, tp, key, newest=DECISIONS_SCAN, deadline_s=60)
             result["decisions"] = [orjson.loads(v) for _, v in records[-limit:] if v is not None]
         return result

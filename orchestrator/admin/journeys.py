@@ -27,7 +27,7 @@ def policies_for(args: argparse.Namespace):  # noqa: ANN201 - Policies
 
 def journey_arg(spec: str, folder: str, channels: tuple[str, ...]):  # noqa: ANN201 - Journey
     """JOURNEY is a file, or an id in the folder (its highest version, as a worker runs it)."""
-    from orchestrator.core.journeys import load_journey_dir, load_journey_file
+    from orchestrator.core.journeyfiles import load_journey_dir, load_journey_file
     path = Path(spec)
     if path.is_file():
         return load_journey_file(path, channels=channels)
@@ -91,7 +91,7 @@ def time_span(since: str | None, until: str | None, now_ms: int) -> tuple[int | 
 
 
 def validate(args: argparse.Namespace) -> int:
-    from orchestrator.core.journeys import duplicate_version, journey_files, load_journey_file
+    from orchestrator.core.journeyfiles import duplicate_version, journey_files, load_journey_file
     policies = policies_for(args)
     paths: list[Path] = []
     for item in args.paths or [journeys_dir()]:
@@ -151,7 +151,7 @@ def list_journeys(args: argparse.Namespace) -> int:
                 print(f"{jid}\t(tombstone)")
         return 0
     from orchestrator.core import load_journey_dir
-    from orchestrator.core.journeys import journey_dir_problem
+    from orchestrator.core.journeyfiles import journey_dir_problem
     policies = policies_for(args)
     folder = args.dir or journeys_dir()
     problem = journey_dir_problem(folder)
@@ -168,7 +168,7 @@ def list_journeys(args: argparse.Namespace) -> int:
 
 def local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list[tuple[Path, str, object]], list[str]]:
     """(path, text, Journey) for every journey file under ``paths``, and every problem found."""
-    from orchestrator.core.journeys import journey_files, parse_journey
+    from orchestrator.core.journeyfiles import journey_files, parse_journey
     found: list[Path] = []
     for item in paths or [journeys_dir()]:
         p = Path(item)
@@ -186,8 +186,8 @@ def local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list
 
 
 def publish_journeys(args: argparse.Namespace) -> int:
-    from orchestrator.runtime.registry import journeys_topic, read_published, survey
     from orchestrator.kafkaio.topics import ensure_topics
+    from orchestrator.runtime.registry import journeys_topic, read_published, survey
     settings = Settings.from_env()
     policies = load_policies(args.policies or settings.policies)
     local, problems = local_definitions(args.paths, policies.channels)
@@ -234,8 +234,8 @@ def diff(args: argparse.Namespace) -> int:
         raise ConfigError("--exit-code compares definitions with the published ones, not a shadow's decisions "
                           "(--shadow); leave one of them out")
     if args.shadow:
-        from orchestrator.reports.shadow import compare, render_comparison
         from orchestrator.admin.stats import beside_shadow, read_decisions
+        from orchestrator.reports.shadow import compare, render_comparison
         decisions = asyncio.run(read_decisions(settings))
         paired, shadow_version, live_version = beside_shadow(decisions, args.shadow)
         if shadow_version is None:

@@ -212,7 +212,7 @@ async def produce_lines(settings: Settings, fd: int, *, topic: str, outcome: Out
     producer = AIOKafkaProducer(**settings.aiokafka_kwargs(), linger_ms=5, acks="all", enable_idempotence=True,
                                 max_batch_size=min(16384, limit), max_request_size=limit + 64)
     await start_client(producer, settings)
-    place = placement(settings)
+    place = placement(settings.producer_partitioner)
     pending: set[asyncio.Future] = set()
 
     def refuse(number: int, why: str) -> None:

@@ -18,7 +18,7 @@ from orchestrator.observability.progress import ProgressLine
 def simulate(args: argparse.Namespace) -> int:
     from orchestrator.config import max_event_bytes
     from orchestrator.core import Engine, JourneySet, load_journey_dir
-    from orchestrator.core.journeys import journey_dir_problem
+    from orchestrator.core.journeyfiles import journey_dir_problem
     from orchestrator.simulate import Simulation
     policies = policies_for(args)    # --policies, else ORCH_POLICIES, else policies.yaml: what a worker reads
     problem = journey_dir_problem(args.journeys, option="--journeys DIR")

@@ -73,7 +73,7 @@ async def tail(settings: Settings, name: str, *, customer: str | None = None, si
     parts = (await require_topics(settings, [topic], hint=NOT_CREATED))[topic]
     key = None if customer is None else customer.encode()
     if key is not None:
-        parts = [placement(settings)(key, len(parts))]
+        parts = [placement(settings.producer_partitioner)(key, len(parts))]
     consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs(), enable_auto_commit=False,
                                 isolation_level="read_committed", max_partition_fetch_bytes=4 * 1024 * 1024)
     await start_client(consumer, settings)

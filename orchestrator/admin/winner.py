@@ -51,9 +51,10 @@ import yaml
 
 from orchestrator.config import Settings, journeys_dir
 from orchestrator.core import yamlsrc
-from orchestrator.reports import stats
-from orchestrator.core.journeys import Journey, SplitNode, parse_journey, reachable
+from orchestrator.core.journeyfiles import parse_journey
+from orchestrator.core.journeys import Journey, SplitNode, reachable
 from orchestrator.errors import ConfigError, DefinitionError
+from orchestrator.reports import stats
 
 METRICS = ("goal",)
 PEEKING = ("running this again and again until a winner appears (peeking) makes a false win likelier than "

@@ -21,17 +21,13 @@ from orchestrator.core.catalog import JourneySet
 from orchestrator.core.events import Event
 from orchestrator.core.gate import Gate, customer_zone
 from orchestrator.core.ids import stable_hash
-from orchestrator.core.journeys import (
-    REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode, SplitNode, WaitForNode, WaitNode,
-    WaitUntilNode,
-)
+from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode,
+                                        SplitNode, WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies, zone
-from orchestrator.core.state import (
-    ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance, engagement_for, prune_stamps,
-    record_activity,
-)
+from orchestrator.core.state import (ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance,
+                                     engagement_for, prune_stamps, record_activity)
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.vocabulary import Outcome, SuppressionReason, Topic, actions
 

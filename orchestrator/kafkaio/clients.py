@@ -43,9 +43,9 @@ def crc32_partition(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
-def placement(settings: Settings) -> Callable[[bytes, int], int]:
-    """The partitioner named by ``ORCH_PRODUCER_PARTITIONER``."""
-    return crc32_partition if settings.producer_partitioner == "crc32" else partition_for
+def placement(partitioner: str) -> Callable[[bytes, int], int]:
+    """The partitioner named by ``ORCH_PRODUCER_PARTITIONER`` (``settings.producer_partitioner``)."""
+    return crc32_partition if partitioner == "crc32" else partition_for
 
 
 async def read_to_end(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int | None], *,

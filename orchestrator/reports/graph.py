@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from orchestrator.core import journeys as jmod
-from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, Node,
-                                        SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode)
+from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, Node, SendNode,
+                                        SplitNode, WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.timeutil import parse_ts_ms
 from orchestrator.core.vocabulary import Outcome
 
@@ -154,7 +154,7 @@ def ways_out(node: Node) -> list[tuple[str, str]]:
         case ExitNode():
             return []
     # A node kind added to the language but not to this module yet: still drawn, unlabelled.
-    return [(n, "") for n in jmod._successors(node)]
+    return [(n, "") for n in jmod.successors(node)]
 
 
 def _node_box(node: Node) -> Box:

@@ -37,22 +37,21 @@ import msgspec
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from orchestrator.config import Settings
-from orchestrator.core import Engine
-from orchestrator.core import dedup
+from orchestrator.config import Topics
+from orchestrator.core import Engine, dedup
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event
 from orchestrator.core.state import legacy_seen
 from orchestrator.core.vocabulary import DeadLetter, Topic, is_action
 from orchestrator.errors import WorkerFailure
+from orchestrator.kafkaio.clients import placement
+from orchestrator.kafkaio.service import wall_ms
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.counters import Counters, Tally
 from orchestrator.runtime.dedup import Window
-from orchestrator.kafkaio.service import wall_ms
 from orchestrator.runtime.eventtime import Clocks
-from orchestrator.runtime.ingest import Ingest
+from orchestrator.runtime.ingest import Ingest, IngestRules
 from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal
-from orchestrator.kafkaio.clients import placement
 from orchestrator.runtime.store import Stores, timer_key
 from orchestrator.runtime.timers import tick_due
 from orchestrator.runtime.transaction import Transaction
@@ -64,21 +63,23 @@ log = logging.getLogger("orchestrator.worker")
 class Decider:
     """Decides batches of records; one per worker, used under the worker's batch lock."""
 
-    def __init__(self, settings: Settings, engine: Engine, stores: Stores, counters: Counters,
+    def __init__(self, topics: Topics, ingest: IngestRules, engine: Engine, stores: Stores, counters: Counters,
                  checkpoint: Checkpoint, producer: AIOKafkaProducer, topic_names: dict[str, str],
                  partition_counts: dict[str, int], fail: Callable[[BaseException], NoReturn], clocks: Clocks,
                  window: Window, txns: Transactions | None = None) -> None:
-        self.settings, self.engine, self.stores, self.counters = settings, engine, stores, counters
+        self.engine, self.stores, self.counters = engine, stores, counters
         self.checkpoint, self.clocks, self.window = checkpoint, clocks, window
         self.topic_names = topic_names            # topic suffix ("actions.email") -> full name
         self.txns = txns                          # exactly-once: a transactional producer per input partition
         producer_of = (lambda via: producer) if txns is None else (lambda via: txns.producers[via])
-        self.collector = Collector(producer_of, partition_counts, placement(settings), fail)
-        self.ingest = Ingest(settings, engine.policies.channels, self.collector, clocks, topic_names[Topic.DLQ])
-        self.topics = {EVENTS: settings.topics.events, INTERNAL: settings.topics.internal_events}
+        self.collector = Collector(producer_of, partition_counts, placement(ingest.partitioner), fail)
+        self.ingest = Ingest(ingest, topics.internal_events, engine.policies.channels, self.collector, clocks,
+                             topic_names[Topic.DLQ])
+        self.topics = {EVENTS: topics.events, INTERNAL: topics.internal_events}
+        self.changelog, self.dedup_changelog = topics.changelog, topics.dedup_changelog
         # Output topics with as many partitions as the customers' home partitions: a customer's record
         # goes to the partition its events are decided in (the same partitioner), so it is not placed again.
-        home_count = partition_counts[settings.topics.internal_events]
+        home_count = partition_counts[topics.internal_events]
         self._at_home = {suffix: partition_counts[name] == home_count for suffix, name in topic_names.items()}
         # The outputs of each decided input, to re-send a replayed one; exactly-once needs none: an input
         # whose transaction did not commit had no visible output and is decided again.
@@ -95,8 +96,7 @@ class Decider:
         ``positions``: where each partition's next records start (committed with this batch; default
         right after its last record)."""
         positions = positions or {}
-        s = self.settings
-        events_topic = s.topics.events
+        events_topic = self.topics[EVENTS]
         self._seq += 1
         self._now = now = wall_ms()
         self._tx = tx = Transaction(self.stores, self.checkpoint.overlay, self._seq)
@@ -129,14 +129,13 @@ class Decider:
                                        event=ingest or tick_due(msg.value) is None)
             commits[tp] = max(msgs[-1].offset + 1, positions.get(tp, 0))
         # Changelog records after the outputs; the checkpoint waits for all of them.
-        collector, changelog = self.collector, s.topics.changelog
+        collector, changelog = self.collector, self.changelog
         changes = tx.changes(collector, changelog)
         journals = {} if self.journal is None else self.journal.write(collector, changelog, self.checkpoint.positions)
         # The duplicate window's new keys: in exactly-once in the transaction; in at-least-once the
         # checkpoint sends them once the states and journal are acknowledged, so a key is never
         # durable before the state change of its event (a replay would take that event for a duplicate).
-        dedup_changelog = s.topics.dedup_changelog
-        seen = self.window.changes(collector if self.txns is not None else None, dedup_changelog, self._seq)
+        seen = self.window.changes(collector if self.txns is not None else None, self.dedup_changelog, self._seq)
         if decided:
             self.counters.metrics.processing.observe((time.perf_counter() - started) / decided)
         self.counters.add(tally)
@@ -153,7 +152,7 @@ class Decider:
         flush = Flush(self._seq, [b.future for b in sent],
                       [(b.partition, b.future, b.count) for b in sent if b.topic == changelog],
                       changes, commits, self._ticks, journals, seen,
-                      [(b.partition, b.future, b.count) for b in sent if b.topic == dedup_changelog], partitions)
+                      [(b.partition, b.future, b.count) for b in sent if b.topic == self.dedup_changelog], partitions)
         self._tx = Transaction(self.stores, self.checkpoint.overlay, 0)
         self._ticks = []
         return flush

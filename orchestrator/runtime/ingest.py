@@ -16,6 +16,7 @@ been read from there, wherever it is decided.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,15 +30,27 @@ from orchestrator.runtime.eventtime import Clocks
 log = logging.getLogger("orchestrator.worker")
 
 
+@dataclass(frozen=True, slots=True)
+class IngestRules:
+    """The settings ingest applies: ``ORCH_MAX_EVENT_BYTES`` and ``ORCH_PRODUCER_PARTITIONER``."""
+
+    max_event_bytes: int
+    partitioner: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> IngestRules:
+        return cls(settings.max_event_bytes, settings.producer_partitioner)
+
+
 class Ingest:
     """Validation, dead letters and re-keying of the events topic's records."""
 
-    def __init__(self, settings: Settings, channels: tuple[str, ...], collector: Collector, clocks: Clocks,
-                 dlq_topic: str) -> None:
-        self.settings, self.channels, self.collector, self.clocks = settings, channels, collector, clocks
+    def __init__(self, rules: IngestRules, keyed_topic: str, channels: tuple[str, ...], collector: Collector,
+                 clocks: Clocks, dlq_topic: str) -> None:
+        self.rules, self.channels, self.collector, self.clocks = rules, channels, collector, clocks
         self.dlq_topic = dlq_topic
-        self.keyed_topic = settings.topics.internal_events
-        self._home_count = collector.partition_counts[settings.topics.internal_events]
+        self.keyed_topic = keyed_topic
+        self._home_count = collector.partition_counts[keyed_topic]
         self._keyed_here = self._keyed_elsewhere = 0     # events keyed by customer_id: at home or not
         self._warned = False
 
@@ -45,7 +58,7 @@ class Ingest:
         """``(customer key, event)`` to decide here and now, or ``None``: dead-lettered or forwarded."""
         value = msg.value
         try:
-            parsed = parse_event(value, max_bytes=self.settings.max_event_bytes, now_ms=now_ms,
+            parsed = parse_event(value, max_bytes=self.rules.max_event_bytes, now_ms=now_ms,
                                  channels=self.channels)
         except Exception as exc:  # noqa: BLE001 - the core promises not to raise; never crash on input anyway
             log.exception("event validation failed unexpectedly")
@@ -74,7 +87,7 @@ class Ingest:
     def _warn_partitioner(self) -> None:
         """Once: events keyed by customer_id arrive where the configured partitioner does not put them."""
         self._warned = True
-        name = self.settings.producer_partitioner
+        name = self.rules.partitioner
         other = "crc32" if name == "murmur2" else "murmur2"
         log.warning(
             "an event keyed by its customer_id arrived in another partition than ORCH_PRODUCER_PARTITIONER=%s "

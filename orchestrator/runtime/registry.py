@@ -32,7 +32,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orchestrator.config import Settings
 from orchestrator.core.catalog import JourneySet
-from orchestrator.core.journeys import Journey, journey_files, parse_journey
+from orchestrator.core.journeyfiles import journey_files, parse_journey
+from orchestrator.core.journeys import Journey
 from orchestrator.errors import DefinitionError
 from orchestrator.kafkaio.clients import partitions_of, read_to_end, start_client
 

@@ -55,23 +55,24 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
-from orchestrator.core.journeys import journey_dir_problem
+from orchestrator.core.journeyfiles import journey_dir_problem
 from orchestrator.errors import ConfigError, WorkerFailure
+from orchestrator.kafkaio.clients import partitions_of
+from orchestrator.kafkaio.service import Rebalances, every, observe_lag, serve
+from orchestrator.kafkaio.topics import check_topics
 from orchestrator.observability.logs import COORDINATOR_WAIT
 from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime import recovery, web
 from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
-from orchestrator.kafkaio.clients import partitions_of
 from orchestrator.runtime.counters import Counters
-from orchestrator.kafkaio.service import Rebalances, every, observe_lag, serve
 from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.eventtime import Clocks
+from orchestrator.runtime.ingest import IngestRules
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores
-from orchestrator.runtime.transactions import Transactions
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
-from orchestrator.kafkaio.topics import check_topics
+from orchestrator.runtime.transactions import Transactions
 
 log = logging.getLogger("orchestrator.worker")
 
@@ -186,8 +187,9 @@ class Worker:
             raise ConfigError(f"topics missing: {', '.join(missing)}")
         self.timers = TimerScanner(self.stores, self.producer, s.topics.internal_events, self.metrics, lambda: self.ready,
                                    self.clocks)
-        self.decider = Decider(s, self.engine, self.stores, self.counters, self.checkpoint, self.producer,
-                               self.topic_names, partition_counts, self._fail, self.clocks, self.window, self.txns)
+        self.decider = Decider(s.topics, IngestRules.of(s), self.engine, self.stores, self.counters,
+                               self.checkpoint, self.producer, self.topic_names, partition_counts, self._fail,
+                               self.clocks, self.window, self.txns)
         tasks: list[asyncio.Task] = []
         try:
             self.consumer.subscribe([s.topics.events, s.topics.internal_events], listener=Rebalances(
@@ -346,8 +348,8 @@ def run_worker(settings: Settings) -> None:
     address (:func:`web.bind`) for the life of the process, so a second worker on either stops
     here, in one sentence, before it creates anything or joins the consumer group.
     """
-    from orchestrator.runtime.datadir import claim
     from orchestrator.kafkaio.topics import ensure_topics
+    from orchestrator.runtime.datadir import claim
 
     claim(settings.data_dir)
     web.bind(settings)

@@ -12,7 +12,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from orchestrator.core import dedup
-from tests.integration.harness import BOOTSTRAP, HERE, WorkerProcess, dumps, event, produce, read_all, total
+from tests.integration.harness import BOOTSTRAP, WorkerProcess, dumps, event, produce, read_all, total
 
 PARTITIONS = 4
 

@@ -14,7 +14,7 @@ PROBE = """
 import json, sys
 import orchestrator.core
 import orchestrator.core.engine, orchestrator.core.events, orchestrator.core.expressions
-import orchestrator.core.journeys, orchestrator.core.policies, orchestrator.core.state
+import orchestrator.core.journeys, orchestrator.core.journeyfiles, orchestrator.core.policies, orchestrator.core.state
 import orchestrator.simulate
 heavy = %r
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
-import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ import yaml
 
 from orchestrator import config as config_module
 from orchestrator.config import Settings
-from orchestrator.core.journeys import load_journey_dir
+from orchestrator.core.journeyfiles import load_journey_dir
 from orchestrator.core.policies import load_policies
 from orchestrator.localkafka.install import kafka_version
 from orchestrator.testing.net import free_port

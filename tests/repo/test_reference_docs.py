@@ -1,7 +1,7 @@
 """The reference docs and the code agree: docs/journeys.md, docs/policies.md and docs/events.md
 document exactly what the parsers accept and what the worker writes.
 
-Each side is read from its source: the keys from the parsers' own tables (``journeys.MAPPINGS``,
+Each side is read from its source: the keys from the parsers' own tables (``journeyfiles.MAPPINGS``,
 ``policies.MAPPINGS``, which the parsers check every mapping against), the expression names and
 functions from the expression compiler, the dead-letter reasons, decision outcomes and suppression
 reasons from the tuples the worker and the adapter label their metrics with; the docs' side from
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from orchestrator.adapters import metrics as adapter_metrics
-from orchestrator.core import events, expressions, journeys, policies
+from orchestrator.core import events, expressions, journeyfiles, journeys, policies
 from orchestrator.observability import metrics
 from tests.repo.test_docs import github_anchor, prose
 
@@ -75,17 +75,17 @@ def unresolved_sees(problems: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------- journeys and policies
 def test_every_journey_key_is_documented_in_its_section_and_nothing_else_is() -> None:
-    parser = accepted(journeys.MAPPINGS)
+    parser = accepted(journeyfiles.MAPPINGS)
     assert {"send", "exit-node", "top-level-keys"} <= set(parser) and "exempt" in parser["send"]
     assert documented(ROOT / "docs" / "journeys.md", "key") == parser
 
 
 def test_every_node_kind_has_its_section() -> None:
-    kinds = {name.split(" ", 1)[1]: anchor for name, (_, anchor) in journeys.MAPPINGS.items()
+    kinds = {name.split(" ", 1)[1]: anchor for name, (_, anchor) in journeyfiles.MAPPINGS.items()
              if name.startswith("node ")}
-    assert set(kinds) == set(journeys.NODE_KINDS)
+    assert set(kinds) == set(journeyfiles.NODE_KINDS)
     nodes = sections(ROOT / "docs" / "journeys.md")["nodes"]
-    for kind in journeys.NODE_KINDS:
+    for kind in journeyfiles.NODE_KINDS:
         assert f"`{kind}`" in nodes, kind
 
 
@@ -104,7 +104,7 @@ def test_exemptions_are_documented() -> None:
 
 
 def test_the_sections_the_parsers_point_at_exist() -> None:
-    for path, mappings, extra in [(ROOT / "docs" / "journeys.md", journeys.MAPPINGS, journeys._KEY_SECTIONS.values()),
+    for path, mappings, extra in [(ROOT / "docs" / "journeys.md", journeyfiles.MAPPINGS, journeyfiles._KEY_SECTIONS.values()),
                                   (ROOT / "docs" / "policies.md", policies.MAPPINGS, ())]:
         have = set(sections(path))
         wanted = {anchor for _, anchor in mappings.values()} | set(extra)

@@ -119,9 +119,9 @@ def test_globally_held_out_customers_enter_in_the_holdout_group() -> None:
     eng = engine(GOAL, policies=Policies(global_holdout=0.5))
     lifecycle, log = [], []
     for i in range(40):
-        cid = f"c-{i}"
+        cid, state = f"c-{i}", None
         for e, now in ((ev("cart.updated", cid, T0), T0), (ev("order.completed", cid, T0 + HOUR), T0 + HOUR)):
-            r = eng.on_event(None if e.type == "cart.updated" else state, e, now)
+            r = eng.on_event(state, e, now)
             state = r.state
             lifecycle += r.lifecycle
             log += r.outputs

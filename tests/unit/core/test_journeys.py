@@ -9,21 +9,19 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core import load_journey_dir, load_journey_file, parse_journey
-from orchestrator.core.journeys import (
-    REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode,
-)
 from orchestrator.core.events import Event
 from orchestrator.core.expressions import compile_expression
+from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, SendNode, SplitNode,
+                                        WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.localtime import Window
-from orchestrator.core.namespaces import (
-    ACTIVITY_FIELDS, ENGAGEMENT_FIELDS, EVENT_FIELDS, JOURNEY_FIELDS, SESSION_FIELDS, Namespaces, field_problem,
-)
+from orchestrator.core.namespaces import (ACTIVITY_FIELDS, ENGAGEMENT_FIELDS, EVENT_FIELDS, JOURNEY_FIELDS,
+                                          SESSION_FIELDS, Namespaces, field_problem)
 from orchestrator.core.state import Activity, CustomerState, Engagement, Instance, Session
 from orchestrator.core.yamlsrc import load as load_yaml
 from orchestrator.errors import DefinitionError
+from tests.repo.test_reference_docs import unresolved_sees
 from tests.unit.core.helpers import CHANNELS, DAY, HOUR, MIN, T0, line_of
 from tests.unit.core.helpers import SPEC_JOURNEY as SPEC_EXAMPLE
-from tests.repo.test_reference_docs import unresolved_sees
 
 REPO = Path(__file__).resolve().parents[3]
 

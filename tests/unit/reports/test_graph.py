@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from orchestrator.cli import main
 from orchestrator.core import Engine, JourneySet, parse_journey, parse_policies
-from orchestrator.reports.graph import (END, ENTRY, EXIT_RULES, GOAL, HANDLED_NODE_TYPES, _mermaid_id, count_decisions,
-                                     iter_node_types, picture, to_dot, to_mermaid)
-from orchestrator.core.journeys import NODE_NAME, load_journey_file
+from orchestrator.core.journeyfiles import NODE_NAME, load_journey_file
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
+from orchestrator.reports.graph import (END, ENTRY, EXIT_RULES, GOAL, HANDLED_NODE_TYPES, _mermaid_id, count_decisions,
+                                        iter_node_types, picture, to_dot, to_mermaid)
 from orchestrator.simulate import Simulation
 
 ROOT = Path(__file__).resolve().parents[3]

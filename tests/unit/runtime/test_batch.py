@@ -16,6 +16,7 @@ from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.counters import Counters
 from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.eventtime import Clocks
+from orchestrator.runtime.ingest import IngestRules
 from orchestrator.runtime.store import Stores
 from tests.unit.core.helpers import journey, raw_event
 from tests.unit.runtime.fakekafka import FakeProducer, record, records
@@ -63,8 +64,8 @@ def batch(tmp_path):
                             on_timer_indexed=lambda p, key: None, window=window)
     names = {settings.topics.suffix(name): name for name in settings.topics.outputs(policies.channels)}
     counts = {name: 1 for name in [*names.values(), settings.topics.internal_events, settings.topics.changelog]}
-    decider = Decider(settings, engine, stores, Counters(metrics, policies.channels), checkpoint, producer, names,
-                      counts, fail, Clocks(settings.topics.events), window)
+    decider = Decider(settings.topics, IngestRules.of(settings), engine, stores, Counters(metrics, policies.channels),
+                      checkpoint, producer, names, counts, fail, Clocks(settings.topics.events), window)
     yield settings, decider, producer, metrics
     stores.close()
     window.stores.close()
