@@ -80,16 +80,20 @@ class Checkpoint:
         self.failed: BaseException | None = None
         self._queue: asyncio.Queue[Flush] = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
         self._flushing = False
+        self._pending = 0                        # batches handed over and not yet through steps 3-5
         self._uncommitted: dict[TopicPartition, int] = {}    # durable (steps 3-4 done), not yet committed
         self._committed_at = 0.0
 
     async def hand_over(self, flush: Flush) -> None:
         """Queue a decided batch (waits while ``MAX_BATCHES_IN_FLIGHT`` are not yet committed)."""
         await self._queue.put(flush)
+        self._pending += 1                 # no await between the put and this: drain() sees both or neither
 
     async def drain(self) -> None:
-        """Wait until every batch handed over is committed (or the checkpoint failed)."""
-        while self._queue.qsize() or self._flushing:
+        """Wait until every batch handed over is committed (or the checkpoint failed). Counted from
+        :meth:`hand_over` to the end of its steps: a batch just taken off the queue, not yet being
+        flushed, is still waited for (a revocation must not close what its commit needs)."""
+        while self._pending or self._flushing:
             if self.failed is not None:
                 return
             await asyncio.sleep(0.005)
@@ -132,6 +136,7 @@ class Checkpoint:
         self._flushing = True
         try:
             await self._flush(items)
+            self._pending -= len(items)
         except Exception as exc:  # noqa: BLE001 - e.g. RocksDB cannot write: stop, commit nothing more
             if not isinstance(exc, WorkerFailure):
                 log.exception("could not complete a batch; stopping so its inputs are replayed")

@@ -3,13 +3,17 @@ the collector (records out), the transaction (a batch's customer states) and the
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 from aiokafka import TopicPartition
 
 from orchestrator.core.state import CustomerState, Instance, decode_state
 from orchestrator.errors import WorkerFailure
+from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
+from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
 from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.store import DUE_LEN, STATE, Stores, journal_key
@@ -215,3 +219,35 @@ async def test_each_input_partitions_records_go_through_its_own_producer():
     assert producers[0].on("log") == [(0, b"k", b"state of 0")]
     assert [v for _, _, v in producers[1].on("out")] == [b"from 1"] and producers[1].on("log") == []
     assert sorted((s.via, s.topic) for s in sent) == [(0, "log"), (0, "out"), (1, "out")]
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_drain_waits_for_a_batch_taken_off_the_queue_but_not_yet_flushed(tmp_path, turns):
+    """A revocation drains the checkpoint, then closes the partitions' producers: drain() must not
+    return while a batch handed over is between the queue and its flush, at any turn of the loop
+    (it did: the exactly-once commit then found its partition's producer closed)."""
+    stores = Stores(str(tmp_path))
+    committed: list[dict] = []
+
+    async def commit(offsets):  # noqa: ANN001, ANN202
+        committed.append(offsets)
+
+    def fail(exc):  # noqa: ANN001, ANN202
+        raise exc
+
+    checkpoint = Checkpoint(stores, commit, {0}, fail, on_ticks_done=lambda keys: None,
+                            on_timer_indexed=lambda p, key: None, window=Window(DedupStores(str(tmp_path), stores.cache)))
+    runner = asyncio.create_task(checkpoint.run())
+    acked: asyncio.Future = asyncio.get_running_loop().create_future()
+    tp = TopicPartition("t.events", 0)
+    await checkpoint.hand_over(Flush(1, [acked], [], {}, {tp: 7}, []))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    draining = asyncio.create_task(checkpoint.drain())
+    await asyncio.sleep(0.05)
+    assert not draining.done(), "drain() returned before the batch's outputs were acknowledged"
+    acked.set_result(None)
+    await asyncio.wait_for(draining, 5)
+    assert committed == [{tp: 7}] and checkpoint.positions == {tp: 7}
+    runner.cancel()
+    stores.close()
