@@ -36,6 +36,7 @@ from benchmarks.load.runner import LIBRARIES
 from benchmarks.load.systems import EVENTS_IN, EngineWorkers
 from benchmarks.workload import Shoppers
 from orchestrator.config import Topics
+from orchestrator.observability.metrics import ROCKSDB_MEMORY
 
 WINDOW = 3                    # intervals averaged at each end of the run
 LIMIT = 0.10                  # the growth that still passes
@@ -90,6 +91,7 @@ class Mark:
     problems: float           # the worker's dead letters, engine errors and output errors
     lag: int | None           # the events topic's end offsets minus the group's committed offsets
     loadavg: str | None       # the machine's 1/5/15-minute load average
+    rocksdb: dict[str, float] | None = None   # the worker's orch_rocksdb_memory_bytes by kind
 
 
 def interval_row(index: int, a: Mark, b: Mark, *, warmup: bool, changelog: dict[str, Any],
@@ -108,6 +110,7 @@ def interval_row(index: int, a: Mark, b: Mark, *, warmup: bool, changelog: dict[
         "events": int(events), "events_per_s": round(events / dt, 1) if dt > 0 else None,
         "cpu_s_per_1k": round((b.cpu_s - a.cpu_s) / events * 1000, 4) if events > 0 else None,
         "rss_mib": round(b.rss_bytes / MIB, 1) if b.rss_bytes else None,
+        "rocksdb_mib": {kind: round(v / MIB, 1) for kind, v in sorted((b.rocksdb or {}).items())},
         "states": changelog.get("customers"),
         "state_bytes_p50": changelog.get("state_bytes_p50"), "state_bytes_p99": changelog.get("state_bytes_p99"),
         "state_bytes_max": changelog.get("state_bytes_max"),
@@ -119,6 +122,14 @@ def interval_row(index: int, a: Mark, b: Mark, *, warmup: bool, changelog: dict[
         "lag_at_end": b.lag, "loadavg_at_end": b.loadavg,
         "event_to_action_p50_ms": percentile(lat, 50), "event_to_action_p99_ms": percentile(lat, 99),
     }
+
+
+def rocksdb_cell(mib: dict[str, float] | None) -> str:
+    """The RocksDB part of the RSS: the total, then block cache / memtables / table readers."""
+    if not mib:
+        return "-"
+    parts = " / ".join(fmt(mib.get(kind), 0) for kind in ROCKSDB_MEMORY)
+    return f"{fmt(sum(mib.values()), 0)} ({parts})"
 
 
 def measures(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -183,16 +194,17 @@ def markdown(r: dict[str, Any]) -> str:
            f"feedback), {fmt(p.get('minutes'), 1)} minutes in intervals of {fmt(p.get('interval_s'))} s, the first "
            f"{fmt(p.get('warmup_minutes'), 1)} minutes warm-up; {fmt(p.get('customers'))} customers, seed "
            f"{p.get('seed')}, {p.get('partitions')} partitions.", "",
-           "| # | end s | | events | offered/s | CPU s per 1k events | RSS MiB | states written | state bytes p50 "
+           "| # | end s | | events | offered/s | CPU s per 1k events | RSS MiB | of which RocksDB MiB | states written "
+           "| state bytes p50 "
            "| p99 | max | changelog bytes per event | " + "".join(f"{n} bytes per event | " for n in others)
            + "lag at end | load 1 min |",
-           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(others) + "---:|---:|"]
+           "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(others) + "---:|---:|"]
     for row in rows:
         ob = row.get("other_bytes_per_event", {})
         load1 = (row.get("loadavg_at_end") or "-").split()[0]
         out.append(f"| {row['interval']} | {fmt(row.get('end_s'))} | {'warm-up' if row.get('warmup') else ''} | "
                    f"{fmt(row.get('events'))} | {fmt(row.get('offered_per_s'))} | {fmt(row.get('cpu_s_per_1k'), 3)} | "
-                   f"{fmt(row.get('rss_mib'), 0)} | {fmt(row.get('states'))} | {fmt(row.get('state_bytes_p50'))} | "
+                   f"{fmt(row.get('rss_mib'), 0)} | {rocksdb_cell(row.get('rocksdb_mib'))} | {fmt(row.get('states'))} | {fmt(row.get('state_bytes_p50'))} | "
                    f"{fmt(row.get('state_bytes_p99'))} | {fmt(row.get('state_bytes_max'))} | "
                    f"{fmt(row.get('changelog_bytes_per_event'), 0)} | "
                    + "".join(f"{fmt(ob.get(n), 1)} | " for n in others)
@@ -298,6 +310,7 @@ class Probe:
         m = await self.metrics()
         consumed = total(m, EVENTS_IN)
         problems = sum(total(m, name) for name in PROBLEMS)
+        rocksdb = {kind: m.get(f"orch_rocksdb_memory_bytes{{kind={kind}}}", 0.0) for kind in ROCKSDB_MEMORY}
         internal = await self.internal_topics()
         ends = await end_offsets([self.system.input_topic, *internal])
         committed = await self.offsets.committed()
@@ -309,7 +322,7 @@ class Probe:
             else:
                 by_topic[tp.topic][tp] = off
         return Mark(t=t, offered=offered, consumed=consumed, cpu_s=cpu, rss_bytes=rss, problems=problems,
-                    lag=int(max(0, events_end - committed)), loadavg=loadavg()), by_topic
+                    lag=int(max(0, events_end - committed)), loadavg=loadavg(), rocksdb=rocksdb), by_topic
 
 
 async def slice_stats(topics: Topics, events: float, start: dict[str, dict[Any, int]],

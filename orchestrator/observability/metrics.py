@@ -29,6 +29,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 TIMER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 PROCESSING_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
+ROCKSDB_MEMORY = ("block_cache", "memtables", "table_readers")   # orch_rocksdb_memory_bytes{kind}
+
 
 class Metrics:
     """The worker's metrics, on a registry of their own (so tests can make fresh ones)."""
@@ -88,6 +90,10 @@ class Metrics:
         self.timers_due = Gauge("orch_timers_due", "Timers due but not yet fired at the last scan.", registry=r)
         self.last_event_ts = Gauge("orch_last_processed_event_timestamp_seconds",
                                    "Event ts of the last processed event (unix seconds).", registry=r)
+        self.rocksdb_memory = Gauge("orch_rocksdb_memory_bytes", "Memory of this worker's RocksDB databases "
+                                    "(states and duplicate windows), by kind: block_cache (shared, with the "
+                                    "index and filter blocks; bounded), memtables, table_readers.", ["kind"],
+                                    registry=r)
         self.journeys_loaded = Gauge("orch_journeys_loaded", "Journey versions loaded.", registry=r)
         self.journey_publications = Counter("orch_journey_publications", "Journey publications read from the "
                                             "journeys topic, by result (loaded, refused, ignored).", ["result"],
@@ -111,6 +117,8 @@ class Metrics:
             self.invalid_profile_fields.labels(name)
         for reason in REKEY_REASONS:
             self.events_rekeyed.labels(reason)
+        for kind in ROCKSDB_MEMORY:
+            self.rocksdb_memory.labels(kind)
 
     def journey_labels(self, journeys: Iterable[str]) -> None:
         """Create the per-journey series at zero, so dashboards show every journey from the start."""

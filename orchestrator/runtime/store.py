@@ -65,6 +65,11 @@ def options(cache: Cache) -> Options:
     table = BlockBasedOptions()
     table.set_block_cache(cache)
     table.set_bloom_filter(10, False)
+    # Index and filter blocks in the block cache too, so the memory they take is bounded by it: the
+    # duplicate window's data grows for a day, and with it, uncached, its filters (about 1.25 bytes a
+    # key). Level 0's stay pinned: they are asked on every read.
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     opts.set_block_based_table_factory(table)
     return opts
 
@@ -200,6 +205,21 @@ class PartitionStore:
             it.next()
         del it
         return n
+
+
+# orch_rocksdb_memory_bytes{kind}: a RocksDB property, summed over the databases; the block cache is
+# shared by all of them, so it is read once.
+MEMORY_PROPERTIES = {"block_cache": "rocksdb.block-cache-usage", "memtables": "rocksdb.cur-size-all-mem-tables",
+                     "table_readers": "rocksdb.estimate-table-readers-mem"}
+
+
+def memory_bytes(dbs: list[Rdict]) -> dict[str, int]:
+    """What the open databases ``dbs`` (sharing one block cache) hold in memory, by kind."""
+    out = {}
+    for kind, prop in MEMORY_PROPERTIES.items():
+        values = [db.property_int_value(prop) or 0 for db in (dbs[:1] if kind == "block_cache" else dbs)]
+        out[kind] = sum(values)
+    return out
 
 
 class PartitionDBs(Generic[DB]):

@@ -70,7 +70,7 @@ from orchestrator.runtime.dedup import DedupStores, Window
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import IngestRules
 from orchestrator.runtime.registry import Publication, Registry, read_published
-from orchestrator.runtime.store import Stores
+from orchestrator.runtime.store import Stores, memory_bytes
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
 from orchestrator.runtime.transactions import Transactions
 
@@ -320,7 +320,8 @@ class Worker:
             await self.timers.scan()
 
     async def _observe(self) -> None:
-        """Consumer lag per partition: the partition's end minus the next offset to process."""
+        """Consumer lag per partition (the partition's end minus the next offset to process), and the
+        memory of the RocksDB databases."""
         consumer = self.consumer
         done: dict[TopicPartition, int] = {}
         for tp in list(consumer.assignment()):
@@ -334,6 +335,9 @@ class Worker:
                     continue
             done[tp] = committed
         observe_lag(consumer, self.metrics.consumer_lag, done.get, done)
+        dbs = [store.db for store in (*self.stores.open.values(), *self.dedup.open.values())]
+        for kind, size in memory_bytes(dbs).items():
+            self.metrics.rocksdb_memory.labels(kind).set(size)
 
     async def _serve_web(self) -> None:
         await web.serve(self.settings, self.metrics,

@@ -105,3 +105,26 @@ def test_a_journal_record_keeps_the_format_written_before_its_parts_had_names():
     entry = Entry(7, [Output("decisions", "c-1", b"x")])
     assert _encoder.encode([entry]) == msgspec.msgpack.encode([(7, [("decisions", "c-1", b"x")])])
     assert _decoder.decode(msgspec.msgpack.encode([(7, [("decisions", "c-1", b"x")])])) == [entry]
+
+
+def test_memory_counts_the_shared_block_cache_once_and_index_and_filter_blocks_in_it(tmp_path: Path):
+    """orch_rocksdb_memory_bytes: memtables summed over the databases, the one shared cache read once;
+    after a flush the files' index and filter blocks are charged to the cache, not to table readers."""
+    from orchestrator.runtime.store import SHARED_CACHE, memory_bytes
+    stores = Stores(str(tmp_path))
+    dbs = [stores.get(p) for p in range(3)]
+    for i, store in enumerate(dbs):
+        store.write([(f"c{i}-{n}".encode(), None, value(None, b"x" * 200)) for n in range(10_000)], changelog_offset=1)
+    before = memory_bytes([s.db for s in dbs])
+    one = memory_bytes([dbs[0].db])
+    assert before["memtables"] > 3 * 10_000 * 200 and one["memtables"] * 2 < before["memtables"]
+    assert before["block_cache"] == one["block_cache"]                  # shared: not counted three times
+    for store in dbs:
+        store.db.flush()
+    assert dbs[0].get(b"c0-1") is not None                               # read through the files now
+    after = memory_bytes([s.db for s in dbs])
+    assert after["memtables"] < before["memtables"]
+    assert 0 < after["block_cache"] <= SHARED_CACHE
+    # The files' index and filter blocks (about 12 KB each here) are in the cache; outside it only
+    # the readers' own few KB. Uncached, table_readers would hold all of them (and grow with the data).
+    assert after["table_readers"] < after["block_cache"] / 5
