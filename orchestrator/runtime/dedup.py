@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rocksdict import AccessType, Cache, Rdict, WriteBatch, WriteOptions
+from rocksdict import AccessType, Rdict, WriteBatch, WriteOptions
 
 from orchestrator.core.dedup import KEEP_MS, KEY_LEN
 from orchestrator.runtime.collector import Collector
-from orchestrator.runtime.store import PartitionDBs, options
+from orchestrator.runtime.store import Memory, PartitionDBs, options
 
 TTL_S = KEEP_MS // 1000                               # a key lives at least this long in RocksDB
 OFFSET_KEY = b"o"                                     # never a key's length: keys are 16 bytes
@@ -32,13 +32,13 @@ OFFSET_KEY = b"o"                                     # never a key's length: ke
 class DedupStore:
     """One partition's keys, in a RocksDB with a time-to-live."""
 
-    def __init__(self, path: Path, cache: Cache) -> None:
+    def __init__(self, path: Path, memory: Memory) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The states' options: their shared block cache (memory does not grow with partitions) and a
-        # bloom filter (most keys asked for are new: answered without reading a block). Passed for the
-        # default column family too on reopen (see runtime/store.py).
-        opts = options(cache)
+        # The states' options: their shared block cache and memtable budget (memory does not grow with
+        # partitions) and a bloom filter (most keys asked for are new: answered without reading a
+        # block). Passed for the default column family too on reopen (see runtime/store.py).
+        opts = options(memory)
         self.db = Rdict(str(path), options=opts, column_families={"default": opts} if path.exists() else None,
                         access_type=AccessType.with_ttl(TTL_S))
         self._write_opts = WriteOptions()
@@ -71,8 +71,8 @@ class DedupStore:
 class DedupStores(PartitionDBs[DedupStore]):
     """The duplicate windows of one worker's partitions, beside their states (``p<n>-dedup``)."""
 
-    def __init__(self, data_dir: str, cache: Cache) -> None:
-        super().__init__(data_dir, lambda p: f"p{p}-dedup", lambda path: DedupStore(path, cache))
+    def __init__(self, data_dir: str, memory: Memory) -> None:
+        super().__init__(data_dir, lambda p: f"p{p}-dedup", lambda path: DedupStore(path, memory))
 
 
 class Window:

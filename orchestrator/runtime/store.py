@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager, WriteOptions
+
 
 class _DB(Protocol):
     def close(self) -> None: ...
@@ -50,20 +51,34 @@ JOURNAL = b"j"
 DUE_LEN = 8                       # the big-endian due ms in front of a state, and in a timer key
 NO_DUE = bytes(DUE_LEN)
 
-# Per partition database: at most 2 x 4 MiB of memtables; one block cache shared by all of the
-# worker's databases. RocksDB's defaults (64 MiB buffers per DB) let memory grow with partitions.
+# What one worker's databases (states and duplicate windows, every partition) take in memory is
+# bounded whatever the number of partitions: one block cache for all of them, holding the files'
+# data, index and filter blocks, and one budget for all their memtables (a database's memtable is
+# flushed early when the sum passes it). RocksDB's defaults (64 MiB of buffers per database, index
+# and filters outside the cache) let memory grow with partitions and with the data.
 WRITE_BUFFER = 4 * 1024 * 1024
 SHARED_CACHE = 64 * 1024 * 1024
+MEMTABLES = 32 * 1024 * 1024
 
 
-def options(cache: Cache) -> Options:
-    """A partition database's options: small memtables, the worker's shared block cache, bloom filters."""
+class Memory:
+    """The memory all of one worker's databases share: the block cache and the memtables' budget."""
+
+    def __init__(self, cache_bytes: int = SHARED_CACHE, memtables_bytes: int = MEMTABLES) -> None:
+        self.cache = Cache(cache_bytes)
+        self.buffers = WriteBufferManager(memtables_bytes, False)
+
+
+def options(memory: Memory) -> Options:
+    """A partition database's options: small memtables within the worker's budget, the worker's shared
+    block cache, bloom filters."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.set_write_buffer_size(WRITE_BUFFER)
     opts.set_max_write_buffer_number(2)
+    opts.set_write_buffer_manager(memory.buffers)
     table = BlockBasedOptions()
-    table.set_block_cache(cache)
+    table.set_block_cache(memory.cache)
     table.set_bloom_filter(10, False)
     # Index and filter blocks in the block cache too, so the memory they take is bounded by it: the
     # duplicate window's data grows for a day, and with it, uncached, its filters (about 1.25 bytes a
@@ -95,10 +110,10 @@ def split_timer_key(key: bytes) -> tuple[bytes, bytes]:
 class PartitionStore:
     """Customer states and timers of one partition."""
 
-    def __init__(self, path: Path, cache: Cache) -> None:
+    def __init__(self, path: Path, memory: Memory) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        opts = options(cache)
+        opts = options(memory)
         # Pass the options for the default column family too: without it, reopening an existing
         # database silently falls back to RocksDB's defaults (see FIELD-NOTES, rocksdict reopen trap).
         self.db = Rdict(str(path), options=opts, column_families={"default": opts} if path.exists() else None)
@@ -254,6 +269,6 @@ class PartitionDBs(Generic[DB]):
 class Stores(PartitionDBs[PartitionStore]):
     """The partition stores (customer states, timers, journals) of one worker process."""
 
-    def __init__(self, data_dir: str) -> None:
-        self.cache = Cache(SHARED_CACHE)
-        super().__init__(data_dir, lambda p: f"p{p}", lambda path: PartitionStore(path, self.cache))
+    def __init__(self, data_dir: str, memory: Memory | None = None) -> None:
+        self.memory = memory or Memory()
+        super().__init__(data_dir, lambda p: f"p{p}", lambda path: PartitionStore(path, self.memory))

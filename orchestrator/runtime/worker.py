@@ -111,7 +111,7 @@ class Worker:
         s = settings
         self.topic_names = {s.topics.suffix(name): name for name in s.topics.outputs(self.policies.channels)}
         self.stores = Stores(s.data_dir)
-        self.dedup = DedupStores(s.data_dir, self.stores.cache)
+        self.dedup = DedupStores(s.data_dir, self.stores.memory)
         self.window = Window(self.dedup)       # the duplicate window, outside the states
         self.ready: set[int] = set()           # partitions restored and owned by this worker
         self.failure: BaseException | None = None

@@ -59,7 +59,7 @@ def batch(tmp_path):
     async def commit(offsets):  # noqa: ANN001, ANN202
         return None
 
-    window = Window(DedupStores(settings.data_dir, stores.cache))
+    window = Window(DedupStores(settings.data_dir, stores.memory))
     checkpoint = Checkpoint(stores, commit, {0}, fail, on_ticks_done=lambda keys: None,
                             on_timer_indexed=lambda p, key: None, window=window)
     names = {settings.topics.suffix(name): name for name in settings.topics.outputs(policies.channels)}

@@ -236,7 +236,7 @@ async def test_drain_waits_for_a_batch_taken_off_the_queue_but_not_yet_flushed(t
         raise exc
 
     checkpoint = Checkpoint(stores, commit, {0}, fail, on_ticks_done=lambda keys: None,
-                            on_timer_indexed=lambda p, key: None, window=Window(DedupStores(str(tmp_path), stores.cache)))
+                            on_timer_indexed=lambda p, key: None, window=Window(DedupStores(str(tmp_path), stores.memory)))
     runner = asyncio.create_task(checkpoint.run())
     acked: asyncio.Future = asyncio.get_running_loop().create_future()
     tp = TopicPartition("t.events", 0)

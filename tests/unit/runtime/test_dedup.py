@@ -3,13 +3,12 @@ acknowledged a batch, one changelog record per partition and batch, a restore fr
 
 from __future__ import annotations
 
-from rocksdict import Cache
-
 from orchestrator.core import dedup
 from orchestrator.errors import WorkerFailure
 from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.dedup import TTL_S, DedupStores, Window
+from orchestrator.runtime.store import Memory
 from tests.unit.runtime.fakekafka import FakeProducer
 
 
@@ -21,7 +20,7 @@ K1, K2, K3 = (dedup.key("c-1", f"e-{i}") for i in (1, 2, 3))
 
 
 async def test_a_key_is_new_once_whether_in_the_batch_the_overlay_or_rocksdb(tmp_path):
-    stores = DedupStores(str(tmp_path), Cache(1 << 20))
+    stores = DedupStores(str(tmp_path), Memory(1 << 20))
     window = Window(stores)
     producer = FakeProducer()
     out = Collector(lambda via: producer, {"dd": 2}, partition_for, fail)
@@ -42,7 +41,7 @@ async def test_a_key_is_new_once_whether_in_the_batch_the_overlay_or_rocksdb(tmp
 
 
 def test_a_key_of_an_event_that_was_not_decided_is_forgotten(tmp_path):
-    window = Window(DedupStores(str(tmp_path), Cache(1 << 20)))
+    window = Window(DedupStores(str(tmp_path), Memory(1 << 20)))
     assert window.first(0, K1)
     window.forget(0, K1)
     assert window.first(0, K1)
@@ -50,7 +49,7 @@ def test_a_key_of_an_event_that_was_not_decided_is_forgotten(tmp_path):
 
 
 def test_a_wiped_store_is_restored_from_its_changelog_records(tmp_path):
-    stores = DedupStores(str(tmp_path), Cache(1 << 20))
+    stores = DedupStores(str(tmp_path), Memory(1 << 20))
     stores.get(3).apply_changelog([(None, K1 + K2), (None, None), (None, K3)], 12)
     assert all(stores.get(3).seen(k) for k in (K1, K2, K3)) and stores.get(3).changelog_offset() == 12
     fresh = stores.wipe(3)

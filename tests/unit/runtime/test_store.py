@@ -128,3 +128,26 @@ def test_memory_counts_the_shared_block_cache_once_and_index_and_filter_blocks_i
     # The files' index and filter blocks (about 12 KB each here) are in the cache; outside it only
     # the readers' own few KB. Uncached, table_readers would hold all of them (and grow with the data).
     assert after["table_readers"] < after["block_cache"] / 5
+
+
+def test_the_memtables_of_all_the_databases_stay_within_one_budget(tmp_path: Path):
+    """However many partitions a worker opens, their memtables together stay near one budget (each
+    database alone may hold up to 2 x 4 MiB): past it, the database written to is flushed early."""
+    import time
+
+    from orchestrator.runtime.store import Memory, memory_bytes
+    budget = 8 * 1024 * 1024
+    stores = Stores(str(tmp_path), Memory(memtables_bytes=budget))
+    dbs = [stores.get(p) for p in range(6)]
+    for start in range(0, 10_000, 1_000):                # 3.3 MB each in the end: under one database's limit
+        for i, store in enumerate(dbs):
+            store.write([(f"c{i}-{n}".encode(), None, value(None, b"x" * 300)) for n in range(start, start + 1_000)],
+                        changelog_offset=start)
+    # A memtable being flushed still counts until it is written out (background threads): wait for
+    # that, not for a time. Without the budget nothing is ever flushed here (6 x 3.3 MB stay).
+    deadline = time.monotonic() + 30
+    while memory_bytes([s.db for s in dbs])["memtables"] > budget * 1.5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert memory_bytes([s.db for s in dbs])["memtables"] <= budget * 1.5
+    assert all(s.get(f"c{i}-9999".encode()) == value(None, b"x" * 300) for i, s in enumerate(dbs))
+    stores.close()
