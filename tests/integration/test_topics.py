@@ -134,36 +134,32 @@ async def test_read_only_commands_create_nothing_and_say_no_such_topic(tmp_path)
     assert await describe(prefix) == {}
 
 
-@pytest.mark.parametrize("suffix", ["internal.state-changelog", "journeys"])
-async def test_worker_refuses_a_topic_that_must_be_compacted_but_is_not(tmp_path, suffix):
-    prefix = new_prefix()
-    topic = f"{prefix}.{suffix}"
+async def worker_refusal(tmp_path, existing: NewTopic) -> str:  # noqa: ANN001
+    """Create ``existing`` (a topic of a fresh prefix), start a worker on that prefix: it must stop
+    with exit status 1; its one sentence."""
+    prefix = existing.name.split(".", 1)[0]
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, 4, 1)])         # the broker's default: cleanup.policy=delete
+        await admin.create_topics([existing])
     finally:
         await admin.close()
     result = await asyncio.to_thread(cli, env_for(prefix, tmp_path, ORCH_WEB_PORT=str(free_port()),
                                                   ORCH_JOURNEYS=str(HERE / "journeys")), "worker")
-    line = one_sentence(result)
     assert result.returncode == 1
+    return one_sentence(result)
+
+
+@pytest.mark.parametrize("suffix", ["internal.state-changelog", "journeys"])
+async def test_worker_refuses_a_topic_that_must_be_compacted_but_is_not(tmp_path, suffix):
+    topic = f"{new_prefix()}.{suffix}"
+    line = await worker_refusal(tmp_path, NewTopic(topic, 4, 1))   # the broker's default: cleanup.policy=delete
     assert topic in line and "cleanup.policy=delete" in line and "cleanup.policy=compact" in line, line
 
 
 async def test_worker_refuses_a_compacted_duplicate_window_changelog(tmp_path):
-    prefix = new_prefix()
-    topic = f"{prefix}.internal.dedup-changelog"
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 4, 1, topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
-    result = await asyncio.to_thread(cli, env_for(prefix, tmp_path, ORCH_WEB_PORT=str(free_port()),
-                                                  ORCH_JOURNEYS=str(HERE / "journeys")), "worker")
-    line = one_sentence(result)
-    assert result.returncode == 1
+    topic = f"{new_prefix()}.internal.dedup-changelog"
+    line = await worker_refusal(tmp_path, NewTopic(topic, 4, 1, topic_configs={"cleanup.policy": "compact"}))
     assert topic in line and "cleanup.policy=compact" in line and "must be delete" in line, line
 
 
