@@ -130,11 +130,11 @@ class Journal:
                 del self._batch[key]
 
 
-def chunks(entries: list[Entry], limit: int = JOURNAL_MAX_BYTES) -> list[list[Entry]]:
-    """``entries``, in order, cut into runs of at most about ``limit`` bytes each (an input's outputs
-    are never split: one input larger than ``limit`` is a run alone)."""
-    out: list[list[Entry]] = []
-    current: list[Entry] = []
+def chunks(entries: list[tuple[int, list]], limit: int = JOURNAL_MAX_BYTES) -> list[list[tuple[int, list]]]:
+    """``entries`` (offset, outputs), in order, cut into runs of at most about ``limit`` bytes each (an
+    input's outputs are never split: one input larger than ``limit`` is a run alone)."""
+    out: list[list[tuple[int, list]]] = []
+    current: list[tuple[int, list]] = []
     size = 0
     for entry in entries:
         n = 16 + sum(len(topic) + len(key) + len(value) + 8 for topic, key, value in entry[1])
