@@ -240,6 +240,19 @@ def checkout(rev: str, where: Path) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True)
 
 
+def run_in_tree(script: Path, tree: Path, args: list[str], what: str) -> dict[str, Any]:
+    """Run the benchmark ``script`` (a file of this tree) in a fresh interpreter with ``tree``'s
+    ``orchestrator`` first on ``PYTHONPATH`` (a :func:`checkout` or this tree); its last line of
+    output, as JSON. ``what`` names the measurement in the error if it fails."""
+    import orjson
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, str(script), *args, "--expect-tree", str(tree)],
+                          cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} in {tree} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
+    return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
 def clean_env() -> dict[str, str]:
     """This environment without any ``ORCH_`` setting, pointed at the benchmark's broker."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}

@@ -17,9 +17,7 @@ average before and after are printed (``--json`` for the raw rounds).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -71,13 +69,9 @@ def _time_main(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------- this tree only
 def _run(tree: Path, backlog: Path, journeys: Path, policies: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--time", str(backlog),
-                           "--journeys", str(journeys), "--policies", str(policies), "--expect-tree", str(tree)],
-                          cwd=tree, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"timing the engine in {tree} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
-    return orjson.loads(done.stdout.strip().splitlines()[-1])
+    from benchmarks.common import run_in_tree
+    return run_in_tree(Path(__file__).resolve(), tree, ["--time", str(backlog), "--journeys", str(journeys),
+                                                        "--policies", str(policies)], "timing the engine")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,54 @@
+"""``python -m benchmarks.batchpath``: the worker's batch path without a broker, fed as aiokafka's
+``getmany`` feeds it in a drain, decides what the pure engine decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from benchmarks.batchpath import FETCH_BYTES, backlog, getmany_batches, time_batch_path
+from orchestrator.kafkaio.clients import partition_for
+
+ROOT = Path(__file__).resolve().parents[3]
+JOURNEYS = ROOT / "journeys"
+POLICIES = ROOT / "policies.yaml"
+
+
+def _line(i: int, customer: str, pad: int = 0) -> bytes:
+    return orjson.dumps({"event_id": f"e-{i}", "customer_id": customer, "type": "page.viewed", "ts": 1,
+                         "properties": {"pad": "x" * pad}})
+
+
+def test_batches_come_as_getmany_returns_them_in_a_drain() -> None:
+    # Records of ~10 KB: a fetched chunk of a partition holds about 100 of them.
+    lines = [_line(i, f"c-{i % 37}", pad=10_000) for i in range(2_000)]
+    batches = getmany_batches(lines, "t.events", 4, 60)
+    seen: dict[int, list[int]] = {}
+    for b in batches:
+        assert sum(len(rs) for rs in b.values()) <= 60
+        for tp, rs in b.items():
+            for r in rs:
+                assert partition_for(r.key, 4) == tp.partition            # each event in its customer's partition
+                seen.setdefault(tp.partition, []).append(r.offset)
+    assert sum(len(v) for v in seen.values()) == len(lines)              # every event once
+    for offsets in seen.values():
+        assert offsets == list(range(len(offsets)))                       # in order, no gap
+    assert all(sum(len(rs) for rs in b.values()) == 60 for b in batches[:-1])
+    # A batch takes a partition's fetched chunk (here ~100 records) before the next partition's: a
+    # batch of 60 holds records of one partition, or the end of one chunk and the start of the next.
+    assert 60 < FETCH_BYTES // len(lines[0]) < 120
+    assert all(len(b) <= 2 for b in batches)
+    assert sum(len(b) == 1 for b in batches) > len(batches) // 3
+
+
+def test_the_batch_path_decides_and_writes_states() -> None:
+    lines = backlog(3_000, JOURNEYS, POLICIES)
+    small = time_batch_path(lines, JOURNEYS, POLICIES, batch=200)
+    large = time_batch_path(lines, JOURNEYS, POLICIES, batch=3_000)
+    assert small["events"] == large["events"] == 3_000
+    # Same decisions whatever the batching: the same outputs, fewer state writes in larger batches.
+    outputs = {k: v for k, v in small["by_topic"].items() if "internal" not in k}
+    assert outputs == {k: v for k, v in large["by_topic"].items() if "internal" not in k}
+    assert outputs["bp.decisions"] > 0 and any(k.startswith("bp.actions.") for k in outputs)
+    assert 0 < large["changelog_records_per_event"] < small["changelog_records_per_event"] <= 1
