@@ -43,17 +43,32 @@ RECORD_OVERHEAD = 20               # bytes of a record's framing in a fetched re
 # ------------------------------------------------------------------------------------- any tree
 class _Producer:
     """What the batch path calls on an aiokafka producer, acknowledged at once: records go into
-    aiokafka's own batch builder (its cost is the client's part of the path) and are counted."""
+    aiokafka's own batch builder (its cost is the client's part of the path) and are counted; with
+    ``keep`` (untimed runs only) they are also kept, for :func:`outputs_digest`."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = False) -> None:
         from aiokafka.producer.message_accumulator import BatchBuilder
 
         from orchestrator.runtime.worker import PRODUCER
-        self._builder = lambda: BatchBuilder(PRODUCER["max_batch_size"], 0)
+
+        class Kept(BatchBuilder):
+            def __init__(self, *args: Any) -> None:
+                super().__init__(*args)
+                self.kept: list[tuple[bytes | None, bytes | None]] = []
+
+            def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None) -> Any:
+                meta = super().append(timestamp=timestamp, key=key, value=value)
+                if meta is not None:
+                    self.kept.append((key, value))
+                return meta
+
+        self._builder = (lambda: Kept(PRODUCER["max_batch_size"], 0)) if keep else \
+            (lambda: BatchBuilder(PRODUCER["max_batch_size"], 0))
         self.ends: dict[tuple[str, int], int] = {}
         self.records = 0
         self.bytes = 0
         self.by_topic: dict[str, int] = {}
+        self.kept: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]] = []
 
     def create_batch(self) -> Any:
         return self._builder()
@@ -67,9 +82,32 @@ class _Producer:
         self.ends[(topic, partition)] = first + count
         self.records += count
         self.by_topic[topic] = self.by_topic.get(topic, 0) + count
+        if hasattr(batch, "kept"):
+            self.kept.append((topic, partition, batch.kept))
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         fut.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), first, -1, 0, 0))
         return fut
+
+
+def outputs_digest(kept: list[tuple[str, int, list[tuple[bytes | None, bytes | None]]]]) -> str:
+    """SHA-256 of every record the batch path sent to an output topic (actions, suppressions,
+    decisions, dead letters; not the internal topics), in each topic partition's order, each value as
+    canonical JSON without what the wall clock stamps (an action's ``decided_at``, a dead letter's
+    ``ts``)."""
+    import hashlib
+    h = hashlib.sha256()
+    for topic, partition, records in sorted(kept, key=lambda t: (t[0], t[1])):     # stable: send order kept
+        if ".internal." in topic:
+            continue
+        for key, value in records:
+            doc = orjson.loads(value or b"null")
+            if isinstance(doc, dict):
+                doc.pop("decided_at", None)
+                if topic.endswith(".dlq"):
+                    doc.pop("ts", None)
+            h.update(b"%s|%d|%s|%s\n" % (topic.encode(), partition, key or b"",
+                                          orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)))
+    return "sha256:" + h.hexdigest()
 
 
 def getmany_batches(lines: list[bytes], topic: str, partitions: int, batch: int) -> list[dict[Any, list[Any]]]:
@@ -117,7 +155,7 @@ def getmany_batches(lines: list[bytes], topic: str, partitions: int, batch: int)
 
 
 async def _drive(lines: list[bytes], journeys: Path, policies: Path, *, partitions: int, batch: int,
-                 data_dir: str) -> dict[str, Any]:
+                 data_dir: str, digest: bool = False) -> dict[str, Any]:
     import gc
 
     from orchestrator.config import Settings
@@ -140,7 +178,7 @@ async def _drive(lines: list[bytes], journeys: Path, policies: Path, *, partitio
     engine = Engine(JourneySet(loaded), pol)
     stores = Stores(settings.data_dir)
     window = Window(DedupStores(settings.data_dir, stores.memory))
-    producer = _Producer()
+    producer = _Producer(keep=digest)
     ready = set(range(partitions))
 
     async def commit(offsets: dict) -> None:
@@ -188,6 +226,8 @@ async def _drive(lines: list[bytes], journeys: Path, policies: Path, *, partitio
     stores.close()
     window.stores.close()
     n = len(lines)
+    if digest:
+        return {"events": n, "batch": batch, "outputs_digest": outputs_digest(producer.kept), "by_topic": producer.by_topic}
     return {"events": n, "batch": batch, "batches": len(batches), "cpu_s": round(cpu, 4), "wall_s": round(wall, 4),
             "cpu_s_per_1k": round(cpu / n * 1000, 5), "events_per_s": round(n / cpu, 1),
             "records_out": producer.records, "bytes_out": producer.bytes,
@@ -196,14 +236,16 @@ async def _drive(lines: list[bytes], journeys: Path, policies: Path, *, partitio
 
 
 def time_batch_path(lines: list[bytes], journeys: Path, policies: Path, *, partitions: int = 8,
-                    batch: int | None = None) -> dict[str, Any]:
+                    batch: int | None = None, digest: bool = False) -> dict[str, Any]:
     """Run the backlog ``lines`` through the batch path once, with fresh stores, in batches of up to
-    ``batch`` records (default: the worker's own ``BATCH_MAX``)."""
+    ``batch`` records (default: the worker's own ``BATCH_MAX``); with ``digest``, untimed, for the
+    :func:`outputs_digest` of what it sent."""
     if batch is None:
         from orchestrator.runtime.worker import BATCH_MAX
         batch = BATCH_MAX
     with tempfile.TemporaryDirectory(prefix="batchpath-") as data_dir:
-        return asyncio.run(_drive(lines, journeys, policies, partitions=partitions, batch=batch, data_dir=data_dir))
+        return asyncio.run(_drive(lines, journeys, policies, partitions=partitions, batch=batch, data_dir=data_dir,
+                                  digest=digest))
 
 
 def _time_main(args: argparse.Namespace) -> int:
@@ -213,7 +255,7 @@ def _time_main(args: argparse.Namespace) -> int:
         return 2
     lines = Path(args.time).read_bytes().splitlines()
     print(orjson.dumps(time_batch_path(lines, Path(args.journeys), Path(args.policies), partitions=args.partitions,
-                                       batch=args.batch)).decode())
+                                       batch=args.batch, digest=args.digest)).decode())
     return 0
 
 
@@ -229,11 +271,13 @@ def backlog(events: int, journeys: Path, policies: Path) -> list[bytes]:
     return [orjson.dumps({**e, "ts": e["ts"] + shift}) for e in parsed]
 
 
-def _run(tree: Path, path: Path, journeys: Path, policies: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _run(tree: Path, path: Path, journeys: Path, policies: Path, args: argparse.Namespace, *,
+         digest: bool = False) -> dict[str, Any]:
     from benchmarks.common import run_in_tree
     return run_in_tree(Path(__file__).resolve(), tree, [
         "--time", str(path), "--journeys", str(journeys), "--policies", str(policies),
-        "--partitions", str(args.partitions), *(["--batch", str(args.batch)] if args.batch else [])], "the batch path")
+        "--partitions", str(args.partitions), *(["--batch", str(args.batch)] if args.batch else []),
+        *(["--digest"] if digest else [])], "the batch path")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--against", metavar="REV", help="compare with this revision, alternating")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each tree with --against (default 3)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--digest", action="store_true", help="one untimed run: the digest of the outputs")
     ap.add_argument("--time", help=argparse.SUPPRESS)
     ap.add_argument("--journeys", help=argparse.SUPPRESS)
     ap.add_argument("--policies", help=argparse.SUPPRESS)
@@ -258,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         path.write_bytes(b"".join(line + b"\n" for line in backlog(args.events, journeys, policies)))
         load_before = loadavg()
         if not args.against:
-            result: dict[str, Any] = _run(ROOT, path, journeys, policies, args)
+            result: dict[str, Any] = _run(ROOT, path, journeys, policies, args, digest=args.digest)
             result["load_average"] = {"before": load_before, "after": loadavg()}
             print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
             return 0
         rounds: dict[str, list[dict[str, Any]]] = {"this": [], "against": []}
         with checkout(args.against, Path(tmp) / "tree") as other:
+            digests = {"this": _run(ROOT, path, journeys, policies, args, digest=True)["outputs_digest"],
+                       "against": _run(other, path, journeys, policies, args, digest=True)["outputs_digest"]}
             for _ in range(args.rounds):
                 rounds["against"].append(_run(other, path, journeys, policies, args))
                 rounds["this"].append(_run(ROOT, path, journeys, policies, args))
@@ -272,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"against": args.against, "events": args.events, "cpu_s_per_1k": med,
               "ratio_this_to_against": round(med["this"] / med["against"], 4),
               "records_out": {k: [r["records_out"] for r in v] for k, v in rounds.items()},
+              "outputs_digest": digests, "outputs_identical": digests["this"] == digests["against"],
               "rounds": rounds, "load_average": {"before": load_before, "after": load_after}}
     if args.json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
@@ -279,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch path, {args.events:,} events, batches of up to {args.batch or 'BATCH_MAX'}: CPU s per 1k events "
               f"this {med['this']:.4f} / {args.against} {med['against']:.4f} = {med['this'] / med['against']:.3f}x; "
               f"records out {report['records_out']}; load average {load_before} -> {load_after}")
-    return 0
+        print(f"outputs {'identical' if report['outputs_identical'] else 'DIFFERENT'}: this {digests['this']}, "
+              f"{args.against} {digests['against']}")
+    return 0 if report["outputs_identical"] else 1
 
 
 if __name__ == "__main__":

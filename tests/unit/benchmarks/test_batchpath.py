@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks.batchpath import FETCH_BYTES, backlog, getmany_batches, time_batch_path
+from benchmarks.batchpath import FETCH_BYTES, backlog, getmany_batches, outputs_digest, time_batch_path
 from orchestrator.kafkaio.clients import partition_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,3 +52,22 @@ def test_the_batch_path_decides_and_writes_states() -> None:
     assert outputs == {k: v for k, v in large["by_topic"].items() if "internal" not in k}
     assert outputs["bp.decisions"] > 0 and any(k.startswith("bp.actions.") for k in outputs)
     assert 0 < large["changelog_records_per_event"] < small["changelog_records_per_event"] <= 1
+
+
+def test_the_outputs_digest_sees_every_output_and_not_the_wall_clock() -> None:
+    action = {"action_id": "a-1", "customer_id": "c-1", "decided_at": "2026-12-06T10:00:00.000Z"}
+    kept = [("bp.actions.email", 0, [(b"c-1", orjson.dumps(action))]),
+            ("bp.internal.state-changelog", 0, [(b"cc-1", b"\x00" * 9)])]
+    base = outputs_digest(kept)
+    later = [("bp.actions.email", 0, [(b"c-1", orjson.dumps({**action, "decided_at": "2026-12-06T11:00:00.000Z"}))]),
+             ("bp.internal.state-changelog", 0, [(b"cc-1", b"\x01" * 9)])]
+    assert outputs_digest(later) == base                     # the wall clock and internal records aside
+    assert outputs_digest([("bp.actions.email", 0, [(b"c-1", orjson.dumps({**action, "action_id": "a-2"}))])]) != base
+    assert outputs_digest([("bp.actions.email", 1, [(b"c-1", orjson.dumps(action))])]) != base
+
+
+def test_the_digest_of_a_run_is_the_same_every_time() -> None:
+    lines = backlog(2_000, JOURNEYS, POLICIES)
+    first = time_batch_path(lines, JOURNEYS, POLICIES, digest=True)
+    assert first["outputs_digest"] == time_batch_path(lines, JOURNEYS, POLICIES, digest=True)["outputs_digest"]
+    assert first["outputs_digest"] == time_batch_path(lines, JOURNEYS, POLICIES, batch=300, digest=True)["outputs_digest"]
