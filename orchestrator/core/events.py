@@ -31,12 +31,27 @@ _TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 DEAD_LETTER_REASONS = WORKER_DEAD_LETTERS     # what the worker writes (docs/events.md#dead-letters)
 
 
+_TYPE_PATTERN = r"^[a-z0-9_.-]+$"
+
+
 class _Wire(msgspec.Struct, forbid_unknown_fields=False):
     """The JSON an event producer sends."""
 
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")]
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_TYPE_PATTERN)]
+    ts: str | int
+    properties: dict[str, Any] | None = None
+    account_id: str | None = None
+
+
+class _WireFast(msgspec.Struct, forbid_unknown_fields=False):
+    """:class:`_Wire` without the pattern of ``type`` (msgspec checks a pattern with ``re.search`` on
+    every value: 0.4 µs an event); :func:`parse_event` checks each type once instead."""
+
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    type: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     ts: str | int
     properties: dict[str, Any] | None = None
     account_id: str | None = None
@@ -59,6 +74,26 @@ class Rejection(msgspec.Struct, frozen=True):
 
 
 _decoder = msgspec.json.Decoder(_Wire)
+_fast_decoder = msgspec.json.Decoder(_WireFast)
+_type_ok = re.compile(_TYPE_PATTERN).search         # as msgspec checks the pattern
+_TYPES_KNOWN_MAX = 4096
+_types_known: set[str] = set()                      # event types that matched the pattern
+
+
+def _decode(raw: bytes) -> _Wire | _WireFast:
+    """The event's JSON, checked as :class:`_Wire` checks it. Whatever the fast decoder refuses (and a
+    type that does not match the pattern) is decoded again by ``_Wire``'s decoder, so the error is the
+    one it raises."""
+    try:
+        wire = _fast_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return _decoder.decode(raw)
+    if wire.type not in _types_known:
+        if _type_ok(wire.type) is None:
+            return _decoder.decode(raw)
+        if len(_types_known) < _TYPES_KNOWN_MAX:
+            _types_known.add(wire.type)
+    return wire
 
 
 def _show_ts(ms: int) -> str:
@@ -72,7 +107,7 @@ def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str,
     if len(raw) > max_bytes:
         return Rejection(DeadLetter.TOO_LARGE, f"event is {len(raw)} bytes; the limit (ORCH_MAX_EVENT_BYTES) is {max_bytes}")
     try:
-        wire = _decoder.decode(raw)
+        wire = _decode(raw)
     except msgspec.ValidationError as exc:
         return Rejection(DeadLetter.INVALID_SCHEMA, str(exc))
     except msgspec.DecodeError as exc:

@@ -43,13 +43,14 @@ class Change(NamedTuple):
 class Entry:
     """A customer's state while a batch is decided: read once, written once."""
 
-    __slots__ = ("partition", "old_due", "state", "dirty")
+    __slots__ = ("partition", "old_due", "state", "dirty", "customer_hash")
 
     def __init__(self, partition: int, old_due: bytes | None, state: CustomerState | None) -> None:
         self.partition = partition
         self.old_due = old_due                  # due prefix as stored (None: no record), for the timer index
         self.state = state
         self.dirty = False
+        self.customer_hash: bytes | None = None  # the customer's half of its duplicate-window keys, once a batch
 
 
 class Overlay:

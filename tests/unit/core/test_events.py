@@ -225,3 +225,35 @@ def test_dead_letter_with_binary_raw_and_no_coordinates() -> None:
     assert set(dl) == DEAD_LETTER_KEYS
     assert isinstance(dl["raw"], str)
     json.dumps(dl)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"event_id":"e","customer_id":"c","type":"Cart.Updated","ts":1767225600000}',         # type off the pattern
+    b'{"event_id":"e","customer_id":"c","type":"BAD","ts":"x"}',                             # and a bad ts
+    b'{"event_id":"e","type":"BAD","ts":1767225600000}',                                     # and a missing field
+    b'{"event_id":"e","customer_id":"c","type":"BAD","ts":1767225600000,"properties":[1',   # and broken JSON
+    b'{"event_id":"","customer_id":"c","type":"cart.updated","ts":1767225600000}',          # empty id
+    b'{"event_id":"e","customer_id":"c","type":"' + b"a" * 65 + b'","ts":1767225600000}',   # type too long
+    b'{"event_id":"e","customer_id":"c","type":"cart.updated","ts":1767225600000',          # broken JSON
+])
+def test_a_refused_event_gets_the_error_of_the_full_schema_check(raw: bytes) -> None:
+    """Event types are checked against their pattern once each (not by msgspec on every event); an
+    event refused for any reason gets the message the full schema check gives, whatever it contains."""
+    import msgspec
+
+    from orchestrator.core.events import _Wire
+    with pytest.raises(msgspec.DecodeError) as full:
+        msgspec.json.Decoder(_Wire).decode(raw)
+    for _ in range(2):                                   # the second time with the type cache warm
+        got = parse_event(raw, max_bytes=1 << 20, now_ms=T0, channels=CHANNELS)
+        assert isinstance(got, Rejection)
+        assert got.detail == str(full.value)
+        assert got.reason == ("invalid_schema" if isinstance(full.value, msgspec.ValidationError) else "invalid_json")
+
+
+def test_a_type_accepted_once_is_accepted_again_and_a_refused_one_never_is() -> None:
+    ok = b'{"event_id":"e","customer_id":"c","type":"cart.updated","ts":%d}' % T0
+    bad = b'{"event_id":"e","customer_id":"c","type":"cart updated","ts":%d}' % T0
+    for _ in range(3):
+        assert isinstance(parse_event(ok, max_bytes=1 << 20, now_ms=T0), Event)
+        assert isinstance(parse_event(bad, max_bytes=1 << 20, now_ms=T0), Rejection)
