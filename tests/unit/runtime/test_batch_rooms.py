@@ -251,3 +251,15 @@ async def test_drain_waits_for_a_batch_taken_off_the_queue_but_not_yet_flushed(t
     assert committed == [{tp: 7}] and checkpoint.positions == {tp: 7}
     runner.cancel()
     stores.close()
+
+
+def test_a_full_batchs_window_keys_of_one_partition_fit_one_producer_batch():
+    """The duplicate window's record of a partition and batch holds 16 bytes per event it saw first;
+    in exactly-once it goes through the collector, which stops the worker on a record that does not
+    fit a producer batch. A batch of BATCH_MAX events all of one partition must fit."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    from orchestrator.core.dedup import KEY_LEN
+    from orchestrator.runtime.worker import BATCH_MAX, PRODUCER
+    builder = BatchBuilder(PRODUCER["max_batch_size"], 0)
+    assert builder.append(timestamp=None, key=None, value=b"k" * (BATCH_MAX * KEY_LEN)) is not None
