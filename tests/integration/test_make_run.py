@@ -15,6 +15,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -41,6 +42,11 @@ class MakeRun:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             try:
+                # As from a shell on a terminal: Ctrl-C and Ctrl-\ at their defaults, whatever this test
+                # run inherited (a suite started in the background by a script has SIGINT ignored, and
+                # make, Python and pip keep an ignored SIGINT ignored).
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGQUIT, signal.SIG_DFL)
                 os.chdir(ROOT)
                 os.execvpe("make", ["make", "--no-print-directory", "run", *make_args], env)
             finally:
