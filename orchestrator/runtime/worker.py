@@ -81,10 +81,11 @@ PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batc
 # Records per loop iteration. A customer's state is read, decoded, encoded, changelogged and written
 # once per batch however many of its events the batch holds, so in a backlog larger batches cost less
 # per event: on the benchmark's backlog (python -m benchmarks.batchpath, 300,000 events) batches of
-# 2,000 records wrote 0.25 states per event and batches of 10,000 wrote 0.18. It also bounds the time
-# the loop is busy with one batch (~0.3 s at 30k events/s) and the states a batch holds decoded;
-# under a paced load batches are as small as what has arrived. The duplicate window's record of one
-# partition and batch (16 bytes per event) must fit a producer batch (PRODUCER's max_batch_size).
+# 2,000 records made 0.245 changelog records (states and journals) per event and batches of 10,000
+# made 0.182. It also bounds the time the loop is busy with one batch (~0.3 s at 30k events/s) and
+# the states a batch holds decoded; under a paced load batches are as small as what has arrived. The
+# duplicate window's record of one partition and batch (16 bytes per event) must fit a producer batch
+# (PRODUCER's max_batch_size).
 BATCH_MAX = 10_000
 FETCH_MAX_WAIT_MS = 20            # what a fetch may wait for FETCH_MIN_BYTES (see the consumer below)
 FETCH_MIN_BYTES = 64 * 1024
