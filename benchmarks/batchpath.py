@@ -6,9 +6,10 @@ the Kafka client and the event loop's network I/O.
 
 The load benchmark's backlog (:mod:`benchmarks.workload`, deterministic: seeded, fixed event ids,
 timestamps on a virtual clock ending just before now, so ``max_event_age`` enrols as in a live run)
-is cut into consumer records as aiokafka's ``getmany`` returns them: ``--batch`` records per
-batch, each event in the partition of its customer (murmur2, as the load benchmark produces), so
-none takes the re-keying hop. They run through the worker's own objects: :class:`Decider` (steps
+is cut into consumer records as aiokafka's ``getmany`` returns them in a drain (see
+:func:`getmany_batches`: each partition's fetched chunks, partition after partition, up to
+``--batch`` records a batch, by default the worker's ``BATCH_MAX``), each event in the partition
+of its customer (murmur2, as the load benchmark produces), so none takes the re-keying hop. They run through the worker's own objects: :class:`Decider` (steps
 1-2: validation, duplicate window, the engine, outputs, changelog and journal records) and
 :class:`Checkpoint` (steps 3-5: the states, journals and duplicate-window keys into RocksDB), with
 real RocksDB stores in a temporary folder and a producer that takes the records into aiokafka's own
@@ -18,7 +19,9 @@ Reported: CPU seconds of the process (``time.process_time``) per 1,000 events, e
 core, and what was produced. With ``--against REV``, fresh subprocesses of ``REV`` (a temporary
 ``git worktree``) and this tree take turns ``--rounds`` times on the same backlog, so a drift of
 the machine's speed hits both alike; the medians, their ratio and the load average are printed.
-A revision must have this tree's Decider and Checkpoint signatures.
+Before the timed rounds, one untimed run of each tree digests what it sent to the output topics
+(:func:`outputs_digest`); the command exits 1 if the two differ (``--digest`` alone prints this
+tree's). A revision must have this tree's Decider and Checkpoint signatures.
 """
 
 from __future__ import annotations
