@@ -25,7 +25,13 @@ HALF = 8
 def key(customer_id: str, event_id: str) -> bytes:
     """The 16 bytes that stand for one event of one customer: a hash of the customer id, then one of
     the event id (8 bytes each; the second is the one states before this module kept)."""
-    return event_hash(customer_id) + event_hash(event_id)
+    return key_of(event_hash(customer_id), event_id)
+
+
+def key_of(customer_hash: bytes, event_id: str) -> bytes:
+    """:func:`key` from the customer's half (``event_hash(customer_id)``), for a caller that hashes
+    the customer once for several of its events."""
+    return customer_hash + event_hash(event_id)
 
 
 def event_hash(text: str) -> bytes:

@@ -185,11 +185,11 @@ class Decider:
         if state is not None and (state.seen_ids or state.seen or state.erased_ms is not None):
             state = self._migrate(entry, key, p)
         seen = None
-        if ev is not None:                 # dedup.key(customer_id, event_id), the customer's half once a batch
+        if ev is not None:                 # the customer's half of the key hashed once a batch
             half = entry.customer_hash
             if half is None:
                 half = entry.customer_hash = dedup.event_hash(ev.customer_id)
-            seen = half + dedup.event_hash(ev.event_id)
+            seen = dedup.key_of(half, ev.event_id)
         if seen is not None and not self.window.first(p, seen):
             t.duplicate += 1               # the duplicate rule: seen within the window, ignored
             return
