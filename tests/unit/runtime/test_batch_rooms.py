@@ -4,6 +4,7 @@ the collector (records out), the transaction (a batch's customer states) and the
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import pytest
@@ -251,6 +252,95 @@ async def test_drain_waits_for_a_batch_taken_off_the_queue_but_not_yet_flushed(t
     assert committed == [{tp: 7}] and checkpoint.positions == {tp: 7}
     runner.cancel()
     stores.close()
+
+
+class _Acked:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def _acked(offset: int) -> asyncio.Future:
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(_Acked(offset))
+    return fut
+
+
+async def test_batches_handed_over_within_a_step_interval_are_made_durable_in_one_step(tmp_path):
+    """At-least-once, the checkpoint steps at most every STEP_EVERY_S: the batches handed over meanwhile
+    get one RocksDB write per partition (states and journals, in batch order: the later value of a key
+    stays, its timer moves), one duplicate-window record and write per partition, one commit."""
+    from orchestrator.core.dedup import KEY_LEN
+    from orchestrator.runtime.checkpoint import STEP_EVERY_S
+    from orchestrator.runtime.store import due_bytes, timer_key
+
+    stores = Stores(str(tmp_path))
+    dedup = DedupStores(str(tmp_path), stores.memory)
+    window = Window(dedup)
+    committed: list[dict] = []
+    sent_seen: list[dict] = []
+
+    async def commit(offsets):  # noqa: ANN001, ANN202
+        committed.append(offsets)
+
+    async def send_seen(keys):  # noqa: ANN001, ANN202
+        sent_seen.append(keys)
+        return {p: 100 + p for p in keys}
+
+    def fail(exc):  # noqa: ANN001, ANN202
+        raise exc
+
+    checkpoint = Checkpoint(stores, commit, {0, 1}, fail, on_ticks_done=lambda keys: None,
+                            on_timer_indexed=lambda p, key: None, window=window, send_seen=send_seen)
+    writes: list[int] = []
+    for p in (0, 1):
+        for store in (stores.get(p), dedup.get(p)):
+            real = store.write
+
+            def counted(*args, _p=p, _real=real):  # noqa: ANN002, ANN202
+                writes.append(_p)
+                return _real(*args)
+            store.write = counted
+    first, later = encode_value(state(1_000)), encode_value(state(2_000))
+    k1, k2, k3 = (bytes([n]) * KEY_LEN for n in (1, 2, 3))
+    tp0, tp1 = TopicPartition("t.events", 0), TopicPartition("t.events", 1)
+    batches = [
+        Flush(1, [], [(0, _acked(10), 1)], {0: [Change(b"c", None, first)]}, {tp0: 5}, [], seen={0: k1}),
+        Flush(2, [], [(0, _acked(11), 2), (1, _acked(20), 1)],
+              {0: [Change(b"c", first[:DUE_LEN], later)], 1: [Change(b"d", None, first)]}, {tp0: 9, tp1: 3}, [],
+              seen={0: k2, 1: k3}),
+    ]
+    for flush in batches:
+        for p, changes in flush.changes.items():
+            for change in changes:
+                checkpoint.overlay.values[change.key] = (flush.seq, change.new)
+        for blob in flush.seen.values():
+            window.overlay[blob] = flush.seq
+    checkpoint._stepped_at = time.monotonic()          # a step has just been made
+    runner = asyncio.create_task(checkpoint.run())
+    for flush in batches:
+        await checkpoint.hand_over(flush)
+        for _ in range(100):                            # the checkpoint takes the first one at once
+            if checkpoint._queue.empty():
+                break
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)
+    await asyncio.sleep(STEP_EVERY_S * 3)
+    await asyncio.wait_for(checkpoint.drain(), 5)
+    runner.cancel()
+
+    assert sorted(writes) == [0, 0, 1, 1], "one state write and one window write per partition"
+    assert sent_seen == [{0: k1 + k2, 1: k3}]
+    assert stores.get(0).get(b"c") == later and stores.get(1).get(b"d") == first
+    assert stores.get(0).changelog_offset() == 12 and stores.get(1).changelog_offset() == 20
+    db = stores.get(0).db
+    assert db.get(timer_key(due_bytes(2_000), b"c")) is not None and db.get(timer_key(due_bytes(1_000), b"c")) is None
+    assert dedup.get(0).seen(k1) and dedup.get(0).seen(k2) and dedup.get(1).seen(k3)
+    assert dedup.get(0).changelog_offset() == 100 and dedup.get(1).changelog_offset() == 101
+    assert checkpoint.overlay.values == {} and window.overlay == {}
+    assert committed == [{tp0: 9, tp1: 3}]
+    stores.close()
+    dedup.close()
 
 
 def test_a_full_batchs_window_keys_of_one_partition_fit_one_producer_batch():
