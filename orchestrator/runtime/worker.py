@@ -88,6 +88,7 @@ PRODUCER = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, "max_batc
 # (PRODUCER's max_batch_size).
 BATCH_MAX = 10_000
 FETCH_MAX_WAIT_MS = 5             # what a fetch may wait for FETCH_MIN_BYTES (see the consumer below)
+FETCH_MAX_WAIT_EOS_MS = 20        # the same in exactly-once, where every batch is a transaction per partition
 FETCH_MIN_BYTES = 64 * 1024
 GC_YOUNG = 20_000                 # allocations between young-generation collections (Python's default: 700)
 POLL_MS = 100
@@ -187,7 +188,12 @@ class Worker:
             # latency phase, 3 alternating pairs), 20 ms made event-to-action p50 43-49 ms at 0.077-0.085
             # CPU s per 1k events, 5 ms made it 14-18 ms at 0.078-0.090; at 3,000 events/s, p50 26-28 ->
             # 12-13 ms and 0.103-0.116 -> 0.153-0.164 CPU s per 1k. A drain fills a fetch at once either way.
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, fetch_min_bytes=FETCH_MIN_BYTES,
+            # Exactly-once waits longer: a partition's outputs are visible when its transaction commits,
+            # and its next batch waits for that commit, so smaller batches only made more transactions
+            # (at 7,000 events/s, two alternating pairs: p50 / p99 81-115 / 275-294 ms at 0.101-0.107 CPU s
+            # per 1k with 5 ms, 63-70 / 227-264 ms at 0.098 with 20 ms).
+            fetch_max_wait_ms=FETCH_MAX_WAIT_EOS_MS if s.exactly_once else FETCH_MAX_WAIT_MS,
+            fetch_min_bytes=FETCH_MIN_BYTES,
             max_partition_fetch_bytes=1024 * 1024)
         await self.producer.start()
         await self.restorer.start()
