@@ -26,7 +26,8 @@ FEEDBACK_TYPES = frozenset({
 })
 PROFILE_UPDATED = "profile.updated"
 PROFILE_ERASED = "profile.erased"
-_TYPE_PATTERN = r"^[a-z0-9_.-]+$"
+_TYPE_PATTERN = r"^[a-z0-9_.-]+$"                    # the wire's check (its length is checked apart)
+EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")       # an event type whole: what journeys and expressions accept
 
 DEAD_LETTER_REASONS = WORKER_DEAD_LETTERS     # what the worker writes (docs/events.md#dead-letters)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.core import yamlsrc
 from orchestrator.core.durations import parse_duration_ms, parse_percent
+from orchestrator.core.events import EVENT_TYPE
 from orchestrator.core.expressions import Expression, compile_expression
 from orchestrator.core.journeys import (EXEMPTIBLE, REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, EventTypes, ExitNode,
                                         Journey, Node, SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode,
@@ -22,7 +23,6 @@ from orchestrator.core.namespaces import field_problem
 from orchestrator.errors import DefinitionError, ExpressionError
 
 JOURNEY_ID = re.compile(r"^[a-z0-9-]{1,64}$")
-EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TEMPLATE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 EXIT_REASON = re.compile(r"^[a-z0-9_-]{1,32}$")

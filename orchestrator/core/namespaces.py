@@ -8,10 +8,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from orchestrator.core.events import Event
+from orchestrator.core.events import EVENT_TYPE, Event
 from orchestrator.core.state import DAY_MS, CustomerState, Instance
 from orchestrator.core.timeutil import format_ts
-
 
 _NAMES = frozenset(("event", "profile", "journey", "engagement", "activity", "session", "now"))
 _EVENT_FIELDS = ("event_id", "customer_id", "type", "ts", "properties", "account_id")
@@ -29,7 +28,6 @@ _OPEN = {"event": "properties", "journey": "vars"}            # the open part of
 _FIXED = {"event": EVENT_FIELDS, "journey": JOURNEY_FIELDS, "session": SESSION_FIELDS}
 _LISTS = {("session", "categories")}                          # read an item as [0]
 _TYPE_PART = re.compile(r"^[a-z0-9_-]{1,64}$")                # one part of an event type (docs/events.md#the-event)
-_EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 
 def show_path(path: tuple[str | int, ...]) -> str:
@@ -101,7 +99,7 @@ def _activity_problem(path: tuple[str | int, ...], shown: str) -> str | None:
     for i, part in enumerate(parts):
         if not isinstance(part, str):
             return f"{part!r} is not an event type: {shown} has no value ({usage})"
-        if "." in part and i == 0 and len(parts) == 1 and _EVENT_TYPE.match(part):
+        if "." in part and i == 0 and len(parts) == 1 and EVENT_TYPE.match(part):
             continue
         if "." in part:
             return (f"{part!r} with its dots is read only right after activity, as "
