@@ -8,12 +8,13 @@ The load benchmark's backlog (:mod:`benchmarks.workload`, deterministic: seeded,
 timestamps on a virtual clock ending just before now, so ``max_event_age`` enrols as in a live run)
 is cut into consumer records as aiokafka's ``getmany`` returns them in a drain (see
 :func:`getmany_batches`: each partition's fetched chunks, partition after partition, up to
-``--batch`` records a batch, by default the worker's ``BATCH_MAX``), each event in the partition
-of its customer (murmur2, as the load benchmark produces), so none takes the re-keying hop. They run through the worker's own objects: :class:`Decider` (steps
-1-2: validation, duplicate window, the engine, outputs, changelog and journal records) and
-:class:`Checkpoint` (steps 3-5: the states, journals and duplicate-window keys into RocksDB), with
-real RocksDB stores in a temporary folder and a producer that takes the records into aiokafka's own
-batches (``create_batch``/``append``) and acknowledges them at once, so nothing leaves the process.
+``--batch`` records a batch, by default the worker's ``BATCH_MAX``), each event in the partition of
+its customer (murmur2, as the load benchmark produces), so none takes the re-keying hop. They run
+through the worker's own objects: :class:`Decider` (steps 1-2: validation, duplicate window, the
+engine, outputs, changelog and journal records) and :class:`Checkpoint` (steps 3-5: the states,
+journals and duplicate-window keys into RocksDB), with real RocksDB stores in a temporary folder and
+a producer that takes the records into aiokafka's own batches (``create_batch``/``append``) and
+acknowledges them at once, so nothing leaves the process.
 
 Reported: CPU seconds of the process (``time.process_time``) per 1,000 events, events/s of one
 core, and what was produced. With ``--against REV``, fresh subprocesses of ``REV`` (a temporary
