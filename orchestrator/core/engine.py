@@ -26,8 +26,8 @@ from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNod
 from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies, zone
-from orchestrator.core.state import (ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance,
-                                     engagement_for, prune_stamps, record_activity)
+from orchestrator.core.activity import engagement_for, prune_stamps, record_activity
+from orchestrator.core.state import ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.vocabulary import Outcome, SuppressionReason, Topic, actions
 
@@ -51,14 +51,19 @@ class Lifecycle(NamedTuple):
     reason: str         # exit reason ("" for an entry)
 
 
-class _Effects(list):
-    """list[Output] of one decision, which also collects Lifecycle records and carries the
-    decider's clock, for ``decided_at``."""
+class _Effects:
+    """What one decision collects: its outputs, its Lifecycle records, and the decider's clock, for
+    ``decided_at``. (A plain class, not a list subclass: the compiled build makes it a native class.)"""
+
+    __slots__ = ("outputs", "lifecycle", "wall_ms")
 
     def __init__(self, wall_ms: int) -> None:
-        super().__init__()
+        self.outputs: list[Output] = []
         self.lifecycle: list[Lifecycle] = []
         self.wall_ms = wall_ms
+
+    def append(self, output: Output) -> None:
+        self.outputs.append(output)
 
 
 def event_time(state: CustomerState, event: Event) -> int:
@@ -129,7 +134,7 @@ class Engine:
         etype = event.type
         if etype == ev_mod.PROFILE_ERASED:
             self._erase(state, event, now_ms, out)
-            return Result(None, out, lifecycle=out.lifecycle)
+            return Result(None, out.outputs, lifecycle=out.lifecycle)
         record_activity(state, etype, event.ts_ms, event.properties)
         invalid: tuple[str, ...] = ()
         if etype == ev_mod.PROFILE_UPDATED:
@@ -169,7 +174,7 @@ class Engine:
         if etype in self.journeys.by_entry and event.ts_ms >= wall_ms - self.policies.max_event_age_ms:
             for j in self.journeys.by_entry[etype]:
                 self._try_enter(state, j, event, now_ms, out)
-        return Result(state, out, lifecycle=out.lifecycle, invalid_fields=invalid)
+        return Result(state, out.outputs, lifecycle=out.lifecycle, invalid_fields=invalid)
 
     def on_timer(self, state: CustomerState | None, customer_id: str, until_ms: int, wall_ms: int) -> Result:
         """Fire every timer of this customer due at or before ``until_ms``, each at its own due time
@@ -181,7 +186,7 @@ class Engine:
             return Result(None, [])
         out = _Effects(wall_ms)
         self._fire_due(state, customer_id, until_ms, out)
-        return Result(state, out, lifecycle=out.lifecycle)
+        return Result(state, out.outputs, lifecycle=out.lifecycle)
 
     def _decided_at(self, wall_ms: int) -> str:
         """``decided_at``: the decider's clock, formatted once per value (format_ts's own cache holds

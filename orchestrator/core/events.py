@@ -157,3 +157,13 @@ def dead_letter(rejection: Rejection, *, topic: str, partition: int | None, offs
         detail += f" (raw cut to the first {max_raw_bytes} of {len(data)} bytes)"
     return {"reason": rejection.reason, "detail": detail, "topic": topic, "partition": partition,
             "offset": offset, "raw": text, "ts": format_ts(now_ms)}
+
+
+class EventTypes(tuple[str, ...]):
+    """Event types where a definition accepts one or a list: any of them matches (docs/journeys.md#event-types).
+
+    Its text is the types joined by commas (``cart.updated,checkout.started``), as listings show it.
+    """
+
+    def __str__(self) -> str:
+        return ",".join(self)

@@ -171,13 +171,13 @@ class _Compiler:
         if isinstance(node, ast.Name):
             return self._name(node.id)
         if isinstance(node, ast.Attribute):
-            return self._access(node.value, lambda ns, now, attr=node.attr: attr, node.attr)
+            return self._access(node.value, node.attr, node.attr)
         if isinstance(node, ast.Subscript):
             key = node.slice
             if not (isinstance(key, ast.Constant) and isinstance(key.value, (str, int))
                     and not isinstance(key.value, bool)):
                 raise self.fail("only a constant string or integer may be used inside [...]")
-            return self._access(node.value, lambda ns, now, k=key.value: k, str(key.value))
+            return self._access(node.value, key.value, str(key.value))
         if isinstance(node, ast.BoolOp):
             parts = [self.compile(v) for v in node.values]
             if isinstance(node.op, ast.And):
@@ -211,9 +211,10 @@ class _Compiler:
                 return _sign
             raise self.fail(f"operator {type(node.op).__name__} is not allowed")
         if isinstance(node, ast.BinOp):
-            op = _BINOPS.get(type(node.op))
-            if op is None:
+            found = _BINOPS.get(type(node.op))
+            if found is None:
                 raise self.fail(f"operator {type(node.op).__name__} is not allowed")
+            op = found
             left, right = self.compile(node.left), self.compile(node.right)
             numeric_only = isinstance(node.op, (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Sub))
 
@@ -232,17 +233,17 @@ class _Compiler:
             first = self.compile(node.left)
             ops = []
             for op_node, comparator in zip(node.ops, node.comparators):
-                op = _CMPOPS.get(type(op_node))
-                if op is None:
+                cmp = _CMPOPS.get(type(op_node))
+                if cmp is None:
                     raise self.fail(f"comparison {type(op_node).__name__} is not allowed (use == or !=)")
-                ops.append((op, self.compile(comparator)))
+                ops.append((cmp, self.compile(comparator)))
 
             def _compare(ns: Namespaces, now: int) -> bool:
                 a = first(ns, now)
-                for op, comparator in ops:
+                for cmp, comparator in ops:
                     b = comparator(ns, now)
                     try:
-                        if not op(a, b):
+                        if not cmp(a, b):
                             return False
                     except TypeError:
                         return False
@@ -270,7 +271,7 @@ class _Compiler:
         self.names.add(name)
         return lambda ns, now: ns.get(name)
 
-    def _access(self, base: ast.AST, key: Fn, label: str) -> Fn:
+    def _access(self, base: ast.AST, key: str | int, label: str) -> Fn:
         if label.startswith("_"):
             raise self.fail(f"field names may not start with an underscore: {label!r}")
         if not isinstance(base, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)):
@@ -291,10 +292,9 @@ class _Compiler:
             else:
                 break
             node = node.value
-        const_key = key(None, 0)
         if isinstance(node, ast.Name) and node.id in NAMESPACES:
             self._name(node.id)                     # checks and records the name
-            keys = (*reversed(path), const_key)
+            keys = (*reversed(path), key)
             for k in keys[:-1]:
                 if isinstance(k, str) and k.startswith("_"):
                     raise self.fail(f"field names may not start with an underscore: {k!r}")
@@ -313,4 +313,4 @@ class _Compiler:
                 return v
             return _walk
         parent = self.compile(base)
-        return lambda ns, now: lookup(parent(ns, now), key(ns, now))
+        return lambda ns, now: lookup(parent(ns, now), key)

@@ -8,19 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.core.events import EventTypes
 from orchestrator.core.expressions import Expression
 from orchestrator.core.ids import bucket
 from orchestrator.core.localtime import ALL_DAYS, Window, format_clock, format_days
-
-
-class EventTypes(tuple[str, ...]):
-    """Event types where a definition accepts one or a list: any of them matches (docs/journeys.md#event-types).
-
-    Its text is the types joined by commas (``cart.updated,checkout.started``), as listings show it.
-    """
-
-    def __str__(self) -> str:
-        return ",".join(self)
 
 
 @dataclass(frozen=True)

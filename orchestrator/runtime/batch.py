@@ -31,7 +31,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import msgspec
 import orjson
@@ -150,9 +150,9 @@ class Decider:
             partitions = set()
         sent = await collector.submit()
         flush = Flush(self._seq, [b.future for b in sent],
-                      [(b.partition, b.future, b.count) for b in sent if b.topic == changelog],
+                      [(b.partition, b.future, b.records) for b in sent if b.topic == changelog],
                       changes, commits, self._ticks, journals, seen,
-                      [(b.partition, b.future, b.count) for b in sent if b.topic == self.dedup_changelog], partitions)
+                      [(b.partition, b.future, b.records) for b in sent if b.topic == self.dedup_changelog], partitions)
         self._tx = Transaction(self.stores, self.checkpoint.overlay, 0)
         self._ticks = []
         return flush
@@ -168,7 +168,7 @@ class Decider:
             t.replayed += len(replayed)
             self._seen_again(value, source, p)
             return
-        due = tick_due(value) if source == INTERNAL else None
+        due = tick_due(value) if source == INTERNAL and not isinstance(value, Event) else None
         if due is not None:
             ev = None
         elif isinstance(value, Event):
@@ -205,13 +205,13 @@ class Decider:
                 self.window.forget(p, seen)      # not decided: a redelivery is tried again
             self._engine_error(exc, "in the engine, firing timers" if ev is None else f"in the engine, deciding an "
                                f"event of type {ev.type}", key, source, p, offset,
-                               value if ev is None else msgspec.json.encode(ev), event=ev is not None)
+                               cast(bytes, value) if ev is None else msgspec.json.encode(ev), event=ev is not None)
             return
-        if ev is None:
+        if ev is not None:
+            t.event(ev.ts_ms)
+        elif due is not None:              # (always, for a wake-up)
             t.fired(now, due)
             self._ticks.append(timer_key(due, key))
-        else:
-            t.event(ev.ts_ms)
         t.decided(result)
         journaled = self._emit(key, ev, result.outputs, p) if result.outputs else []
         if self.journal is not None:       # every decided input, outputs or not: a replay decides none again
@@ -232,7 +232,7 @@ class Decider:
     def _seen_again(self, value: bytes | Event, source: bytes, p: int) -> None:
         """A replayed event: the duplicate window learns it again (its record may not have reached Kafka
         before the crash, though the batch's states and journal did)."""
-        if source == INTERNAL and tick_due(value) is not None:
+        if source == INTERNAL and not isinstance(value, Event) and tick_due(value) is not None:
             return
         try:
             ev = value if isinstance(value, Event) else decode_event(value)

@@ -32,7 +32,7 @@ class Sent(NamedTuple):
     topic: str
     partition: int
     future: asyncio.Future
-    count: int
+    records: int                  # (not `count`: a tuple has a method of that name)
 
 
 class Collector:

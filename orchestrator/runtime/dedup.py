@@ -42,7 +42,7 @@ class DedupStore:
         self.db = Rdict(str(path), options=opts, column_families={"default": opts} if path.exists() else None,
                         access_type=AccessType.with_ttl(TTL_S))
         self._write_opts = WriteOptions()
-        self._write_opts.disable_wal = True        # the changelog is the log, as for the states
+        self._write_opts.disable_wal = True        # type: ignore[method-assign,assignment]  # a property; the changelog is the log
 
     def close(self) -> None:
         self.db.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import orjson
 import pytest
 
 from orchestrator.config import Settings
 from orchestrator.core import Engine, Policies
+from orchestrator.core.events import EventTypes
+from orchestrator.core.expressions import Expression
 from orchestrator.errors import WorkerFailure
 from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime.batch import Decider
@@ -31,13 +34,18 @@ nodes:
 """
 
 
-class Raising(Engine):
-    """An engine with a bug: it raises on events of type ``boom``."""
+def _bug(ns, now_ms):  # noqa: ANN001, ANN202 - an Expression's function
+    raise RuntimeError("a bug that must not stop the partition (message may quote c-1)")
 
-    def on_event(self, state, event, wall_ms):  # noqa: ANN001, ANN201 - the Engine's signature
-        if event.type == "boom":
-            raise RuntimeError("a bug that must not stop the partition (message may quote c-1)")
-        return super().on_event(state, event, wall_ms)
+
+def with_a_bug() -> list:
+    """The journeys of these tests, and one with a bug: its entry condition raises on events of type
+    ``boom``, after the engine has already changed the customer's state for the event (its time, its
+    activity); a real Engine decides them all."""
+    instant = journey(INSTANT)
+    buggy = replace(instant, id="buggy", entry_on=EventTypes(("boom",)),
+                    entry_if=Expression("bug()", _bug, frozenset()))
+    return [instant, buggy]
 
 
 NOW = int(time.time() * 1000)         # the batch path's max_event_age is measured against the wall clock
@@ -51,7 +59,7 @@ def fail(exc: BaseException):  # noqa: ANN201
 def batch(tmp_path):
     settings = Settings(topic_prefix="t", partitions=1, data_dir=str(tmp_path))
     policies = Policies()
-    engine = Raising([journey(INSTANT)], policies)
+    engine = Engine(with_a_bug(), policies)
     stores = Stores(settings.data_dir)
     metrics = Metrics(policies.channels)
     producer = FakeProducer()

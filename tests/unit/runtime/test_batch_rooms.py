@@ -42,7 +42,7 @@ async def test_the_collector_places_keys_with_the_partitioner_and_sends_on_submi
     p = partition_for(b"c-1", 4)
     assert producer.on("out") == [(p, b"c-1", b"a"), (p, b"c-1", b"b")]
     assert producer.on("log") == [(3, b"c-1", b"x")]
-    assert sorted((s.topic, s.partition, s.count) for s in sent) == [("log", 3, 1), ("out", p, 2)]
+    assert sorted((s.topic, s.partition, s.records) for s in sent) == [("log", 3, 1), ("out", p, 2)]
     assert await out.submit() == []                       # the next batch starts empty
 
 
@@ -62,7 +62,7 @@ async def test_a_full_producer_batch_starts_another_and_a_record_too_big_for_any
     for i in range(5):
         out.send("out", b"k", str(i).encode(), 0)
     sent = await out.submit()
-    assert [s.count for s in sent] == [2, 2, 1] and [v for _, _, v in producer.on("out")] == [b"0", b"1", b"2",
+    assert [s.records for s in sent] == [2, 2, 1] and [v for _, _, v in producer.on("out")] == [b"0", b"1", b"2",
                                                                                                 b"3", b"4"]
     producer.create_batch = lambda: FakeBatch(max_records=0)          # type: ignore[method-assign]
     with pytest.raises(WorkerFailure):
