@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ORCH := $(VENV)/bin/orchestrator
 PYTEST_ARGS ?=
+PURE_PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test promtool graphviz unit kafka-up kafka-down kafka-status bench clean
@@ -15,7 +16,10 @@ help: ## list the targets
 # The install and `run` are orchestrator/admin/makerun.py, run with $(PYTHON) before the venv exists:
 # a step per line, the stamp touched only after a complete install, and for `run` Ctrl-C at any
 # moment (install, broker start, demo) as a clean stop, exit 0.
-$(VENV)/.installed: pyproject.toml
+# The install compiles the hot path (setup.py, orchestrator/compiled.py): it is redone when one of
+# those sources changes too.
+COMPILED_SOURCES := $(shell sed -n 's/^    "orchestrator\.\([a-z_.]*\)",$$/orchestrator.\1/p' orchestrator/compiled.py | tr . / | sed 's/$$/.py/')
+$(VENV)/.installed: pyproject.toml setup.py $(COMPILED_SOURCES)
 	@$(PYTHON) -m orchestrator.admin.makerun install --venv $(VENV)
 
 venv: $(VENV)/.installed ## create .venv and install the package with its test dependencies
@@ -30,6 +34,10 @@ test: venv promtool graphviz ## unit, repository and integration tests against a
 	fi; \
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$started = 1 ]; then $(ORCH) kafka down; fi; \
+	if [ $$rc = 0 ] && $(PY) -c 'import sys, orchestrator.compiled as c; sys.exit(c.BUILD != "compiled")'; then \
+	  echo "the unit tests again, on the plain-Python build (ORCH_PURE_PYTHON=1)"; \
+	  ORCH_PURE_PYTHON=1 $(PY) -m pytest -q -m 'not integration' $(PURE_PYTEST_ARGS); rc=$$?; \
+	fi; \
 	exit $$rc
 
 promtool: ## install promtool (Debian package prometheus, no recommends; its service stays off) if missing

@@ -15,3 +15,9 @@ Rooms (imports only point downwards; ``tests/repo/test_boundaries.py`` checks it
 """
 
 __version__ = "0.1.0"
+
+# Before any of the compiled hot path is imported: run it compiled only if the install compiled it
+# from the sources as they are now (orchestrator/compiled.py).
+from orchestrator import compiled as _compiled  # noqa: E402
+
+_compiled.select()

@@ -10,7 +10,7 @@ import sys
 
 import orjson
 
-from orchestrator import __version__
+from orchestrator import __version__, compiled
 from orchestrator.errors import ConfigError, DefinitionError, OrchestratorError
 
 
@@ -146,7 +146,7 @@ def at_least_1(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orchestrator", description="Real-time journey orchestration on Kafka.")
-    p.add_argument("--version", action="version", version=f"orchestrator {__version__}")
+    p.add_argument("--version", action="version", version=f"orchestrator {__version__}, hot path {compiled.describe()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     w = sub.add_parser("worker", help="run a worker (consumes events, produces actions)")

@@ -14,7 +14,8 @@ worker and broker (:mod:`orchestrator.admin.demo`).
 
 **The install** (one line per step): ``.venv`` is created when it has no working pip (also after a
 creation that was interrupted), the package is installed with its test dependencies, and only then is
-``.venv/.installed`` touched. A stamp older than ``pyproject.toml``, or none, means "install again",
+``.venv/.installed`` touched. A stamp older than ``pyproject.toml`` (or ``setup.py``, or a source the
+install compiles: orchestrator/compiled.py), or none, means "install again",
 as the Makefile's rule says; an interrupted install leaves the stamp as it was, so the next
 ``make run`` installs again instead of trusting a half-installed ``.venv``.
 """
@@ -77,10 +78,19 @@ def stamp_of(venv: Path) -> Path:
     return venv / ".installed"
 
 
-def up_to_date(venv: Path, pyproject: Path = Path("pyproject.toml")) -> bool:
-    """The Makefile's rule: the stamp exists and is not older than ``pyproject.toml``."""
+def install_inputs(root: Path = Path(".")) -> list[Path]:
+    """What the install is made from besides ``pyproject.toml``: ``setup.py`` and the sources it
+    compiles (orchestrator/compiled.py), as the Makefile's rule lists them."""
+    from orchestrator import compiled
+    return [root / "setup.py", *(compiled.source_of(m, root / "orchestrator") for m in compiled.MODULES)]
+
+
+def up_to_date(venv: Path, pyproject: Path = Path("pyproject.toml"), others: list[Path] | None = None) -> bool:
+    """The Makefile's rule: the stamp exists and is not older than ``pyproject.toml``, ``setup.py`` or a
+    source the install compiles."""
     try:
-        return stamp_of(venv).stat().st_mtime >= pyproject.stat().st_mtime
+        stamp = stamp_of(venv).stat().st_mtime
+        return all(stamp >= p.stat().st_mtime for p in [pyproject, *(install_inputs() if others is None else others)])
     except OSError:
         return False
 
@@ -151,7 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     give_back = take_terminal()
     try:
         if not up_to_date(args.venv):
-            print(f"setting up {args.venv} (the first time, and again when pyproject.toml changes)")
+            print(f"setting up {args.venv} (the first time, and again when pyproject.toml, setup.py or a "
+                  "compiled source changes)")
             install(args.venv, args.python)
         # The demo stops what it started on Ctrl-C and says so; this process only waits for it.
         interrupted: list[int] = []

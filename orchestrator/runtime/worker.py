@@ -53,6 +53,7 @@ from typing import NoReturn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from orchestrator import compiled
 from orchestrator.config import Settings
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
 from orchestrator.core.journeyfiles import journey_dir_problem
@@ -394,8 +395,9 @@ def run_worker(settings: Settings) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG, 50, 100)
-        log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions",
-                 len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions)
+        log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions, hot path %s",
+                 len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions,
+                 compiled.describe())
 
     try:
         serve(lambda: Worker(settings, published, end), started=started)

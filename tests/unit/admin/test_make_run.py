@@ -33,13 +33,33 @@ def test_an_install_is_trusted_only_with_a_stamp_newer_than_pyproject(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text("[project]\n")
     venv = tmp_path / "venv"
-    assert not makerun.up_to_date(venv, pyproject)                     # never completed
+    assert not makerun.up_to_date(venv, pyproject, [])                 # never completed
     venv.mkdir()
     makerun.stamp_of(venv).touch()
-    assert makerun.up_to_date(venv, pyproject)
+    assert makerun.up_to_date(venv, pyproject, [])
     later = time.time() + 10
     os.utime(pyproject, (later, later))                                # pyproject.toml changed since
-    assert not makerun.up_to_date(venv, pyproject)
+    assert not makerun.up_to_date(venv, pyproject, [])
+
+
+def test_an_install_is_made_again_when_setup_py_or_a_compiled_source_changes(tmp_path):
+    from orchestrator import compiled
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[project]\n")
+    inputs = makerun.install_inputs(ROOT)
+    assert inputs[0] == ROOT / "setup.py"
+    assert {p.relative_to(ROOT).as_posix() for p in inputs[1:]} == {
+        m.replace(".", "/") + ".py" for m in compiled.MODULES}
+    assert all(p.exists() for p in inputs)
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    engine = tmp_path / "engine.py"
+    engine.write_text("")
+    makerun.stamp_of(venv).touch()
+    assert makerun.up_to_date(venv, pyproject, [engine])
+    later = time.time() + 10
+    os.utime(engine, (later, later))                                   # a compiled source edited since
+    assert not makerun.up_to_date(venv, pyproject, [engine])
 
 
 def test_a_venv_without_pip_is_made_again(tmp_path):
