@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ORCH := $(VENV)/bin/orchestrator
 PYTEST_ARGS ?=
-PURE_PYTEST_ARGS ?=
+PURE_PYTEST_ARGS ?= tests/unit
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test promtool graphviz unit kafka-up kafka-down kafka-status bench clean

@@ -133,8 +133,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
                 else:                           # a program of the venv just made
                     argv = [str(img.path(step[0])), *step[1:]]
                 proc = subprocess.run(argv, cwd=img.path(workdir), capture_output=True, timeout=PIP_TIMEOUT_S,
-                                      env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                                           "PYTHONPATH": ""})
+                                      env={**{k: v for k, v in os.environ.items() if k != "ORCH_PURE_PYTHON"},
+                                           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONPATH": ""})
                 assert proc.returncode == 0, f"{step}: {proc.stderr.decode()[-3000:]}"
     for ins, args in runtime:
         if ins == "COPY" and args.startswith("--from=build "):
