@@ -3,6 +3,7 @@ the Kafka client and the event loop's network I/O.
 
     python -m benchmarks.batchpath [--events N] [--batch B] [--partitions P]
     python -m benchmarks.batchpath --against REV [--rounds R]      # two trees, alternating
+    python -m benchmarks.batchpath --against FOLDER                # a tree as it is (compiled or not)
 
 The load benchmark's backlog (:mod:`benchmarks.workload`, deterministic: seeded, fixed event ids,
 timestamps on a virtual clock ending just before now, so ``max_event_age`` enrols as in a live run)
@@ -18,7 +19,8 @@ acknowledges them at once, so nothing leaves the process.
 
 Reported: CPU seconds of the process (``time.process_time``) per 1,000 events, events/s of one
 core, and what was produced. With ``--against REV``, fresh subprocesses of ``REV`` (a temporary
-``git worktree``) and this tree take turns ``--rounds`` times on the same backlog, so a drift of
+``git worktree``, which runs plain Python: nothing compiled it; or a folder holding a tree, used as it
+is) and this tree take turns ``--rounds`` times on the same backlog, so a drift of
 the machine's speed hits both alike; the medians, their ratio and the load average are printed.
 Before the timed rounds, one untimed run of each tree digests what it sent to the output topics
 (:func:`outputs_digest`); the command exits 1 if the two differ (``--digest`` alone prints this

@@ -229,7 +229,12 @@ class Proc(ChildProcess):
 
 @contextlib.contextmanager
 def checkout(rev: str, where: Path) -> Iterator[Path]:
-    """Git revision ``rev`` of this repository checked out (detached) at ``where``, removed afterwards."""
+    """Git revision ``rev`` of this repository checked out (detached) at ``where``, removed afterwards;
+    or, if ``rev`` is a folder, that tree as it is (e.g. a checkout whose hot path was compiled with
+    ``python setup.py build_ext --inplace``: a fresh checkout runs plain Python)."""
+    if Path(rev).is_dir():
+        yield Path(rev).resolve()
+        return
     added = subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=ROOT,
                            capture_output=True, text=True)
     if added.returncode != 0:
