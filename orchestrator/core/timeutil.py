@@ -34,6 +34,7 @@ def parse_ts_ms(value: object) -> int | None:
 
 _last: tuple[int, str] = (-1, "")   # one decision stamps many records with the same "now"
 _last_ms: tuple[int, str] = (-1, "")
+_MILLIS = tuple(f".{n:03d}Z" for n in range(1000))     # the text after the seconds, by millisecond
 
 
 def format_ts(ms: int) -> str:
@@ -42,11 +43,11 @@ def format_ts(ms: int) -> str:
     done = _last_ms                     # one read: safe even if threads share the cache
     if done[0] == ms:
         return done[1]
-    seconds, millis = divmod(int(ms), 1000)
+    seconds = ms // 1000
     last = _last
     if last[0] != seconds:
         last = (seconds, datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
         _last = last
-    text = f"{last[1]}.{millis:03d}Z"
+    text = last[1] + _MILLIS[ms - seconds * 1000]
     _last_ms = (ms, text)
     return text

@@ -257,3 +257,20 @@ def test_a_type_accepted_once_is_accepted_again_and_a_refused_one_never_is() -> 
     for _ in range(3):
         assert isinstance(parse_event(ok, max_bytes=1 << 20, now_ms=T0), Event)
         assert isinstance(parse_event(bad, max_bytes=1 << 20, now_ms=T0), Rejection)
+
+
+def test_format_ts_writes_rfc3339_utc_with_milliseconds_for_any_epoch_ms():
+    from datetime import datetime, timezone
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(st.integers(min_value=-31_536_000_000, max_value=253_402_300_799_999))   # years 1969 to 9999
+    def check(ms: int) -> None:
+        seconds, millis = divmod(ms, 1000)
+        expected = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+        assert format_ts(ms) == expected
+        assert format_ts(ms) == expected                 # again, from the cache
+        assert parse_ts_ms(expected) == ms
+    check()
+    assert format_ts(-1) == "1969-12-31T23:59:59.999Z" and format_ts(1_000) == "1970-01-01T00:00:01.000Z"
