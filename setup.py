@@ -51,7 +51,7 @@ def extensions() -> list:
         # The rest of the package and the libraries are read for their types, not compiled; a library
         # without types (aiokafka, rocksdict) is Any to the compiled code.
         return mypycify(["--ignore-missing-imports", "--follow-imports=silent", *sources], opt_level="3",
-                        group_name="orchestrator")
+                        group_name="orchestrator.native")   # its shared library inside the package
     except (Exception, SystemExit) as exc:    # mypyc exits on a type error
         _warn(f"mypyc could not compile the hot path ({exc})")
         return []

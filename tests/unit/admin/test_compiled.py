@@ -51,24 +51,29 @@ def test_compiled_modules_run_only_with_a_manifest_of_their_sources_as_they_are(
     assert compiled.why_not_compiled(package, {}) == "_compiled.json is unreadable"
 
 
-def _imported(env: dict[str, str]) -> dict[str, str]:
+def _imported(env: dict[str, str], cwd: Path) -> dict[str, str]:
+    """What a new process imports, started in ``cwd`` (outside the repository: as the installed
+    `orchestrator` command runs anywhere)."""
     code = ("import orjson, orchestrator.compiled as c, orchestrator.core.engine as e, orchestrator.runtime.batch as b;"
             "print(orjson.dumps({'build': c.BUILD, 'describe': c.describe(), 'engine': e.__file__,"
             " 'batch': b.__file__}).decode())")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     return orjson.loads(done.stdout)
 
 
-def test_with_orch_pure_python_every_compiled_module_runs_from_its_source():
-    seen = _imported(_env(ORCH_PURE_PYTHON="1"))
+def test_with_orch_pure_python_every_compiled_module_runs_from_its_source(tmp_path):
+    seen = _imported(_env(ORCH_PURE_PYTHON="1"), tmp_path)
     assert seen["build"] == "python" and seen["describe"] == "plain Python: ORCH_PURE_PYTHON is set"
     assert seen["engine"].endswith("engine.py") and seen["batch"].endswith("batch.py")
 
 
-def test_the_compiled_build_runs_its_extension_modules():
-    if compiled.why_not_compiled() is not None:
-        pytest.skip(f"this install is the plain-Python build: {compiled.why_not_compiled()}")
-    seen = _imported(_env())
+def test_the_compiled_build_runs_its_extension_modules_from_any_folder(tmp_path):
+    reason = compiled.why_not_compiled(environ={})
+    if reason is not None:
+        pytest.skip(f"this install is the plain-Python build: {reason}")
+    seen = _imported(_env(), tmp_path)
     assert seen["build"] == "compiled" and seen["describe"] == "compiled (mypyc)"
     assert seen["engine"].endswith(tuple(EXTENSION_SUFFIXES)) and seen["batch"].endswith(tuple(EXTENSION_SUFFIXES))
 
