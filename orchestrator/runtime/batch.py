@@ -168,7 +168,7 @@ class Decider:
             t.replayed += len(replayed)
             self._seen_again(value, source, p)
             return
-        due = tick_due(value) if source == INTERNAL and not isinstance(value, Event) else None
+        due = tick_due(value) if source == INTERNAL else None
         if due is not None:
             ev = None
         elif isinstance(value, Event):
@@ -232,7 +232,7 @@ class Decider:
     def _seen_again(self, value: bytes | Event, source: bytes, p: int) -> None:
         """A replayed event: the duplicate window learns it again (its record may not have reached Kafka
         before the crash, though the batch's states and journal did)."""
-        if source == INTERNAL and not isinstance(value, Event) and tick_due(value) is not None:
+        if source == INTERNAL and tick_due(value) is not None:
             return
         try:
             ev = value if isinstance(value, Event) else decode_event(value)

@@ -37,10 +37,10 @@ def tick(due: bytes) -> bytes:
     return TICK + due
 
 
-def tick_due(value: bytes | None) -> bytes | None:
+def tick_due(value: object) -> bytes | None:
     """The due time (8 bytes) of a tick, or ``None`` for any other internal-topic value: a re-keyed
-    event is msgpack (an array, never the byte ``T``)."""
-    return value[1:9] if value is not None and value[:1] == TICK else None
+    event is msgpack (an array, never the byte ``T``), or already decoded (not bytes at all)."""
+    return value[1:9] if isinstance(value, bytes) and value[:1] == TICK else None
 
 
 class TimerScanner:
