@@ -17,9 +17,9 @@ help: ## list the targets
 # a step per line, the stamp touched only after a complete install, and for `run` Ctrl-C at any
 # moment (install, broker start, demo) as a clean stop, exit 0.
 # The install compiles the hot path (setup.py, orchestrator/compiled.py): it is redone when one of
-# those sources changes too.
-COMPILED_SOURCES := $(shell sed -n 's/^    "orchestrator\.\([a-z_.]*\)",$$/orchestrator.\1/p' orchestrator/compiled.py | tr . / | sed 's/$$/.py/')
-$(VENV)/.installed: pyproject.toml setup.py $(COMPILED_SOURCES)
+# those sources changes too. The list is makerun's, which `make run` checks the same way.
+INSTALL_INPUTS := $(shell $(PYTHON) -c 'from orchestrator.admin.makerun import install_inputs; print(*install_inputs())')
+$(VENV)/.installed: pyproject.toml $(INSTALL_INPUTS)
 	@$(PYTHON) -m orchestrator.admin.makerun install --venv $(VENV)
 
 venv: $(VENV)/.installed ## create .venv and install the package with its test dependencies

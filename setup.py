@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
-
-from importlib.machinery import EXTENSION_SUFFIXES
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -38,7 +35,7 @@ def _warn(text: str) -> None:
 
 
 def extensions() -> list:
-    if os.environ.get(COMPILED.PURE_ENV, "") not in ("", "0"):
+    if COMPILED.pure_requested():
         _warn(f"{COMPILED.PURE_ENV} is set")
         return []
     try:
@@ -68,7 +65,7 @@ class OptionalBuildExt(build_ext):
             # An editable install builds beside the sources: the extension modules of an earlier
             # install go first, so a module no longer compiled cannot shadow its source.
             for path in [*ROOT.glob("orchestrator__mypyc.*"), *(ROOT / "orchestrator").rglob("*")]:
-                if path.name.endswith(tuple(EXTENSION_SUFFIXES)):
+                if COMPILED.is_extension(path):
                     path.unlink()
         if not self.extensions:
             return

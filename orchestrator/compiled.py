@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 # The batch path's hot modules: the engine and what it calls per event, and the worker's per-event
-# steps (validation and the duplicate window, the state and journal records). Each must pass mypy as
+# steps (validation, the batch's customer states, the records out). Each must pass mypy as
 # it is compiled (``mypyc`` refuses a module with a type error) and must not define the types msgspec
 # decodes into (a Struct's metaclass is not a native class; a compiled NamedTuple keeps no field
 # types for msgspec): events.py, state.py and runtime/journal.py stay plain Python.
@@ -77,16 +77,25 @@ def manifest_for(package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:
     return {"compiler": "mypyc", "modules": {m: digest(source_of(m, package_dir)) for m in MODULES}}
 
 
+def is_extension(path: Path) -> bool:
+    """Whether ``path`` is a C extension module (``engine.cpython-311-x86_64-linux-gnu.so``...)."""
+    return path.name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+def pure_requested(environ: Any = os.environ) -> bool:
+    """``ORCH_PURE_PYTHON`` set (and not ``0``): plain Python asked for, at install or at run time."""
+    return environ.get(PURE_ENV, "") not in ("", "0")
+
+
 def _compiled_present(package_dir: Path) -> bool:
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    return any(p.name.endswith(suffixes) for m in MODULES
-               for p in source_of(m, package_dir).parent.glob(source_of(m, package_dir).stem + ".*"))
+    return any(is_extension(p) for m in MODULES for source in [source_of(m, package_dir)]
+               for p in source.parent.glob(source.stem + ".*"))
 
 
 def why_not_compiled(package_dir: Path = PACKAGE_DIR, environ: Any = os.environ) -> str | None:
     """``None`` if the compiled modules may run; otherwise why the sources run instead."""
     import json
-    if environ.get(PURE_ENV, "") not in ("", "0"):
+    if pure_requested(environ):
         return f"{PURE_ENV} is set"
     path = package_dir / MANIFEST
     if not path.exists():

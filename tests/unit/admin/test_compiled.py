@@ -75,7 +75,7 @@ def test_the_compiled_build_runs_its_extension_modules_from_any_folder(tmp_path)
         pytest.skip(f"this install is the plain-Python build: {reason}")
     seen = _imported(_env(), tmp_path)
     assert seen["build"] == "compiled" and seen["describe"] == "compiled (mypyc)"
-    assert seen["engine"].endswith(tuple(EXTENSION_SUFFIXES)) and seen["batch"].endswith(tuple(EXTENSION_SUFFIXES))
+    assert compiled.is_extension(Path(seen["engine"])) and compiled.is_extension(Path(seen["batch"]))
 
 
 def test_both_builds_decide_the_same_on_the_benchmark_backlog():
@@ -99,8 +99,7 @@ def _copy_for_build(tmp_path: Path) -> Path:
 
 
 def _built(tree: Path) -> list[str]:
-    return sorted(p.name for p in tree.rglob("*") if p.name.endswith(tuple(EXTENSION_SUFFIXES))
-                  or p.name == compiled.MANIFEST)
+    return sorted(p.name for p in tree.rglob("*") if compiled.is_extension(p) or p.name == compiled.MANIFEST)
 
 
 def test_an_install_without_a_c_compiler_is_the_plain_python_build(tmp_path):
