@@ -212,8 +212,7 @@ class Checkpoint:
         for item in items:
             for changes in item.changes.values():
                 overlay.settled(item.seq, changes)
-            for blob in item.seen.values():
-                self.window.settled(item.seq, blob)
+            self.window.settled(item.seq)
             self.on_ticks_done(item.ticks)
             commits.update(item.commits)
         # Step 5: the input offsets, for the partitions still ours (at most every COMMIT_INTERVAL_S);

@@ -80,7 +80,10 @@ class Window:
 
     def __init__(self, stores: DedupStores) -> None:
         self.stores = stores
-        self.overlay: dict[bytes, int] = {}                  # key -> batch that saw it, not yet in RocksDB
+        # The keys of batches handed over and not yet in RocksDB: all of them, and those of each batch
+        # (its seq). A key is seen first by one batch only, so the batches' sets never overlap.
+        self.overlay: set[bytes] = set()
+        self._pending: dict[int, set[bytes]] = {}
         self._batch: dict[int, list[bytes]] = {}             # partition -> keys this batch saw first
         self._batch_keys: set[bytes] = set()
 
@@ -113,20 +116,17 @@ class Window:
         ``collector`` is ``None``: the checkpoint sends them) and put in the overlay until the
         checkpoint writes them to RocksDB (:meth:`settled`)."""
         changes = {p: b"".join(keys) for p, keys in self._batch.items()}
-        overlay = self.overlay
-        for keys in self._batch.values():
-            for key in keys:
-                overlay[key] = seq
+        if self._batch_keys:
+            self._pending[seq] = self._batch_keys
+            self.overlay |= self._batch_keys
         if collector is not None:
             for p, blob in changes.items():
                 collector.send(changelog, None, blob, p, via=p)
         self._batch, self._batch_keys = {}, set()
         return changes
 
-    def settled(self, seq: int, blob: bytes) -> None:
-        """Batch ``seq``'s keys are in RocksDB: drop them from the overlay unless a later batch saw them."""
-        overlay = self.overlay
-        for i in range(0, len(blob), KEY_LEN):
-            key = blob[i:i + KEY_LEN]
-            if overlay.get(key) == seq:
-                del overlay[key]
+    def settled(self, seq: int) -> None:
+        """Batch ``seq``'s keys are in RocksDB: out of the overlay."""
+        keys = self._pending.pop(seq, None)
+        if keys is not None:
+            self.overlay -= keys

@@ -303,18 +303,22 @@ async def test_batches_handed_over_within_a_step_interval_are_made_durable_in_on
     first, later = encode_value(state(1_000)), encode_value(state(2_000))
     k1, k2, k3 = (bytes([n]) * KEY_LEN for n in (1, 2, 3))
     tp0, tp1 = TopicPartition("t.events", 0), TopicPartition("t.events", 1)
+    window.first(0, k1)
+    seen_1 = window.changes(None, "dd", 1)              # the window's keys of each batch, as a batch hands them over
+    window.first(0, k2)
+    window.first(1, k3)
+    seen_2 = window.changes(None, "dd", 2)
+    assert window.overlay == {k1, k2, k3}
     batches = [
-        Flush(1, [], [(0, _acked(10), 1)], {0: [Change(b"c", None, first)]}, {tp0: 5}, [], seen={0: k1}),
+        Flush(1, [], [(0, _acked(10), 1)], {0: [Change(b"c", None, first)]}, {tp0: 5}, [], seen=seen_1),
         Flush(2, [], [(0, _acked(11), 2), (1, _acked(20), 1)],
               {0: [Change(b"c", first[:DUE_LEN], later)], 1: [Change(b"d", None, first)]}, {tp0: 9, tp1: 3}, [],
-              seen={0: k2, 1: k3}),
+              seen=seen_2),
     ]
     for flush in batches:
         for p, changes in flush.changes.items():
             for change in changes:
                 checkpoint.overlay.values[change.key] = (flush.seq, change.new)
-        for blob in flush.seen.values():
-            window.overlay[blob] = flush.seq
     checkpoint._stepped_at = time.monotonic()          # a step has just been made
     runner = asyncio.create_task(checkpoint.run())
     for flush in batches:
@@ -337,7 +341,7 @@ async def test_batches_handed_over_within_a_step_interval_are_made_durable_in_on
     assert db.get(timer_key(due_bytes(2_000), b"c")) is not None and db.get(timer_key(due_bytes(1_000), b"c")) is None
     assert dedup.get(0).seen(k1) and dedup.get(0).seen(k2) and dedup.get(1).seen(k3)
     assert dedup.get(0).changelog_offset() == 100 and dedup.get(1).changelog_offset() == 101
-    assert checkpoint.overlay.values == {} and window.overlay == {}
+    assert checkpoint.overlay.values == {} and window.overlay == set()
     assert committed == [{tp0: 9, tp1: 3}]
     stores.close()
     dedup.close()

@@ -31,12 +31,17 @@ async def test_a_key_is_new_once_whether_in_the_batch_the_overlay_or_rocksdb(tmp
     await out.submit()
     assert sorted(producer.on("dd")) == [(0, None, K1), (1, None, K2)]   # one record per partition
     assert not window.first(0, K1)                                    # a later batch: the overlay
+    assert window.first(0, K3)
     window.changes(out, "dd", 8)
     stores.get(0).write(changes[0], 41)                               # step 4: into RocksDB
-    window.settled(7, changes[0])
-    assert K1 not in window.overlay and not window.first(0, K1)       # RocksDB
+    stores.get(1).write(changes[1], 42)
+    window.settled(7)
+    assert window.overlay == {K3}                                     # batch 8's key stays until it settles
+    assert not window.first(0, K1) and not window.first(1, K2)        # RocksDB
+    assert not window.first(0, K3)                                    # the overlay
     assert stores.get(0).changelog_offset() == 41
-    assert window.first(0, K3)
+    window.settled(8)
+    assert window.overlay == set() and window.first(0, K3)            # never written: new again
     stores.close()
 
 
