@@ -77,6 +77,13 @@ def options(memory: Memory) -> Options:
     opts.set_write_buffer_size(WRITE_BUFFER)
     opts.set_max_write_buffer_number(2)
     opts.set_write_buffer_manager(memory.buffers)
+    # A bloom filter over each memtable's whole keys (a tenth of its size, inside the memtable budget):
+    # a key that is not in a memtable, as most keys the duplicate window asks for and the states of
+    # customers not written since the last flush, is answered without walking its skip list. Measured
+    # on 300,000 16-byte keys: a missing key 1.0-1.2 -> 0.4-0.6 us, one in a file 2.3-2.8 -> 1.2-1.4 us,
+    # one in the memtable unchanged.
+    opts.set_memtable_prefix_bloom_ratio(0.1)
+    opts.set_memtable_whole_key_filtering(True)
     table = BlockBasedOptions()
     table.set_block_cache(memory.cache)
     table.set_bloom_filter(10, False)
