@@ -92,7 +92,24 @@ FETCH_MAX_WAIT_MS = 5             # what a fetch may wait for FETCH_MIN_BYTES (s
 FETCH_MAX_WAIT_EOS_MS = 20        # the same in exactly-once, where every batch is a transaction per partition
 FETCH_MIN_BYTES = 64 * 1024
 GC_YOUNG = 20_000                 # allocations between young-generation collections (Python's default: 700)
+GC_MIDDLE, GC_OLD = 50, 100       # young collections per middle one, middle ones per full one (Python's: 10, 10)
+GC_IDLE_S = 1.0
 POLL_MS = 100
+
+
+def collect_garbage() -> None:
+    """The cyclic collector's run, if one is due, between two batches.
+
+    The worker turns the collector's automatic runs off (:func:`run_worker`): an automatic run starts
+    in the middle of a batch and walks every object the batch still holds (decoded states, outputs,
+    journal entries), which all die by reference counting once the batch is handed over. This is the
+    same schedule (``GC_YOUNG``, ``GC_MIDDLE``, ``GC_OLD``), run after each batch and every
+    ``GC_IDLE_S`` (garbage made between batches), when little is alive. Measured on the batch path
+    (5 alternating pairs): 0.0197 -> 0.0185 CPU s per 1k events, the collector off entirely 0.0187.
+    """
+    young, middle, old = gc.get_count()
+    if young >= GC_YOUNG:
+        gc.collect(2 if old >= GC_OLD else 1 if middle >= GC_MIDDLE else 0)
 
 
 class Worker:
@@ -217,7 +234,7 @@ class Worker:
             tasks = [asyncio.ensure_future(c) for c in (
                 self._checkpoint(), self._serve_web(), self.registry.follow(self._published_end),
                 every(SCAN_INTERVAL_S, self._scan_timers), every(60.0, self.timers.count),
-                every(5.0, self._observe), self._standby(self.stores, s.topics.changelog),
+                every(5.0, self._observe), every(GC_IDLE_S, self._collect_garbage), self._standby(self.stores, s.topics.changelog),
                 self._standby(self.dedup, s.topics.dedup_changelog))]
             await self._loop()
             await self.checkpoint.drain()
@@ -276,6 +293,7 @@ class Worker:
                     await self.checkpoint.hand_over(flush)
             finally:
                 self._deciding = False
+            collect_garbage()
 
     # ------------------------------------------------------------------ rebalancing
     async def _revoked(self, partitions: set[int]) -> None:
@@ -337,6 +355,9 @@ class Worker:
             await self.clocks.check(self.consumer, set(self.ready), busy=lambda: self._deciding)
             await self.timers.scan()
 
+    async def _collect_garbage(self) -> None:
+        collect_garbage()                 # what was made between batches, or while none come
+
     async def _observe(self) -> None:
         """Consumer lag per partition (the partition's end minus the next offset to process), and the
         memory of the RocksDB databases."""
@@ -391,10 +412,10 @@ def run_worker(settings: Settings) -> None:
         # The objects of a batch (decoded states, outputs) die by reference counting when the batch
         # is done; the cyclic collector's young-generation pass every 700 allocations only walked
         # them (measured: ~8 % of the drain's CPU). Start-up objects (journeys, modules) are frozen
-        # out of its way; young garbage is collected every GC_YOUNG allocations instead.
+        # out of its way; the collector runs between batches (collect_garbage), not on its own.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(GC_YOUNG, 50, 100)
+        gc.disable()
         log.info("worker starting: %d journeys, bootstrap %s, prefix %s, %d partitions, hot path %s",
                  len(worker.engine.journeys), settings.bootstrap, settings.topic_prefix, settings.partitions,
                  compiled.describe())
