@@ -26,9 +26,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.partitioner import murmur2
 
 from orchestrator.config import Settings
+from orchestrator.core.ids import murmur2
 from orchestrator.errors import ConfigError
 
 

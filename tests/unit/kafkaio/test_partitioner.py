@@ -26,6 +26,28 @@ def test_murmur2_places_keys_as_aiokafka_does() -> None:
         assert partition_for(key.encode(), 8) == DefaultPartitioner()(key.encode(), parts, parts)
 
 
+# Kafka's own cases for Utils.murmur2 (clients UtilsTest), as the Java int it returns.
+JAVA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+                b"a-little-bit-longer-string": -1486304829, b"abc": 479470107,
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+
+
+def test_murmur2_is_the_java_clients_hash() -> None:
+    from orchestrator.core.ids import murmur2
+    assert {k: murmur2(k) - (1 << 32 if murmur2(k) >= 1 << 31 else 0) for k in JAVA_MURMUR2} == JAVA_MURMUR2
+
+
+def test_murmur2_gives_aiokafkas_values_for_keys_of_every_length() -> None:
+    import random
+
+    from aiokafka.partitioner import murmur2 as aiokafkas
+
+    from orchestrator.core.ids import murmur2
+    rng = random.Random(7)
+    keys = [rng.randbytes(n) for n in range(48) for _ in range(50)] + [b"\xff" * n for n in range(9)]
+    assert [murmur2(k) for k in keys] == [aiokafkas(k) for k in keys]
+
+
 def test_the_setting_chooses_the_partitioner() -> None:
     assert placement(Settings().producer_partitioner) is partition_for
     assert placement(Settings.from_env({"ORCH_PRODUCER_PARTITIONER": "crc32"}).producer_partitioner) is crc32_partition
