@@ -170,7 +170,11 @@ async def _drive(lines: list[bytes], journeys: Path, policies: Path, *, partitio
     from orchestrator.runtime.batch import Decider
     from orchestrator.runtime.checkpoint import Checkpoint
     from orchestrator.runtime.counters import Counters
-    from orchestrator.runtime.dedup import DedupStores, Window
+    from orchestrator.runtime.dedup import DedupStores
+    try:
+        from orchestrator.runtime.window import Window
+    except ImportError:              # a revision whose window lived with the stores
+        from orchestrator.runtime.dedup import Window  # type: ignore[attr-defined,no-redef]
     from orchestrator.runtime.eventtime import Clocks
     from orchestrator.runtime.ingest import IngestRules
     from orchestrator.runtime.store import Stores

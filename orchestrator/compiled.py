@@ -53,6 +53,7 @@ MODULES: tuple[str, ...] = (
     "orchestrator.runtime.eventtime",
     "orchestrator.runtime.ingest",
     "orchestrator.runtime.transaction",
+    "orchestrator.runtime.window",
 )
 MANIFEST = "_compiled.json"
 PURE_ENV = "ORCH_PURE_PYTHON"

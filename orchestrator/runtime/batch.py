@@ -48,10 +48,10 @@ from orchestrator.kafkaio.service import wall_ms
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.counters import Counters, Tally
-from orchestrator.runtime.dedup import Window
+from orchestrator.runtime.window import Window
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import Ingest, IngestRules
-from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal
+from orchestrator.runtime.journal import ENTRY_BYTES, EVENTS, INTERNAL, OUTPUT_BYTES, Journal
 from orchestrator.runtime.store import Stores, timer_key
 from orchestrator.runtime.timers import tick_due
 from orchestrator.runtime.transaction import Transaction
@@ -213,9 +213,9 @@ class Decider:
             t.fired(now, due)
             self._ticks.append(timer_key(due, key))
         t.decided(result)
-        journaled = self._emit(key, ev, result.outputs, p) if result.outputs else []
+        journaled, size = self._emit(key, ev, result.outputs, p) if result.outputs else ([], ENTRY_BYTES)
         if self.journal is not None:       # every decided input, outputs or not: a replay decides none again
-            self.journal.record(p, source, offset, journaled)
+            self.journal.record(p, source, offset, journaled, size)
         self._tx.update(entry, result.state, tick=ev is None, outputs=bool(result.outputs), old_due=old_due)
 
     def _migrate(self, entry: Any, key: bytes, p: int) -> Any:
@@ -240,16 +240,19 @@ class Decider:
             return
         self.window.remember(p, [dedup.key(ev.customer_id, ev.event_id)])
 
-    def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int) -> list[tuple[str, str, bytes]]:
-        """Queue a decision's outputs and count them; what the journal keeps of them."""
+    def _emit(self, key: bytes, ev: Event | None, outputs: list, p: int) -> tuple[list[tuple[str, str, bytes]], int]:
+        """Queue a decision's outputs and count them; what the journal keeps of them, and its size as
+        the journal counts it (:func:`~orchestrator.runtime.journal.entry_size`)."""
         t, now = self._tally, self._now
         cid = key.decode() if ev is None else ev.customer_id
         send, names, at_home = self.collector.send, self.topic_names, self._at_home
         journaled: list[tuple[str, str, bytes]] | None = None if self.journal is None else []
+        size = ENTRY_BYTES
         for o in outputs:
             value = orjson.dumps(o.value)
             if journaled is not None:
                 journaled.append((o.topic, o.key, value))
+                size += len(o.topic) + len(o.key) + len(value) + OUTPUT_BYTES
             if o.key == cid:
                 send(names[o.topic], key, value, p if at_home[o.topic] else None)
             else:
@@ -259,7 +262,7 @@ class Decider:
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
-        return journaled or []
+        return journaled or [], size
 
     def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
         self.collector.send(self.topic_names[suffix], key, value)

@@ -30,7 +30,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from orchestrator.errors import WorkerFailure
-from orchestrator.runtime.dedup import Window
+from orchestrator.runtime.window import Window
 from orchestrator.runtime.store import Stores
 from orchestrator.runtime.transaction import Change, Overlay
 from orchestrator.runtime.transactions import Transactions

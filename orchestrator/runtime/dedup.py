@@ -9,8 +9,8 @@ record per partition and batch whose value is the 16-byte keys the batch saw fir
 other. A restore reads what the topic still holds (at most about a day) from where the partition's
 store left off.
 
-A batch asks :class:`Window` (its keys so far, then the :attr:`Window.overlay` of batches Kafka has
-not acknowledged yet, then RocksDB) and writes what it saw at its end, like the customer states
+A batch asks the :class:`~orchestrator.runtime.window.Window` (its keys so far, then the overlay of
+batches whose keys are not in RocksDB yet, then RocksDB) and writes what it saw at its end, like the customer states
 (:mod:`~orchestrator.runtime.transaction`): to the changelog with the outputs (step 2), to RocksDB
 with the states once Kafka has acknowledged them (step 4).
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 from rocksdict import AccessType, Rdict, WriteBatch, WriteOptions
 
 from orchestrator.core.dedup import KEEP_MS, KEY_LEN
-from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.store import Memory, PartitionDBs, options
 
 TTL_S = KEEP_MS // 1000                               # a key lives at least this long in RocksDB
@@ -73,60 +72,3 @@ class DedupStores(PartitionDBs[DedupStore]):
 
     def __init__(self, data_dir: str, memory: Memory) -> None:
         super().__init__(data_dir, lambda p: f"p{p}-dedup", lambda path: DedupStore(path, memory))
-
-
-class Window:
-    """The duplicate window as batches see it (one per worker)."""
-
-    def __init__(self, stores: DedupStores) -> None:
-        self.stores = stores
-        # The keys of batches handed over and not yet in RocksDB: all of them, and those of each batch
-        # (its seq). A key is seen first by one batch only, so the batches' sets never overlap.
-        self.overlay: set[bytes] = set()
-        self._pending: dict[int, set[bytes]] = {}
-        self._batch: dict[int, list[bytes]] = {}             # partition -> keys this batch saw first
-        self._batch_keys: set[bytes] = set()
-
-    def first(self, partition: int, key: bytes) -> bool:
-        """``True`` (and remember it) if no earlier event of the window had ``key``."""
-        if key in self._batch_keys or key in self.overlay or self.stores.get(partition).seen(key):
-            return False
-        self._batch_keys.add(key)
-        keys = self._batch.get(partition)
-        if keys is None:
-            keys = self._batch[partition] = []
-        keys.append(key)
-        return True
-
-    def forget(self, partition: int, key: bytes) -> None:
-        """Unsee a key this batch saw first (its event was not decided after all: the engine raised)."""
-        if key in self._batch_keys:
-            self._batch_keys.discard(key)
-            self._batch[partition].remove(key)
-
-    def remember(self, partition: int, keys: list[bytes]) -> None:
-        """Keys from elsewhere (a state written before the window moved out) that this batch writes."""
-        for key in keys:
-            if key not in self._batch_keys and key not in self.overlay:
-                self._batch_keys.add(key)
-                self._batch.setdefault(partition, []).append(key)
-
-    def changes(self, collector: Collector | None, changelog: str, seq: int) -> dict[int, bytes]:
-        """This batch's keys by partition: queued to the changelog (one record per partition; unless
-        ``collector`` is ``None``: the checkpoint sends them) and put in the overlay until the
-        checkpoint writes them to RocksDB (:meth:`settled`)."""
-        changes = {p: b"".join(keys) for p, keys in self._batch.items()}
-        if self._batch_keys:
-            self._pending[seq] = self._batch_keys
-            self.overlay |= self._batch_keys
-        if collector is not None:
-            for p, blob in changes.items():
-                collector.send(changelog, None, blob, p, via=p)
-        self._batch, self._batch_keys = {}, set()
-        return changes
-
-    def settled(self, seq: int) -> None:
-        """Batch ``seq``'s keys are in RocksDB: out of the overlay."""
-        keys = self._pending.pop(seq, None)
-        if keys is not None:
-            self.overlay -= keys

@@ -28,6 +28,7 @@ INTERNAL = b"k"
 # A journal record stays well under Kafka's default message.max.bytes (1 MB) and the producer's
 # batch size, however many outputs a batch of one partition has: larger ones are cut in pieces.
 JOURNAL_MAX_BYTES = 200_000
+ENTRY_BYTES, OUTPUT_BYTES = 16, 8           # what an input and each output count besides their strings
 
 
 class Output(NamedTuple):
@@ -58,7 +59,8 @@ class Journal:
 
     def __init__(self, topics: dict[bytes, str]) -> None:
         self.topics = topics                     # source -> input topic name
-        self._batch: dict[tuple[int, bytes], list[tuple[int, list]]] = {}   # (partition, source) -> this batch's
+        # (partition, source) -> this batch's entries (offset, outputs) and their sizes (entry_size)
+        self._batch: dict[tuple[int, bytes], tuple[list[tuple[int, list]], list[int]]] = {}
         self._written: dict[int, list[Written]] = {}                    # partition -> not yet tombstoned
         self._replay: dict[int, dict[tuple[bytes, int], list[Output]]] = {}   # partition -> (source, offset) ->
 
@@ -67,13 +69,17 @@ class Journal:
         replay = self._replay.get(partition)
         return replay.pop((source, offset), None) if replay else None
 
-    def record(self, partition: int, source: bytes, offset: int, outputs: list[tuple[str, str, bytes]]) -> None:
+    def record(self, partition: int, source: bytes, offset: int, outputs: list[tuple[str, str, bytes]],
+               size: int | None = None) -> None:
         """Remember this batch's outputs of one input: (topic, key, value) each. Plain tuples, read back
-        as :class:`Output` (the same msgpack; a named tuple per output costs more to build)."""
-        entries = self._batch.get((partition, source))
-        if entries is None:
-            entries = self._batch[(partition, source)] = []
-        entries.append((offset, outputs))
+        as :class:`Output` (the same msgpack; a named tuple per output costs more to build). ``size``:
+        :func:`entry_size` of them, if the caller has added it up already (the batch path does, as it
+        builds them)."""
+        pending = self._batch.get((partition, source))
+        if pending is None:
+            pending = self._batch[(partition, source)] = ([], [])
+        pending[0].append((offset, outputs))
+        pending[1].append(entry_size(outputs) if size is None else size)
 
     def write(self, collector: Collector, changelog: str,
               committed: dict[TopicPartition, int]) -> dict[int, list[tuple[bytes, bytes | None]]]:
@@ -94,8 +100,9 @@ class Journal:
                 else:
                     still.append(w)
             self._written[p] = still
-        for (p, source), entries in self._batch.items():
-            for chunk in chunks(entries):
+        for (p, source), (entries, sizes) in self._batch.items():
+            for start, end in runs(sizes):
+                chunk = entries[start:end]
                 key = journal_key(source, chunk[0][0])
                 value = _encoder.encode(chunk)
                 collector.send(changelog, key, value, p, via=p)
@@ -130,21 +137,24 @@ class Journal:
                 del self._batch[key]
 
 
-def chunks(entries: list[tuple[int, list]], limit: int = JOURNAL_MAX_BYTES) -> list[list[tuple[int, list]]]:
-    """``entries`` (offset, outputs), in order, cut into runs of at most about ``limit`` bytes each (an
-    input's outputs are never split: one input larger than ``limit`` is a run alone)."""
-    out: list[list[tuple[int, list]]] = []
-    current: list[tuple[int, list]] = []
-    size = 0
-    for entry in entries:
-        n = 16 + sum(len(topic) + len(key) + len(value) + 8 for topic, key, value in entry[1])
-        if current and size + n > limit:
-            out.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += n
-    if current:
-        out.append(current)
+def entry_size(outputs: list[tuple[str, str, bytes]]) -> int:
+    """What one input's outputs count towards ``JOURNAL_MAX_BYTES``: about their encoded size."""
+    return ENTRY_BYTES + sum(len(topic) + len(key) + len(value) + OUTPUT_BYTES for topic, key, value in outputs)
+
+
+def runs(sizes: list[int], limit: int = JOURNAL_MAX_BYTES) -> list[tuple[int, int]]:
+    """Entries of these sizes (:func:`entry_size`), in order, cut into runs ``[start, end)`` of at most
+    about ``limit`` bytes each (an input's outputs are never split: one input larger than ``limit`` is
+    a run alone)."""
+    out: list[tuple[int, int]] = []
+    start = total = 0
+    for i, n in enumerate(sizes):
+        if i > start and total + n > limit:
+            out.append((start, i))
+            start, total = i, 0
+        total += n
+    if sizes:
+        out.append((start, len(sizes)))
     return out
 
 

@@ -67,13 +67,14 @@ from orchestrator.runtime import recovery, web
 from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.counters import Counters
-from orchestrator.runtime.dedup import DedupStores, Window
+from orchestrator.runtime.dedup import DedupStores
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import IngestRules
 from orchestrator.runtime.registry import Publication, Registry, read_published
 from orchestrator.runtime.store import Stores, memory_bytes
 from orchestrator.runtime.timers import SCAN_INTERVAL_S, TimerScanner
 from orchestrator.runtime.transactions import Transactions
+from orchestrator.runtime.window import Window
 
 log = logging.getLogger("orchestrator.worker")
 

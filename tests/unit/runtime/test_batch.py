@@ -17,10 +17,11 @@ from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime.batch import Decider
 from orchestrator.runtime.checkpoint import Checkpoint
 from orchestrator.runtime.counters import Counters
-from orchestrator.runtime.dedup import DedupStores, Window
+from orchestrator.runtime.dedup import DedupStores
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import IngestRules
 from orchestrator.runtime.store import Stores
+from orchestrator.runtime.window import Window
 from tests.unit.core.helpers import journey, raw_event
 from tests.unit.runtime.fakekafka import FakeProducer, record, records
 
@@ -123,3 +124,23 @@ async def test_an_undecodable_internal_record_is_dead_lettered_engine_error(batc
     assert "orch_engine_errors_total 1.0" in text
     assert 'orch_events_in_total{result="dead_letter"} 0.0' in text          # not an event
     assert 'orch_dead_letters_total{reason="engine_error"} 1.0' in text
+
+
+async def test_the_batch_path_sizes_each_journal_entry_as_the_journal_does(batch):
+    """The batch path adds up an input's journal size as it builds its outputs; the records the journal
+    is cut into depend on it, so it must be exactly :func:`entry_size` of what it keeps."""
+    from orchestrator.runtime.journal import entry_size
+    settings, decider, _, _ = batch
+    journal, pending = decider.journal, []
+    write = journal.write
+
+    def keep_then_write(*args):  # noqa: ANN002, ANN202
+        pending.extend(journal._batch.values())            # what the batch recorded, before it is written
+        return write(*args)
+    journal.write = keep_then_write
+    ev = settings.topics.events
+    await decider.run(records(record(ev, 0, 20, b"c-3", raw_event("cart.updated", "c-3", NOW, "e-3a")),
+                              record(ev, 0, 21, b"c-3", raw_event("page.viewed", "c-3", NOW + 1, "e-3b"))), {0})
+    [(entries, sizes)] = pending
+    assert len(sizes) == 2 and [entry_size(outputs) for _, outputs in entries] == sizes
+    assert any(outputs for _, outputs in entries), "an input with outputs is among them"

@@ -14,11 +14,12 @@ from orchestrator.core.state import CustomerState, Instance, decode_state
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
-from orchestrator.runtime.dedup import DedupStores, Window
+from orchestrator.runtime.dedup import DedupStores
 from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
 from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.store import DUE_LEN, STATE, Stores, journal_key
 from orchestrator.runtime.transaction import Change, Overlay, Transaction, encode_value
+from orchestrator.runtime.window import Window
 from tests.unit.runtime.fakekafka import FakeBatch, FakeProducer
 
 

@@ -7,8 +7,9 @@ from orchestrator.core import dedup
 from orchestrator.errors import WorkerFailure
 from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.collector import Collector
-from orchestrator.runtime.dedup import TTL_S, DedupStores, Window
+from orchestrator.runtime.dedup import TTL_S, DedupStores
 from orchestrator.runtime.store import Memory
+from orchestrator.runtime.window import Window
 from tests.unit.runtime.fakekafka import FakeProducer
 
 

@@ -86,16 +86,16 @@ def test_journals_are_written_restored_and_tombstoned_with_the_states(tmp_path: 
 def test_a_batch_journal_is_cut_in_records_under_the_size_limit():
     import msgspec
 
-    from orchestrator.runtime.journal import JOURNAL_MAX_BYTES, Entry, Output, chunks
+    from orchestrator.runtime.journal import JOURNAL_MAX_BYTES, Entry, Output, entry_size, runs
     out = Output("decisions", "c-1", b"x" * 900)
     entries = [Entry(offset, [out, out, out]) for offset in range(500)]     # ~1.4 MB of outputs
-    cut = chunks(entries)
+    cut = [entries[a:b] for a, b in runs([entry_size(e.outputs) for e in entries])]
     assert len(cut) > 1
     assert [e for c in cut for e in c] == entries                            # in order, nothing lost
     assert all(len(msgspec.msgpack.encode(c)) <= JOURNAL_MAX_BYTES + 4096 for c in cut)
-    assert chunks([Entry(7, [out])]) == [[Entry(7, [out])]]
-    big = Entry(8, [Output("actions.email", "c-2", b"y" * (JOURNAL_MAX_BYTES + 1))])
-    assert chunks([Entry(7, [out]), big, Entry(9, [out])]) == [[Entry(7, [out])], [big], [Entry(9, [out])]]
+    assert runs([entry_size([out])]) == [(0, 1)] and runs([]) == []
+    big = entry_size([Output("actions.email", "c-2", b"y" * (JOURNAL_MAX_BYTES + 1))])
+    assert runs([entry_size([out]), big, entry_size([out])]) == [(0, 1), (1, 2), (2, 3)]   # a big one alone
 
 
 def test_a_journal_record_keeps_the_format_written_before_its_parts_had_names():
