@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # index = date.weekday()
 ALL_DAYS: tuple[int, ...] = tuple(range(7))
@@ -120,8 +121,10 @@ def next_time_of_day(now_ms: int, tz: tzinfo, minute: int, days: tuple[int, ...]
     return now_ms + 7 * DAY_MS      # not reached: every weekday occurs within the horizon
 
 
+@lru_cache(maxsize=4096)
 def window_interval(w: Window, day: date, tz: tzinfo) -> tuple[int, int]:
-    """[open, close) of the window that opens on local ``day`` (empty when open >= close)."""
+    """[open, close) of the window that opens on local ``day`` (empty when open >= close). Remembered:
+    every customer of a timezone asks for the same few days of the same windows."""
     if w.start_min is None or w.end_min is None:
         return day_instant(day, 0, tz), day_instant(day + timedelta(days=1), 0, tz)
     close_day = day if w.start_min < w.end_min else day + timedelta(days=1)

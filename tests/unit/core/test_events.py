@@ -274,3 +274,15 @@ def test_format_ts_writes_rfc3339_utc_with_milliseconds_for_any_epoch_ms():
         assert parse_ts_ms(expected) == ms
     check()
     assert format_ts(-1) == "1969-12-31T23:59:59.999Z" and format_ts(1_000) == "1970-01-01T00:00:01.000Z"
+
+
+def test_format_ts_is_right_across_more_minutes_than_it_keeps():
+    from datetime import datetime, timezone
+
+    from orchestrator.core.timeutil import MINUTES_KEPT
+    base = 1_796_000_000_000
+    for i in range(MINUTES_KEPT + 500):              # the minutes' texts are cleared once on the way
+        for ms in (base + i * 60_000 + 59_999, base + i * 60_000 + 7 * 1_013):
+            seconds, millis = divmod(ms, 1000)
+            assert format_ts(ms) == datetime.fromtimestamp(seconds, tz=timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
