@@ -48,7 +48,6 @@ from orchestrator.kafkaio.service import wall_ms
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.counters import Counters, Tally
-from orchestrator.runtime.window import Window
 from orchestrator.runtime.eventtime import Clocks
 from orchestrator.runtime.ingest import Ingest, IngestRules
 from orchestrator.runtime.journal import ENTRY_BYTES, EVENTS, INTERNAL, OUTPUT_BYTES, Journal
@@ -56,6 +55,7 @@ from orchestrator.runtime.store import Stores, timer_key
 from orchestrator.runtime.timers import tick_due
 from orchestrator.runtime.transaction import Transaction
 from orchestrator.runtime.transactions import Transactions
+from orchestrator.runtime.window import Window
 
 log = logging.getLogger("orchestrator.worker")
 

@@ -10,9 +10,9 @@ other. A restore reads what the topic still holds (at most about a day) from whe
 store left off.
 
 A batch asks the :class:`~orchestrator.runtime.window.Window` (its keys so far, then the overlay of
-batches whose keys are not in RocksDB yet, then RocksDB) and writes what it saw at its end, like the customer states
-(:mod:`~orchestrator.runtime.transaction`): to the changelog with the outputs (step 2), to RocksDB
-with the states once Kafka has acknowledged them (step 4).
+batches whose keys are not in RocksDB yet, then RocksDB) and writes what it saw at its end, like the
+customer states (:mod:`~orchestrator.runtime.transaction`): to the changelog with the outputs (step 2),
+to RocksDB with the states once Kafka has acknowledged them (step 4).
 """
 
 from __future__ import annotations
