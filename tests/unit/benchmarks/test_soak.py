@@ -97,22 +97,37 @@ def rows(n: int, warmup: int, *, cpu=lambda i: 0.13, p99=lambda i: 21_000, dedup
              "other_bytes_per_event": {"internal.dedup-changelog": dedup(i)}} for i in range(1, n + 1)]
 
 
-def test_the_verdict_compares_the_first_three_intervals_after_the_warm_up_with_the_last_three():
+def test_the_verdict_compares_the_first_third_of_the_intervals_after_the_warm_up_with_the_last_third():
     # CPU doubles over the run, the state p99 only grows during the warm-up, the dedup topic is flat.
     run = rows(30, 5, cpu=lambda i: 0.13 + 0.13 * (i - 6) / 24, p99=lambda i: 21_000 if i > 5 else 1_000 * i)
     v = verdict(run)
-    assert v["first_intervals"] == [6, 7, 8] and v["last_intervals"] == [28, 29, 30]
+    assert v["window"] == 8                       # 25 intervals after the warm-up
+    assert v["first_intervals"] == list(range(6, 14)) and v["last_intervals"] == list(range(23, 31))
     by = {m["measure"]: m for m in v["measures"]}
     assert list(by) == ["cpu_s_per_1k", "rss_mib", "state_bytes_p50", "state_bytes_p99", "state_bytes_max",
                         "changelog_bytes_per_event", "other:internal.dedup-changelog"]
-    assert by["cpu_s_per_1k"]["first"] == pytest.approx(0.1354, abs=1e-4)
-    assert by["cpu_s_per_1k"]["last"] == pytest.approx(0.2546, abs=1e-4)
+    assert by["cpu_s_per_1k"]["first"] == pytest.approx(0.1490, abs=1e-4)
+    assert by["cpu_s_per_1k"]["last"] == pytest.approx(0.2410, abs=1e-4)
     assert by["cpu_s_per_1k"]["passed"] is False
     assert by["state_bytes_p99"] == {"measure": "state_bytes_p99", "label": "state bytes p99", "first": 21_000.0,
                                      "last": 21_000.0, "growth": 0.0, "passed": True}
     assert by["other:internal.dedup-changelog"]["passed"] is True
     assert v["passed"] is False
     assert verdict(rows(30, 5))["passed"] is True
+
+
+def test_two_slow_minutes_right_after_the_warm_up_are_not_taken_for_growth():
+    # Flat at 0.165, but the first two intervals after the warm-up ran at 0.140: three at each end
+    # would make that +11.2 %; a third at each end makes it +3.9 %.
+    run = rows(30, 5, cpu=lambda i: 0.140 if i in (6, 7) else 0.165)
+    cpu = {m["measure"]: m for m in verdict(run)["measures"]}["cpu_s_per_1k"]
+    assert cpu["growth"] == pytest.approx(0.0394, abs=1e-4) and cpu["passed"] is True
+    assert verdict(run, window=3)["passed"] is False
+
+
+def test_a_short_run_averages_three_intervals_at_each_end():
+    v = verdict(rows(9, 3))
+    assert v["window"] == 3 and v["first_intervals"] == [4, 5, 6] and v["last_intervals"] == [7, 8, 9]
 
 
 def test_a_run_cut_short_gets_no_verdict():
