@@ -37,7 +37,8 @@ from benchmarks.workload import JOURNEYS, POLICIES, VIRTUAL_RATE, Shoppers, buil
 def measure(events: list[dict[str, Any]], *, journeys: Path = JOURNEYS, policies: Path = POLICIES,
             start_ms: int | None = None) -> dict[str, Any]:
     """Time the engine over ``events`` (dicts without ``ts``, as :mod:`benchmarks.workload` makes them)."""
-    from orchestrator.core.events import Event, decode_event, encode_event, parse_event
+    from orchestrator.core import parse_event
+    from orchestrator.core.events import Event, decode_event, encode_event
     import msgspec
 
     from orchestrator.core.state import decode_state, encode_state

@@ -47,6 +47,7 @@ MODULES: tuple[str, ...] = (
     "orchestrator.core.namespaces",
     "orchestrator.core.expressions",
     "orchestrator.core.timeutil",
+    "orchestrator.core.validation",
     "orchestrator.runtime.batch",
     "orchestrator.runtime.collector",
     "orchestrator.runtime.counters",

@@ -28,9 +28,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from orchestrator.core import Engine, dedup
-from orchestrator.core.events import FUTURE_TOLERANCE_MS, Event, Rejection, dead_letter, parse_event
+from orchestrator.core.events import FUTURE_TOLERANCE_MS, Event, Rejection, dead_letter
 from orchestrator.core.state import CustomerState
 from orchestrator.core.timeutil import format_ts
+from orchestrator.core.validation import parse_event
 
 _ACCEPT_ANY_TS = 2**62     # parse without a clock; run() decides what is in the future
 LOOKAHEAD = 1000           # lines read ahead, at most, to see whether the file catches up with a line

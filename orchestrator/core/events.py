@@ -1,8 +1,9 @@
-"""Inbound events (docs/events.md#the-event): validation, normalisation and dead-letter reasons.
+"""Inbound events (docs/events.md#the-event): the types they are decoded into, the dead letter, and
+the internal encoding.
 
-:func:`parse_event` never raises. It returns either an :class:`Event` (with the
-timestamp normalised to epoch ms) or a :class:`Rejection` whose ``reason`` is one
-of the dead-letter reasons of docs/events.md#dead-letters.
+Validation itself, :func:`~orchestrator.core.validation.parse_event`, is in
+:mod:`orchestrator.core.validation`, which is compiled with the hot path (orchestrator/compiled.py):
+this module defines msgspec Structs, which stay plain Python.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from orchestrator.core.timeutil import format_ts, parse_ts_ms
-from orchestrator.core.vocabulary import WORKER_DEAD_LETTERS, DeadLetter
+from orchestrator.core.timeutil import format_ts
+from orchestrator.core.vocabulary import WORKER_DEAD_LETTERS
 
 FUTURE_TOLERANCE_MS = 5 * 60_000
 MAX_TS_MS = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
@@ -34,7 +35,7 @@ DEAD_LETTER_REASONS = WORKER_DEAD_LETTERS     # what the worker writes (docs/eve
 
 class _WireFast(msgspec.Struct, forbid_unknown_fields=False):
     """The JSON an event producer sends, without the pattern of ``type`` (msgspec checks a pattern
-    with ``re.search`` on every value: 0.4 µs an event); :func:`parse_event` checks each type once."""
+    with ``re.search`` on every value: 0.4 µs an event); ``validation.parse_event`` checks each type once."""
 
     event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -64,73 +65,6 @@ class Event(msgspec.Struct, frozen=True, gc=False):
 class Rejection(msgspec.Struct, frozen=True):
     reason: str
     detail: str
-
-
-_decoder = msgspec.json.Decoder(_Wire)
-_fast_decoder = msgspec.json.Decoder(_WireFast)
-_type_ok = re.compile(_TYPE_PATTERN).search         # as msgspec checks the pattern
-_TYPES_KNOWN_MAX = 4096
-_types_known: set[str] = set()                      # event types that matched the pattern
-
-
-def _decode(raw: bytes) -> _Wire | _WireFast:
-    """The event's JSON, checked as :class:`_Wire` checks it. Whatever the fast decoder refuses (and a
-    type that does not match the pattern) is decoded again by ``_Wire``'s decoder, so the error is the
-    one it raises."""
-    try:
-        wire = _fast_decoder.decode(raw)
-    except msgspec.DecodeError:
-        return _decoder.decode(raw)
-    if wire.type not in _types_known:
-        if _type_ok(wire.type) is None:
-            return _decoder.decode(raw)
-        if len(_types_known) < _TYPES_KNOWN_MAX:
-            _types_known.add(wire.type)
-    return wire
-
-
-def _show_ts(ms: int) -> str:
-    return format_ts(ms) if 0 <= ms <= MAX_TS_MS else f"{ms} ms"
-
-
-def parse_event(raw: bytes, *, max_bytes: int, now_ms: int, channels: tuple[str, ...] | None = None) -> Event | Rejection:
-    """Validate one Kafka message value. Never raises."""
-    if raw is None:
-        return Rejection(DeadLetter.INVALID_JSON, "empty message (null value)")
-    if len(raw) > max_bytes:
-        return Rejection(DeadLetter.TOO_LARGE, f"event is {len(raw)} bytes; the limit (ORCH_MAX_EVENT_BYTES) is {max_bytes}")
-    try:
-        wire = _decode(raw)
-    except msgspec.ValidationError as exc:
-        return Rejection(DeadLetter.INVALID_SCHEMA, str(exc))
-    except msgspec.DecodeError as exc:
-        return Rejection(DeadLetter.INVALID_JSON, str(exc))
-    ts_ms = parse_ts_ms(wire.ts)
-    if isinstance(wire.ts, int) and 0 <= wire.ts < MIN_INT_TS_MS:
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {wire.ts} looks like seconds since the epoch; send integer epoch "
-                         "milliseconds or an RFC 3339 string - at `$.ts`")
-    if ts_ms is None or ts_ms < 0:
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
-    if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
-        return Rejection(DeadLetter.FUTURE_TIMESTAMP, f"ts {_show_ts(ts_ms)} is more than 5 minutes ahead of {_show_ts(now_ms)}")
-    if ts_ms > MAX_TS_MS:  # only reachable with a far-future clock (simulate); not representable downstream
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {wire.ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
-    props = wire.properties if wire.properties is not None else {}
-    if wire.type in FEEDBACK_TYPES:
-        action_id = props.get("action_id")
-        channel = props.get("channel")
-        if not isinstance(action_id, str) or not action_id:
-            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type} needs properties.action_id (a string)")
-        if not isinstance(channel, str) or not channel:
-            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type} needs properties.channel (a string)")
-        if channels is not None and channel not in channels:
-            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type}: unknown channel {channel!r}")
-    elif wire.type.startswith("message."):
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"unknown feedback type {wire.type!r} (expected one of: "
-                         + ", ".join(sorted(FEEDBACK_TYPES)) + ")")
-    if wire.type == PROFILE_UPDATED and wire.properties is None:
-        return Rejection(DeadLetter.INVALID_SCHEMA, "profile.updated needs properties (an object) - at `$.properties`")
-    return Event(wire.event_id, wire.customer_id, wire.type, ts_ms, props, wire.account_id)
 
 
 _event_encoder = msgspec.msgpack.Encoder()

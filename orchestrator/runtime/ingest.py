@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 
 from orchestrator.config import Settings
-from orchestrator.core.events import Event, Rejection, dead_letter, encode_event, parse_event
+from orchestrator.core.events import Event, Rejection, dead_letter, encode_event
+from orchestrator.core.validation import parse_event
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.counters import Tally
 from orchestrator.runtime.eventtime import Clocks
