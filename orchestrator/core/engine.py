@@ -13,12 +13,13 @@ Effects are returned as :class:`Output` records addressed by topic *suffix*
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from orchestrator.core import events as ev_mod
 from orchestrator.core.catalog import JourneySet
 from orchestrator.core.events import Event
+from orchestrator.core.expressions import is_mapping
 from orchestrator.core.gate import Gate, customer_zone
 from orchestrator.core.ids import stable_hash
 from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode,
@@ -618,6 +619,6 @@ class Engine:
 
 def _plain(value: Any) -> Any:
     """Expression results are JSON-safe already; Mapping views become dicts."""
-    if isinstance(value, Mapping) and not isinstance(value, dict):
+    if type(value) is not dict and is_mapping(value):
         return {k: _plain(v) for k, v in value.items()}
     return value

@@ -49,7 +49,7 @@ def _hours_since(value: Any, now_ms: int) -> float | None:
 
 
 def _len(value: Any, now_ms: int) -> int | None:
-    return len(value) if isinstance(value, (str, list, dict, Mapping)) else None
+    return len(value) if isinstance(value, (str, list)) or is_mapping(value) else None
 
 
 def _lower(value: Any, now_ms: int) -> str | None:
@@ -84,9 +84,25 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
 _NUMBER = (int, float)
 
 
+# Whether values of a type are mappings, by type: ``isinstance(x, Mapping)`` runs the ABC's
+# ``__instancecheck__`` (a Python-level call) for every value that is not a dict; expressions meet a
+# handful of types (JSON values, the namespace views).
+_MAPPING_TYPES: dict[type, bool] = {dict: True, str: False, int: False, float: False, bool: False, list: False,
+                                    type(None): False}
+
+
+def is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, remembered per type."""
+    t = type(value)
+    known = _MAPPING_TYPES.get(t)
+    if known is None:
+        known = _MAPPING_TYPES[t] = isinstance(value, Mapping)
+    return known
+
+
 def lookup(container: Any, key: Any) -> Any:
     """``container[key]`` for mappings and lists; ``None`` for anything else."""
-    if isinstance(container, Mapping):
+    if is_mapping(container):
         try:
             return container.get(key)
         except TypeError:
