@@ -45,8 +45,11 @@ capped the worker at ~2,200 events/s; see docs/benchmarks.md for this loop's fig
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -96,6 +99,11 @@ GC_YOUNG = 20_000                 # allocations between young-generation collect
 GC_MIDDLE, GC_OLD = 50, 100       # young collections per middle one, middle ones per full one (Python's: 10, 10)
 GC_IDLE_S = 1.0
 POLL_MS = 100
+TRIM_AFTER_RECORDS = 1_000        # a batch this large (a backlog, a burst of timers) grows the C heap...
+TRIM_QUIET_S = 5.0                # ...which is given back once no such batch has come for this long
+# glibc's malloc_trim(pad): returns the C heap's free memory to the system. None where the C library
+# has none (musl, macOS): there the heap stays as large as it grew.
+MALLOC_TRIM: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 def collect_garbage() -> None:
@@ -111,6 +119,43 @@ def collect_garbage() -> None:
     young, middle, old = gc.get_count()
     if young >= GC_YOUNG:
         gc.collect(2 if old >= GC_OLD else 1 if middle >= GC_MIDDLE else 0)
+
+
+class HeapTrim:
+    """Gives the memory a burst took back to the system once the burst is over.
+
+    A large batch (a backlog after a restart or an outage, the timers of thousands of customers due
+    at once when a send window opens) holds its records, decoded states and outputs, and the batches
+    in flight hold their records until Kafka acknowledges them. Freed, most of that memory stays in
+    the C library's heap, which hands it out again but does not return it: measured in the 30-minute
+    soak at b086f7c, a send window opening at 09:00 fired about 40,000 deferred sends within
+    seconds and the worker's RSS went from 205 to 353 MiB and stayed there. After a batch of at least
+    ``TRIM_AFTER_RECORDS`` records, once ``TRIM_QUIET_S`` have passed without another, :meth:`idle`
+    (called every ``GC_IDLE_S``) calls ``malloc_trim`` once: a few milliseconds (6 ms for 64 MiB on
+    the development machine). A drain, whose batches are all large, trims only when it ends, so it
+    does not give back what its next batch would take again.
+    """
+
+    def __init__(self, trim: Callable[[int], int] | None = MALLOC_TRIM,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._trim, self._clock = trim, clock
+        self._large_at: float | None = None     # when the last large batch was decided, if not trimmed since
+        self.trims = 0
+
+    def batch(self, records: int) -> None:
+        """A batch of ``records`` records was decided."""
+        if records >= TRIM_AFTER_RECORDS:
+            self._large_at = self._clock()
+
+    def idle(self) -> bool:
+        """Trim if a large batch came and none for ``TRIM_QUIET_S`` since; whether it trimmed."""
+        at = self._large_at
+        if at is None or self._trim is None or self._clock() - at < TRIM_QUIET_S:
+            return False
+        self._large_at = None
+        self._trim(0)
+        self.trims += 1
+        return True
 
 
 class Worker:
@@ -146,6 +191,7 @@ class Worker:
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
         self._stopping = asyncio.Event()
         self._deciding = False                 # records returned by the consumer, not all decided yet
+        self.heap = HeapTrim()
         self.clocks = Clocks(s.topics.events)
         self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
                                      on_ticks_done=lambda keys: self.timers.done(keys),
@@ -295,6 +341,7 @@ class Worker:
             finally:
                 self._deciding = False
             collect_garbage()
+            self.heap.batch(sum(len(msgs) for msgs in records.values()))
 
     # ------------------------------------------------------------------ rebalancing
     async def _revoked(self, partitions: set[int]) -> None:
@@ -358,6 +405,7 @@ class Worker:
 
     async def _collect_garbage(self) -> None:
         collect_garbage()                 # what was made between batches, or while none come
+        self.heap.idle()                  # a burst's memory back to the system, once it is over
 
     async def _observe(self) -> None:
         """Consumer lag per partition (the partition's end minus the next offset to process), and the
