@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaProducer
 # Keys whose partition is remembered, per partition count; then all are forgotten and the busiest come
 # back first. A key takes about 93 bytes: 500,000 would hold 46 MB, and the benchmark's 30-minute soak
 # meets nearly all of its 200,000 customers (about 18 MiB), the cache growing with each new one. A miss
-# costs one murmur2 (3.9 µs); the busiest customers, who send most events, are back in it at once.
+# costs one murmur2 (0.7 µs with the compiled murmur2, against a hit's lookup of a few hundredths of a
+# µs); the busiest customers, who send most events, are back in it at once.
 PLACED_MAX = 65_536
 
 
