@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from benchmarks.common import RESULTS, BenchError, Progress, bootstrap, broker_reachable, make_producer, note, \
-    percentile
+    percentile, without_full_collections
 from benchmarks.load.kafkaio import PRODUCERS, Adapter, OutputSink, paced
 from benchmarks.load.report import fmt, markdown, write_results
 from benchmarks.load.runner import run
@@ -92,10 +92,11 @@ async def generate(args: argparse.Namespace) -> int:
     note(f"load: {'flat out' if not args.rate else f'{args.rate:,.0f} events/s'} to {settings.topics.events} "
          f"at {settings.bootstrap}" + ("" if adapter else " (no feedback)"))
     try:
-        sent = await paced(producer, settings.topics.events, source, rate=args.rate,
-                           duration_s=args.duration if args.duration else float("inf"),
-                           extra=(lambda: adapter.sent) if adapter else (lambda: 0), on_tick=tick)
-        await asyncio.sleep(1.0)
+        with without_full_collections():         # no pauses of the generator's own making
+            sent = await paced(producer, settings.topics.events, source, rate=args.rate,
+                               duration_s=args.duration if args.duration else float("inf"),
+                               extra=(lambda: adapter.sent) if adapter else (lambda: 0), on_tick=tick)
+            await asyncio.sleep(1.0)
     except KeyboardInterrupt:
         sent = produced[0]
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import POLL_S, BenchError, Progress, broker_pid, create_topics, group_state, make_producer, \
-    note, now_ms, percentile
+    note, now_ms, percentile, without_full_collections
 from benchmarks.load.kafkaio import Adapter, GroupOffsets, OutputSink, output_times, paced, produce_backlog
 from benchmarks.load.measure import Sampler, bucket_quantiles, commit_window, committed_slope, window_between, \
     window_stats
@@ -138,7 +138,16 @@ async def throughput_phase(system: System, backlog: list[dict[str, Any]], *, bas
 async def latency_phase(system: System, events: LazyEvents, *, rate: float, warmup_s: float,
                         measure_s: float, adapter: bool, progress: Progress,
                         drain_timeout_s: float = 60.0) -> dict[str, Any]:
-    """Paced load at ``rate`` events/s (feedback included) on the running system; latency of outputs."""
+    """Paced load at ``rate`` events/s (feedback included) on the running system; latency of outputs.
+    The benchmark's own collector makes no full collections meanwhile (:func:`without_full_collections`)."""
+    with without_full_collections():
+        return await _latency_phase(system, events, rate=rate, warmup_s=warmup_s, measure_s=measure_s,
+                                    adapter=adapter, progress=progress, drain_timeout_s=drain_timeout_s)
+
+
+async def _latency_phase(system: System, events: LazyEvents, *, rate: float, warmup_s: float,
+                         measure_s: float, adapter: bool, progress: Progress,
+                         drain_timeout_s: float) -> dict[str, Any]:
     producer = make_producer(linger_ms=2)
     await producer.start()
     adapter_obj = Adapter(producer, system.input_topic) if adapter else None
