@@ -143,6 +143,9 @@ def parser() -> argparse.ArgumentParser:
                         "as the README says; murmur2 otherwise)")
     r.add_argument("--drain-cap", type=float, default=90.0,
                    help="stop a drain this many seconds after the first output (default 90)")
+    r.add_argument("--rounds", type=int, default=3,
+                   help="drains of the engine and the Quix apps in alternation (default 3: the main sequence's "
+                        "and 2 more); the ratios between them are the median over the rounds")
     r.add_argument("--rate", type=float, default=0.0,
                    help="events/s of the latency phases (default: 50%% of the engine's sustained rate)")
     r.add_argument("--latency-cap-rate", type=float, default=20_000.0, help=argparse.SUPPRESS)
@@ -185,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in ("run", "generate", "soak", "-h", "--help"):
         argv = ["run", *argv]
     args = parser().parse_args(argv)
+    if args.cmd == "run" and args.rounds < 1:
+        print("benchmarks.load run: --rounds must be 1 or more", file=sys.stderr)
+        return 2
     if args.cmd == "soak":
         try:
             if args.partitions < 1 or args.customers < 1:
@@ -213,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return _soak(args)
     if args.quick:
         args.events, args.latency_s, args.warmup, args.scale_events = 20_000, 10.0, 3.0, 20_000
+        args.rounds = 1
         args.drain_cap = min(args.drain_cap, 60.0)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(ALL_SYSTEMS)

@@ -29,6 +29,10 @@ LIBRARIES = ("aiokafka", "rocksdict", "msgspec", "uvloop", "quixstreams", "confl
 # The latency phases run at this share of the engine's drain rate: a real-time channel's load with headroom.
 LATENCY_SHARE = 0.25
 ORDER = ("engine", "engine_eos", "passthrough", "quix_naive", "quix_journey", "naive_faust")
+# With --rounds N, these drain the backlog N - 1 more times, one after the other, after the main
+# sequence: the ratios between them are judged by their median over the rounds (the machine's speed
+# drifts by more than the differences measured between two single drains minutes apart).
+ROUND_SYSTEMS = ("engine", "quix_naive", "quix_journey")
 
 
 async def run_system(system: System, backlog: list[dict[str, Any]], args: argparse.Namespace,
@@ -85,6 +89,30 @@ async def run_system(system: System, backlog: list[dict[str, Any]], args: argpar
                 res["state_error"] = f"{type(exc).__name__}: {exc}"
         await system.close()
     return res
+
+
+def _drained(res: dict[str, Any] | None) -> dict[str, Any]:
+    """A drain's rate and CPU per event, from a system's result."""
+    if not res or "throughput" not in res:
+        return {"error": (res or {}).get("error", "not run")}
+    tp = res["throughput"]
+    return {"events_per_s": tp.get("events_per_s"), "cpu_s_per_1k": tp.get("cpu_s_per_1k")}
+
+
+async def drain_only(system: System, backlog: list[dict[str, Any]], args: argparse.Namespace,
+                     progress: Progress) -> dict[str, Any]:
+    """One more drain of the backlog by a fresh system (own topics, own state), nothing else."""
+    try:
+        await create_topics(system.topics_to_create(), configs=system.topic_configs())
+        tp = await throughput_phase(system, backlog, cap_s=args.drain_cap, progress=progress, producer=args.producer)
+        note(f"{system.name}: {tp['events_per_s']:,.0f} events/s sustained, {tp['cpu_s_per_1k']:.3f} cpu-s per 1k events")
+        return _drained({"throughput": tp})
+    except Exception as exc:  # noqa: BLE001 - a failed round must not lose the run
+        note(f"{system.name} failed: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        await system.stop()
+        await system.close()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,6 +193,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result["errors"].append(f"{name}: {res['error'].splitlines()[0]}")
             await cleanup(prefix, workdir, keep=args.keep, also=system.also_delete())
         result["latency_rate_per_s"] = chosen.get("rate")
+
+        # ---- more drains of the engine and the Quix apps, in alternation
+        rounds = [name for name in ROUND_SYSTEMS if name in args.systems]
+        if args.rounds > 1 and "engine" in rounds and len(rounds) > 1:
+            result["rounds"] = [{name: _drained(result["systems"].get(name)) for name in rounds}]
+            for k in range(2, args.rounds + 1):
+                row: dict[str, Any] = {}
+                for name in rounds:
+                    prefix = f"bench-{run_id}-{name.replace('_', '')}-r{k}"
+                    system = SYSTEMS[name](workdir, prefix, args.partitions)
+                    prefixes.append((prefix, system.also_delete()))
+                    note(f"round {k} of {args.rounds}: {name} drains the backlog again")
+                    row[name] = await drain_only(system, backlog, args, progress)
+                    if row[name].get("error"):
+                        result["errors"].append(f"{name}, round {k}: {row[name]['error'].splitlines()[0]}")
+                    await cleanup(prefix, workdir, keep=args.keep, also=system.also_delete())
+                result["rounds"].append(row)
 
         # ---- scale-out
         if args.scale:
