@@ -7,7 +7,22 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from benchmarks.common import without_full_collections
+
+
+@pytest.fixture(autouse=True)
+def collector_on():
+    """As in the benchmark process: the collector on with its default thresholds (other tests, such
+    as the batch path's, turn it off as the worker does)."""
+    enabled, thresholds = gc.isenabled(), gc.get_threshold()
+    gc.enable()
+    gc.set_threshold(700, 10, 10)
+    yield
+    gc.set_threshold(*thresholds)
+    if not enabled:
+        gc.disable()
 
 
 def _collections() -> list[int]:
