@@ -147,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
                    help="drains of the engine and the Quix apps in alternation (default 3: the main sequence's "
                         "and 2 more); the ratios between them are the median over the rounds")
     r.add_argument("--rate", type=float, default=0.0,
-                   help="events/s of the latency phases (default: 50%% of the engine's sustained rate)")
+                   help="events/s of the latency phases (default: 25%% of the engine's sustained rate)")
     r.add_argument("--latency-cap-rate", type=float, default=20_000.0, help=argparse.SUPPRESS)
     r.add_argument("--warmup", type=float, default=5.0, help="seconds of paced load before measuring (default 5)")
     r.add_argument("--latency-s", type=float, default=30.0, help="seconds of measured paced load (default 30; 0 skips)")
