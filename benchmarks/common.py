@@ -59,13 +59,13 @@ def without_full_collections() -> Iterator[None]:
     """The benchmark process's own cyclic garbage collector without full collections while a paced
     load runs (young and middle ones go on); one full collection at the end.
 
-    A full collection walks every container object the process holds, and a paced phase grows them
-    as it goes (the simulated adapter's feedback scheduled minutes ahead, the latency samples), so
-    its pauses grew with the phase: in a latency phase at 12,867 events/s the benchmark's event loop
+    A full collection walks every container object the process holds, and a paced phase adds to them
+    as it goes (its events, kept so that every system gets the same ones: a dict or two per event),
+    so its pauses grew with the phase: in a latency phase at 12,867 events/s the benchmark's event loop
     stalled for up to 340 ms every 1.7 s or so, the paced producer then sent the events it owed in
     one burst of 3,000-4,000, and every system's tail measured those bursts and the late arrival
     stamps: the aiokafka passthrough's p99 was 220 ms while its outputs' broker timestamps were at
-    most 30 ms after the events'. With this, the event loop's delays stayed under 10 ms. (``timeit``
+    most 30 ms after the events'. With this, in the same phase, the loop was late by at most 10 ms. (``timeit``
     turns the collector off while it times, for the same reason.)
     """
     thresholds = gc.get_threshold()
