@@ -81,6 +81,7 @@ class Decider:
         # goes to the partition its events are decided in (the same partitioner), so it is not placed again.
         home_count = partition_counts[topics.internal_events]
         self._at_home = {suffix: partition_counts[name] == home_count for suffix, name in topic_names.items()}
+        self._action_topics = frozenset(suffix for suffix in topic_names if is_action(suffix))
         # The outputs of each decided input, to re-send a replayed one; exactly-once needs none: an input
         # whose transaction did not commit had no visible output and is decided again.
         self.journal = Journal(self.topics) if txns is None else None
@@ -245,7 +246,7 @@ class Decider:
         the journal counts it (:func:`~orchestrator.runtime.journal.entry_size`)."""
         t, now = self._tally, self._now
         cid = key.decode() if ev is None else ev.customer_id
-        send, names, at_home = self.collector.send, self.topic_names, self._at_home
+        send, names, at_home, action_topics = self.collector.send, self.topic_names, self._at_home, self._action_topics
         journaled: list[tuple[str, str, bytes]] | None = None if self.journal is None else []
         size = ENTRY_BYTES
         for o in outputs:
@@ -258,7 +259,7 @@ class Decider:
             else:
                 send(names[o.topic], o.key.encode(), value)
             t.output(o.topic, o.value)
-            if ev is not None and is_action(o.topic):
+            if ev is not None and o.topic in action_topics:
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))

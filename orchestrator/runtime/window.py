@@ -28,7 +28,9 @@ class Window:
 
     def first(self, partition: int, key: bytes) -> bool:
         """``True`` (and remember it) if no earlier event of the window had ``key``."""
-        if key in self._batch_keys or key in self.overlay or self.stores.get(partition).seen(key):
+        # The store's database asked directly (``DedupStore.seen``, plain Python, would be one more
+        # interpreted call per event).
+        if key in self._batch_keys or key in self.overlay or self.stores.get(partition).db.get(key) is not None:
             return False
         self._batch_keys.add(key)
         keys = self._batch.get(partition)
