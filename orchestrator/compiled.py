@@ -31,10 +31,10 @@ from types import ModuleType
 from typing import Any, Sequence
 
 # The batch path's hot modules: the engine and what it calls per event, and the worker's per-event
-# steps (validation, the batch's customer states, the duplicate window, the records out). Each must
-# pass mypy as it is compiled (``mypyc`` refuses a module with a type error) and must not define the types msgspec
+# steps (validation, the batch's customer states, the duplicate window, the journal, the records out).
+# Each must pass mypy as it is compiled (``mypyc`` refuses a module with a type error) and must not define the types msgspec
 # decodes into (a Struct's metaclass is not a native class; a compiled NamedTuple keeps no field
-# types for msgspec): events.py, state.py and runtime/journal.py stay plain Python.
+# types for msgspec): events.py, state.py and runtime/journalcodec.py stay plain Python.
 MODULES: tuple[str, ...] = (
     "orchestrator.core.activity",
     "orchestrator.core.catalog",
@@ -53,6 +53,7 @@ MODULES: tuple[str, ...] = (
     "orchestrator.runtime.counters",
     "orchestrator.runtime.eventtime",
     "orchestrator.runtime.ingest",
+    "orchestrator.runtime.journal",
     "orchestrator.runtime.transaction",
     "orchestrator.runtime.window",
 )

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import msgspec
 from aiokafka import TopicPartition
 
 from orchestrator.runtime.collector import Collector
+from orchestrator.runtime.journalcodec import Output, decoder, encoder
 from orchestrator.runtime.store import PartitionStore, journal_key
 
 EVENTS = b"e"
@@ -29,21 +29,6 @@ INTERNAL = b"k"
 # batch size, however many outputs a batch of one partition has: larger ones are cut in pieces.
 JOURNAL_MAX_BYTES = 200_000
 ENTRY_BYTES, OUTPUT_BYTES = 16, 8           # what an input and each output count besides their strings
-
-
-class Output(NamedTuple):
-    """An output as journaled: the topic suffix, the key (customer id) and the encoded value."""
-
-    topic: str
-    key: str
-    value: bytes
-
-
-class Entry(NamedTuple):
-    """One input's outputs."""
-
-    offset: int
-    outputs: list[Output]
 
 
 class Written(NamedTuple):
@@ -104,7 +89,7 @@ class Journal:
             for start, end in runs(sizes):
                 chunk = entries[start:end]
                 key = journal_key(source, chunk[0][0])
-                value = _encoder.encode(chunk)
+                value = encoder.encode(chunk)
                 collector.send(changelog, key, value, p, via=p)
                 rows.setdefault(p, []).append((key, value))
                 self._written.setdefault(p, []).append(Written(source, chunk[0][0], chunk[-1][0]))
@@ -119,7 +104,7 @@ class Journal:
         kept: list[Written] = []
         for key, value in store.journals():
             source, first = key[1:2], int.from_bytes(key[2:10], "big")
-            entries = _decoder.decode(value)
+            entries = decoder.decode(value)
             kept.append(Written(source, first, entries[-1].offset if entries else first))
             done = committed.get(source)
             for entry in entries:
@@ -156,9 +141,3 @@ def runs(sizes: list[int], limit: int = JOURNAL_MAX_BYTES) -> list[tuple[int, in
     if sizes:
         out.append((start, len(sizes)))
     return out
-
-
-# NamedTuples encode as msgpack arrays: the same bytes as the (offset, [(topic, key, value)]) tuples
-# journals were written with before these types had names.
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[Entry])

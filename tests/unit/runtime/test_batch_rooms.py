@@ -15,7 +15,8 @@ from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.dedup import DedupStores
-from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal, Output
+from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal
+from orchestrator.runtime.journalcodec import Output
 from orchestrator.kafkaio.clients import partition_for
 from orchestrator.runtime.store import DUE_LEN, STATE, Stores, journal_key
 from orchestrator.runtime.transaction import Change, Overlay, Transaction, encode_value

@@ -86,7 +86,8 @@ def test_journals_are_written_restored_and_tombstoned_with_the_states(tmp_path: 
 def test_a_batch_journal_is_cut_in_records_under_the_size_limit():
     import msgspec
 
-    from orchestrator.runtime.journal import JOURNAL_MAX_BYTES, Entry, Output, entry_size, runs
+    from orchestrator.runtime.journal import JOURNAL_MAX_BYTES, entry_size, runs
+    from orchestrator.runtime.journalcodec import Entry, Output
     out = Output("decisions", "c-1", b"x" * 900)
     entries = [Entry(offset, [out, out, out]) for offset in range(500)]     # ~1.4 MB of outputs
     cut = [entries[a:b] for a, b in runs([entry_size(e.outputs) for e in entries])]
@@ -101,7 +102,8 @@ def test_a_batch_journal_is_cut_in_records_under_the_size_limit():
 def test_a_journal_record_keeps_the_format_written_before_its_parts_had_names():
     import msgspec
 
-    from orchestrator.runtime.journal import Entry, Output, _decoder, _encoder
+    from orchestrator.runtime.journalcodec import Entry, Output
+    from orchestrator.runtime.journalcodec import decoder as _decoder, encoder as _encoder
     entry = Entry(7, [Output("decisions", "c-1", b"x")])
     assert _encoder.encode([entry]) == msgspec.msgpack.encode([(7, [("decisions", "c-1", b"x")])])
     assert _decoder.decode(msgspec.msgpack.encode([(7, [("decisions", "c-1", b"x")])])) == [entry]
