@@ -35,13 +35,9 @@ def derive(result: dict[str, Any]) -> None:
     core = ((s.get("pure_core") or {}).get("engine") or {}).get("events_per_s")
     ratios: dict[str, Any] = {}
     for other in ("quix_naive", "quix_journey", "naive_faust", "passthrough"):
-        if eng and tp(other):
-            ratios[f"engine/{other}"] = round(eng / tp(other), 4)
-    eng_cpu = tp("engine", "cpu_s_per_1k")
+        ratios.update(engine_against(other, eng, tp(other)))
     for other in ("quix_journey", "quix_naive"):
-        other_cpu = tp(other, "cpu_s_per_1k")
-        if eng_cpu and other_cpu:
-            ratios[f"engine_cpu_per_1k/{other}_cpu_per_1k"] = round(eng_cpu / other_cpu, 4)
+        ratios.update(engine_against(other, eng_cpu=tp("engine", "cpu_s_per_1k"), their_cpu=tp(other, "cpu_s_per_1k")))
     eos = tp("engine_eos")
     if eng and eos:
         ratios["engine_eos/engine"] = round(eos / eng, 4)
@@ -64,6 +60,18 @@ def derive(result: dict[str, Any]) -> None:
     result["ratios"] = ratios
 
 
+def engine_against(other: str, eng: float | None = None, theirs: float | None = None, *,
+                   eng_cpu: float | None = None, their_cpu: float | None = None) -> dict[str, float]:
+    """The engine's events/s and CPU per event against ``other``'s, under the keys the report and the
+    targets use (each only where both were measured)."""
+    out = {}
+    if eng and theirs:
+        out[f"engine/{other}"] = round(eng / theirs, 4)
+    if eng_cpu and their_cpu:
+        out[f"engine_cpu_per_1k/{other}_cpu_per_1k"] = round(eng_cpu / their_cpu, 4)
+    return out
+
+
 def round_ratios(rounds: list[dict[str, Any]]) -> dict[str, list[float]]:
     """The engine against the Quix apps in each round of alternating drains (rounds where both
     drained): events/s and CPU per event."""
@@ -72,11 +80,9 @@ def round_ratios(rounds: list[dict[str, Any]]) -> dict[str, list[float]]:
         eng = row.get("engine") or {}
         for other in ("quix_naive", "quix_journey"):
             o = row.get(other) or {}
-            if eng.get("events_per_s") and o.get("events_per_s"):
-                out.setdefault(f"engine/{other}", []).append(round(eng["events_per_s"] / o["events_per_s"], 4))
-            if eng.get("cpu_s_per_1k") and o.get("cpu_s_per_1k"):
-                out.setdefault(f"engine_cpu_per_1k/{other}_cpu_per_1k", []).append(
-                    round(eng["cpu_s_per_1k"] / o["cpu_s_per_1k"], 4))
+            for key, ratio in engine_against(other, eng.get("events_per_s"), o.get("events_per_s"),
+                                             eng_cpu=eng.get("cpu_s_per_1k"), their_cpu=o.get("cpu_s_per_1k")).items():
+                out.setdefault(key, []).append(ratio)
     return {k: v for k, v in out.items() if len(v) > 1}
 
 
