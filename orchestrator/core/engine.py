@@ -20,13 +20,13 @@ from orchestrator.core import events as ev_mod
 from orchestrator.core.catalog import JourneySet
 from orchestrator.core.events import Event
 from orchestrator.core.expressions import is_mapping
-from orchestrator.core.gate import Gate, customer_zone
+from orchestrator.core.gate import Gate, customer_zone, known_zone
 from orchestrator.core.ids import stable_hash
 from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode,
                                         SplitNode, WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
-from orchestrator.core.policies import Policies, zone
+from orchestrator.core.policies import Policies
 from orchestrator.core.activity import engagement_for, prune_stamps, record_activity
 from orchestrator.core.state import ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance
 from orchestrator.core.timeutil import format_ts
@@ -65,6 +65,19 @@ class _Effects:
 
     def append(self, output: Output) -> None:
         self.outputs.append(output)
+
+
+def next_due_ms(state: CustomerState) -> int | None:
+    """The earliest timer of any instance of the customer (its wait or deferral, its deadline), or ``None``."""
+    due: int | None = None
+    for inst in state.instances.values():
+        t = inst.due_ms
+        if t is not None and (due is None or t < due):
+            due = t
+        t = inst.deadline_ms
+        if t is not None and (due is None or t < due):
+            due = t
+    return due
 
 
 def event_time(state: CustomerState, event: Event) -> int:
@@ -111,6 +124,11 @@ class Engine:
         self._wall: tuple[int, str] = (-1, "")      # the decider's clock, formatted (one value per batch)
         # How long a send is remembered for the frequency caps (their longest window; 0: no caps).
         self._caps_ms = max((r.per_ms for r in self.policies.frequency), default=0)
+        # What each event asks of the policies, held natively (a Policies is a plain-Python dataclass:
+        # each attribute read from compiled code is a generic lookup).
+        self._channels: tuple[str, ...] = self.policies.channels
+        self._max_age_ms: int = self.policies.max_event_age_ms
+        self._action_topic = {ch: actions(ch) for ch in self._channels}
 
     # ------------------------------------------------------------------ entry points
     def on_event(self, state: CustomerState | None, event: Event, wall_ms: int) -> Result:
@@ -160,7 +178,7 @@ class Engine:
                 self._finish(state, event.customer_id, inst, j, "exit", now_ms, out,
                              suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=event.event_id)
             elif j.exit_if is not None and j.exit_if.truthy(
-                    Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
+                    Namespaces(self._channels, state, event, inst, now_ms), now_ms):
                 # exit.if (docs/journeys.md#exit): after this event's state update, the same ending as exit.on
                 self._finish(state, event.customer_id, inst, j, "condition", now_ms, out,
                              suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=event.event_id)
@@ -172,7 +190,7 @@ class Engine:
                 inst.trigger_event_id, inst.trigger_ts_ms = event.event_id, event.ts_ms
                 self._run(state, event.customer_id, inst, j, node.on_event, event, now_ms, out)
 
-        if etype in self.journeys.by_entry and event.ts_ms >= wall_ms - self.policies.max_event_age_ms:
+        if etype in self.journeys.by_entry and event.ts_ms >= wall_ms - self._max_age_ms:
             for j in self.journeys.by_entry[etype]:
                 self._try_enter(state, j, event, now_ms, out)
         return Result(state, out.outputs, lifecycle=out.lifecycle, invalid_fields=invalid)
@@ -258,7 +276,7 @@ class Engine:
         if not j.enabled or key in state.instances:
             return
         # An entry condition that is false is not a refusal: nothing is recorded.
-        if j.entry_if is not None and not j.entry_if.truthy(Namespaces(self.policies.channels, state, event, None, now_ms), now_ms):
+        if j.entry_if is not None and not j.entry_if.truthy(Namespaces(self._channels, state, event, None, now_ms), now_ms):
             return
         if j.max_entries is not None and self._entries(state, key) >= j.max_entries:
             # Checked before re-entry: it is the refusal that stays true.
@@ -288,7 +306,7 @@ class Engine:
                         entered_ms=now_ms, trigger_event_id=event.event_id, trigger_ts_ms=event.ts_ms,
                         holdout=self.gate.journey_held_out(j, cid) or self.gate.globally_held_out(cid), shadow=j.shadow,
                         deadline_ms=now_ms + j.max_duration_ms if j.max_duration_ms else None)
-        ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
+        ns = Namespaces(self._channels, state, event, inst, now_ms)
         inst.vars = {name: _plain(expr(ns, now_ms)) for name, expr in j.capture.items()}
         state.instances[key] = inst
         n = state.entries.get(key)                              # for entry.max_entries of any version
@@ -298,7 +316,7 @@ class Engine:
         out.append(self._decision(cid, j.id, j.version, j.start, None, Outcome.ENTERED,
                                   "holdout" if inst.holdout else "treatment", now_ms, shadow=j.shadow))
         if j.exit_if is not None and j.exit_if.truthy(
-                Namespaces(self.policies.channels, state, event, inst, now_ms), now_ms):
+                Namespaces(self._channels, state, event, inst, now_ms), now_ms):
             # The entry event is the first event of the customer in the journey: exit.if holds
             # already, so the instance ends before its first node (nothing is sent).
             self._finish(state, cid, inst, j, "condition", now_ms, out, suppress_reason=SuppressionReason.EXIT, cause=event.event_id)
@@ -342,7 +360,7 @@ class Engine:
                     return
                 name = node.next
             elif isinstance(node, BranchNode):
-                ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
+                ns = Namespaces(self._channels, state, event, inst, now_ms)
                 name = None
                 for cond, nxt in node.cases:
                     if cond is None or cond.truthy(ns, now_ms):
@@ -407,7 +425,7 @@ class Engine:
         if event is None and inst.deferred_params is not None:
             params = inst.deferred_params        # evaluated when the send was first decided
         else:
-            ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
+            ns = Namespaces(self._channels, state, event, inst, now_ms)
             params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
         resume = gate.quiet_until(state, channel, now_ms) if not exempt or "quiet_hours" not in exempt else None
         if resume is not None:
@@ -432,7 +450,7 @@ class Engine:
             "event_ts": format_ts(inst.trigger_ts_ms if event is None else event.ts_ms),
             "decided_at": self._decided_at(out.wall_ms),
         }
-        out.append(Output(actions(channel), cid, action))
+        out.append(Output(self._action_topic.get(channel) or actions(channel), cid, action))
         out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.SENT, node.template, now_ms, action_id))
         inst.touches += 1
         if action_id not in inst.action_ids:
@@ -457,7 +475,7 @@ class Engine:
         same as the inline evaluation in :meth:`_send`, which saves a call on every send)."""
         if event is None and inst.deferred_params is not None:
             return inst.deferred_params
-        ns = Namespaces(self.policies.channels, state, event, inst, now_ms)
+        ns = Namespaces(self._channels, state, event, inst, now_ms)
         return {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
 
     def _defer(self, cid: str, inst: Instance, j: Journey, node: SendNode, channel: str, action_id: str,
@@ -548,7 +566,7 @@ class Engine:
                         consent[channel] = given
                 profile["consent"] = consent
             else:
-                if key == "timezone" and zone(value) is None:
+                if key == "timezone" and known_zone(value) is None:
                     invalid.append("timezone")
                 profile[key] = value
         state.profile = profile

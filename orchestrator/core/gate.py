@@ -27,9 +27,27 @@ from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import ENGAGEMENT_WINDOW_MS, CustomerState
 
 
+ZONES_MAX = 4096                   # names remembered by known_zone (about 600 IANA names exist)
+_zones: dict[str, tzinfo | None] = {}
+
+
+def known_zone(name: object) -> tzinfo | None:
+    """:func:`~orchestrator.core.policies.zone` (the IANA timezone ``name``, ``None`` if it is not one),
+    remembered per name: it is plain Python, asked at every send and every profile update that sets a
+    timezone. A bounded memo, cleared when it grows large."""
+    if not isinstance(name, str):
+        return None
+    if name in _zones:
+        return _zones[name]
+    if len(_zones) >= ZONES_MAX:
+        _zones.clear()
+    tz = _zones[name] = zone(name)
+    return tz
+
+
 def customer_zone(state: CustomerState) -> tzinfo:
     """The customer's timezone (``profile.timezone``, an IANA name), UTC if absent or unknown."""
-    return zone(state.profile.get("timezone")) or timezone.utc
+    return known_zone(state.profile.get("timezone")) or timezone.utc
 
 
 class Gate:
@@ -37,6 +55,10 @@ class Gate:
 
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
+        # The policies' parts asked at every send, held natively (a Policies is a plain-Python
+        # dataclass: each attribute read from compiled code is a generic lookup).
+        self._opt_in = frozenset(ch for ch in policies.consent if policies.consent_mode(ch) == "opt_in")
+        self._frequency = [(rule.channel, rule.per_ms, rule.max) for rule in policies.frequency]
 
     @staticmethod
     def journey_held_out(j: Journey, cid: str) -> bool:
@@ -49,7 +71,7 @@ class Gate:
     def consents(self, state: CustomerState, channel: str) -> bool:
         consent = state.profile.get("consent")
         value = consent.get(channel) if isinstance(consent, dict) else None
-        if self.policies.consent_mode(channel) == "opt_in":
+        if channel in self._opt_in:               # Policies.consent_mode(channel) == "opt_in"
             return value is True
         return value is not False
 
@@ -92,11 +114,11 @@ class Gate:
 
     def frequency_capped(self, state: CustomerState, channel: str, now_ms: int) -> str | None:
         """Why a send on ``channel`` now would break a rolling cap (across all journeys), or ``None``."""
-        for rule in self.policies.frequency:
-            if rule.applies_to(channel):
-                since = now_ms - rule.per_ms
-                count = sum(1 for t, ch in state.sends if t > since and rule.applies_to(ch))
-                if count >= rule.max:
-                    scope = rule.channel or "all channels"
-                    return f"{count} sends on {scope} in the last {format_duration_ms(rule.per_ms)} (max {rule.max})"
+        for only, per_ms, most in self._frequency:              # (FrequencyRule.applies_to, inlined)
+            if only is None or only == channel:
+                since = now_ms - per_ms
+                count = sum(1 for t, ch in state.sends if t > since and (only is None or only == ch))
+                if count >= most:
+                    scope = only or "all channels"
+                    return f"{count} sends on {scope} in the last {format_duration_ms(per_ms)} (max {most})"
         return None

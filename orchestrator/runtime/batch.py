@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from orchestrator.config import Topics
 from orchestrator.core import Engine, dedup
+from orchestrator.core.engine import next_due_ms
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event
 from orchestrator.core.state import legacy_seen
 from orchestrator.core.vocabulary import DeadLetter, Topic, is_action
@@ -194,7 +195,7 @@ class Decider:
         if seen is not None and not self.window.first(p, seen):
             t.duplicate += 1               # the duplicate rule: seen within the window, ignored
             return
-        old_due = state.next_due_ms() if ev is None and state is not None else None   # for a wake-up only
+        old_due = next_due_ms(state) if ev is None and state is not None else None   # for a wake-up only
         try:
             if ev is None:
                 result = self.engine.on_timer(state, key.decode(), self.clocks.limit(p, now), now)

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from orchestrator.core.engine import next_due_ms
 from orchestrator.core.state import CustomerState, decode_state, encode_state
 from orchestrator.runtime.collector import Collector
-from orchestrator.runtime.store import DUE_LEN, STATE, Stores, due_bytes
+from orchestrator.runtime.store import DUE_LEN, NO_DUE, STATE, Stores
 
 
 def encode_value(state: CustomerState) -> bytes:
     """The stored value of a state: its next due time (8 bytes) and the msgpack state."""
-    return due_bytes(state.next_due_ms()) + encode_state(state)
+    due = next_due_ms(state)
+    return (NO_DUE if due is None else due.to_bytes(DUE_LEN, "big")) + encode_state(state)   # store.due_bytes
 
 
 class Change(NamedTuple):
@@ -82,7 +84,14 @@ class Transaction:
         entry = self.entries.get(key)
         if entry is None:
             pending = self.overlay.values.get(key)
-            raw = self.stores.get(partition).get(key) if pending is None else pending[1]
+            if pending is None:
+                # ``stores.get(partition).get(key)`` without its two interpreted calls
+                store = self.stores.open.get(partition)
+                if store is None:
+                    store = self.stores.get(partition)
+                raw = store.db.get(STATE + key)
+            else:
+                raw = pending[1]
             entry = (Entry(partition, raw[:DUE_LEN], decode_state(memoryview(raw)[DUE_LEN:])) if raw is not None
                      else Entry(partition, None, None))
             self.entries[key] = entry
@@ -97,7 +106,7 @@ class Transaction:
             entry.dirty = entry.dirty or entry.old_due is not None or entry.state is not None
             entry.state = None
         else:
-            if outputs or entry.state is None or not tick or new.next_due_ms() != old_due:
+            if outputs or entry.state is None or not tick or next_due_ms(new) != old_due:
                 entry.dirty = True
             entry.state = new
 

@@ -19,6 +19,7 @@ class Window:
 
     def __init__(self, stores: DedupStores) -> None:
         self.stores = stores
+        self._open = stores.open           # partition -> its open store (the stores keep this one dict)
         # The keys of batches handed over and not yet in RocksDB: all of them, and those of each batch
         # (its seq). A key is seen first by one batch only, so the batches' sets never overlap.
         self.overlay: set[bytes] = set()
@@ -28,9 +29,14 @@ class Window:
 
     def first(self, partition: int, key: bytes) -> bool:
         """``True`` (and remember it) if no earlier event of the window had ``key``."""
-        # The store's database asked directly (``DedupStore.seen``, plain Python, would be one more
-        # interpreted call per event).
-        if key in self._batch_keys or key in self.overlay or self.stores.get(partition).db.get(key) is not None:
+        if key in self._batch_keys or key in self.overlay:
+            return False
+        # The store's database asked directly: ``stores.get`` and ``DedupStore.seen``, plain Python,
+        # would be two more interpreted calls per event.
+        store = self._open.get(partition)
+        if store is None:
+            store = self.stores.get(partition)
+        if store.db.get(key) is not None:
             return False
         self._batch_keys.add(key)
         keys = self._batch.get(partition)

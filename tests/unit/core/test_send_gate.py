@@ -280,3 +280,16 @@ def test_exempting_one_check_keeps_the_other_and_consent_always_applies() -> Non
     assert decisions(c.event("order.completed", ts("2026-01-15T23:00:00Z")), "quiet_hours_deferred")
     c = Customer(engine(RECEIPT, policies=pol), "c-2")                    # no consent given
     assert one(decisions(c.event("order.completed", T0), "no_consent"))
+
+
+def test_a_customers_timezone_is_looked_up_once_per_name_in_a_bounded_memo() -> None:
+    from zoneinfo import ZoneInfo
+
+    from orchestrator.core import gate
+    assert gate.known_zone("Europe/Paris") == ZoneInfo("Europe/Paris")
+    assert gate.known_zone("Europe/Paris") is gate.known_zone("Europe/Paris")
+    assert gate.known_zone("Not/A_Zone") is None and gate.known_zone("") is None and gate.known_zone(7) is None
+    for i in range(gate.ZONES_MAX + 10):                   # names that are not zones are remembered too
+        gate.known_zone(f"Nowhere/{i}")
+    assert 0 < len(gate._zones) <= gate.ZONES_MAX
+    assert gate.known_zone("Europe/Paris") == ZoneInfo("Europe/Paris")

@@ -95,6 +95,27 @@ def test_a_state_is_read_from_the_overlay_first_then_rocksdb_and_once_per_batch(
     stores.close()
 
 
+def test_the_stores_read_are_the_ones_open_now_a_partition_not_open_yet_is_opened(tmp_path):
+    """The transaction and the window ask the stores' open databases directly (not through
+    ``stores.get``): a partition not open yet is opened, and one wiped since is read as it is now."""
+    stores = Stores(str(tmp_path))
+    dedup = DedupStores(str(tmp_path), stores.memory)
+    window = Window(dedup)
+    assert Transaction(stores, Overlay(), 1).entry(b"a", 3).state is None and 3 in stores.open
+    key = b"k" * 16
+    assert window.first(5, key) and 5 in dedup.open
+    stores.get(0).write([(b"a", None, encode_value(state(5)))], None)
+    window.changes(None, "dd", 1)
+    dedup.get(5).write(key, 1)
+    window.settled(1)
+    assert Transaction(stores, Overlay(), 2).entry(b"a", 0).state.next_due_ms() == 5
+    assert not window.first(5, key)                                   # in RocksDB
+    stores.wipe(0), dedup.wipe(5)                                     # a restore starts over
+    assert Transaction(stores, Overlay(), 3).entry(b"a", 0).state is None
+    assert window.first(5, key)
+    stores.close(), dedup.close()
+
+
 def test_what_counts_as_a_change(tmp_path):
     stores = Stores(str(tmp_path))
     stores.get(0).write([(b"a", None, encode_value(state(5)))], None)
