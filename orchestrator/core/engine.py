@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from orchestrator.core import events as ev_mod
 from orchestrator.core.catalog import JourneySet
-from orchestrator.core.events import Event
+from orchestrator.core.events import FEEDBACK_TYPES, PROFILE_ERASED, PROFILE_UPDATED, Event
 from orchestrator.core.expressions import is_mapping
 from orchestrator.core.gate import Gate, customer_zone, known_zone
 from orchestrator.core.ids import stable_hash
@@ -80,10 +79,11 @@ def next_due_ms(state: CustomerState) -> int | None:
     return due
 
 
-def event_time(state: CustomerState, event: Event) -> int:
-    """When an event is decided: at its ``ts``, or, if something later was decided for the customer
-    already (a late event), at the customer's time. A customer's time never goes back."""
-    return event.ts_ms if event.ts_ms > state.time_ms else state.time_ms
+def event_time(ts_ms: int, customer_time_ms: int) -> int:
+    """When an event of time ``ts_ms`` is decided: at its ``ts``, or, if something later was decided
+    for the customer already (a late event), at the customer's time (``CustomerState.time_ms``). A
+    customer's time never goes back."""
+    return ts_ms if ts_ms > customer_time_ms else customer_time_ms
 
 
 class Result:
@@ -146,19 +146,20 @@ class Engine:
         state = state if state is not None else CustomerState()
         if state.erased_ms is not None:         # an erasure tombstone written before the window moved out
             state = CustomerState(time_ms=state.time_ms)
-        now_ms = event_time(state, event)
+        # The event's fields, read once (each is a generic lookup from compiled code).
+        cid, etype, ts_ms, eid = event.customer_id, event.type, event.ts_ms, event.event_id
+        now_ms = event_time(ts_ms, state.time_ms)
         out = _Effects(wall_ms)
-        self._fire_due(state, event.customer_id, now_ms, out)
+        self._fire_due(state, cid, now_ms, out)
         state.time_ms = now_ms
-        etype = event.type
-        if etype == ev_mod.PROFILE_ERASED:
+        if etype == PROFILE_ERASED:
             self._erase(state, event, now_ms, out)
             return Result(None, out.outputs, lifecycle=out.lifecycle)
-        record_activity(state, etype, event.ts_ms, event.properties)
+        record_activity(state, etype, ts_ms, event.properties)
         invalid: tuple[str, ...] = ()
-        if etype == ev_mod.PROFILE_UPDATED:
+        if etype == PROFILE_UPDATED:
             invalid = self._merge_profile(state, event.properties)
-        elif etype in ev_mod.FEEDBACK_TYPES:
+        elif etype in FEEDBACK_TYPES:
             self._feedback(state, event, now_ms, out)
 
         for jid in sorted(state.instances):
@@ -167,31 +168,32 @@ class Engine:
                 continue
             j = self._journey_of(inst)
             if j is None:
-                self._drop(state, event.customer_id, inst, now_ms, out)
+                self._drop(state, cid, inst, now_ms, out)
                 continue
             if etype not in j.listens and j.exit_if is None:
                 continue                        # nothing of this journey reacts to this event
             if etype in j.goal_on:
-                self._finish(state, event.customer_id, inst, j, "goal", now_ms, out,
-                             suppress_reason=SuppressionReason.GOAL, suppress_channels=j.goal_suppress, cause=event.event_id)
+                self._finish(state, cid, inst, j, "goal", now_ms, out,
+                             suppress_reason=SuppressionReason.GOAL, suppress_channels=j.goal_suppress, cause=eid)
             elif etype in j.exit_on:
-                self._finish(state, event.customer_id, inst, j, "exit", now_ms, out,
-                             suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=event.event_id)
+                self._finish(state, cid, inst, j, "exit", now_ms, out,
+                             suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=eid)
             elif j.exit_if is not None and j.exit_if.truthy(
                     Namespaces(self._channels, state, event, inst, now_ms), now_ms):
                 # exit.if (docs/journeys.md#exit): after this event's state update, the same ending as exit.on
-                self._finish(state, event.customer_id, inst, j, "condition", now_ms, out,
-                             suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=event.event_id)
+                self._finish(state, cid, inst, j, "condition", now_ms, out,
+                             suppress_reason=SuppressionReason.EXIT, suppress_channels=tuple(inst.channels), cause=eid)
             elif inst.waiting_for is not None and self._waits_for(j, inst, etype) \
                     and self._feedback_matches(state, inst, event):
                 node = j.nodes[inst.node]
                 assert isinstance(node, WaitForNode)
                 inst.waiting_for, inst.due_ms = None, None
-                inst.trigger_event_id, inst.trigger_ts_ms = event.event_id, event.ts_ms
-                self._run(state, event.customer_id, inst, j, node.on_event, event, now_ms, out)
+                inst.trigger_event_id, inst.trigger_ts_ms = eid, ts_ms
+                self._run(state, cid, inst, j, node.on_event, event, now_ms, out)
 
-        if etype in self.journeys.by_entry and event.ts_ms >= wall_ms - self._max_age_ms:
-            for j in self.journeys.by_entry[etype]:
+        entering = self.journeys.by_entry.get(etype)
+        if entering is not None and ts_ms >= wall_ms - self._max_age_ms:
+            for j in entering:
                 self._try_enter(state, j, event, now_ms, out)
         return Result(state, out.outputs, lifecycle=out.lifecycle, invalid_fields=invalid)
 
@@ -601,7 +603,7 @@ class Engine:
 
     @staticmethod
     def _feedback_matches(state: CustomerState, inst: Instance, event: Event) -> bool:
-        if event.type not in ev_mod.FEEDBACK_TYPES:
+        if event.type not in FEEDBACK_TYPES:
             return True
         return event.properties.get("action_id") in inst.action_ids
 

@@ -9,24 +9,24 @@ this module defines msgspec Structs, which stay plain Python.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.vocabulary import WORKER_DEAD_LETTERS
 
-FUTURE_TOLERANCE_MS = 5 * 60_000
-MAX_TS_MS = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
+FUTURE_TOLERANCE_MS: Final = 5 * 60_000
+MAX_TS_MS: Final = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last RFC 3339 instant
 # An integer ts below 10^11 is refused (docs/events.md#timestamps). As milliseconds it is before 1973-03-03; as
 # seconds it is any time until the year 5138, so it is far more likely seconds than a 1970s date.
-MIN_INT_TS_MS = 10**11
+MIN_INT_TS_MS: Final = 10**11
 FEEDBACK_TYPES = frozenset({
     "message.delivered", "message.opened", "message.clicked",
     "message.bounced", "message.unsubscribed", "message.failed",
 })
-PROFILE_UPDATED = "profile.updated"
-PROFILE_ERASED = "profile.erased"
+PROFILE_UPDATED: Final = "profile.updated"
+PROFILE_ERASED: Final = "profile.erased"
 _TYPE_PATTERN = r"^[a-z0-9_.-]+$"                    # the wire's check (its length is checked apart)
 EVENT_TYPE = re.compile(r"^[a-z0-9_.-]{1,64}$")       # an event type whole: what journeys and expressions accept
 

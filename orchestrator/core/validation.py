@@ -34,11 +34,12 @@ def _decode(raw: bytes) -> _WireFast:
         wire = _fast_decoder.decode(raw)
     except msgspec.DecodeError:
         return _decoder.decode(raw)
-    if wire.type not in _types_known:
-        if _type_ok(wire.type) is None:
+    etype = wire.type
+    if etype not in _types_known:
+        if _type_ok(etype) is None:
             return _decoder.decode(raw)
         if len(_types_known) < _TYPES_KNOWN_MAX:
-            _types_known.add(wire.type)
+            _types_known.add(etype)
     return wire
 
 
@@ -59,29 +60,30 @@ def parse_event(raw: bytes | None, *, max_bytes: int, now_ms: int,
         return Rejection(DeadLetter.INVALID_SCHEMA, str(exc))
     except msgspec.DecodeError as exc:
         return Rejection(DeadLetter.INVALID_JSON, str(exc))
-    ts_ms = parse_ts_ms(wire.ts)
-    if isinstance(wire.ts, int) and 0 <= wire.ts < MIN_INT_TS_MS:
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {wire.ts} looks like seconds since the epoch; send integer epoch "
+    ts, etype, properties = wire.ts, wire.type, wire.properties    # each read once (generic lookups)
+    ts_ms = parse_ts_ms(ts)
+    if isinstance(ts, int) and 0 <= ts < MIN_INT_TS_MS:
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {ts} looks like seconds since the epoch; send integer epoch "
                          "milliseconds or an RFC 3339 string - at `$.ts`")
     if ts_ms is None or ts_ms < 0:
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts must be an RFC 3339 string or integer epoch milliseconds, got {wire.ts!r} - at `$.ts`")
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts must be an RFC 3339 string or integer epoch milliseconds, got {ts!r} - at `$.ts`")
     if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
         return Rejection(DeadLetter.FUTURE_TIMESTAMP, f"ts {_show_ts(ts_ms)} is more than 5 minutes ahead of {_show_ts(now_ms)}")
     if ts_ms > MAX_TS_MS:  # only reachable with a far-future clock (simulate); not representable downstream
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {wire.ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
-    props = wire.properties if wire.properties is not None else {}
-    if wire.type in FEEDBACK_TYPES:
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
+    props = properties if properties is not None else {}
+    if etype in FEEDBACK_TYPES:
         action_id = props.get("action_id")
         channel = props.get("channel")
         if not isinstance(action_id, str) or not action_id:
-            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type} needs properties.action_id (a string)")
+            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{etype} needs properties.action_id (a string)")
         if not isinstance(channel, str) or not channel:
-            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type} needs properties.channel (a string)")
+            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{etype} needs properties.channel (a string)")
         if channels is not None and channel not in channels:
-            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{wire.type}: unknown channel {channel!r}")
-    elif wire.type.startswith("message."):
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"unknown feedback type {wire.type!r} (expected one of: "
+            return Rejection(DeadLetter.INVALID_FEEDBACK, f"{etype}: unknown channel {channel!r}")
+    elif etype.startswith("message."):
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"unknown feedback type {etype!r} (expected one of: "
                          + ", ".join(sorted(FEEDBACK_TYPES)) + ")")
-    if wire.type == PROFILE_UPDATED and wire.properties is None:
+    if etype == PROFILE_UPDATED and properties is None:
         return Rejection(DeadLetter.INVALID_SCHEMA, "profile.updated needs properties (an object) - at `$.properties`")
-    return Event(wire.event_id, wire.customer_id, wire.type, ts_ms, props, wire.account_id)
+    return Event(wire.event_id, wire.customer_id, etype, ts_ms, props, wire.account_id)

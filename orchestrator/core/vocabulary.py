@@ -11,59 +11,61 @@ attribute, and 38 ns more to write one as a JSON value).
 
 from __future__ import annotations
 
+from typing import Final
+
 
 class Outcome:
     """A decision's ``outcome`` (docs/events.md#decisions)."""
 
-    SENT = "sent"
-    HOLDOUT = "holdout"
-    NO_CONSENT = "no_consent"
-    FREQUENCY_CAP = "frequency_cap"
-    QUIET_HOURS_DEFERRED = "quiet_hours_deferred"
-    SUPPRESSED = "suppressed"
-    PREEMPTED = "preempted"
-    ENTRY_REFUSED = "entry_refused"
-    ENTERED = "entered"
-    EXITED = "exited"
-    GOAL = "goal"
-    WINDOW_DEFERRED = "window_deferred"
+    SENT: Final = "sent"
+    HOLDOUT: Final = "holdout"
+    NO_CONSENT: Final = "no_consent"
+    FREQUENCY_CAP: Final = "frequency_cap"
+    QUIET_HOURS_DEFERRED: Final = "quiet_hours_deferred"
+    SUPPRESSED: Final = "suppressed"
+    PREEMPTED: Final = "preempted"
+    ENTRY_REFUSED: Final = "entry_refused"
+    ENTERED: Final = "entered"
+    EXITED: Final = "exited"
+    GOAL: Final = "goal"
+    WINDOW_DEFERRED: Final = "window_deferred"
 
 
 class SuppressionReason:
     """A suppression's ``reason`` (docs/events.md#suppressions)."""
 
-    GOAL = "goal"
-    EXIT = "exit"
-    ERASED = "erased"
-    UNSUBSCRIBED = "unsubscribed"
-    PREEMPTED = "preempted"
-    EXPIRED = "expired"
+    GOAL: Final = "goal"
+    EXIT: Final = "exit"
+    ERASED: Final = "erased"
+    UNSUBSCRIBED: Final = "unsubscribed"
+    PREEMPTED: Final = "preempted"
+    EXPIRED: Final = "expired"
 
 
 class DeadLetter:
     """A dead letter's ``reason`` (docs/events.md#dead-letters): the worker's, then the adapter's."""
 
-    INVALID_JSON = "invalid_json"
-    INVALID_SCHEMA = "invalid_schema"
-    TOO_LARGE = "too_large"
-    FUTURE_TIMESTAMP = "future_timestamp"
-    INVALID_FEEDBACK = "invalid_feedback"
-    ENGINE_ERROR = "engine_error"
-    DELIVERY_FAILED = "delivery_failed"
+    INVALID_JSON: Final = "invalid_json"
+    INVALID_SCHEMA: Final = "invalid_schema"
+    TOO_LARGE: Final = "too_large"
+    FUTURE_TIMESTAMP: Final = "future_timestamp"
+    INVALID_FEEDBACK: Final = "invalid_feedback"
+    ENGINE_ERROR: Final = "engine_error"
+    DELIVERY_FAILED: Final = "delivery_failed"
 
 
 class Topic:
     """Topic names after ``ORCH_TOPIC_PREFIX`` and its dot (docs/events.md#topics); an action topic is
     ``actions.<channel>`` (:func:`actions`)."""
 
-    EVENTS = "events"
-    SUPPRESSIONS = "suppressions"
-    DECISIONS = "decisions"
-    DLQ = "dlq"
-    JOURNEYS = "journeys"
-    INTERNAL_EVENTS = "internal.events-by-customer"
-    CHANGELOG = "internal.state-changelog"
-    DEDUP_CHANGELOG = "internal.dedup-changelog"
+    EVENTS: Final = "events"
+    SUPPRESSIONS: Final = "suppressions"
+    DECISIONS: Final = "decisions"
+    DLQ: Final = "dlq"
+    JOURNEYS: Final = "journeys"
+    INTERNAL_EVENTS: Final = "internal.events-by-customer"
+    CHANGELOG: Final = "internal.state-changelog"
+    DEDUP_CHANGELOG: Final = "internal.dedup-changelog"
 
 
 ACTIONS = "actions."

@@ -251,16 +251,17 @@ class Decider:
         journaled: list[tuple[str, str, bytes]] | None = None if self.journal is None else []
         size = ENTRY_BYTES
         for o in outputs:
-            value = orjson.dumps(o.value)
+            topic, okey, record = o                # an Output, unpacked once (its fields are generic lookups)
+            value = orjson.dumps(record)
             if journaled is not None:
-                journaled.append((o.topic, o.key, value))
-                size += len(o.topic) + len(o.key) + len(value) + OUTPUT_BYTES
-            if o.key == cid:
-                send(names[o.topic], key, value, p if at_home[o.topic] else None)
+                journaled.append((topic, okey, value))
+                size += len(topic) + len(okey) + len(value) + OUTPUT_BYTES
+            if okey == cid:
+                send(names[topic], key, value, p if at_home[topic] else None)
             else:
-                send(names[o.topic], o.key.encode(), value)
-            t.output(o.topic, o.value)
-            if ev is not None and o.topic in action_topics:
+                send(names[topic], okey.encode(), value)
+            t.output(topic, record)
+            if ev is not None and topic in action_topics:
                 # Only sends an event triggered directly: a send after a wait (or a quiet-hours
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
