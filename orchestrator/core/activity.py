@@ -41,16 +41,21 @@ def record_activity(state: CustomerState, event_type: str, ts_ms: int, propertie
         days[day] = n + 1
     if ts_ms > act.last_ms:
         act.last_ms = ts_ms
+    # The session's fields read once each (generic lookups from compiled code), written as they change.
     s = state.session
-    if s.event_count == 0 or ts_ms - s.last_ms >= SESSION_GAP_MS:
-        s.started_ms, s.event_count, s.categories = ts_ms, 0, []
-    if ts_ms > s.last_ms:
+    count, last_ms = s.event_count, s.last_ms
+    if count == 0 or ts_ms - last_ms >= SESSION_GAP_MS:
+        count = 0
+        s.started_ms, s.categories = ts_ms, []
+    if ts_ms > last_ms:
         s.last_ms = ts_ms
-    s.event_count += 1
+    s.event_count = count + 1
     if properties:
         category = properties.get("category")
-        if isinstance(category, str) and category not in s.categories and len(s.categories) < 32:
-            s.categories.append(category[:64])
+        if isinstance(category, str):
+            categories = s.categories
+            if category not in categories and len(categories) < 32:
+                categories.append(category[:64])
 
 
 def _forget_oldest(activity: dict[str, Activity]) -> None:
