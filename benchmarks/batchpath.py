@@ -50,26 +50,16 @@ RECORD_OVERHEAD = 20               # bytes of a record's framing in a fetched re
 class _Producer:
     """What the batch path calls on an aiokafka producer, acknowledged at once: records go into
     aiokafka's own batch builder (its cost is the client's part of the path) and are counted; with
-    ``keep`` (untimed runs only) they are also kept, for :func:`outputs_digest`."""
+    ``keep`` (untimed runs only) the records of each batch are also read back from the bytes it
+    built, as the broker would receive them, for :func:`outputs_digest`."""
 
     def __init__(self, keep: bool = False) -> None:
         from aiokafka.producer.message_accumulator import BatchBuilder
 
         from orchestrator.runtime.worker import PRODUCER
 
-        class Kept(BatchBuilder):
-            def __init__(self, *args: Any) -> None:
-                super().__init__(*args)
-                self.kept: list[tuple[bytes | None, bytes | None]] = []
-
-            def append(self, *, timestamp: int | None, key: bytes | None, value: bytes | None) -> Any:
-                meta = super().append(timestamp=timestamp, key=key, value=value)
-                if meta is not None:
-                    self.kept.append((key, value))
-                return meta
-
-        self._builder = (lambda: Kept(PRODUCER["max_batch_size"], 0)) if keep else \
-            (lambda: BatchBuilder(PRODUCER["max_batch_size"], 0))
+        self._builder = lambda: BatchBuilder(PRODUCER["max_batch_size"], 0)
+        self.keep = keep
         self.ends: dict[tuple[str, int], int] = {}
         self.records = 0
         self.bytes = 0
@@ -81,15 +71,17 @@ class _Producer:
 
     async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future:
         from aiokafka import TopicPartition
+        from aiokafka.record.default_records import DefaultRecordBatch
         from aiokafka.structs import RecordMetadata
         count = batch.record_count()
-        self.bytes += len(batch._build())      # as the sender does when it takes the batch
+        built = batch._build()                 # as the sender does when it takes the batch
+        self.bytes += len(built)
         first = self.ends.get((topic, partition), 0)
         self.ends[(topic, partition)] = first + count
         self.records += count
         self.by_topic[topic] = self.by_topic.get(topic, 0) + count
-        if hasattr(batch, "kept"):
-            self.kept.append((topic, partition, batch.kept))
+        if self.keep:
+            self.kept.append((topic, partition, [(r.key, r.value) for r in DefaultRecordBatch(bytes(built))]))
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         fut.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), first, -1, 0, 0))
         return fut

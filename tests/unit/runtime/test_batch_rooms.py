@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from orchestrator.core.state import CustomerState, Instance, decode_state
 from orchestrator.errors import WorkerFailure
 from orchestrator.runtime.checkpoint import Checkpoint, Flush
-from orchestrator.runtime.collector import Collector
+from orchestrator.runtime.collector import Collector, append
 from orchestrator.runtime.dedup import DedupStores
 from orchestrator.runtime.journal import EVENTS, INTERNAL, Journal
 from orchestrator.runtime.journalcodec import Output
@@ -78,6 +78,32 @@ def state(due: int | None = None) -> CustomerState:
         s.instances["j"] = Instance(journey="j", version=1, instance_id="e-1", node="wait", entered_ms=1,
                                     trigger_event_id="e-1", trigger_ts_ms=1, due_ms=due)
     return s
+
+
+def test_records_go_into_aiokafkas_batches_as_its_own_append_puts_them():
+    """The collector puts records into aiokafka's BatchBuilder without its Python ``append`` (one frame
+    per record out); the batch built must hold the same records, and a full batch must refuse and
+    close alike. Fails if aiokafka's batch internals change."""
+    from aiokafka.producer.message_accumulator import BatchBuilder
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    def read(b: BatchBuilder) -> list:
+        return [(r.offset, r.key, r.value, list(r.headers)) for r in DefaultRecordBatch(bytes(b._build()))]
+
+    records = [(b"c-1", b'{"a":1}'), (None, b"no key"), (b"c-2", None)]
+    ours, theirs = BatchBuilder(16384, 0), BatchBuilder(16384, 0)
+    for key, value in records:
+        assert append(ours, key, value) and theirs.append(timestamp=None, key=key, value=value) is not None
+    assert read(ours) == read(theirs) == [(i, k, v, []) for i, (k, v) in enumerate(records)]
+    small_ours, small_theirs = BatchBuilder(200, 0), BatchBuilder(200, 0)
+    n = 0
+    while append(small_ours, b"k", b"x" * 30):
+        n += 1
+    m = 0
+    while small_theirs.append(timestamp=None, key=b"k", value=b"x" * 30) is not None:
+        m += 1
+    assert n == m > 1 and small_ours._closed and not append(small_ours, b"k", b"x")
+    assert read(small_ours) == read(small_theirs)
 
 
 def test_a_state_is_read_from_the_overlay_first_then_rocksdb_and_once_per_batch(tmp_path):
