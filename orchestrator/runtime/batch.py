@@ -184,8 +184,10 @@ class Decider:
             self.clocks.observe(p, ev.ts_ms)
         entry = self._tx.entry(key, p)
         state = entry.state
-        if state is not None and (state.seen_ids or state.seen or state.erased_ms is not None):
-            state = self._migrate(entry, key, p)
+        if not entry.checked:              # once a batch per customer: only a state as read can be an old one
+            entry.checked = True
+            if state is not None and (state.seen_ids or state.seen or state.erased_ms is not None):
+                state = self._migrate(entry, key, p)
         seen = None
         if ev is not None:                 # the customer's half of the key hashed once a batch
             half = entry.customer_hash

@@ -49,6 +49,7 @@ class Ingest:
     def __init__(self, rules: IngestRules, keyed_topic: str, channels: tuple[str, ...], collector: Collector,
                  clocks: Clocks, dlq_topic: str) -> None:
         self.rules, self.channels, self.collector, self.clocks = rules, channels, collector, clocks
+        self._max_bytes = rules.max_event_bytes          # read per event: held natively
         self.dlq_topic = dlq_topic
         self.keyed_topic = keyed_topic
         self._home_count = collector.partition_counts[keyed_topic]
@@ -59,7 +60,7 @@ class Ingest:
         """``(customer key, event)`` to decide here and now, or ``None``: dead-lettered or forwarded."""
         value = msg.value
         try:
-            parsed = parse_event(value, max_bytes=self.rules.max_event_bytes, now_ms=now_ms,
+            parsed = parse_event(value, max_bytes=self._max_bytes, now_ms=now_ms,
                                  channels=self.channels)
         except Exception as exc:  # noqa: BLE001 - the core promises not to raise; never crash on input anyway
             log.exception("event validation failed unexpectedly")

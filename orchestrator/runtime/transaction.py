@@ -45,7 +45,7 @@ class Change(NamedTuple):
 class Entry:
     """A customer's state while a batch is decided: read once, written once."""
 
-    __slots__ = ("partition", "old_due", "state", "dirty", "customer_hash")
+    __slots__ = ("partition", "old_due", "state", "dirty", "customer_hash", "checked")
 
     def __init__(self, partition: int, old_due: bytes | None, state: CustomerState | None) -> None:
         self.partition = partition
@@ -53,6 +53,7 @@ class Entry:
         self.state = state
         self.dirty = False
         self.customer_hash: bytes | None = None  # the customer's half of its duplicate-window keys, once a batch
+        self.checked = False                    # the state as read looked at once (the batch path's migration)
 
 
 class Overlay:
