@@ -32,7 +32,8 @@ def bucket(*parts: object) -> float:
 def murmur2(data: bytes) -> int:
     """MurmurHash2 of ``data`` as Kafka's Java client computes it (``Utils.murmur2``, its default
     partitioner's hash), as an unsigned 32-bit number: aiokafka's ``murmur2``, in machine integers
-    once compiled (every product of two 32-bit values fits in 64 bits, so none becomes a Python int)."""
+    once compiled (each product is of a value under 2^32 and ``m`` under 2^31, so it fits a signed
+    64-bit integer and none becomes a Python int)."""
     n: i64 = len(data)
     m: i64 = 0x5BD1E995
     mask: i64 = 0xFFFFFFFF
