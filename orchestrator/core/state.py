@@ -125,6 +125,11 @@ def decode_state(data: bytes | memoryview | None) -> CustomerState:
     return CustomerState() if not data else _decoder.decode(data)
 
 
+# The decoder's own method, for a stored state (never empty), so a compiled caller decodes it without
+# an interpreted frame.
+decode_stored: Callable[[bytes | memoryview], CustomerState] = _decoder.decode
+
+
 def legacy_seen(state: CustomerState) -> list[tuple[bytes, int]]:
     """The duplicate window a state written before it moved out still holds: (8-byte hash of the event
     id, ms it was processed) pairs; ``state`` keeps none of them afterwards."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from orchestrator.core.engine import next_due_ms
-from orchestrator.core.state import CustomerState, decode_state, encode_state
+from orchestrator.core.state import CustomerState, decode_stored, encode_state
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.store import DUE_LEN, NO_DUE, STATE, Stores
 
@@ -93,7 +93,7 @@ class Transaction:
                 raw = store.db.get(STATE + key)
             else:
                 raw = pending[1]
-            entry = (Entry(partition, raw[:DUE_LEN], decode_state(memoryview(raw)[DUE_LEN:])) if raw is not None
+            entry = (Entry(partition, raw[:DUE_LEN], decode_stored(memoryview(raw)[DUE_LEN:])) if raw is not None
                      else Entry(partition, None, None))
             self.entries[key] = entry
         return entry
