@@ -4,6 +4,7 @@ the Kafka client and the event loop's network I/O.
     python -m benchmarks.batchpath [--events N] [--batch B] [--partitions P]
     python -m benchmarks.batchpath --against REV [--rounds R]      # two trees, alternating
     python -m benchmarks.batchpath --against FOLDER                # a tree as it is (compiled or not)
+    python -m benchmarks.batchpath --instructions [--against REV]  # instructions per event (valgrind)
 
 The load benchmark's backlog (:mod:`benchmarks.workload`, deterministic: seeded, fixed event ids,
 timestamps on a virtual clock ending just before now, so ``max_event_age`` enrols as in a live run)
@@ -25,6 +26,13 @@ the machine's speed hits both alike; the medians, their ratio and the load avera
 Before the timed rounds, one untimed run of each tree digests what it sent to the output topics
 (:func:`outputs_digest`); the command exits 1 if the two differ (``--digest`` alone prints this
 tree's). A revision must have this tree's Decider and Checkpoint signatures.
+
+``--instructions`` counts instructions instead of timing, for changes too small for CPU time on a
+machine whose speed drifts (repeatable to about 1 %): each tree runs the first third of the backlog
+and the whole of it under valgrind's cachegrind (``--events``, default 12,000; valgrind must be on
+``PATH``), and the difference of the two counts divided by the difference of the events is its
+instructions per event: startup and loading cancel out; what the process does per event remains,
+this benchmark's own cutting of records into batches included (the same for both trees).
 """
 
 from __future__ import annotations
@@ -270,6 +278,75 @@ def _time_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def instruction_count(valgrind_stderr: str) -> int:
+    """The ``I refs`` total of a cachegrind run's summary (``==123== I   refs:      3,450,462,737``)."""
+    for line in valgrind_stderr.splitlines():
+        _, sep, rest = line.partition("I   refs:")
+        if sep:
+            return int(rest.strip().replace(",", ""))
+    raise ValueError("no 'I refs' line in valgrind's output (was it run with --tool=cachegrind?)")
+
+
+def per_event(small: tuple[int, int], big: tuple[int, int]) -> float:
+    """Instructions per event from two runs, ``(events, instructions)`` each: the difference of the counts
+    over the difference of the events, so what every run pays once (startup, loading) cancels out."""
+    (n1, i1), (n2, i2) = small, big
+    if n2 <= n1:
+        raise ValueError("the bigger run needs more events than the smaller one")
+    return (i2 - i1) / (n2 - n1)
+
+
+def _instructions(tree: Path, paths: list[tuple[int, Path]], journeys: Path, policies: Path,
+                  args: argparse.Namespace) -> float:
+    """Instructions per event of ``tree``'s batch path, from a cachegrind run per backlog in ``paths``."""
+    import os
+    import shutil
+    import subprocess
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind on PATH (Debian/Ubuntu: apt-get install valgrind)")
+    counts = []
+    for n, path in paths:
+        done = subprocess.run(
+            [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
+             str(Path(__file__).resolve()), "--time", str(path), "--journeys", str(journeys), "--policies",
+             str(policies), "--partitions", str(args.partitions), *(["--batch", str(args.batch)] if args.batch else []),
+             "--expect-tree", str(tree)],
+            cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the batch path under valgrind in {tree} failed:\n{done.stderr.strip()[-2000:]}")
+        counts.append((n, instruction_count(done.stderr)))
+    return per_event(counts[0], counts[1])
+
+
+def _instructions_main(lines: list[bytes], tmp: Path, journeys: Path, policies: Path,
+                       args: argparse.Namespace) -> int:
+    from benchmarks.common import checkout, loadavg
+    big = len(lines)
+    paths = []
+    for n in (big // 3, big):
+        path = tmp / f"backlog-{n}.jsonl"
+        path.write_bytes(b"".join(line + b"\n" for line in lines[:n]))
+        paths.append((n, path))
+    result: dict[str, Any] = {"events": [n for n, _ in paths], "batch": args.batch or "BATCH_MAX",
+                              "instructions_per_event": {"this": round(_instructions(ROOT, paths, journeys, policies,
+                                                                                      args))}}
+    if args.against:
+        with checkout(args.against, tmp / "tree") as other:
+            result["instructions_per_event"]["against"] = round(_instructions(other, paths, journeys, policies, args))
+        result["ratio_this_to_against"] = round(result["instructions_per_event"]["this"]
+                                                / result["instructions_per_event"]["against"], 4)
+    result["load_average"] = loadavg()
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    else:
+        ipe = result["instructions_per_event"]
+        print(f"batch path, instructions per event ({paths[0][0]:,} and {big:,} events, batches of up to "
+              f"{result['batch']}): this {ipe['this']:,}"
+              + (f" / {args.against} {ipe['against']:,} = {result['ratio_this_to_against']:.4f}x" if args.against else ""))
+    return 0
+
+
 # ------------------------------------------------------------------------------------- this tree only
 def backlog(events: int, journeys: Path, policies: Path) -> list[bytes]:
     """The benchmark's backlog with fixed ids, its virtual clock moved to end one second before now
@@ -293,13 +370,15 @@ def _run(tree: Path, path: Path, journeys: Path, policies: Path, args: argparse.
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.batchpath", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=100_000, help="events in the backlog (default 100,000)")
+    ap.add_argument("--events", type=int, help="events in the backlog (default 100,000; 12,000 with --instructions)")
     ap.add_argument("--batch", type=int, help="records per batch at most (default: each tree's worker's BATCH_MAX)")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--against", metavar="REV", help="compare with this revision, alternating")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each tree with --against (default 3)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--digest", action="store_true", help="one untimed run: the digest of the outputs")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instructions per event under valgrind's cachegrind instead of CPU time")
     ap.add_argument("--time", help=argparse.SUPPRESS)
     ap.add_argument("--journeys", help=argparse.SUPPRESS)
     ap.add_argument("--policies", help=argparse.SUPPRESS)
@@ -309,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         return _time_main(args)
     from benchmarks.common import checkout, loadavg
     journeys, policies = ROOT / "journeys", ROOT / "policies.yaml"
+    if args.events is None:
+        args.events = 12_000 if args.instructions else 100_000
+    if args.instructions:
+        if args.events < 3:
+            ap.error("--instructions needs at least 3 events")
+        with tempfile.TemporaryDirectory(prefix="batchpath-") as tmp:
+            return _instructions_main(backlog(args.events, journeys, policies), Path(tmp), journeys, policies, args)
     with tempfile.TemporaryDirectory(prefix="batchpath-") as tmp:
         path = Path(tmp) / "backlog.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in backlog(args.events, journeys, policies)))

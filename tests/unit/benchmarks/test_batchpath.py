@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from benchmarks.batchpath import FETCH_BYTES, backlog, getmany_batches, outputs_digest, time_batch_path
 from orchestrator.kafkaio.clients import partition_for
@@ -71,3 +72,24 @@ def test_the_digest_of_a_run_is_the_same_every_time() -> None:
     first = time_batch_path(lines, JOURNEYS, POLICIES, digest=True)
     assert first["outputs_digest"] == time_batch_path(lines, JOURNEYS, POLICIES, digest=True)["outputs_digest"]
     assert first["outputs_digest"] == time_batch_path(lines, JOURNEYS, POLICIES, batch=300, digest=True)["outputs_digest"]
+
+
+def test_instructions_per_event_are_the_difference_of_two_cachegrind_counts() -> None:
+    from benchmarks.batchpath import instruction_count, per_event
+    summary = ("==4242== \n==4242== I   refs:      3,450,462,737\n==4242== \n")
+    assert instruction_count(summary) == 3_450_462_737
+    with pytest.raises(ValueError, match="I refs"):
+        instruction_count("==4242== ERROR SUMMARY: 0 errors\n")
+    # startup (what both runs pay once) cancels out: 1,000,000 + 100/event
+    assert per_event((4_000, 1_000_000 + 400_000), (12_000, 1_000_000 + 1_200_000)) == 100
+    with pytest.raises(ValueError):
+        per_event((12_000, 5), (4_000, 1))
+
+
+def test_instructions_without_valgrind_say_what_is_missing(monkeypatch) -> None:
+    import shutil
+
+    from benchmarks import batchpath
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="needs valgrind on PATH"):
+        batchpath._instructions(batchpath.ROOT, [], JOURNEYS, POLICIES, None)  # type: ignore[arg-type]
