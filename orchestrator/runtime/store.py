@@ -96,10 +96,6 @@ def options(memory: Memory) -> Options:
     return opts
 
 
-def due_bytes(due_ms: int | None) -> bytes:
-    return NO_DUE if due_ms is None else due_ms.to_bytes(8, "big")
-
-
 def timer_key(due: bytes, customer_key: bytes) -> bytes:
     return TIMER + due + customer_key
 

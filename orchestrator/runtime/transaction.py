@@ -27,10 +27,14 @@ from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.store import DUE_LEN, NO_DUE, STATE, Stores
 
 
+def due_bytes(due_ms: int | None) -> bytes:
+    """The prefix of a stored value: the next timer's due time, 8 bytes big-endian (``NO_DUE``: none)."""
+    return NO_DUE if due_ms is None else due_ms.to_bytes(DUE_LEN, "big")
+
+
 def encode_value(state: CustomerState) -> bytes:
     """The stored value of a state: its next due time (8 bytes) and the msgpack state."""
-    due = next_due_ms(state)
-    return (NO_DUE if due is None else due.to_bytes(DUE_LEN, "big")) + encode_state(state)   # store.due_bytes
+    return due_bytes(next_due_ms(state)) + encode_state(state)
 
 
 class Change(NamedTuple):

@@ -320,7 +320,8 @@ async def test_batches_handed_over_within_a_step_interval_are_made_durable_in_on
     stays, its timer moves), one duplicate-window record and write per partition, one commit."""
     from orchestrator.core.dedup import KEY_LEN
     from orchestrator.runtime.checkpoint import STEP_EVERY_S
-    from orchestrator.runtime.store import due_bytes, timer_key
+    from orchestrator.runtime.store import timer_key
+    from orchestrator.runtime.transaction import due_bytes
 
     stores = Stores(str(tmp_path))
     dedup = DedupStores(str(tmp_path), stores.memory)

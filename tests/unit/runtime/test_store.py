@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.runtime.store import Stores, due_bytes
+from orchestrator.runtime.store import Stores
+from orchestrator.runtime.transaction import due_bytes
 
 
 def value(due_ms: int | None, body: bytes) -> bytes:
