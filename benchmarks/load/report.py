@@ -19,6 +19,9 @@ TARGETS = {"engine/quix_naive": (1.5, True), "engine/quix_journey": (1.0, True),
            "engine_cpu_per_1k/quix_naive_cpu_per_1k": (1.0, False)}
 # What exactly-once may cost against at-least-once (issue "Exactly-once"): events/s, p99 at the latency rate.
 EOS_TARGETS = {"engine_eos/engine": (0.85, True), "engine_eos_p99/engine_p99": (2.0, False)}
+# What a paced load may cost per event against a drain (issue "Performance III"): the engine's CPU per
+# event in the latency phase against its own drain's.
+PACED_TARGET = ("engine_paced_cpu/engine_cpu", 1.5)
 
 
 def derive(result: dict[str, Any]) -> None:
@@ -51,6 +54,12 @@ def derive(result: dict[str, Any]) -> None:
         ratios["engine/pure_core"] = round(eng / core, 4)
     if naive and passt:
         ratios["naive_faust/passthrough"] = round(naive / passt, 5)
+    paced = paced_cpu(result)
+    if "engine" in paced:
+        ratios[PACED_TARGET[0]] = paced["engine"]["ratio"]
+        for other in ("quix_naive", "quix_journey"):
+            if other in paced:
+                ratios[f"engine_paced_cpu/{other}_paced_cpu"] = round(paced["engine"]["paced"] / paced[other]["paced"], 4)
     by_round = round_ratios(result.get("rounds") or [])
     if by_round:
         # Judged by the median over the alternating rounds; round 1 is the main sequence's drain.
@@ -69,6 +78,27 @@ def engine_against(other: str, eng: float | None = None, theirs: float | None = 
         out[f"engine/{other}"] = round(eng / theirs, 4)
     if eng_cpu and their_cpu:
         out[f"engine_cpu_per_1k/{other}_cpu_per_1k"] = round(eng_cpu / their_cpu, 4)
+    return out
+
+
+def paced_cpu(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each system's CPU per event at the paced load (its latency phase) beside its drain's: the median
+    of its drains in the alternating rounds where it drained in more than one, else its one drain.
+    Only systems with both, and a latency phase that consumed everything it was offered."""
+    s = result.get("systems") or {}
+    drains: dict[str, list[float]] = {}
+    for row in result.get("rounds") or []:
+        for name, d in row.items():
+            if isinstance(d, dict) and d.get("cpu_s_per_1k"):
+                drains.setdefault(name, []).append(d["cpu_s_per_1k"])
+    out = {}
+    for name in SYSTEM_ORDER:
+        x = s.get(name) or {}
+        lat, t = x.get("latency") or {}, x.get("throughput") or {}
+        paced = lat.get("cpu_s_per_1k")
+        drain = statistics.median(drains[name]) if len(drains.get(name, [])) > 1 else t.get("cpu_s_per_1k")
+        if paced and drain and lat.get("all_consumed"):
+            out[name] = {"paced": paced, "drain": drain, "ratio": round(paced / drain, 4)}
     return out
 
 
@@ -150,7 +180,7 @@ def markdown(r: dict[str, Any]) -> str:
         out.append(f"| pure core + the worker's codecs (no Kafka), per core | {fmt(wp.get('events_per_s'))} | - | - | - | "
                    f"{fmt(wp.get('cpu_s_per_1k'), 3)} | 1 | - | - | - |")
     out.append("")
-    out += against_quix(r) + rounds_table(r) + engine_state(r)
+    out += against_quix(r) + rounds_table(r) + paced_table(r) + engine_state(r)
     ratios = r.get("ratios", {})
     if ratios:
         out.append("All ratios (events/s unless named): " + ", ".join(f"{k} = {v:.3g}" for k, v in ratios.items())
@@ -265,6 +295,31 @@ def rounds_table(r: dict[str, Any]) -> list[str]:
             cells.append("failed" if "error" in d else f"{fmt(d.get('events_per_s'))}, {fmt(d.get('cpu_s_per_1k'), 3)}")
         out.append(f"| {k} | " + " | ".join(cells) + " |")
     return out + [""]
+
+
+def paced_table(r: dict[str, Any]) -> list[str]:
+    """CPU per event at the paced load against each system's own drain: what small batches cost."""
+    paced = paced_cpu(r)
+    if "engine" not in paced:
+        return []
+    medians = " (the median of its drains in alternation where it had several)" if r.get("rounds") else ""
+    out = [f"CPU per event at the paced load (the latency phases, {fmt(r.get('latency_rate_per_s'))} events/s offered) "
+           f"against each system's drain{medians}: what small batches, on a machine shared with the load generator "
+           "and the broker, cost each system per event. Systems whose latency phase did not consume everything "
+           "offered are left out.", "",
+           "| system | paced CPU s per 1k events | drain CPU s per 1k events | paced / drain |", "|---|---:|---:|---:|"]
+    for name, v in paced.items():
+        label = ((r.get("systems") or {}).get(name) or {}).get("label", name)
+        out.append(f"| {label} | {v['paced']:.3f} | {v['drain']:.3f} | {v['ratio']:.2f} |")
+    key, target = PACED_TARGET
+    ratio = paced["engine"]["ratio"]
+    line = (f"Engine paced / its drain: {ratio:.2f} (target ≤ {target:g}: {'met' if ratio <= target else 'missed'})")
+    peers = [f"{label} {r['ratios'][f'engine_paced_cpu/{q}_paced_cpu']:.2f}"
+             for q, label in (("quix_naive", "naive Quix"), ("quix_journey", "Quix journey app"))
+             if f"engine_paced_cpu/{q}_paced_cpu" in (r.get("ratios") or {})]
+    if peers:
+        line += "; the engine's paced CPU per event against the Quix apps' paced: " + ", ".join(peers)
+    return out + ["", line + ".", ""]
 
 
 def engine_state(r: dict[str, Any]) -> list[str]:

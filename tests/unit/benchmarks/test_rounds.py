@@ -62,3 +62,30 @@ def test_the_report_shows_the_median_and_every_round():
 def test_rounds_must_be_at_least_one(capsys):
     assert main(["run", "--rounds", "0"]) == 2
     assert "--rounds must be 1 or more" in capsys.readouterr().err
+
+
+def _paced(result: dict, name: str, cpu: float, *, all_consumed: bool = True) -> None:
+    result["systems"][name]["latency"] = {"cpu_s_per_1k": cpu, "all_consumed": all_consumed}
+
+
+def test_paced_cpu_is_judged_against_the_systems_own_drains():
+    r = _result(ROUNDS)
+    _paced(r, "engine", 0.040)
+    _paced(r, "quix_naive", 0.030)
+    _paced(r, "quix_journey", 0.020, all_consumed=False)      # fell behind: its figure is not comparable
+    derive(r)
+    # The engine's drains in alternation: 0.018, 0.014, 0.016 -> median 0.016.
+    assert r["ratios"]["engine_paced_cpu/engine_cpu"] == 2.5
+    assert r["ratios"]["engine_paced_cpu/quix_naive_paced_cpu"] == round(0.040 / 0.030, 4)
+    assert "engine_paced_cpu/quix_journey_paced_cpu" not in r["ratios"]
+    md = markdown(r)
+    assert "| x | 0.040 | 0.016 | 2.50 |" in md                 # the engine's row (labels are "x" here)
+    assert "Engine paced / its drain: 2.50 (target ≤ 1.5: missed); the engine's paced CPU per event against " \
+           "the Quix apps' paced: naive Quix 1.33." in md
+
+
+def test_without_a_latency_phase_there_is_no_paced_section():
+    r = _result(ROUNDS)
+    derive(r)
+    assert not any("paced" in k for k in r["ratios"])
+    assert "paced load" not in markdown(r)
