@@ -1,8 +1,7 @@
 """Every record a batch produces, placed and appended without awaiting (Kafka Streams' RecordCollector).
 
 Records are appended to one producer batch per topic partition as the batch is decided, and handed to
-the producer all at once at its end (:meth:`Collector.submit`): deciding does not wait for Kafka, except
-when the previous batch's records still wait for their producer (:class:`Handover`).
+the producer all at once at its end (:meth:`Collector.submit`), so deciding never waits for Kafka.
 Each record belongs to the work of one input partition (:attr:`Collector.via`); in exactly-once each
 input partition has a producer of its own (:mod:`~orchestrator.runtime.transactions`), so its records
 go through that one, in its transaction; in at-least-once they all share one producer.
@@ -14,11 +13,10 @@ records and changelog records go where its events go.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, NoReturn
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 # Keys whose partition is remembered, per partition count; then all are forgotten and the busiest come
@@ -39,96 +37,6 @@ class Sent(NamedTuple):
     records: int                  # (not `count`: a tuple has a method of that name)
 
 
-class Handover:
-    """Closed producer batches that their producer cannot take yet, handed to it in order by a task of
-    its own while the batch loop goes on deciding.
-
-    aiokafka's producer (0.14, pinned) queues at most one unsent batch per topic partition and sends one
-    request per broker at a time: ``send_batch`` for a partition whose previous batch is still queued
-    waits until that one has gone out, up to a whole produce round trip. Awaited in the batch loop,
-    those waits stopped the deciding: in a drain of the load benchmark's backlog, 156 of 392 hand-overs
-    waited over 1 ms, 1.4 s of the batch path's 4.5 s. :meth:`Collector.submit` hands a batch over
-    directly when its producer takes it at once (:func:`would_wait`), else queues it here, and with it
-    every batch after it until the queue is empty, so every partition's batches keep their order. The
-    next batch is decided meanwhile, and its own submit waits until this queue is empty (:meth:`drained`),
-    so the records of one batch at most wait here.
-    :meth:`send` returns the batch's delivery future at once; a batch the producer then refuses (closed,
-    or no room within its timeout) fails that future, which the checkpoint awaits (step 3) as it awaits
-    any delivery: the worker stops and its inputs are replayed."""
-
-    def __init__(self) -> None:
-        self._queue: deque[tuple[AIOKafkaProducer, Any, str, int, asyncio.Future]] = deque()
-        self._task: asyncio.Future | None = None
-        self._empty: asyncio.Future | None = None        # set when the queue empties (drained() waits on it)
-
-    def send(self, producer: AIOKafkaProducer, builder: Any, topic: str, partition: int) -> asyncio.Future:
-        """Queue a closed batch for ``producer``; its delivery future (Kafka's acknowledgement)."""
-        delivered = asyncio.get_running_loop().create_future()
-        self._queue.append((producer, builder, topic, partition, delivered))
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-        return delivered
-
-    def pending(self) -> int:
-        """Batches queued here, not yet taken by their producer."""
-        return len(self._queue)
-
-    async def drained(self) -> None:
-        """Wait until every batch queued here is taken by its producer (or the hand-over stopped)."""
-        if self._queue:
-            if self._empty is None:
-                self._empty = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._empty)
-
-    async def _run(self) -> None:
-        queue = self._queue
-        try:
-            while queue:
-                producer, builder, topic, partition, delivered = queue[0]
-                try:
-                    sent = await producer.send_batch(builder, topic, partition=partition)
-                except Exception as exc:  # noqa: BLE001 - the delivery fails, and the checkpoint with it
-                    if not delivered.done():
-                        delivered.set_exception(exc)
-                else:
-                    sent.add_done_callback(_Settle(delivered))
-                queue.popleft()
-        except asyncio.CancelledError:
-            while queue:                  # the worker is stopping: nothing more is handed over
-                queue.popleft()[4].cancel()
-            raise
-        finally:
-            empty, self._empty = self._empty, None
-            if empty is not None and not empty.done():
-                empty.set_result(None)
-
-
-def would_wait(producer: Any, topic: str, partition: int) -> bool:
-    """Whether ``send_batch`` to this topic partition would wait: aiokafka's producer still holds an
-    unsent batch for it (aiokafka 0.14's accumulator, pinned). A producer without that accumulator (a
-    test's) never waits."""
-    accumulator = getattr(producer, "_message_accumulator", None)
-    return accumulator is not None and bool(accumulator._batches.get(TopicPartition(topic, partition)))
-
-
-class _Settle:
-    """Copies a producer's delivery future into the one :meth:`Handover.send` returned."""
-
-    def __init__(self, delivered: asyncio.Future) -> None:
-        self.delivered = delivered
-
-    def __call__(self, sent: asyncio.Future) -> None:
-        delivered = self.delivered
-        if delivered.done():
-            return
-        if sent.cancelled():
-            delivered.cancel()
-        elif (exc := sent.exception()) is not None:
-            delivered.set_exception(exc)
-        else:
-            delivered.set_result(sent.result())
-
-
 class Collector:
     """The records of the batch being decided, and where each goes."""
 
@@ -136,7 +44,6 @@ class Collector:
                  partitioner: Callable[[bytes, int], int], fail: Callable[[BaseException], NoReturn]) -> None:
         self.producer_of, self.partition_counts, self.partitioner = producer_of, partition_counts, partitioner
         self.fail = fail
-        self.handover = Handover()
         self.via = 0                          # the input partition whose work the records sent now are
         # (producer, topic, partition) -> the input partition they belong to, and their producer batches
         self._builders: dict[tuple[AIOKafkaProducer, str, int], tuple[int, list[Any]]] = {}
@@ -191,21 +98,13 @@ class Collector:
 
     async def submit(self) -> list[Sent]:
         """Hand every record appended since the last call to its producer, one producer batch per topic
-        partition (more if one does not hold them); the next records start new batches. A batch its
-        producer cannot take at once goes through the :class:`Handover`, so this does not wait for Kafka,
-        except for the previous batch's records still in the hand-over (:meth:`Handover.drained`)."""
-        handover = self.handover
-        if handover.pending():            # the previous batch's records still wait for their producer
-            await handover.drained()
+        partition (more if one does not hold them); the next records start new batches."""
         builders, self._builders = self._builders, {}
         sent = []
         for (producer, topic, partition), (via, batches) in builders.items():
             for builder in batches:
                 builder.close()
-                if handover.pending() or would_wait(producer, topic, partition):
-                    fut = handover.send(producer, builder, topic, partition)
-                else:
-                    fut = await producer.send_batch(builder, topic, partition=partition)
+                fut = await producer.send_batch(builder, topic, partition=partition)
                 sent.append(Sent(via, topic, partition, fut, builder.record_count()))
         return sent
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 
 import msgspec
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaTimeoutError
 
 from orchestrator.core.state import CustomerState, Instance, decode_state
 from orchestrator.errors import WorkerFailure
@@ -71,86 +69,6 @@ async def test_a_full_producer_batch_starts_another_and_a_record_too_big_for_any
     producer.create_batch = lambda: FakeBatch(max_records=0)          # type: ignore[method-assign]
     with pytest.raises(WorkerFailure):
         out.send("out", b"k", b"too big", 0)
-
-
-class _Accumulator:
-    def __init__(self) -> None:
-        self._batches: dict[TopicPartition, deque] = {}
-
-
-class BusyProducer(FakeProducer):
-    """A producer that still holds an unsent batch for ("out", 0), as aiokafka's holds one per partition
-    until its request goes out: ``send_batch`` for that partition waits until ``gone_out`` is set."""
-
-    def __init__(self, refuse: bool = False) -> None:
-        super().__init__()
-        self._message_accumulator = _Accumulator()
-        self._message_accumulator._batches[TopicPartition("out", 0)] = deque(["unsent"])
-        self.gone_out = asyncio.Event()
-        self.refuse = refuse
-
-    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future:
-        if self._message_accumulator._batches.get(TopicPartition(topic, partition)):
-            await self.gone_out.wait()
-            self._message_accumulator._batches.clear()
-            if self.refuse:
-                raise KafkaTimeoutError()
-        return await super().send_batch(batch, topic, partition=partition)
-
-
-async def test_submit_never_waits_and_a_batch_its_producer_cannot_take_yet_follows_in_order():
-    producer = BusyProducer()
-    out = collector(producer)
-    out.send("log", b"k", b"first", 1)                     # its producer takes it at once
-    out.send("out", b"k", b"a", 0)                         # its partition's previous batch has not gone out
-    out.send("log", b"k", b"after", 2)                     # behind it, though its producer would take it
-    sent = await asyncio.wait_for(out.submit(), 1)         # returns without waiting for Kafka
-    assert [(s.topic, s.partition) for s in sent] == [("log", 1), ("out", 0), ("log", 2)]
-    assert producer.on("log") == [(1, b"k", b"first")] and producer.on("out") == []
-    assert [s.future.done() for s in sent] == [True, False, False]
-    # The next batch is decided meanwhile; its submit waits until the first's records are taken (one
-    # batch at most waits in the hand-over).
-    out.send("out", b"k", b"b", 0)
-    submitting = asyncio.ensure_future(out.submit())
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert not submitting.done() and producer.on("out") == [] and out.handover.pending() == 2
-    producer.gone_out.set()
-    later = await asyncio.wait_for(submitting, 1)
-    results = await asyncio.wait_for(asyncio.gather(*(s.future for s in sent + later)), 1)
-    assert [v for _, _, v in producer.on("out")] == [b"a", b"b"]                  # each partition in order
-    assert producer.on("log") == [(1, b"k", b"first"), (2, b"k", b"after")]
-    assert [(r.topic, r.partition, r.offset) for r in results] == [("log", 1, 0), ("out", 0, 0), ("log", 2, 0),
-                                                                   ("out", 0, 1)]
-    assert out.handover.pending() == 0
-    out.send("log", b"k", b"direct again", 1)
-    [again] = await out.submit()
-    assert again.future.done() and producer.on("log")[-1] == (1, b"k", b"direct again")
-
-
-async def test_a_batch_its_producer_refuses_in_the_handover_fails_its_delivery_and_the_rest_go_on():
-    producer = BusyProducer(refuse=True)
-    out = collector(producer)
-    out.send("out", b"k", b"a", 0)
-    out.send("log", b"k", b"x", 1)
-    refused, behind = await out.submit()
-    producer.gone_out.set()
-    with pytest.raises(KafkaTimeoutError):                  # the checkpoint awaits it (step 3) and stops
-        await asyncio.wait_for(refused.future, 1)
-    assert (await asyncio.wait_for(behind.future, 1)).offset == 0 and producer.on("log") == [(1, b"k", b"x")]
-
-
-async def test_a_stopping_worker_cancels_the_deliveries_still_waiting_for_the_handover():
-    producer = BusyProducer()
-    out = collector(producer)
-    out.send("out", b"k", b"a", 0)
-    out.send("log", b"k", b"x", 1)
-    first, second = await out.submit()
-    await asyncio.sleep(0)                                  # the hand-over's task waits on the producer
-    out.handover._task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await out.handover._task
-    assert first.future.cancelled() and second.future.cancelled() and out.handover.pending() == 0
 
 
 # ---------------------------------------------------------------------------------------------- transaction
