@@ -311,7 +311,7 @@ def paced_table(r: dict[str, Any]) -> list[str]:
     for name, v in paced.items():
         label = ((r.get("systems") or {}).get(name) or {}).get("label", name)
         out.append(f"| {label} | {v['paced']:.3f} | {v['drain']:.3f} | {v['ratio']:.2f} |")
-    key, target = PACED_TARGET
+    target = PACED_TARGET[1]
     ratio = paced["engine"]["ratio"]
     line = (f"Engine paced / its drain: {ratio:.2f} (target ≤ {target:g}: {'met' if ratio <= target else 'missed'})")
     peers = [f"{label} {r['ratios'][f'engine_paced_cpu/{q}_paced_cpu']:.2f}"
