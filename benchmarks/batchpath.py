@@ -279,6 +279,12 @@ def _time_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_argv(path: Path, journeys: Path, policies: Path, args: argparse.Namespace) -> list[str]:
+    """The arguments of one ``--time`` run of a tree over the backlog at ``path``."""
+    return ["--time", str(path), "--journeys", str(journeys), "--policies", str(policies),
+            "--partitions", str(args.partitions), *(["--batch", str(args.batch)] if args.batch else [])]
+
+
 def instruction_count(valgrind_stderr: str) -> int:
     """The ``I refs`` total of a cachegrind run's summary (``==123== I   refs:      3,450,462,737``)."""
     for line in valgrind_stderr.splitlines():
@@ -310,9 +316,7 @@ def _instructions(tree: Path, paths: list[tuple[int, Path]], journeys: Path, pol
     for n, path in paths:
         done = subprocess.run(
             [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
-             str(Path(__file__).resolve()), "--time", str(path), "--journeys", str(journeys), "--policies",
-             str(policies), "--partitions", str(args.partitions), *(["--batch", str(args.batch)] if args.batch else []),
-             "--expect-tree", str(tree)],
+             str(Path(__file__).resolve()), *_time_argv(path, journeys, policies, args), "--expect-tree", str(tree)],
             cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"the batch path under valgrind in {tree} failed:\n{done.stderr.strip()[-2000:]}")
@@ -363,10 +367,8 @@ def backlog(events: int, journeys: Path, policies: Path) -> list[bytes]:
 def _run(tree: Path, path: Path, journeys: Path, policies: Path, args: argparse.Namespace, *,
          digest: bool = False) -> dict[str, Any]:
     from benchmarks.common import run_in_tree
-    return run_in_tree(Path(__file__).resolve(), tree, [
-        "--time", str(path), "--journeys", str(journeys), "--policies", str(policies),
-        "--partitions", str(args.partitions), *(["--batch", str(args.batch)] if args.batch else []),
-        *(["--digest"] if digest else [])], "the batch path")
+    return run_in_tree(Path(__file__).resolve(), tree, [*_time_argv(path, journeys, policies, args),
+                                                        *(["--digest"] if digest else [])], "the batch path")
 
 
 def main(argv: list[str] | None = None) -> int:
