@@ -398,6 +398,10 @@ class Engine:
               event: Event | None, now_ms: int, out: _Effects) -> bool:
         """Gate and send. Returns True if the instance is parked (a deferred send: its window or quiet hours)."""
         gate = self.gate
+        # The params a deferred send was first decided with serve its own re-run only (the first send
+        # its timer reaches); whatever that re-run decides, a later send evaluates its own.
+        kept = inst.deferred_params if event is None else None
+        inst.deferred_params = None
         visit = inst.visits.get(node.name, 1)
         action_id = "a-" + stable_hash(j.id, j.version, cid, inst.instance_id, node.name, visit)
         consented = [ch for ch in node.channels if gate.consents(state, ch)]
@@ -409,7 +413,8 @@ class Engine:
         if node.window is not None:
             opens = gate.window_opens(state, node.window, now_ms)
             if opens is not None:
-                self._defer(cid, inst, j, node, channel, action_id, self._params(state, inst, node, event, now_ms),
+                self._defer(cid, inst, j, node, channel, action_id,
+                            kept if kept is not None else self._params(state, inst, node, event, now_ms),
                             opens, Outcome.WINDOW_DEFERRED, now_ms, out)
                 return True
         if inst.holdout or gate.globally_held_out(cid):
@@ -424,8 +429,8 @@ class Engine:
             out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.FREQUENCY_CAP, capped, now_ms,
                                       shadow=inst.shadow))
             return False
-        if event is None and inst.deferred_params is not None:
-            params = inst.deferred_params        # evaluated when the send was first decided
+        if kept is not None:
+            params = kept                        # evaluated when the send was first decided
         else:
             ns = Namespaces(self._channels, state, event, inst, now_ms)
             params = {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
@@ -437,14 +442,12 @@ class Engine:
             # Shadow: the decision is recorded; nothing is sent and nothing counts against caps.
             out.append(self._decision(cid, j.id, j.version, node.name, channel, Outcome.SENT, node.template, now_ms,
                                       action_id, shadow=True))
-            inst.deferred_params = None
             inst.touches += 1
             if action_id not in inst.action_ids:
                 inst.action_ids.append(action_id)
             if channel not in inst.channels:
                 inst.channels.append(channel)
             return False
-        inst.deferred_params = None
         action = {
             "action_id": action_id, "customer_id": cid, "channel": channel, "template": node.template,
             "params": params, "journey": j.id, "journey_version": j.version, "node": node.name,
@@ -473,10 +476,8 @@ class Engine:
 
     def _params(self, state: CustomerState, inst: Instance, node: SendNode, event: Event | None,
                 now_ms: int) -> dict[str, Any]:
-        """A send's params: as evaluated when it was first decided, if it was deferred since (the
-        same as the inline evaluation in :meth:`_send`, which saves a call on every send)."""
-        if event is None and inst.deferred_params is not None:
-            return inst.deferred_params
+        """A send's params, evaluated now (the same as the inline evaluation in :meth:`_send`, which
+        saves a call on every send)."""
         ns = Namespaces(self._channels, state, event, inst, now_ms)
         return {k: _plain(expr(ns, now_ms)) for k, expr in node.params.items()}
 

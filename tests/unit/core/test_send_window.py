@@ -126,3 +126,52 @@ def test_a_window_across_the_dst_change() -> None:
     deferred = one(decisions(c.event("cart.updated", ts("2026-03-28T22:00:00Z")), "window_deferred"))
     # 02:10-02:50 does not exist on 2026-03-29 in Paris: the next opening is 02:10 CEST on the 30th
     assert deferred["detail"] == "deferred to 2026-03-30T00:10:00.000Z"
+
+
+# A deferred send's params are its own: a send its re-run leads to evaluates its own.
+THEN_ANOTHER = """
+journey: two-sends
+entry: {on: cart.updated, reentry: always}
+start: offer
+nodes:
+  offer:
+    send: email
+    template: offer-1
+    params: {which: '"offer"'}
+    window: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
+    next: pause
+  pause: {wait: 1h, next: reminder}
+  reminder: {send: push, template: reminder-1, params: {which: '"reminder"', value: event.properties.value}, next: done}
+  done: {exit: completed}
+"""
+
+
+@pytest.mark.parametrize("refusal", ["no_consent", "frequency_cap", "holdout"])
+def test_a_refused_deferred_send_leaves_its_params_to_itself(refusal: str) -> None:
+    pol = {"no_consent": Policies(consent={"email": "opt_in"}),
+           "frequency_cap": Policies(frequency=(FrequencyRule(1, 7 * DAY, "email"),)),
+           "holdout": Policies()}[refusal]
+    text = THEN_ANOTHER.replace("start: offer", "holdout: 100%\nstart: offer") if refusal == "holdout" else THEN_ANOTHER
+    c = Customer(engine(text, INSTANT.replace("cart.updated", "page.viewed"), policies=pol))
+    if refusal == "no_consent":
+        c.event("profile.updated", SATURDAY - HOUR, consent={"email": True})
+    assert decisions(c.event("cart.updated", SATURDAY, value=42), "window_deferred")
+    if refusal == "no_consent":
+        c.event("profile.updated", SATURDAY + HOUR, consent={"email": False})
+    elif refusal == "frequency_cap":
+        assert actions(c.event("page.viewed", SATURDAY + HOUR))          # an email elsewhere fills the cap
+    assert one(decisions(c.tick(MONDAY_9), refusal))["node"] == "offer"
+    assert c.state.instances["two-sends"].deferred_params is None
+    out = c.tick(MONDAY_9 + HOUR)
+    reminder = one(decisions(out, "holdout" if refusal == "holdout" else "sent"))
+    assert reminder["node"] == "reminder"
+    if refusal != "holdout":
+        # a timer moved the instance: no event, so event.properties.value is null
+        assert one(actions(out))["params"] == {"which": "reminder", "value": None}
+
+
+def test_a_deferred_send_that_goes_keeps_its_first_params_and_the_next_send_has_its_own() -> None:
+    c = Customer(engine(THEN_ANOTHER))
+    assert decisions(c.event("cart.updated", SATURDAY, value=42), "window_deferred")
+    assert one(actions(c.tick(MONDAY_9)))["params"] == {"which": "offer"}
+    assert one(actions(c.tick(MONDAY_9 + HOUR)))["params"] == {"which": "reminder", "value": None}
