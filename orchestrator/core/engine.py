@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from orchestrator.core.catalog import JourneySet
-from orchestrator.core.events import FEEDBACK_TYPES, PROFILE_ERASED, PROFILE_UPDATED, Event
+from orchestrator.core.events import (FEEDBACK_TYPES, MAX_VALUE_DEPTH, MAX_VALUE_INT, MIN_VALUE_INT, PROFILE_ERASED,
+                                      PROFILE_UPDATED, Event)
 from orchestrator.core.expressions import is_mapping
 from orchestrator.core.gate import Gate, customer_zone, known_zone
 from orchestrator.core.ids import stable_hash
@@ -638,8 +639,19 @@ class Engine:
             "reason": reason, "cancels": cancels, "ts": format_ts(now_ms)})
 
 
-def _plain(value: Any) -> Any:
-    """Expression results are JSON-safe already; Mapping views become dicts."""
-    if type(value) is not dict and is_mapping(value):
-        return {k: _plain(v) for k, v in value.items()}
+def _plain(value: Any, depth: int = 0) -> Any:
+    """An expression's result as a state or an output can hold it (docs/events.md#values): Mapping views
+    become dicts, lists and tuples lists, at any depth; an integer out of the 64-bit range, and an object
+    or list below ``MAX_VALUE_DEPTH`` others, are ``None`` (as an operation that cannot be made)."""
+    t = type(value)
+    if t is str or t is float or t is bool or value is None:
+        return value
+    if t is int:
+        return value if MIN_VALUE_INT <= value <= MAX_VALUE_INT else None
+    if depth >= MAX_VALUE_DEPTH:
+        return None
+    if t is list or t is tuple:
+        return [_plain(v, depth + 1) for v in value]
+    if t is dict or is_mapping(value):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
     return value

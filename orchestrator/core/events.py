@@ -21,6 +21,13 @@ MAX_TS_MS: Final = 253_402_300_799_999     # 9999-12-31T23:59:59.999Z, the last 
 # An integer ts below 10^11 is refused (docs/events.md#timestamps). As milliseconds it is before 1973-03-03; as
 # seconds it is any time until the year 5138, so it is far more likely seconds than a 1970s date.
 MIN_INT_TS_MS: Final = 10**11
+# What a value kept in a customer's state or sent in an output can be (docs/events.md#values): an integer
+# from -2^63 to 2^64 - 1 (what msgpack, the state's format, and the output JSON encoder carry) and at most
+# MAX_VALUE_DEPTH objects and lists deep. A profile.updated carrying another is refused; an expression
+# whose result is another gives null.
+MIN_VALUE_INT: Final = -(2**63)
+MAX_VALUE_INT: Final = 2**64 - 1
+MAX_VALUE_DEPTH: Final = 32
 FEEDBACK_TYPES = frozenset({
     "message.delivered", "message.opened", "message.clicked",
     "message.bounced", "message.unsubscribed", "message.failed",

@@ -11,11 +11,13 @@ plain Python), because this module runs once per event and is compiled with the 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import msgspec
 
-from orchestrator.core.events import (_TYPE_PATTERN, FEEDBACK_TYPES, FUTURE_TOLERANCE_MS, MAX_TS_MS, MIN_INT_TS_MS,
-                                      PROFILE_UPDATED, Event, Rejection, _Wire, _WireFast)
+from orchestrator.core.events import (_TYPE_PATTERN, FEEDBACK_TYPES, FUTURE_TOLERANCE_MS, MAX_TS_MS, MAX_VALUE_DEPTH,
+                                      MAX_VALUE_INT, MIN_INT_TS_MS, MIN_VALUE_INT, PROFILE_UPDATED, Event, Rejection,
+                                      _Wire, _WireFast)
 from orchestrator.core.timeutil import format_ts, parse_ts_ms
 from orchestrator.core.vocabulary import DeadLetter
 
@@ -43,6 +45,21 @@ def _decode(raw: bytes) -> _WireFast:
     return wire
 
 
+def value_problem(value: Any, depth: int) -> str | None:
+    """Why a decoded JSON value cannot be kept in a customer's state (docs/events.md#values), or ``None``."""
+    t = type(value)
+    if t is int:
+        return None if MIN_VALUE_INT <= value <= MAX_VALUE_INT else "an integer outside -2^63 .. 2^64-1"
+    if t is list or t is dict:
+        if depth >= MAX_VALUE_DEPTH:
+            return f"objects and lists nested more than {MAX_VALUE_DEPTH} deep"
+        for item in (value.values() if t is dict else value):
+            problem = value_problem(item, depth + 1)
+            if problem is not None:
+                return problem
+    return None
+
+
 def _show_ts(ms: int) -> str:
     return format_ts(ms) if 0 <= ms <= MAX_TS_MS else f"{ms} ms"
 
@@ -60,6 +77,10 @@ def parse_event(raw: bytes | None, *, max_bytes: int, now_ms: int,
         return Rejection(DeadLetter.INVALID_SCHEMA, str(exc))
     except msgspec.DecodeError as exc:
         return Rejection(DeadLetter.INVALID_JSON, str(exc))
+    except UnicodeDecodeError:
+        return Rejection(DeadLetter.INVALID_JSON, "not UTF-8: a string holds bytes that are not valid UTF-8")
+    except RecursionError:
+        return Rejection(DeadLetter.INVALID_JSON, "objects and lists nested too deeply to decode")
     ts, etype, properties = wire.ts, wire.type, wire.properties    # each read once (generic lookups)
     ts_ms = parse_ts_ms(ts)
     if isinstance(ts, int) and 0 <= ts < MIN_INT_TS_MS:
@@ -67,10 +88,10 @@ def parse_event(raw: bytes | None, *, max_bytes: int, now_ms: int,
                          "milliseconds or an RFC 3339 string - at `$.ts`")
     if ts_ms is None or ts_ms < 0:
         return Rejection(DeadLetter.INVALID_SCHEMA, f"ts must be an RFC 3339 string or integer epoch milliseconds, got {ts!r} - at `$.ts`")
+    if ts_ms > MAX_TS_MS:  # not representable downstream
+        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
     if ts_ms > now_ms + FUTURE_TOLERANCE_MS:
         return Rejection(DeadLetter.FUTURE_TIMESTAMP, f"ts {_show_ts(ts_ms)} is more than 5 minutes ahead of {_show_ts(now_ms)}")
-    if ts_ms > MAX_TS_MS:  # only reachable with a far-future clock (simulate); not representable downstream
-        return Rejection(DeadLetter.INVALID_SCHEMA, f"ts {ts!r} is after 9999-12-31T23:59:59.999Z - at `$.ts`")
     props = properties if properties is not None else {}
     if etype in FEEDBACK_TYPES:
         action_id = props.get("action_id")
@@ -84,6 +105,12 @@ def parse_event(raw: bytes | None, *, max_bytes: int, now_ms: int,
     elif etype.startswith("message."):
         return Rejection(DeadLetter.INVALID_SCHEMA, f"unknown feedback type {etype!r} (expected one of: "
                          + ", ".join(sorted(FEEDBACK_TYPES)) + ")")
-    if etype == PROFILE_UPDATED and properties is None:
-        return Rejection(DeadLetter.INVALID_SCHEMA, "profile.updated needs properties (an object) - at `$.properties`")
+    if etype == PROFILE_UPDATED:
+        if properties is None:
+            return Rejection(DeadLetter.INVALID_SCHEMA, "profile.updated needs properties (an object) - at `$.properties`")
+        for key, value in properties.items():
+            problem = value_problem(value, 0)
+            if problem is not None:
+                return Rejection(DeadLetter.INVALID_SCHEMA, f"{problem}: a profile cannot keep it - at "
+                                 f"`$.properties.{key}`")
     return Event(wire.event_id, wire.customer_id, etype, ts_ms, props, wire.account_id)

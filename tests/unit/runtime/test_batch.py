@@ -103,6 +103,24 @@ async def test_an_engine_error_is_dead_lettered_counted_and_the_partition_goes_o
     assert 'orch_events_in_total{result="dead_letter"} 1.0' in text
 
 
+async def test_values_a_state_cannot_keep_never_stop_the_batch_path(batch):
+    # A profile property beyond 64 bits once reached the state's encoding at the end of the batch, outside
+    # every record's error handling: the worker stopped, and stopped again on the replay after its restart.
+    settings, decider, producer, _ = batch
+    ev = settings.topics.events
+    big = raw_event("profile.updated", "c-4", NOW, "e-big", points=10**30)
+    address: object = 1
+    for _ in range(33):                                    # objects and lists at most 32 deep
+        address = [address]
+    deep = raw_event("profile.updated", "c-4", NOW, "e-deep", address=address)
+    flush = await decider.run(records(record(ev, 0, 20, b"c-4", big), record(ev, 0, 21, b"c-4", deep),
+                                      record(ev, 0, 22, b"c-4", raw_event("cart.updated", "c-4", NOW + 1, "e-c4"))), {0})
+    assert [(d["reason"], d["offset"]) for d in dead_letters(producer)] == [("invalid_schema", 20), ("invalid_schema", 21)]
+    assert "$.properties.points" in dead_letters(producer)[0]["detail"]
+    assert len(producer.on("t.actions.email")) == 1        # the partition went on
+    assert flush.changes                                   # and the customer's state was written
+
+
 async def test_what_the_engine_half_changed_before_raising_is_not_kept(batch):
     settings, decider, producer, _ = batch
     ev = settings.topics.events
