@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from orchestrator.core.durations import format_duration_ms
 from orchestrator.core.ids import bucket
 from orchestrator.core.journeys import Journey
-from orchestrator.core.localtime import Window, window_opening
+from orchestrator.core.localtime import Window, day_instant, window_opening
 from orchestrator.core.policies import Policies, zone
 from orchestrator.core.state import ENGAGEMENT_WINDOW_MS, CustomerState
 
@@ -103,9 +103,14 @@ class Gate:
         day = local.date()
         if start > end and minute >= start:
             day = day + timedelta(days=1)
-        naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
-        resume = naive.replace(tzinfo=tz)
-        return int(resume.timestamp() * 1000)
+        # The end as windows read a local time (a time the clocks skip: the instant they jump), and,
+        # if that is not after now, its second occurrence: a send inside the hour repeated when the
+        # clocks go back waits for the end of that hour's second pass, never for an instant before it.
+        resume = day_instant(day, end, tz)
+        if resume <= now_ms:
+            naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
+            resume = int(naive.replace(tzinfo=tz, fold=1).timestamp() * 1000)
+        return resume if resume > now_ms else None
 
     @staticmethod
     def window_opens(state: CustomerState, window: Window, now_ms: int) -> int | None:

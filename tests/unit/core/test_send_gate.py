@@ -293,3 +293,24 @@ def test_a_customers_timezone_is_looked_up_once_per_name_in_a_bounded_memo() -> 
         gate.known_zone(f"Nowhere/{i}")
     assert 0 < len(gate._zones) <= gate.ZONES_MAX
     assert gate.known_zone("Europe/Paris") == ZoneInfo("Europe/Paris")
+
+
+def test_quiet_hours_that_end_in_the_hour_the_clocks_repeat_defer_to_the_end_of_the_pass_the_send_is_in() -> None:
+    # New York, 2026-11-01: 02:00 EDT goes back to 01:00 EST, so 01:00-01:59 happens twice.
+    pol = Policies(quiet_hours=QuietHours(("push",), 21 * 60, 90))       # 21:00-01:30
+    for at, end in [("2026-11-01T05:10:00Z", "2026-11-01T05:30:00.000Z"),   # 01:10 EDT: the first 01:30
+                    ("2026-11-01T06:00:00Z", "2026-11-01T06:30:00.000Z")]:  # 01:00 EST: the second one, not the past
+        c = Customer(engine(PUSH_NOW, policies=pol), f"c-{at}")
+        c.event("profile.updated", ts("2026-10-31T12:00:00Z"), timezone="America/New_York")
+        out = c.event("cart.updated", ts(at))
+        assert one(decisions(out, "quiet_hours_deferred"))["detail"] == f"deferred to {end}"
+        assert c.tick(ts(end) - 1) == [] and one(actions(c.tick(ts(end))))
+
+
+def test_quiet_hours_that_end_at_a_time_the_clocks_skip_defer_to_the_jump() -> None:
+    # New York, 2026-03-08: 02:00 EST jumps to 03:00 EDT (07:00Z); 02:30 does not happen that night.
+    pol = Policies(quiet_hours=QuietHours(("push",), 21 * 60, 150))      # 21:00-02:30
+    c = Customer(engine(PUSH_NOW, policies=pol))
+    c.event("profile.updated", ts("2026-03-07T12:00:00Z"), timezone="America/New_York")
+    out = c.event("cart.updated", ts("2026-03-08T06:30:00Z"))           # 01:30 EST
+    assert one(decisions(out, "quiet_hours_deferred"))["detail"] == "deferred to 2026-03-08T07:00:00.000Z"
