@@ -2,7 +2,8 @@
 
 No Kafka. A virtual clock is driven by event timestamps: timers that fall due
 before an event fire first, at their due time; after the last event the clock
-stops. Uses the same :class:`~orchestrator.core.Engine` as the worker.
+stops at the latest time it reached, and the timers due by then fire. Uses the
+same :class:`~orchestrator.core.Engine` as the worker.
 
 Future timestamps. A worker dead-letters an event dated more than 5 minutes ahead of
 its wall clock (``future_timestamp``). A file has no wall clock, so :meth:`Simulation.run`
@@ -128,6 +129,10 @@ class Simulation:
                     parsed = Rejection("future_timestamp", why)
             start = self._start_ms(ahead, more) if isinstance(parsed, Rejection) and self.clock_ms is None else 0
             yield from self._apply(raw, line_no, parsed, start)
+        if self.clock_ms is not None:
+            # The clock stops at the latest time of the file: timers due by then fire (one set by a line
+            # dated before the clock, after the last line that moved it, included).
+            yield from self.advance(self.clock_ms)
 
     def _start_ms(self, ahead: deque, more: Any) -> int:
         """Before the clock has started, where it will start: the ts of the next event in the file

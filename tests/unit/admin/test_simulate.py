@@ -81,6 +81,17 @@ def test_the_clock_stops_after_the_last_event() -> None:
     assert [r["value"]["outcome"] for r in records] == ["entered"]
 
 
+def test_timers_due_by_where_the_clock_stops_fire_after_the_last_line() -> None:
+    # c-2's event is dated before the clock (c-1's later line moved it): its wait is due before the clock
+    # stops, so it fires, as a worker fires it once its partition's input time has passed it.
+    # c-3's wait is due after it (T + 3h30): it does not fire.
+    records = run(engine(WAIT_PUSH), raw_event("page.viewed", "c-1", T + 3 * HOUR),
+                  raw_event("page.viewed", "c-1", T + 3 * HOUR + MIN),
+                  raw_event("cart.updated", "c-3", T + 2 * HOUR + 30 * MIN), raw_event("cart.updated", "c-2", T))
+    assert not [r for r in records if r["topic"] == "dlq"]
+    assert [(r["value"]["customer_id"], r["at"]) for r in action_records(records)] == [("c-2", at(T + HOUR))]
+
+
 def test_an_event_exactly_at_the_due_time_fires_the_timer_first() -> None:
     records = run(engine(WAIT_PUSH), raw_event("cart.updated", "c-1", T), raw_event("page.viewed", "c-2", T + HOUR))
     assert [r["at"] for r in action_records(records)] == [at(T + HOUR)]
