@@ -216,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     jw.set_defaults(fn=cmd_journeys_winner)
 
     s = sub.add_parser("simulate", help="offline dry run over a JSON-lines file, virtual clock")
-    s.add_argument("--journeys", required=True, metavar="DIR")
+    s.add_argument("--journeys", required=True, metavar="DIR", help="the folder of journey files to run")
     s.add_argument("--policies", metavar="F", help="policies file (default $ORCH_POLICIES, else policies.yaml)")
-    s.add_argument("events", metavar="EVENTS.jsonl")
+    s.add_argument("events", metavar="EVENTS.jsonl", help="one event per line, in the order to decide them; "
+                   "prints one JSON line per output record")
     s.set_defaults(fn=cmd_simulate)
 
     bt = sub.add_parser("backtest", help="replay the events <prefix>.events retains in a span through the "

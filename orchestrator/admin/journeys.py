@@ -94,7 +94,9 @@ def validate(args: argparse.Namespace) -> int:
     from orchestrator.core.journeyfiles import duplicate_version, journey_files, load_journey_file
     policies = policies_for(args)
     paths: list[Path] = []
-    for item in args.paths or [journeys_dir()]:
+    given = args.paths or [journeys_dir()]
+    missing = 0                       # every path that is not there is reported; the others are validated
+    for item in given:
         p = Path(item)
         if p.is_dir():
             paths.extend(journey_files(p))
@@ -102,7 +104,7 @@ def validate(args: argparse.Namespace) -> int:
             paths.append(p)
         else:
             print(f"{p}: no such file or folder", file=sys.stderr)
-            return 2
+            missing += 1
     bad = 0
     seen: dict[tuple[str, int], Path] = {}
     for path in paths:
@@ -123,8 +125,10 @@ def validate(args: argparse.Namespace) -> int:
             print(warning, file=sys.stderr)
         print(f"{path}: ok ({j.id} version {j.version}, {len(j.nodes)} nodes"
               f"{f', {len(j.warnings)} warning(s)' if j.warnings else ''})")
+    if missing:
+        return 2
     if not paths:
-        print("no journey files found", file=sys.stderr)
+        print(f"no journey files found in {', '.join(str(g) for g in given)} (*.yaml, *.yml)", file=sys.stderr)
         return 2
     return 1 if bad else 0
 
@@ -157,6 +161,10 @@ def list_journeys(args: argparse.Namespace) -> int:
     problem = journey_dir_problem(folder)
     if problem is not None:
         raise ConfigError(problem)
+    if not Path(folder).is_dir():     # the default folder, which may be absent (journey_dir_problem)
+        print(f"no journeys folder {str(folder)!r} here: nothing to list (give --dir or ORCH_JOURNEYS; what is "
+              "published: orchestrator journeys list --published)", file=sys.stderr)
+        return 0
     journeys, problems = load_journey_dir(folder, channels=policies.channels)
     for j in sorted(journeys, key=lambda j: j.id):
         print(f"{j.id}\tv{j.version}\tentry={j.entry_on}\tpriority={j.priority}\tgroup={j.group or '-'}"
@@ -170,10 +178,15 @@ def local_definitions(paths: list[str], channels: tuple[str, ...]) -> tuple[list
     """(path, text, Journey) for every journey file under ``paths``, and every problem found."""
     from orchestrator.core.journeyfiles import journey_files, parse_journey
     found: list[Path] = []
+    out, problems = [], []
     for item in paths or [journeys_dir()]:
         p = Path(item)
-        found.extend(journey_files(p) if p.is_dir() else [p])
-    out, problems = [], []
+        if p.is_dir():
+            found.extend(journey_files(p))
+        elif p.exists():
+            found.append(p)
+        else:
+            problems.append(f"{p}: no such file or folder")
     for path in found:
         try:
             text = path.read_text(encoding="utf-8")
@@ -251,6 +264,8 @@ def diff(args: argparse.Namespace) -> int:
     local, problems = local_definitions(args.paths, policies.channels)
     for problem in problems:
         print(problem, file=sys.stderr)
+    if problems and not local:        # nothing to compare: say so without reaching for Kafka
+        return 2 if args.exit_code else 1
     published, _ = asyncio.run(read_published(settings))
     views = survey(settings, published, policies.channels)
     changed = 0

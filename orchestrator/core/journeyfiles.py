@@ -313,10 +313,10 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
         c.error(("start",), f"start: no node named {start!r}")
     # (a start node that exists but is invalid is reported at the node itself)
     warnings: list[str] = []
-    if nodes and isinstance(start, str) and start in nodes:
-        _check_reachability(c, nodes, start)
-        if len(nodes) == len(named):          # with a refused node the paths are not known
-            warnings = _unreachable(doc, nodes, start)
+    if nodes:
+        _check_loops(c, nodes)                # wherever start is, or whether it is valid at all
+        if isinstance(start, str) and start in nodes and len(nodes) == len(named):
+            warnings = _unreachable(doc, nodes, start)   # (with a refused node the paths are not known)
 
     if c.problems:
         raise DefinitionError(c.sorted_problems())
@@ -511,7 +511,7 @@ def _exempt(c: _Checker, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
     return tuple(x for x in EXEMPTIBLE if x in out)
 
 
-def _check_reachability(c: _Checker, nodes: dict[str, Node], start: str) -> None:
+def _check_loops(c: _Checker, nodes: dict[str, Node]) -> None:
     """Refuse loops that never wait: they would spin on one event."""
     # DFS over edges that do not pass through a wait; a cycle there never yields.
     state: dict[str, int] = {}

@@ -125,6 +125,53 @@ def test_validate_warns_about_unreachable_nodes_and_still_accepts(tmp_path, caps
     assert out.out == f"{f}: ok (hi version 1, 2 nodes, 1 warning(s))\n"
 
 
+def test_validate_reports_a_loop_also_when_start_names_no_node(tmp_path, capsys) -> None:
+    text = ("journey: lp\nentry: {on: a}\nstart: nowhere\nnodes:\n  s: {send: email, template: t, next: l1}\n"
+            "  l1: {branch: [{next: l2}]}\n  l2: {branch: [{next: l1}]}\n")
+    f = tmp_path / "loop.yaml"
+    f.write_text(text)
+    assert main(["journeys", "validate", "--policies", str(REPO / "policies.yaml"), str(f)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [p.split(": ", 1)[0] for p in err] == [f"{f}:{line_of(text, 'start:')}", f"{f}:{line_of(text, 'l1:')}"]
+    assert "start: no node named 'nowhere'" in err[0] and "loop without a wait: l1 -> l2 -> l1" in err[1]
+
+
+def test_validate_reports_every_missing_path_and_still_checks_the_others(journeys, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(JOURNEY.replace("send: email", "send: fax"))
+    missing = [tmp_path / "nope.yaml", tmp_path / "gone"]
+    assert main(["journeys", "validate", "--policies", str(REPO / "policies.yaml"), str(journeys), str(bad),
+                 *map(str, missing)]) == 2
+    out = capsys.readouterr()
+    assert out.out == f"{journeys / 'hi.yaml'}: ok (hi version 1, 1 nodes)\n"
+    err = out.err.splitlines()
+    assert [line for line in err if "no such file or folder" in line] == [f"{m}: no such file or folder" for m in missing]
+    assert any(line.startswith(f"{bad}:") and "fax" in line for line in err)
+
+
+def test_validate_of_an_empty_folder_names_it(tmp_path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["journeys", "validate", str(empty)]) == 2
+    assert capsys.readouterr().err == f"no journey files found in {empty} (*.yaml, *.yml)\n"
+
+
+def test_journeys_list_without_the_default_folder_says_there_is_nothing_to_list(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORCH_JOURNEYS", raising=False)
+    assert main(["journeys", "list"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "no journeys folder 'journeys' here: nothing to list" in out.err
+
+
+def test_journeys_diff_of_a_missing_path_says_so_without_reaching_for_kafka(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")        # nothing listens there: reaching it would fail
+    missing = tmp_path / "nodir"
+    assert main(["journeys", "diff", "--exit-code", str(missing)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == f"{missing}: no such file or folder\n"
+
+
 # ---------------------------------------------------------------------------- simulate
 def test_simulate_reports_ignored_lines_on_stderr_and_dead_letters_a_far_future_line(journeys, tmp_path,
                                                                                        capsys) -> None:
