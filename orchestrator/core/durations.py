@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 
 _UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+# The longest duration anything accepts: a timer set with it stays a time the state's 8-byte fields,
+# the timer index and the output timestamps can hold (until the year 9999 from any date before 7900).
+MAX_DURATION_DAYS = 36_500
+MAX_DURATION_MS = MAX_DURATION_DAYS * 86_400_000
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
@@ -14,7 +18,10 @@ def parse_duration_ms(text: object) -> int:
     if isinstance(text, str):
         m = _DURATION.match(text)
         if m:
-            return int(m.group(1)) * _UNITS_MS[m.group(2)]
+            ms = int(m.group(1)) * _UNITS_MS[m.group(2)]
+            if ms > MAX_DURATION_MS:
+                raise ValueError(f"a duration is at most {MAX_DURATION_DAYS}d (100 years), got {text!r}")
+            return ms
     raise ValueError(f"expected a duration like 30s, 10m, 1h, 2d or 1w, got {text!r}")
 
 

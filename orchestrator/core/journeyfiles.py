@@ -23,6 +23,7 @@ from orchestrator.core.namespaces import field_problem
 from orchestrator.errors import DefinitionError, ExpressionError
 
 JOURNEY_ID = re.compile(r"^[a-z0-9-]{1,64}$")
+MAX_VERSION = 2**31 - 1            # kept in states and written in outputs: any number they can hold
 NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TEMPLATE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 EXIT_REASON = re.compile(r"^[a-z0-9_-]{1,32}$")
@@ -224,8 +225,8 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     if not isinstance(jid, str) or not JOURNEY_ID.match(jid):
         c.error(("journey",), "journey: id must match [a-z0-9-]+ (at most 64 characters)")
     version = raw.get("version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        c.error(("version",), "version must be a whole number >= 1")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+        c.error(("version",), f"version must be a whole number from 1 to {MAX_VERSION}")
     priority = raw.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         c.error(("priority",), "priority must be a whole number")

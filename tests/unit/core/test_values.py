@@ -13,7 +13,9 @@ import pytest
 from orchestrator.core import Event, Rejection, parse_event
 from orchestrator.core.events import MAX_TS_MS, MAX_VALUE_DEPTH
 from orchestrator.core.state import decode_state, encode_state
-from tests.unit.core.helpers import T0, Customer, actions, engine, one, raw_event
+from orchestrator.errors import DefinitionError
+from orchestrator.runtime.transaction import encode_value
+from tests.unit.core.helpers import T0, Customer, actions, engine, journey, one, raw_event
 
 BIG = 10**30
 ANY_CLOCK = 2**62             # simulate's: accepts every timestamp
@@ -116,3 +118,41 @@ def test_expression_results_a_state_or_an_output_cannot_hold_are_null_there() ->
     assert state is not None
     assert state.instances["values"].vars["scaled"] is None
     assert decode_state(encode_state(state)).instances["values"].vars["events"][0]["type"] == "cart.updated"
+
+
+# ---------------------------------------------------------------------------- numbers in definitions
+# A version or a timer beyond what a state holds once passed validation; the state of the first customer
+# to enter could then not be encoded, which stopped the worker on every restart.
+@pytest.mark.parametrize("line, problem", [
+    ("version: 2147483648", "version must be a whole number from 1 to 2147483647"),
+    ("version: 99999999999999999999", "version must be a whole number from 1 to 2147483647"),
+])
+def test_a_version_a_state_cannot_hold_is_refused(line: str, problem: str) -> None:
+    with pytest.raises(DefinitionError) as refused:
+        journey(LONG_WAIT.replace("version: 1", line))
+    assert [p.split(": ", 1)[1].split(" (see")[0] for p in refused.value.problems] == [problem]
+
+
+@pytest.mark.parametrize("wait", ["36501d", "5215w", "99999999999999d"])
+def test_a_duration_beyond_100_years_is_refused(wait: str) -> None:
+    with pytest.raises(DefinitionError) as refused:
+        journey(LONG_WAIT.replace("36500d", wait))
+    assert f"nodes.w.wait: a duration is at most 36500d (100 years), got '{wait}'" in refused.value.problems[0]
+
+
+def test_the_longest_wait_and_the_highest_version_fit_a_state() -> None:
+    c = Customer(engine(LONG_WAIT.replace("version: 1", "version: 2147483647")))
+    c.event("cart.updated", T0)
+    assert c.state is not None and c.state.next_due_ms() == T0 + 36_500 * 86_400_000
+    assert encode_value(c.state)
+
+
+LONG_WAIT = """
+journey: long
+version: 1
+entry: {on: cart.updated}
+start: w
+nodes:
+  w: {wait: 36500d, next: s}
+  s: {send: email, template: t}
+"""
