@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("produce", help="send JSON-lines events (FILE or stdin) to <prefix>.events, each line as "
                         "it is read", epilog="exit codes: 0 every line read was sent (also after Ctrl-C or SIGTERM, "
-                        "which stop the reading, send what was read and print the count); 1 a line was refused (each "
+                        "which stop the reading, send every whole line read and print the count); 1 a line was refused (each "
                         "reported as `line N: reason`, the others are sent) or an error stopped the command; 2 a "
                         "usage error")
     pr.add_argument("file", nargs="?", metavar="FILE")

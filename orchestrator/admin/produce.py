@@ -10,8 +10,11 @@ streams (as kcat does). A line that cannot be sent is reported on standard error
   1048588 bytes when the broker will not say), which Kafka would refuse;
 - a line Kafka did not acknowledge.
 
-SIGINT (Ctrl-C) and SIGTERM stop the reading; every line read is still sent (a last line without
-its newline too), and the summary on standard error says how many lines were sent and refused.
+SIGINT (Ctrl-C) and SIGTERM stop the reading; every line read is still sent, and the summary on
+standard error says how many lines were sent and refused. What was read after the last newline
+when a signal came is a line cut by the stop (or still being typed): it is not sent, and the
+summary says how many bytes that was. At the end of the input, a last line without its newline is
+a line and is sent.
 A second signal stops at once. Exit codes: 0 every line read was sent (also after a requested
 stop); 1 a line was refused, or an error stopped the command (one sentence).
 """
@@ -185,12 +188,15 @@ class Outcome:
     refused: int = 0
     read: int = 0                       # lines read
     stopped_by: str | None = None       # the signal that stopped the reading
+    unfinished: int = 0                 # bytes after the last newline when a signal stopped the reading
 
     def summary(self) -> str:
         stop = f"stopped by {self.stopped_by}: " if self.stopped_by else ""
         refused = f", refused {self.refused} line{'s' if self.refused != 1 else ''} (reported above)" \
             if self.refused else ""
-        return f"{stop}sent {self.sent} event{'s' if self.sent != 1 else ''} to {self.topic}{refused}"
+        cut = (f" (the {self.unfinished} byte{'s' if self.unfinished != 1 else ''} read after the last newline "
+               "were not a whole line and were not sent)") if self.unfinished else ""
+        return f"{stop}sent {self.sent} event{'s' if self.sent != 1 else ''} to {self.topic}{refused}{cut}"
 
     @property
     def exit_code(self) -> int:
@@ -268,7 +274,11 @@ async def produce_lines(settings: Settings, fd: int, *, topic: str, outcome: Out
             finally:
                 stopping.cancel()
             last = lines.rest()
-            if last is not None:
+            if last is not None and chunk is None:
+                # Stopped: what follows the last newline is a line cut by the stop (or one being typed),
+                # not a line; it is not sent, and the summary says so.
+                outcome.unfinished = last[2]
+            elif last is not None:                # the end of the input: its last line, without a newline
                 outcome.read = last[0]
                 await send(*last)
         if pending:

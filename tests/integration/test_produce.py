@@ -89,6 +89,32 @@ async def test_a_signal_mid_stream_sends_every_line_read_and_says_how_many(sig):
     assert numbers(records) == list(range(1, int(sent) + 1))
 
 
+async def test_a_signal_does_not_send_the_piece_of_a_line_read_before_it():
+    # A stop lands anywhere in the input: what was read after the last newline is a line cut in two (or
+    # one being typed). It once went out as a last line, "not JSON", and the stop exited 1.
+    prefix = f"it-{uuid.uuid4().hex[:10]}"
+    topic, customer = f"{prefix}.events", f"c-{uuid.uuid4().hex[:8]}"
+    await create_topic(topic)
+    proc = start_produce(cli_env(prefix))
+    piece = line(customer, 6)[:25]
+    try:
+        proc.stdin.write(b"".join(line(customer, n) + b"\n" for n in range(1, 6)) + piece)
+        proc.stdin.flush()
+        await read_all([topic], until=lambda rs: len(rs) >= 5)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    assert code == 0, err
+    assert SUMMARY.search(err).groups() == ("5", topic), err
+    assert f"the {len(piece)} bytes read after the last newline were not a whole line and were not sent" in err
+    assert "line 6" not in err, err
+    assert numbers(await read_all([topic], until=lambda rs: len(rs) >= 5)) == [1, 2, 3, 4, 5]
+
+
 async def test_lines_it_cannot_send_are_reported_by_number_and_the_others_sent():
     prefix = f"it-{uuid.uuid4().hex[:10]}"
     topic, customer = f"{prefix}.events", f"c-{uuid.uuid4().hex[:8]}"
