@@ -18,8 +18,9 @@ have done"). A pull request that changes a journey can show what it would have d
    Every customer starts with no state at ``--from``: what happened before the span (entries,
    sends that count toward caps, profiles) is not replayed, so journeys already in flight at
    ``--from`` show only on the live side.
-3. **Compare.** Every decision on ``<prefix>.decisions`` whose ``ts`` is in ``[from, to)`` (the live
-   side) and every decision of the replay (the backtest side), counted per journey id (any version)
+3. **Compare.** Every decision whose ``ts`` is in ``[from, to)``, on ``<prefix>.decisions`` (the live
+   side) and of the replay (the backtest side: a late or backdated event written inside the span is
+   replayed, and what it decided before ``--from`` is left out, as on the live side), counted per journey id (any version)
    and node: entries and refused entries, sends by channel, each other gate outcome (holdout,
    no_consent, frequency_cap, quiet_hours_deferred, window_deferred), goals, exits by reason and
    preemptions. Decisions of shadow versions are left out on both sides.
@@ -206,8 +207,17 @@ async def backtest(settings: Settings, journeys: list[Journey], policies: Polici
         if progress is not None:
             progress.show(f"backtest: reading live decisions: {done:,} of {total:,}")
 
-    live = count(await read_decisions(settings, progress=reading), since_ms, until_ms)
-    return compare(live, count(decisions), since_ms=since_ms, until_ms=until_ms, events=len(events), sim=sim)
+    live = await read_decisions(settings, progress=reading)
+    return sides(live, decisions, since_ms=since_ms, until_ms=until_ms, events=len(events), sim=sim)
+
+
+def sides(live: Iterable[dict[str, Any]], replayed: Iterable[dict[str, Any]], *, since_ms: int, until_ms: int,
+          events: int, sim: Simulation | None = None) -> dict[str, Any]:
+    """Step 3: both sides counted by the same rule, a decision's ``ts`` in ``[since_ms, until_ms)``. (An
+    event dated before ``--from`` but written inside the span, by a late or backdated producer, is
+    replayed; its decisions are before the span, as the live ones are.)"""
+    return compare(count(live, since_ms, until_ms), count(replayed, since_ms, until_ms), since_ms=since_ms,
+                   until_ms=until_ms, events=events, sim=sim)
 
 
 def run(args: argparse.Namespace) -> int:
