@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     jd.add_argument("paths", nargs="*", metavar="PATH")
     jd.add_argument("--policies")
     jd.add_argument("--shadow", metavar="JOURNEY", help="compare a shadow version's decisions with the live one's")
-    jd.add_argument("--json", action="store_true")
+    jd.add_argument("--json", action="store_true", help="with --shadow: print the comparison as JSON")
     jd.add_argument("--exit-code", action="store_true", help="exit codes as diff(1) and git diff --exit-code "
                     "give them, for CI: 0 nothing differs, 1 something does, 2 trouble (a definition that does not "
                     "load, Kafka unreachable)")

@@ -209,6 +209,11 @@ def publish_journeys(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print("nothing published: fix the definitions above first", file=sys.stderr)
         return 1
+    if not local:
+        given = args.paths or [journeys_dir()]
+        print(f"no journey files found in {', '.join(map(str, given))} (*.yaml, *.yml): nothing published",
+              file=sys.stderr)
+        return 2
     # The journeys topic as the worker would create it (compacted), never the broker's defaults.
     asyncio.run(ensure_topics(settings, policies.channels, only=[journeys_topic(settings)]))
     published, _ = asyncio.run(read_published(settings))
@@ -246,6 +251,8 @@ def diff(args: argparse.Namespace) -> int:
     if args.shadow and args.exit_code:
         raise ConfigError("--exit-code compares definitions with the published ones, not a shadow's decisions "
                           "(--shadow); leave one of them out")
+    if args.json and not args.shadow:
+        usage_error("--json prints a shadow's comparison (--shadow JOURNEY); a diff of definitions is text")
     if args.shadow:
         from orchestrator.admin.stats import beside_shadow, read_decisions
         from orchestrator.reports.shadow import compare, render_comparison

@@ -172,6 +172,21 @@ def test_journeys_diff_of_a_missing_path_says_so_without_reaching_for_kafka(tmp_
     assert out.out == "" and out.err == f"{missing}: no such file or folder\n"
 
 
+def test_journeys_publish_of_an_empty_folder_says_nothing_was_published(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")        # nothing listens there: reaching it would fail
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["journeys", "publish", str(empty)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == f"no journey files found in {empty} (*.yaml, *.yml): nothing published\n"
+
+
+def test_journeys_diff_json_without_shadow_is_a_usage_error(journeys, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("ORCH_BOOTSTRAP", "127.0.0.1:1")
+    from tests.unit.reports.test_graph import usage_error
+    assert "--json prints a shadow's comparison" in usage_error(capsys, "journeys", "diff", "--json", str(journeys))
+
+
 # ---------------------------------------------------------------------------- simulate
 def test_simulate_reports_ignored_lines_on_stderr_and_dead_letters_a_far_future_line(journeys, tmp_path,
                                                                                        capsys) -> None:
