@@ -4,7 +4,8 @@ Treatment customers walk the journey and are contacted; holdout customers walk i
 without contact. A journey "works" if treatment converts better than holdout:
 
 - ``lift`` = conversion(treatment) - conversion(holdout), in absolute terms, with a
-  normal-approximation (Wald) 95 % interval;
+  normal-approximation (Wald) 95 % interval, cut to the -1 .. +1 a difference of two rates can be
+  (with a handful of customers the approximation reaches past it);
 - ``relative_lift`` = conversion(treatment) / conversion(holdout) - 1, with a 95 %
   interval from the delta method on the log of the ratio.
 
@@ -36,7 +37,7 @@ def lift_interval(g_t: int, n_t: int, g_h: int, n_h: int) -> dict[str, Any]:
     diff = p_t - p_h
     se = math.sqrt(p_t * (1 - p_t) / n_t + p_h * (1 - p_h) / n_h)
     out["lift"] = diff
-    out["lift_ci95"] = [diff - Z95 * se, diff + Z95 * se]
+    out["lift_ci95"] = [max(-1.0, diff - Z95 * se), min(1.0, diff + Z95 * se)]
     if g_t > 0 and g_h > 0:
         ratio = p_t / p_h
         se_log = math.sqrt((1 - p_t) / g_t + (1 - p_h) / g_h)

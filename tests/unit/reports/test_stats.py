@@ -129,3 +129,9 @@ def exact_fisher(g1: int, n1: int, g2: int, n2: int) -> Fraction:
 def test_fishers_exact_test_is_the_hypergeometric_sum(n1: int, n2: int, data: st.DataObject) -> None:
     g1, g2 = data.draw(st.integers(0, n1)), data.draw(st.integers(0, n2))
     assert stats.fisher_exact(g1, n1, g2, n2) == pytest.approx(float(exact_fisher(g1, n1, g2, n2)), rel=1e-6)
+
+
+def test_the_lift_interval_stays_within_what_a_difference_of_rates_can_be() -> None:
+    # 1 of 2 treated converted, 1 of 1 held out: Wald reaches -119 pp; a difference of rates is >= -100 pp.
+    report = lift_interval(1, 2, 1, 1)
+    assert report["lift"] == -0.5 and report["lift_ci95"][0] == -1.0 and -1.0 < report["lift_ci95"][1] < 1.0
