@@ -33,6 +33,7 @@ from orchestrator.core.events import FUTURE_TOLERANCE_MS, Event, Rejection, dead
 from orchestrator.core.state import CustomerState
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.validation import parse_event
+from orchestrator.core.vocabulary import DeadLetter
 
 _ACCEPT_ANY_TS = 2**62     # parse without a clock; run() decides what is in the future
 LOOKAHEAD = 1000           # lines read ahead, at most, to see whether the file catches up with a line
@@ -97,6 +98,9 @@ class Simulation:
             self.duplicates.append(line_no)
             return
         result = self.engine.on_event(self.states.get(cid), parsed, now)
+        if result.refused is not None:           # without effect, dead-lettered as a worker does
+            yield from self._apply(raw, line_no, Rejection(DeadLetter.TOO_LARGE, result.refused))
+            return
         if parsed.ts_ms < now - self.engine.policies.max_event_age_ms and parsed.type in self.engine.journeys.by_entry:
             self.stale.append(line_no)
         self._store(cid, result.state)

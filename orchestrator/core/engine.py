@@ -28,7 +28,8 @@ from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
 from orchestrator.core.policies import Policies
 from orchestrator.core.activity import engagement_for, prune_stamps, record_activity
-from orchestrator.core.state import ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, ActionRef, CustomerState, Instance
+from orchestrator.core.state import (ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, PROFILE_MAX_BYTES, ActionRef,
+                                     CustomerState, Instance, encode_any)
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.vocabulary import Outcome, SuppressionReason, Topic, actions
 
@@ -91,20 +92,24 @@ class Result:
     """What one decision returns (a plain class: one is made per event, and a dataclass's
     generated ``__init__`` with default factories cost a measurable share of the worker's time)."""
 
-    __slots__ = ("state", "outputs", "lifecycle", "invalid_fields")
+    __slots__ = ("state", "outputs", "lifecycle", "invalid_fields", "refused")
 
     def __init__(self, state: CustomerState | None, outputs: list[Output] | None = None,
-                 lifecycle: list[Lifecycle] | None = None, invalid_fields: tuple[str, ...] = ()) -> None:
+                 lifecycle: list[Lifecycle] | None = None, invalid_fields: tuple[str, ...] = (),
+                 refused: str | None = None) -> None:
         self.state = state                      # None: delete the customer's state (an erasure)
         self.outputs = [] if outputs is None else outputs
         self.lifecycle = [] if lifecycle is None else lifecycle
         # Known profile fields this event set to a value the engine cannot use (e.g. "timezone" that is
         # not an IANA name): kept in the profile, read as the default; the worker counts them.
         self.invalid_fields = invalid_fields
+        # Why the event was refused without effect (the state as it was, no output): it is dead-lettered
+        # ``too_large`` with this detail.
+        self.refused = refused
 
     def __repr__(self) -> str:
         return (f"Result(state={self.state!r}, outputs={self.outputs!r}, lifecycle={self.lifecycle!r}, "
-                f"invalid_fields={self.invalid_fields!r})")
+                f"invalid_fields={self.invalid_fields!r}, refused={self.refused!r})")
 
 
 SHADOW_SUFFIX = "~shadow"     # journey ids are [a-z0-9-], so this never clashes
@@ -149,6 +154,16 @@ class Engine:
             state = CustomerState(time_ms=state.time_ms)
         # The event's fields, read once (each is a generic lookup from compiled code).
         cid, etype, ts_ms, eid = event.customer_id, event.type, event.ts_ms, event.event_id
+        merged: dict[str, Any] | None = None
+        invalid: tuple[str, ...] = ()
+        if etype == PROFILE_UPDATED:
+            # A profile larger than it may be is refused before anything changes (docs/events.md#limits):
+            # a state must fit one changelog record.
+            merged, invalid = self._merged_profile(state.profile, event.properties)
+            size = len(encode_any(merged))
+            if size > PROFILE_MAX_BYTES and size >= len(encode_any(state.profile)):     # (one that shrinks it may)
+                return Result(state, [], refused=f"the customer's profile would be {size} bytes with this update; "
+                                                 f"a profile is at most {PROFILE_MAX_BYTES} bytes")
         now_ms = event_time(ts_ms, state.time_ms)
         out = _Effects(wall_ms)
         self._fire_due(state, cid, now_ms, out)
@@ -157,9 +172,8 @@ class Engine:
             self._erase(state, event, now_ms, out)
             return Result(None, out.outputs, lifecycle=out.lifecycle)
         record_activity(state, etype, ts_ms, event.properties)
-        invalid: tuple[str, ...] = ()
-        if etype == PROFILE_UPDATED:
-            invalid = self._merge_profile(state, event.properties)
+        if merged is not None:
+            state.profile = merged
         elif etype in FEEDBACK_TYPES:
             self._feedback(state, event, now_ms, out)
 
@@ -546,13 +560,14 @@ class Engine:
 
     # ------------------------------------------------------------------ inputs that change state
     @staticmethod
-    def _merge_profile(state: CustomerState, props: dict[str, Any]) -> tuple[str, ...]:
-        """Shallow merge (``null`` deletes a field), except ``consent``: merged per channel (docs/events.md#reserved-types).
+    def _merged_profile(old: dict[str, Any], props: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """``old`` with ``props`` merged shallowly (``null`` deletes a field), except ``consent``: merged per
+        channel (docs/events.md#reserved-types); ``old`` is not changed.
 
-        Returns the known fields set to a value the engine cannot use: a ``timezone`` that is
+        Also returns the known fields set to a value the engine cannot use: a ``timezone`` that is
         not an IANA name (kept, read as UTC) or a ``consent`` that is not an object (not applied).
         """
-        profile = dict(state.profile)
+        profile = dict(old)
         invalid: list[str] = []
         for key, value in props.items():
             if value is None:
@@ -561,8 +576,8 @@ class Engine:
                 if not isinstance(value, dict):
                     invalid.append("consent")
                     continue
-                old = profile.get("consent")
-                consent = dict(old) if isinstance(old, dict) else {}
+                given_before = profile.get("consent")
+                consent = dict(given_before) if isinstance(given_before, dict) else {}
                 for channel, given in value.items():
                     if given is None:
                         consent.pop(channel, None)
@@ -573,8 +588,7 @@ class Engine:
                 if key == "timezone" and known_zone(value) is None:
                     invalid.append("timezone")
                 profile[key] = value
-        state.profile = profile
-        return tuple(invalid)
+        return profile, tuple(invalid)
 
     def _feedback(self, state: CustomerState, event: Event, now_ms: int, out: _Effects) -> None:
         channel = event.properties["channel"]

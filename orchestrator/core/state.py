@@ -28,6 +28,12 @@ ACTIVITY_MAX_TYPES = 128
 SESSION_GAP_MS = 30 * 60_000
 ACTION_REFS_MAX = 256
 DAY_MS = 86_400_000
+# A state is one changelog record (docs/events.md#limits). A profile update is refused if it would make the
+# encoded profile larger than PROFILE_MAX_BYTES (and not smaller than it was); a state larger than
+# STATE_RECORD_MAX_BYTES, grown by other means, is never written: it would not fit a record of Kafka's
+# default message size (1,048,588 bytes, key and framing included).
+PROFILE_MAX_BYTES = 512 * 1024
+STATE_RECORD_MAX_BYTES = 1_000_000
 
 
 class Instance(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
@@ -119,6 +125,7 @@ _decoder = msgspec.msgpack.Decoder(CustomerState)
 
 # The encoder's own method, so a compiled caller calls it without an interpreted frame.
 encode_state: Callable[[CustomerState], bytes] = _encoder.encode
+encode_any: Callable[[Any], bytes] = _encoder.encode        # the same msgpack, for a part of a state
 
 
 def decode_state(data: bytes | memoryview | None) -> CustomerState:

@@ -41,7 +41,7 @@ from orchestrator.config import Topics
 from orchestrator.core import Engine, dedup
 from orchestrator.core.engine import next_due_ms
 from orchestrator.core.events import Event, Rejection, dead_letter, decode_event
-from orchestrator.core.state import legacy_seen
+from orchestrator.core.state import STATE_RECORD_MAX_BYTES, legacy_seen
 from orchestrator.core.vocabulary import DeadLetter, Topic, is_action
 from orchestrator.errors import WorkerFailure
 from orchestrator.kafkaio.clients import placement
@@ -133,6 +133,8 @@ class Decider:
         # Changelog records after the outputs; the checkpoint waits for all of them.
         collector, changelog = self.collector, self.changelog
         changes = tx.changes(collector, changelog)
+        for key, entry, size in tx.oversized:
+            self._state_too_large(key, entry, size)
         journals = {} if self.journal is None else self.journal.write(collector, changelog, self.checkpoint.positions)
         # The duplicate window's new keys: in exactly-once in the transaction; in at-least-once the
         # checkpoint sends them once the states and journal are acknowledged, so a key is never
@@ -183,6 +185,7 @@ class Decider:
                 return
             self.clocks.observe(p, ev.ts_ms)
         entry = self._tx.entry(key, p)
+        entry.source, entry.offset, entry.event = source, offset, ev is not None
         state = entry.state
         if not entry.checked:              # once a batch per customer: only a state as read can be an old one
             entry.checked = True
@@ -210,6 +213,12 @@ class Decider:
             self._engine_error(exc, "in the engine, firing timers" if ev is None else f"in the engine, deciding an "
                                f"event of type {ev.type}", key, source, p, offset,
                                cast(bytes, value) if ev is None else msgspec.json.encode(ev), event=ev is not None)
+            return
+        if result.refused is not None:     # refused without effect: dead-lettered, like a bad event
+            t.dead[DeadLetter.TOO_LARGE] += 1
+            self._send(Topic.DLQ, key, orjson.dumps(dead_letter(
+                Rejection(DeadLetter.TOO_LARGE, result.refused), topic=self.topics[source], partition=p, offset=offset,
+                raw=msgspec.json.encode(ev) if ev is not None else cast(bytes, value), now_ms=now)))
             return
         if ev is not None:
             t.event(ev.ts_ms)
@@ -268,6 +277,25 @@ class Decider:
                 # deferral) is late on purpose.
                 t.latency_s.append(max(0.0, (now - ev.ts_ms) / 1000))
         return journaled or [], size
+
+    def _state_too_large(self, key: bytes, entry: Any, size: int) -> None:
+        """A customer's state grew past ``STATE_RECORD_MAX_BYTES`` in this batch (journeys capturing large
+        values: a profile update is refused long before, in the engine). Its new state is not written, so it keeps
+        the one it had (docs/events.md#limits); the last of its inputs is dead-lettered ``too_large`` (an
+        event: counted as a dead letter instead of a valid one). Outputs its inputs had queued still go out."""
+        t = self._tally
+        t.dead[DeadLetter.TOO_LARGE] += 1
+        if entry.event:
+            t.valid -= 1
+        log.error("a customer's state would be %d bytes after a batch (at most %d); its changes in the batch are "
+                  "not kept; dead-lettered too_large at %s[%d]@%d", size, STATE_RECORD_MAX_BYTES,
+                  self.topics[entry.source], entry.partition, entry.offset)
+        record = dead_letter(Rejection(DeadLetter.TOO_LARGE, f"the customer's state would be {size} bytes after "
+                                       f"this batch's events of the customer, this one the last; a state is at most "
+                                       f"{STATE_RECORD_MAX_BYTES} bytes: their changes are not kept"),
+                             topic=self.topics[entry.source], partition=entry.partition, offset=entry.offset,
+                             raw=None, now_ms=self._now)
+        self._send(Topic.DLQ, key, orjson.dumps(record))
 
     def _send(self, suffix: str, key: bytes | None, value: bytes) -> None:
         self.collector.send(self.topic_names[suffix], key, value)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from orchestrator.core.engine import next_due_ms
-from orchestrator.core.state import CustomerState, decode_stored, encode_state
+from orchestrator.core.state import STATE_RECORD_MAX_BYTES, CustomerState, decode_stored, encode_state
 from orchestrator.runtime.collector import Collector
 from orchestrator.runtime.store import DUE_LEN, NO_DUE, STATE, Stores
 
@@ -49,7 +49,7 @@ class Change(NamedTuple):
 class Entry:
     """A customer's state while a batch is decided: read once, written once."""
 
-    __slots__ = ("partition", "old_due", "state", "dirty", "customer_hash", "checked")
+    __slots__ = ("partition", "old_due", "state", "dirty", "customer_hash", "checked", "source", "offset", "event")
 
     def __init__(self, partition: int, old_due: bytes | None, state: CustomerState | None) -> None:
         self.partition = partition
@@ -58,6 +58,9 @@ class Entry:
         self.dirty = False
         self.customer_hash: bytes | None = None  # the customer's half of its duplicate-window keys, once a batch
         self.checked = False                    # the state as read looked at once (the batch path's migration)
+        self.source = b""                       # the input decided last for the customer: its source, offset,
+        self.offset = -1                        # and whether it was an event (else timers)
+        self.event = False
 
 
 class Overlay:
@@ -78,11 +81,13 @@ class Overlay:
 class Transaction:
     """The customer states of one batch."""
 
-    __slots__ = ("stores", "overlay", "seq", "entries")
+    __slots__ = ("stores", "overlay", "seq", "entries", "oversized")
 
     def __init__(self, stores: Stores, overlay: Overlay, seq: int) -> None:
         self.stores, self.overlay, self.seq = stores, overlay, seq
         self.entries: dict[bytes, Entry] = {}
+        # Customers whose new state :meth:`changes` did not write: (key, entry, its size in bytes).
+        self.oversized: list[tuple[bytes, Entry, int]] = []
 
     def entry(self, key: bytes, partition: int) -> Entry:
         """The customer's state: as this batch left it, else as the overlay or RocksDB has it."""
@@ -124,13 +129,18 @@ class Transaction:
 
     def changes(self, collector: Collector, changelog: str) -> dict[int, list[Change]]:
         """The batch's changes by partition: each queued to the changelog (after the outputs already
-        queued) and put in the overlay."""
+        queued) and put in the overlay. A state larger than ``STATE_RECORD_MAX_BYTES`` is not written
+        (it would not fit a changelog record): the customer keeps the state it had before the batch,
+        and the key is in :attr:`oversized` for the batch path to report."""
         changes: dict[int, list[Change]] = {}
         overlay, seq = self.overlay.values, self.seq
         for key, e in self.entries.items():
             if not e.dirty:
                 continue
             new = None if e.state is None else encode_value(e.state)
+            if new is not None and len(new) > DUE_LEN + STATE_RECORD_MAX_BYTES:
+                self.oversized.append((key, e, len(new) - DUE_LEN))
+                continue
             changes.setdefault(e.partition, []).append(Change(key, e.old_due, new))
             overlay[key] = (seq, new)
             collector.send(changelog, STATE + key, new, e.partition, via=e.partition)

@@ -12,10 +12,11 @@ import pytest
 
 from orchestrator.core import Event, Rejection, parse_event
 from orchestrator.core.events import MAX_TS_MS, MAX_VALUE_DEPTH
-from orchestrator.core.state import decode_state, encode_state
+from orchestrator.core.state import PROFILE_MAX_BYTES, CustomerState, decode_state, encode_any, encode_state
 from orchestrator.errors import DefinitionError
 from orchestrator.runtime.transaction import encode_value
-from tests.unit.core.helpers import T0, Customer, actions, engine, journey, one, raw_event
+from orchestrator.simulate import Simulation
+from tests.unit.core.helpers import T0, Customer, actions, engine, ev, journey, one, raw_event
 
 BIG = 10**30
 ANY_CLOCK = 2**62             # simulate's: accepts every timestamp
@@ -156,3 +157,42 @@ nodes:
   w: {wait: 36500d, next: s}
   s: {send: email, template: t}
 """
+
+
+# ---------------------------------------------------------------------------- the state's size
+# A state is one changelog record. Profile updates that grew it past Kafka's message size once stopped
+# the worker (MessageSizeTooLargeError), and again after every restart: the partition never moved on.
+def test_a_profile_update_that_would_make_the_profile_too_large_is_refused_without_effect() -> None:
+    c = Customer(engine(CAPTURING))
+    field = "x" * 60_000
+    for i in range(8):                                                     # 8 x 60 KB: under 512 KiB
+        c.event("profile.updated", T0 + i, **{f"f{i}": field})
+    state = c.state
+    assert state is not None and len(encode_any(state.profile)) < PROFILE_MAX_BYTES
+    before = encode_state(state)
+    result = c.engine.on_event(state, ev("profile.updated", "c-1", T0 + 9, f9=field), T0 + 9)
+    assert result.refused is not None and result.outputs == []
+    assert result.refused.startswith("the customer's profile would be ") and f"at most {PROFILE_MAX_BYTES} bytes" in \
+        result.refused
+    assert encode_state(result.state) == before                           # nothing changed, time and activity neither
+    smaller = c.engine.on_event(state, ev("profile.updated", "c-1", T0 + 10, f0=None, f9=field), T0 + 10)
+    assert smaller.refused is None and "f9" in smaller.state.profile     # a field deleted makes room
+
+
+def test_a_profile_update_that_shrinks_a_profile_over_the_limit_is_taken() -> None:
+    # (a profile written larger than the limit before the limit was there)
+    eng = engine()
+    state = CustomerState(profile={"big": "x" * 600_000})
+    assert len(encode_any(state.profile)) > PROFILE_MAX_BYTES
+    assert eng.on_event(state, ev("profile.updated", "c-1", T0 + 1, other="y" * 10), T0 + 1).refused
+    shrink = eng.on_event(state, ev("profile.updated", "c-1", T0 + 2, big="small"), T0 + 2)
+    assert shrink.refused is None and shrink.state.profile["big"] == "small"
+
+
+def test_simulate_dead_letters_a_profile_update_the_state_cannot_hold() -> None:
+    field = "x" * 60_000
+    lines = [raw_event("profile.updated", "c-1", T0 + i, f"p{i}", **{f"f{i}": field}) for i in range(10)]
+    records = list(Simulation(engine(CAPTURING)).run(lines))
+    dlq = [r["value"] for r in records if r["topic"] == "dlq"]
+    assert [(d["reason"], d["offset"]) for d in dlq] == [("too_large", 9), ("too_large", 10)]
+    assert '"event_id": "p8"' in dlq[0]["raw"]                             # (cut to its first 4 KiB)

@@ -12,6 +12,7 @@ from orchestrator.config import Settings
 from orchestrator.core import Engine, Policies
 from orchestrator.core.events import EventTypes
 from orchestrator.core.expressions import Expression
+from orchestrator.core.state import PROFILE_MAX_BYTES
 from orchestrator.errors import WorkerFailure
 from orchestrator.observability.metrics import Metrics
 from orchestrator.runtime.batch import Decider
@@ -58,9 +59,13 @@ def fail(exc: BaseException):  # noqa: ANN201
 
 @pytest.fixture
 def batch(tmp_path):
+    yield from make_batch(tmp_path, with_a_bug())
+
+
+def make_batch(tmp_path, journeys: list):  # noqa: ANN201 - the fixture's generator
     settings = Settings(topic_prefix="t", partitions=1, data_dir=str(tmp_path))
     policies = Policies()
-    engine = Engine(with_a_bug(), policies)
+    engine = Engine(journeys, policies)
     stores = Stores(settings.data_dir)
     metrics = Metrics(policies.channels)
     producer = FakeProducer()
@@ -119,6 +124,57 @@ async def test_values_a_state_cannot_keep_never_stop_the_batch_path(batch):
     assert "$.properties.points" in dead_letters(producer)[0]["detail"]
     assert len(producer.on("t.actions.email")) == 1        # the partition went on
     assert flush.changes                                   # and the customer's state was written
+
+
+async def test_a_profile_update_the_state_cannot_hold_is_dead_lettered_too_large(batch):
+    settings, decider, producer, metrics = batch
+    ev = settings.topics.events
+    field = "x" * 60_000
+    updates = [record(ev, 0, i, b"c-5", raw_event("profile.updated", "c-5", NOW, f"e-p{i}", **{f"f{i}": field}))
+               for i in range(10)]
+    flush = await decider.run(records(*updates, record(ev, 0, 10, b"c-5", raw_event("cart.updated", "c-5", NOW + 1,
+                                                                                     "e-c5"))), {0})
+    assert [(d["reason"], d["offset"]) for d in dead_letters(producer)] == [("too_large", 8), ("too_large", 9)]
+    assert len(producer.on("t.actions.email")) == 1        # the partition went on, the customer too
+    [(_, _, value)] = [c for changes in flush.changes.values() for c in changes]
+    assert PROFILE_MAX_BYTES - 60_000 < len(value) < PROFILE_MAX_BYTES + 2_000   # the profile and the rest
+    text = metrics.render().decode()
+    assert 'orch_dead_letters_total{reason="too_large"} 2.0' in text
+    assert 'orch_events_in_total{result="dead_letter"} 2.0' in text and 'orch_events_in_total{result="valid"} 9.0' in text
+
+
+FAN_OUT = """
+journey: fan-out
+entry: {on: cart.updated, reentry: always}
+capture: {all: "[event, event, event, event, event, event, event, event, event, event, event, event, event, event, event, event, event, event]"}
+start: email
+nodes:
+  email: {send: email, template: t, next: wait}
+  wait: {wait: 1h, next: done}
+  done: {exit: completed}
+"""
+
+
+async def test_a_state_grown_past_its_limit_in_a_batch_is_not_written_and_the_worker_goes_on(tmp_path):
+    # A profile update is refused before it grows the state; a journey capturing large values can still
+    # grow it in one batch. The state is then not written: the customer keeps what it had (here nothing).
+    gen = make_batch(tmp_path, [journey(FAN_OUT)])
+    settings, decider, producer, metrics = next(gen)
+    ev = settings.topics.events
+    big = raw_event("cart.updated", "c-6", NOW, "e-1", note="y" * 60_000)
+    flush = await decider.run(records(record(ev, 0, 7, b"c-6", big),                    # 18 x 60 KB in its vars
+                                      record(ev, 0, 8, b"c-7", raw_event("cart.updated", "c-7", NOW, "e-7"))), {0})
+    assert [c.key for changes in flush.changes.values() for c in changes] == [b"c-7"]   # c-6's is not written
+    [dead] = dead_letters(producer)
+    assert (dead["reason"], dead["topic"], dead["partition"], dead["offset"]) == ("too_large", ev, 0, 7)
+    assert dead["detail"].startswith("the customer's state would be ") and "their changes are not kept" in dead["detail"]
+    text = metrics.render().decode()
+    assert 'orch_events_in_total{result="dead_letter"} 1.0' in text and 'orch_events_in_total{result="valid"} 1.0' in text
+    assert len(producer.on("t.actions.email")) == 2           # the outputs already queued went out (same ids again later)
+    assert decider._tx.entry(b"c-6", 0).state is None          # what the customer had: nothing
+    again = await decider.run(records(record(ev, 0, 9, b"c-6", raw_event("cart.updated", "c-6", NOW + 1, "e-2"))), {0})
+    assert [c.key for changes in again.changes.values() for c in changes] == [b"c-6"]  # and it goes on from there
+    gen.close()
 
 
 async def test_what_the_engine_half_changed_before_raising_is_not_kept(batch):
