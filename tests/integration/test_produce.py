@@ -25,6 +25,13 @@ def start_produce(env: dict[str, str], *args: str) -> subprocess.Popen:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def reap(proc: subprocess.Popen) -> None:
+    """A produce process a test left running (it failed before the process ended) is killed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def line(customer: str, n: int, pad: str = "") -> bytes:
     return orjson.dumps({"event_id": f"e-{n}", "customer_id": customer, "type": "stream.test",
                          "ts": 1_790_000_000_000 + n, "properties": {"n": n, "pad": pad}})
@@ -50,9 +57,7 @@ async def test_a_line_is_on_the_topic_before_the_input_ends():
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     err = proc.stderr.read().decode()
     assert SUMMARY.search(err).groups() == ("2", topic), err
     records = await read_all([topic], until=lambda rs: len(rs) >= 2)
@@ -76,9 +81,7 @@ async def test_a_signal_mid_stream_sends_every_line_read_and_says_how_many(sig):
         proc.send_signal(sig)                 # stdin still open: the producer would wait for more
         code = proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     err = proc.stderr.read().decode()
     assert code == 0, err                     # a requested stop is no error
     assert f"stopped by {sig.name}" in err and "Traceback" not in err, err
@@ -104,9 +107,7 @@ async def test_a_signal_does_not_send_the_piece_of_a_line_read_before_it():
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     err = proc.stderr.read().decode()
     assert code == 0, err
     assert SUMMARY.search(err).groups() == ("5", topic), err
