@@ -32,7 +32,9 @@ between 3 and 5 replays the batch: the outputs of its inputs are in the changelo
 (the *journal*, by input offset, see :mod:`~orchestrator.runtime.batch`), so a replayed
 record re-sends exactly those outputs (same ids) and decides nothing again (exactly-once needs no
 journal: see :mod:`~orchestrator.runtime.transactions`). Partitions being revoked wait until
-every batch in flight is committed, so a graceful hand-over replays nothing
+every batch in flight is committed, so a graceful hand-over replays nothing; a partition
+assigned starts where its committed offsets say once the previous owner is fenced (see
+:meth:`Worker._assigned`)
 (restore and warm copies: :mod:`~orchestrator.runtime.recovery`; timers:
 :mod:`~orchestrator.runtime.timers` and :mod:`~orchestrator.runtime.eventtime`; the duplicate
 window: :mod:`~orchestrator.runtime.dedup`; endpoints: :mod:`~orchestrator.runtime.web`).
@@ -195,6 +197,8 @@ class Worker:
         self._lock = asyncio.Lock()            # one batch at a time; rebalances wait for it
         self._stopping = asyncio.Event()
         self._deciding = False                 # records returned by the consumer, not all decided yet
+        self._placements = 0                   # rebalances that set where input partitions start
+        self._placed: dict[TopicPartition, int] = {}   # input partition -> the placement that set it
         self.heap = HeapTrim()
         self.clocks = Clocks(s.topics.events)
         self.checkpoint = Checkpoint(self.stores, self._commit, self.ready, self._fail,
@@ -330,6 +334,7 @@ class Worker:
             records = await consumer.getmany(timeout_ms=POLL_MS, max_records=BATCH_MAX)
             if not records:
                 continue
+            placements = self._placements      # read before any await: what these records were fetched after
             self._deciding = True
             try:
                 # Where each partition's next batch starts: past these records and past any transaction
@@ -337,6 +342,8 @@ class Worker:
                 # partition shows no lag and no input is skipped).
                 positions = {tp: await consumer.position(tp) for tp in records if tp in consumer.assignment()}
                 async with self._lock:
+                    if self._placements != placements:
+                        records = self._fetched_since(records, placements)
                     try:
                         flush = await self.decider.run(records, self.ready, positions)
                     except WorkerFailure:
@@ -370,13 +377,42 @@ class Worker:
                 await self.txns.open(new)      # first: fences the previous owner before its state is read
             await recovery.restore(self.restorer, self.stores, self.settings.topics.changelog, new, self.metrics)
             await recovery.restore(self.restorer, self.dedup, self.settings.topics.dedup_changelog, new, self.metrics)
+            starts: dict[TopicPartition, int] = {}
             for p in sorted(new):
+                # Read after the fencing above, so the previous owner's last transaction, offsets
+                # included, is complete and visible.
                 committed = {source: await self.consumer.committed(TopicPartition(topic, p))
                              for source, topic in self.decider.topics.items()}
                 self.decider.adopt(p, self.stores.get(p), committed)
+                starts.update((TopicPartition(self.decider.topics[source], p), offset)
+                              for source, offset in committed.items() if offset is not None)
+            self._place(starts)
             self.ready.clear()
             self.ready.update(partitions)
         log.info("partitions assigned: %s", sorted(partitions))
+
+    def _place(self, starts: dict[TopicPartition, int]) -> None:
+        """Each input partition just assigned starts at its committed offset (``starts``).
+
+        The client looks up where a partition starts as soon as it is assigned, before
+        :meth:`_assigned` has fenced the previous owner, and without ``require_stable`` (KIP-447):
+        while that owner's last transaction is being completed, the lookup answers the offsets before
+        it, and the client would fetch that transaction's inputs again. Their states and duplicate
+        windows came back with the changelogs, so valid events would be dropped as duplicates, but an
+        input that was dead-lettered would be dead-lettered a second time (seen in the fault suite's
+        exactly-once scale-down). So every
+        partition is sought to the offsets read after the fencing, and what the client returned
+        before that (:meth:`_fetched_since`) is dropped: it is fetched again from here. Nothing
+        awaits between the seeks and the count, so records returned after it were fetched from here.
+        """
+        self._placements += 1
+        for tp, offset in starts.items():
+            self.consumer.seek(tp, offset)
+            self._placed[tp] = self._placements
+
+    def _fetched_since(self, records: dict[TopicPartition, list], placements: int) -> dict[TopicPartition, list]:
+        """``records`` without those of partitions placed (:meth:`_place`) after they were fetched."""
+        return {tp: msgs for tp, msgs in records.items() if self._placed.get(tp, 0) <= placements}
 
     async def _standby(self, stores: Stores | DedupStores, topic: str) -> None:
         """Warm copies of the partitions this worker may take over next (see :mod:`recovery`): their
