@@ -10,7 +10,8 @@ one JSON line each: ``{"topic", "partition", "offset", "key", "value"}``, the va
   read from the one partition the worker places that key in (``ORCH_PRODUCER_PARTITIONER``, as
   ``explain`` reads).
 - ``--from T``: only the records whose Kafka timestamp is at or after T (an RFC 3339 time, a date,
-  epoch milliseconds, or a duration ago such as ``1h``).
+  epoch milliseconds, or a duration ago such as ``1h``); anything else is refused as a usage error
+  (exit code 2, as ``backtest`` refuses it).
 - Without ``--follow`` it stops at the end of each partition as it was when it started; with
   ``--follow`` it then waits for new records until Ctrl-C or SIGTERM (exit 0).
 
@@ -112,9 +113,12 @@ async def tail(settings: Settings, name: str, *, customer: str | None = None, si
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.admin.journeys import time_arg
+    from orchestrator.admin.journeys import time_arg, usage_error
     settings = Settings.from_env()
-    since_ms = time_arg(args.since, int(time.time() * 1000))
+    try:
+        since_ms = time_arg(args.since, int(time.time() * 1000))
+    except ConfigError as exc:               # a bad option value, as backtest and stats refuse it
+        usage_error(str(exc))
 
     async def main() -> None:
         stop = asyncio.Event()
