@@ -16,9 +16,12 @@ not move the clock. The last line is taken at its time (nothing follows that it 
 A dead letter is stamped with the clock; one refused before the clock has started (before the
 first event) with the time it will start at, the next event's ``ts``.
 
-What is ignored is reported (:attr:`Simulation.duplicates`, :attr:`Simulation.stale`, with
-line numbers): duplicate ``event_id``s, and events of a type some journey enters on that are
-older than ``max_event_age`` before the clock (they update state but enrol nobody).
+What is ignored is reported (:attr:`Simulation.duplicates`, :attr:`Simulation.stale`,
+:attr:`Simulation.invalid_fields`, with line numbers): duplicate ``event_id``s, events of a type
+some journey enters on that are older than ``max_event_age`` before the clock (they update state
+but enrol nobody), and ``profile.updated`` lines setting a known field to a value the engine
+cannot use (a ``consent`` not applied, a ``timezone`` read as UTC; a worker counts them in
+``orch_invalid_profile_fields_total``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Simulation:
         self.duplicates: list[int] = []       # line numbers of events ignored as duplicates
         self.stale: list[int] = []            # line numbers of entry-type events too old to enrol
         self.dead_letters: dict[str, list[int]] = {}   # reason -> line numbers
+        self.invalid_fields: dict[str, list[int]] = {}  # profile field -> lines that set it to an unusable value
 
     def _record(self, topic: str, at_ms: int, value: dict[str, Any]) -> dict[str, Any]:
         return {"topic": topic, "at": format_ts(at_ms), "value": value}
@@ -103,6 +107,8 @@ class Simulation:
             return
         if parsed.ts_ms < now - self.engine.policies.max_event_age_ms and parsed.type in self.engine.journeys.by_entry:
             self.stale.append(line_no)
+        for name in result.invalid_fields:
+            self.invalid_fields.setdefault(name, []).append(line_no)
         self._store(cid, result.state)
         for o in result.outputs:
             yield self._record(o.topic, now, o.value)

@@ -63,6 +63,10 @@ def summary(sim) -> list[str]:  # noqa: ANN001 - a Simulation
         age = sim.engine.policies.max_event_age_ms
         out.append(f"simulate: {_count(sim.stale, 'line')} too old to enrol anyone (more than "
                    f"{format_duration_ms(age)} before the clock; state updated only): {_line_ranges(sim.stale)}")
+    for name, lines in sorted(sim.invalid_fields.items()):
+        what = "not applied" if name == "consent" else "kept, read as UTC"
+        out.append(f"simulate: {_count(lines, 'line')} set {name} to a value the engine cannot use ({what}): "
+                   f"{_line_ranges(lines)}")
     for reason, lines in sorted(sim.dead_letters.items()):
         out.append(f"simulate: {_count(lines, 'line')} dead-lettered {reason}: {_line_ranges(lines)}")
     return out

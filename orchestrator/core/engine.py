@@ -565,14 +565,14 @@ class Engine:
         channel (docs/events.md#reserved-types); ``old`` is not changed.
 
         Also returns the known fields set to a value the engine cannot use: a ``timezone`` that is
-        not an IANA name (kept, read as UTC) or a ``consent`` that is not an object (not applied).
+        not an IANA name (kept, read as UTC), a ``consent`` that is not an object (``null`` included:
+        an unsubscribe is never wiped wholesale) or a channel's consent that is not ``true``,
+        ``false`` or ``null`` (those are not applied).
         """
         profile = dict(old)
         invalid: list[str] = []
         for key, value in props.items():
-            if value is None:
-                profile.pop(key, None)
-            elif key == "consent":
+            if key == "consent":
                 if not isinstance(value, dict):
                     invalid.append("consent")
                     continue
@@ -581,9 +581,13 @@ class Engine:
                 for channel, given in value.items():
                     if given is None:
                         consent.pop(channel, None)
-                    else:
+                    elif given is True or given is False:
                         consent[channel] = given
+                    elif "consent" not in invalid:
+                        invalid.append("consent")
                 profile["consent"] = consent
+            elif value is None:
+                profile.pop(key, None)
             else:
                 if key == "timezone" and known_zone(value) is None:
                     invalid.append("timezone")

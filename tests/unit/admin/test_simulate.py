@@ -261,6 +261,20 @@ def test_lines_a_worker_would_not_act_on_are_listed_with_their_line_numbers() ->
     assert sim.stale == [3, 6]
 
 
+def test_profile_fields_the_engine_cannot_use_are_listed_with_their_line_numbers() -> None:
+    from orchestrator.admin.simulate import summary
+    sim = Simulation(engine(INSTANT_EMAIL))
+    lines = [raw_event("profile.updated", "c-1", T, consent=None),
+             raw_event("profile.updated", "c-1", T, timezone="Mars/Olympus"),
+             raw_event("profile.updated", "c-2", T, consent={"email": "no"}),
+             raw_event("profile.updated", "c-2", T, consent={"email": False}, timezone="Europe/Oslo")]
+    list(sim.run(lines))
+    assert sim.invalid_fields == {"consent": [1, 3], "timezone": [2]}
+    assert summary(sim) == [
+        "simulate: 2 lines set consent to a value the engine cannot use (not applied): 1, 3",
+        "simulate: 1 line set timezone to a value the engine cannot use (kept, read as UTC): 2"]
+
+
 def test_an_erasure_deletes_the_customer_in_simulate_and_earlier_ids_stay_duplicates() -> None:
     sim = Simulation(engine(INSTANT_EMAIL))
     list(sim.run([raw_event("signup.completed", "c-1", T, eid="e-1"),

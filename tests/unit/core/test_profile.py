@@ -40,8 +40,29 @@ def test_consent_is_merged_per_channel_and_null_deletes_a_channel() -> None:
     assert one(actions(c.event("go", T0 + 2)))["channel"] == "sms"
     c.event("profile.updated", T0 + 3, consent={"sms": None})          # null deletes that channel's entry
     assert c.state.profile["consent"] == {"email": True}
-    c.event("profile.updated", T0 + 4, consent=None)                   # null for the field deletes it all
-    assert "consent" not in c.state.profile
+
+
+def test_a_consent_of_null_is_not_applied_so_an_unsubscribe_stays() -> None:
+    """``{"consent": null}`` (a profile sync with an empty field) once deleted every channel's consent,
+    an unsubscribe's ``false`` with it, and the next email went out."""
+    c = Customer(engine(INSTANT.replace("cart.updated", "go")))
+    c.event("profile.updated", T0, consent={"email": False})
+    r = c.engine.on_event(c.state, ev("profile.updated", "c-1", T0 + 1, consent=None, first_name="A"), T0 + 1)
+    assert r.invalid_fields == ("consent",)
+    assert r.state.profile == {"consent": {"email": False}, "first_name": "A"}
+    c.state = r.state
+    outputs = c.event("go", T0 + 2)
+    assert one(decisions(outputs, "no_consent"))["channel"] == "email" and actions(outputs) == []
+
+
+def test_a_channel_consent_that_is_not_true_false_or_null_is_not_applied_and_is_reported() -> None:
+    c = Customer(engine())
+    c.event("profile.updated", T0, consent={"email": False, "sms": True})
+    for value in ("false", 0, 1, "true", [], {}):
+        r = c.engine.on_event(c.state, ev("profile.updated", "c-1", T0 + 1, consent={"email": value, "push": True}),
+                              T0 + 1)
+        assert r.invalid_fields == ("consent",), value
+        assert r.state.profile["consent"] == {"email": False, "sms": True, "push": True}, value
 
 
 def test_a_consent_that_is_not_an_object_is_not_applied_and_is_reported() -> None:
