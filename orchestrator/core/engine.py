@@ -22,7 +22,7 @@ from orchestrator.core.events import (FEEDBACK_TYPES, MAX_VALUE_DEPTH, MAX_VALUE
 from orchestrator.core.expressions import is_mapping
 from orchestrator.core.gate import Gate, customer_zone, known_zone
 from orchestrator.core.ids import stable_hash
-from orchestrator.core.journeys import (REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode,
+from orchestrator.core.journeys import (MAX_STEPS, REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, ExitNode, Journey, SendNode,
                                         SplitNode, WaitForNode, WaitNode, WaitUntilNode)
 from orchestrator.core.localtime import next_time_of_day
 from orchestrator.core.namespaces import Namespaces
@@ -33,7 +33,6 @@ from orchestrator.core.state import (ACTION_REFS_MAX, ENGAGEMENT_WINDOW_MS, PROF
 from orchestrator.core.timeutil import format_ts
 from orchestrator.core.vocabulary import Outcome, SuppressionReason, Topic, actions
 
-MAX_STEPS = 64          # nodes one event may walk through before the instance is stopped
 MAX_FIRINGS = 10_000    # timers one call fires, at most (the rest fire at the next event or wake-up)
 
 

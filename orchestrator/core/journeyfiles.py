@@ -13,10 +13,10 @@ from typing import Any
 
 from orchestrator.core import yamlsrc
 from orchestrator.core.durations import parse_duration_ms, parse_percent
-from orchestrator.core.events import EVENT_TYPE
+from orchestrator.core.events import EVENT_TYPE, FEEDBACK_TYPES, PROFILE_ERASED
 from orchestrator.core.expressions import Expression, compile_expression
-from orchestrator.core.journeys import (EXEMPTIBLE, REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, EventTypes, ExitNode,
-                                        Journey, Node, SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode,
+from orchestrator.core.journeys import (EXEMPTIBLE, MAX_STEPS, REENTRY_ALWAYS, REENTRY_NEVER, BranchNode, EventTypes,
+                                        ExitNode, Journey, Node, SendNode, SplitNode, WaitForNode, WaitNode, WaitUntilNode,
                                         reachable, successors)
 from orchestrator.core.localtime import ALL_DAYS, DAY_NAMES, Window, format_clock, parse_clock
 from orchestrator.core.namespaces import field_problem
@@ -169,7 +169,15 @@ class _Checker:
             p = path + (i,) if isinstance(value, list) else path
             if not isinstance(item, str) or not EVENT_TYPE.match(item):
                 self.error(p, f"{label}: {item!r} is not an event type ([a-z0-9_.-], at most 64)")
-            elif item not in out:
+            elif item in out:
+                pass                                  # a repeat is harmless
+            elif item.startswith("message.") and item not in FEEDBACK_TYPES:
+                self.error(p, f"{label}: {item} never reaches a journey: message.* events other than "
+                              f"{', '.join(sorted(FEEDBACK_TYPES))} are dead-lettered invalid_schema", "event-types")
+            elif item == PROFILE_ERASED and label != "exit.on":
+                self.error(p, f"{label}: {item} never reaches a journey: an erasure ends every instance of the "
+                              "customer (exited, reason erased) and enrols nobody", "event-types")
+            else:
                 out.append(item)
         return EventTypes(out)
 
@@ -315,7 +323,10 @@ def parse_journey(text: str, filename: str, *, channels: Iterable[str]) -> Journ
     # (a start node that exists but is invalid is reported at the node itself)
     warnings: list[str] = []
     if nodes:
+        looped = len(c.problems)
         _check_loops(c, nodes)                # wherever start is, or whether it is valid at all
+        if len(c.problems) == looped:
+            _check_walks(c, nodes)
         if isinstance(start, str) and start in nodes and len(nodes) == len(named):
             warnings = _unreachable(doc, nodes, start)   # (with a refused node the paths are not known)
 
@@ -514,27 +525,68 @@ def _exempt(c: _Checker, path: tuple[Any, ...], value: Any) -> tuple[str, ...]:
 
 def _check_loops(c: _Checker, nodes: dict[str, Node]) -> None:
     """Refuse loops that never wait: they would spin on one event."""
-    # DFS over edges that do not pass through a wait; a cycle there never yields.
-    state: dict[str, int] = {}
+    # Depth first over edges that do not pass through a wait; a cycle there never yields. Without
+    # recursion: a journey of thousands of nodes in a chain must be refused or loaded, never crash.
+    # (a wait_until releases at once at most once per walk, so a loop through it waits too)
+    waits = (WaitNode, WaitForNode, WaitUntilNode)
+    state: dict[str, int] = {}                       # 1: on the current path, 2: done
+    for root in nodes:
+        if state.get(root) or isinstance(nodes[root], waits):
+            continue
+        path: list[str] = [root]
+        state[root] = 1
+        todo = [iter(successors(nodes[root]))]
+        while todo:
+            succ = next(todo[-1], None)
+            if succ is None:
+                state[path.pop()] = 2
+                todo.pop()
+                continue
+            node = nodes.get(succ)
+            if node is None or isinstance(node, waits) or state.get(succ) == 2:
+                continue
+            if state.get(succ) == 1:
+                cycle = path[path.index(succ):] + [succ]
+                c.error(("nodes", succ), f"nodes form a loop without a wait: {' -> '.join(cycle)}", "nodes")
+                continue
+            state[succ] = 1
+            path.append(succ)
+            todo.append(iter(successors(node)))
 
-    def visit(name: str, stack: list[str]) -> None:
-        node = nodes.get(name)
-        # (a wait_until releases at once at most once per walk, so a loop through it waits too)
-        if node is None or isinstance(node, (WaitNode, WaitForNode, WaitUntilNode)):
-            return
-        if state.get(name) == 1:
-            cycle = stack[stack.index(name):] + [name]
-            c.error(("nodes", name), f"nodes form a loop without a wait: {' -> '.join(cycle)}", "nodes")
-            return
-        if state.get(name) == 2:
-            return
-        state[name] = 1
-        for succ in successors(node):
-            visit(succ, stack + [name])
-        state[name] = 2
 
+def _check_walks(c: _Checker, nodes: dict[str, Node]) -> None:
+    """Refuse a path longer than one walk may go: from a node, the nodes passed before the walk parks
+    (at a wait) or ends (an exit node, or a node with no ``next``, which ends it one step later),
+    at most ``MAX_STEPS``; a longer one would stop the instance (exited ``step_limit``) midway.
+    Called once no loop lacks a wait: the paths between waits then have an end."""
+    parks = (WaitNode, WaitForNode, WaitUntilNode, ExitNode)
+    steps: dict[str, int] = {}       # node -> the most nodes a walk passes from it (itself included)
+    for root in nodes:               # depth first, without recursion: a long chain must not overflow
+        todo: list[tuple[str, bool]] = [(root, False)]
+        while todo:
+            name, expanded = todo.pop()
+            if name in steps:
+                continue
+            node = nodes.get(name)
+            if node is None or isinstance(node, parks):
+                steps[name] = 1
+                continue
+            after = successors(node)
+            if expanded:
+                steps[name] = 1 + (max(steps[s] for s in after) if after else 1)
+            else:
+                todo.append((name, True))
+                todo.extend((s, False) for s in after if s not in steps)
     for name in nodes:
-        visit(name, [])
+        if steps[name] > MAX_STEPS:
+            path = [name]
+            while len(path) < 4 and not isinstance(nodes.get(path[-1]), parks) and successors(nodes[path[-1]]):
+                path.append(max(successors(nodes[path[-1]]), key=steps.__getitem__))
+            c.error(("nodes", name), f"a walk from node {name!r} passes {steps[name]} nodes without waiting "
+                                     f"({' -> '.join(path)} -> ...); one walk passes at most {MAX_STEPS}, so the "
+                                     "instance would stop midway (exited, step_limit): add a wait or shorten it",
+                    "nodes")
+            return
 
 
 def _unreachable(doc: yamlsrc.Located, nodes: dict[str, Node], start: str) -> list[str]:

@@ -132,6 +132,9 @@ class Journey:
         return f"{self.id}@{self.version}"
 
 
+MAX_STEPS = 64          # nodes one walk (an event's or a timer's) may pass before the instance is stopped
+
+
 def successors(node: Node) -> list[str]:
     match node:
         case SendNode(next=nxt):

@@ -112,12 +112,16 @@ def parse_policies(text: str, filename: str) -> Policies:
         unknown(p, rule, "frequency rule")
         mx = rule.get("max")
         if not isinstance(mx, int) or isinstance(mx, bool) or mx < 0:
-            err(p, "frequency max must be a whole number >= 0")
+            err(p + ("max",) if "max" in rule else p, "frequency max must be a whole number >= 0")
         per = 0
         try:
             per = parse_duration_ms(rule.get("per"))
         except ValueError as exc:
-            err(p, f"frequency per: {exc}")
+            err(p + ("per",) if "per" in rule else p, f"frequency per: {exc}")
+        else:
+            if per == 0:
+                err(p + ("per",), "frequency per must be positive: a window of 0 counts no send, so the rule "
+                                  "would never cap")
         ch = rule.get("channel")
         if ch is not None and ch not in channels:
             err(p + ("channel",), f"unknown channel {ch!r} (channels: {', '.join(channels)})")
@@ -141,6 +145,11 @@ def parse_policies(text: str, filename: str) -> Policies:
                 if bad:
                     err(("quiet_hours", "channels"), f"quiet_hours.channels: unknown channel(s) {bad} "
                                                      f"(channels: {', '.join(channels)})")
+                elif not qch:
+                    bad = [qch]
+                    err(("quiet_hours", "channels"), "quiet_hours.channels is empty: list the channels the quiet "
+                                                     "hours apply to, or leave the key out for every channel")
+
             times = []
             for key in ("from", "to"):
                 minute = parse_clock(q.get(key))
@@ -180,6 +189,10 @@ def parse_policies(text: str, filename: str) -> Policies:
             age = parse_duration_ms(raw["max_event_age"])
         except ValueError as exc:
             err(("max_event_age",), f"max_event_age: {exc}")
+        else:
+            if age == 0:
+                err(("max_event_age",), "max_event_age must be positive: with 0 no event would be recent "
+                                        "enough to enrol anyone")
     if problems:
         raise DefinitionError([problems[i] for i in sorted(range(len(problems)), key=lines.__getitem__)])
     return Policies(channels, tuple(rules), quiet, consent, holdout, age, filename)

@@ -272,6 +272,54 @@ def test_loop_through_a_wait_is_allowed() -> None:
     assert parse(text).nodes["pause"].next == "hello"
 
 
+def chain(sends: int, *, wait_every: int = 0) -> str:
+    """A journey of ``sends`` nodes in a row, sends (a wait every ``wait_every``-th), then an exit."""
+    lines = ["journey: chain", "entry: {on: go}", "start: n0", "nodes:"]
+    for i in range(sends):
+        nxt = f"n{i + 1}" if i < sends - 1 else "end"
+        kind = "wait: 1m" if wait_every and i % wait_every == wait_every - 1 else "send: email, template: t"
+        lines.append(f"  n{i}: {{{kind}, next: {nxt}}}")
+    return "\n".join(lines) + "\n  end: {exit: done}\n"
+
+
+def test_a_path_longer_than_one_walk_is_refused() -> None:
+    """One walk passes at most 64 nodes (then the instance exits step_limit): a 70-send chain sent 63
+    of its emails and stopped, with the definition accepted."""
+    assert len(parse(chain(63)).nodes) == 64                  # 63 sends, then the exit: 64 steps
+    problem = assert_problem_at(chain(64), "n0:", "passes 65 nodes without waiting", "step_limit")
+    assert "n0 -> n1 -> n2 -> n3 -> ..." in problem
+    assert_problem_at(chain(70), "n0:", "passes 71 nodes")
+    assert len(parse(chain(200, wait_every=50)).nodes) == 201  # waits between: each walk is short
+
+
+def test_a_journey_of_thousands_of_nodes_is_checked_without_overflowing_the_stack() -> None:
+    assert len(parse(chain(3000, wait_every=10)).nodes) == 3001
+    assert_problem_at(chain(3000), "n0:", "passes 3001 nodes")
+    looped = chain(3000).replace("n2999: {send: email, template: t, next: end}",
+                                 "n2999: {send: email, template: t, next: n0}")
+    assert any("loop without a wait" in p for p in refused(looped))
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("  on: signup.completed", "  on: [signup.completed, profile.erased]", "on: [signup"),
+    ("  on: signup.completed", "  on: message.sent", "on: message.sent"),
+    ("    wait: 1h\n    next: done", "    wait_for: message.foo\n    timeout: 1d\n    on_event: done\n"
+     "    on_timeout: done", "wait_for: message.foo"),
+    ("    wait: 1h\n    next: done", "    wait_for: profile.erased\n    timeout: 1d\n    on_event: done\n"
+     "    on_timeout: done", "wait_for: profile.erased"),
+])
+def test_event_types_that_never_reach_a_journey_are_refused(old: str, new: str, needle: str) -> None:
+    assert_problem_at(MINIMAL.replace(old, new), needle, "never reaches a journey")
+    goal = MINIMAL + "goal: {on: [order.completed, message.bogus]}\n"
+    assert_problem_at(goal, "goal:", "message.bogus never reaches a journey", "dead-lettered invalid_schema")
+
+
+def test_an_exit_on_erasure_is_accepted_an_erasure_ends_the_instance_anyway() -> None:
+    assert parse(MINIMAL + "exit: {on: [account.closed, profile.erased]}\n").exit_on == ("account.closed",
+                                                                                          "profile.erased")
+    assert parse(MINIMAL.replace("  on: signup.completed", "  on: message.opened")).entry_on == ("message.opened",)
+
+
 def test_yaml_syntax_error() -> None:
     text = MINIMAL.replace("    template: welcome-1", "    template: welcome-1: again")
     assert_problem_at(text, "welcome-1: again", "invalid YAML")

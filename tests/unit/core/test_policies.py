@@ -103,6 +103,9 @@ def test_unknown_top_level_key() -> None:
     ("global_holdout: 5%", "global_holdout: 500%", "global_holdout"),
     ("global_holdout: 5%", "global_holdout: some", "global_holdout"),
     ("max_event_age: 24h", "max_event_age: a day", "max_event_age"),
+    ("max_event_age: 24h", "max_event_age: 0m", "max_event_age"),                # nobody could ever enrol
+    ("  - {max: 5, per: 7d}", "  - {max: 5, per: 0s}", "per: 0s"),               # a cap that never caps
+    ("channels: [sms, push], from", "channels: [], from", "quiet_hours"),         # quiet hours on nothing
     ("channels: [email, sms, push, inapp, web, ads]", "channels: [email, email]", "channels:"),
     ("channels: [email, sms, push, inapp, web, ads]", "channels: [Email!]", "channels:"),
 ])
@@ -124,6 +127,13 @@ def test_every_problem_of_a_frequency_rule_is_reported() -> None:
     assert len(problems) == 4, problems
     for needle in ("unknown key 'burst'", "frequency max", "frequency per:", "unknown channel 'fax'"):
         assert any(needle in p for p in problems), (needle, problems)
+
+
+def test_a_bad_per_or_max_is_reported_at_its_own_line_in_a_block_rule() -> None:
+    text = SPEC_POLICIES.replace("  - {max: 5, per: 7d}", "  - channel: sms\n    max: many\n    per: 7x")
+    problems = refused(text)
+    assert [p.split(": ", 1)[0] for p in problems] == [f"pol.yaml:{line_of(text, 'max: many')}",
+                                                       f"pol.yaml:{line_of(text, 'per: 7x')}"], problems
 
 
 def test_problems_are_reported_in_line_order() -> None:
