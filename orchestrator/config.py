@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,20 @@ def max_event_bytes(env: Mapping[str, str] | None = None) -> int:
     """``ORCH_MAX_EVENT_BYTES`` alone: the offline tools (simulate, backtest) refuse as ``too_large``
     what a worker would, without needing the Kafka settings."""
     return _int(os.environ if env is None else env, "ORCH_MAX_EVENT_BYTES", 65536)
+
+
+def home_partition(env: Mapping[str, str] | None = None) -> Callable[[str], int]:
+    """``ORCH_PARTITIONS`` and ``ORCH_PRODUCER_PARTITIONER`` alone: the partition a worker decides a
+    customer's events in, for the offline tools' timers (:class:`orchestrator.simulate.Simulation`)."""
+    from orchestrator.kafkaio.clients import placement
+    env = os.environ if env is None else env
+    partitions = _int(env, "ORCH_PARTITIONS", 8)
+    name = (env.get("ORCH_PRODUCER_PARTITIONER") or "murmur2").strip().lower()
+    if name not in PARTITIONERS:
+        raise ConfigError(f"ORCH_PRODUCER_PARTITIONER must be murmur2 (Java client, aiokafka) or crc32 "
+                          f"(librdkafka's default: confluent-kafka, Go, .NET, kcat), got {name!r}")
+    place = placement(name)
+    return lambda customer_id: place(customer_id.encode(), partitions)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

@@ -5,6 +5,15 @@ before an event fire first, at their due time; after the last event the clock
 stops at the latest time it reached, and the timers due by then fire. Uses the
 same :class:`~orchestrator.core.Engine` as the worker.
 
+Timers keep time per partition, as a worker's do (:mod:`orchestrator.runtime.eventtime`): a
+customer's timers fire before a line of a customer of the same partition (``partition_of``: the
+worker's placement of a ``customer_id`` key, ``ORCH_PARTITIONS`` and ``ORCH_PRODUCER_PARTITIONER``
+in the command) dated at or after their due time, not before a line of another partition. So a
+line of one customer dated before another partition's earlier line (the file not in ``ts`` order
+across customers) is decided as a worker reading the file as a backlog decides it: one customer's
+later line does not fire another partition's timers. Without ``partition_of``, one clock for the
+file (a one-partition worker).
+
 Future timestamps. A worker dead-letters an event dated more than 5 minutes ahead of
 its wall clock (``future_timestamp``). A file has no wall clock, so :meth:`Simulation.run`
 asks what a worker fed the file in real time would have seen: a line that moves the clock
@@ -28,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from orchestrator.core import Engine, dedup
@@ -43,11 +52,13 @@ LOOKAHEAD = 1000           # lines read ahead, at most, to see whether the file 
 
 
 class Simulation:
-    def __init__(self, engine: Engine, *, max_event_bytes: int = 65536) -> None:
+    def __init__(self, engine: Engine, *, max_event_bytes: int = 65536,
+                 partition_of: Callable[[str], int] | None = None) -> None:
         self.engine = engine
         self.max_event_bytes = max_event_bytes
+        self.partition_of = partition_of
         self.states: dict[str, CustomerState] = {}
-        self.timers: list[tuple[int, str]] = []
+        self.timers: dict[int, list[tuple[int, str]]] = {}     # partition -> (due, customer) heap
         self.clock_ms: int | None = None
         self.window = dedup.Window()          # the duplicate rule, on the virtual clock
         self.duplicates: list[int] = []       # line numbers of events ignored as duplicates
@@ -62,12 +73,24 @@ class Simulation:
         state = self.states.get(cid)
         due = state.next_due_ms() if state is not None else None
         if due is not None:
-            heapq.heappush(self.timers, (due, cid))
+            heapq.heappush(self.timers.setdefault(self._partition(cid), []), (due, cid))
 
-    def advance(self, until_ms: int) -> Iterator[dict[str, Any]]:
-        """Fire every timer due at or before ``until_ms``, in due order."""
-        while self.timers and self.timers[0][0] <= until_ms:
-            due, cid = heapq.heappop(self.timers)
+    def _partition(self, cid: str) -> int:
+        return 0 if self.partition_of is None else self.partition_of(cid)
+
+    def next_due_ms(self) -> int | None:
+        """The earliest due time of any timer set (``None``: none)."""
+        return min((heap[0][0] for heap in self.timers.values() if heap), default=None)
+
+    def advance(self, until_ms: int, partition: int | None = None) -> Iterator[dict[str, Any]]:
+        """Fire every timer due at or before ``until_ms``, in due order: of ``partition``, or of
+        every partition (``None``: where the clock stops, or ``backtest``'s end)."""
+        heaps = list(self.timers.values()) if partition is None else [self.timers.setdefault(partition, [])]
+        while True:
+            heap = min((h for h in heaps if h), key=lambda h: h[0], default=None)
+            if heap is None or heap[0][0] > until_ms:
+                return
+            due, cid = heapq.heappop(heap)
             state = self.states.get(cid)
             if state is None or state.next_due_ms() != due:
                 continue  # stale entry: the timer moved or was cancelled
@@ -94,7 +117,7 @@ class Simulation:
             yield self._record("dlq", now, dead_letter(parsed, topic="events", partition=None, offset=line_no,
                                                       raw=raw, now_ms=now))
             return
-        yield from self.advance(parsed.ts_ms)
+        yield from self.advance(parsed.ts_ms, self._partition(parsed.customer_id))
         now = max(self.clock_ms or parsed.ts_ms, parsed.ts_ms)
         self.clock_ms = now
         cid = parsed.customer_id

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from orchestrator.config import Settings, max_event_bytes
+from orchestrator.config import Settings, home_partition, max_event_bytes
 from orchestrator.core import Engine, JourneySet
 from orchestrator.core.journeys import Journey
 from orchestrator.core.policies import Policies
@@ -97,7 +97,8 @@ async def read_events(settings: Settings, parts: list[int], since_ms: int, until
 def replay(journeys: Iterable[Journey], policies: Policies, events: list[bytes], until_ms: int, *,
            progress: ProgressLine | None = None) -> tuple[list[dict[str, Any]], Simulation]:
     """The decisions the journeys make over ``events`` (step 2 of the module docstring)."""
-    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes())
+    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes(),
+                     partition_of=home_partition())
     decisions: list[dict[str, Any]] = []
 
     def fed() -> Iterable[bytes]:

@@ -16,7 +16,7 @@ from orchestrator.observability.progress import ProgressLine
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from orchestrator.config import max_event_bytes
+    from orchestrator.config import home_partition, max_event_bytes
     from orchestrator.core import Engine, JourneySet, load_journey_dir
     from orchestrator.core.journeyfiles import journey_dir_problem
     from orchestrator.simulate import Simulation
@@ -32,7 +32,8 @@ def simulate(args: argparse.Namespace) -> int:
     if not journeys:
         print(f"{args.journeys}: no journeys found", file=sys.stderr)
         return 1
-    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes())
+    sim = Simulation(Engine(JourneySet(journeys), policies), max_event_bytes=max_event_bytes(),
+                     partition_of=home_partition())
     try:
         stream = open(args.events, "rb") if args.events != "-" else sys.stdin.buffer
     except OSError as exc:

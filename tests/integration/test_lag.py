@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, home_partition
 from orchestrator.core import Engine, JourneySet, load_journey_dir, load_policies
 from orchestrator.kafkaio.topics import ensure_topics
 from orchestrator.simulate import Simulation
@@ -61,11 +61,13 @@ def schedule(start_ms: int, run: str, seed: int) -> list[dict[str, Any]]:
     return events
 
 
-def expected(events: list[dict[str, Any]]) -> set[bytes]:
+def expected(events: list[dict[str, Any]], partitions: int | None = PARTITIONS) -> set[bytes]:
+    """What ``simulate`` makes of ``events`` with the worker's partitions (``None``: one clock)."""
     policies = load_policies(str(POLICIES))
     journeys, problems = load_journey_dir(str(JOURNEYS), channels=policies.channels)
     assert not problems, problems
-    sim = Simulation(Engine(JourneySet(journeys), policies))
+    place = None if partitions is None else home_partition({"ORCH_PARTITIONS": str(partitions)})
+    sim = Simulation(Engine(JourneySet(journeys), policies), partition_of=place)
     return {canonical(r["topic"], r["value"]) for r in sim.run(orjson.dumps(e) for e in events)}
 
 
@@ -155,6 +157,28 @@ async def test_a_cold_worker_draining_a_backlog_decides_what_simulate_decides(tm
     await ensure_topics(Settings(bootstrap=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS), policies.channels)
     events = schedule(int(time.time() * 1000) - 60_000, run, seed=22)    # everything happened a minute ago
     want = expected(events)
+    await send(events, f"{prefix}.events", real_time=False)
+    w = WorkerProcess(tmp_path, prefix=prefix, journeys=JOURNEYS, policies=POLICIES, partitions=PARTITIONS).start()
+    try:
+        compare(await outputs(w, want, timeout_s=120), want)
+    finally:
+        w.stop()
+
+
+async def test_a_backlog_out_of_ts_order_across_partitions_is_decided_as_simulate_decides_it(tmp_path):
+    """Each partition's lines in ts order, but one half of the partitions' lines written 8 s ahead
+    of the other's: a line of one partition comes before earlier-dated lines of another. A worker's
+    timers keep time per partition, so a later line of partition 1 does not fire partition 0's
+    timers; simulate's did, with one clock for the file, until it kept time per partition too."""
+    run = uuid.uuid4().hex[:8]
+    prefix = f"it-{uuid.uuid4().hex[:10]}"
+    policies = load_policies(str(POLICIES))
+    await ensure_topics(Settings(bootstrap=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS), policies.channels)
+    place = home_partition({"ORCH_PARTITIONS": str(PARTITIONS)})
+    events = schedule(int(time.time() * 1000) - 60_000, run, seed=23)
+    events.sort(key=lambda e: e["ts"] - (8_000 if place(e["customer_id"]) % 2 else 0))
+    want = expected(events)
+    assert want != expected(events, partitions=None), "the shuffle must matter to a one-clock simulation"
     await send(events, f"{prefix}.events", real_time=False)
     w = WorkerProcess(tmp_path, prefix=prefix, journeys=JOURNEYS, policies=POLICIES, partitions=PARTITIONS).start()
     try:

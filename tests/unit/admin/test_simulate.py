@@ -92,6 +92,46 @@ def test_timers_due_by_where_the_clock_stops_fire_after_the_last_line() -> None:
     assert [(r["value"]["customer_id"], r["at"]) for r in action_records(records)] == [("c-2", at(T + HOUR))]
 
 
+WAIT_EXIT = """
+journey: later-unless-stopped
+entry: {on: go}
+exit: {on: stop}
+start: w
+nodes:
+  w: {wait: 1h, next: s}
+  s: {send: email, template: t}
+"""
+
+
+def test_timers_keep_time_per_partition_as_a_workers_do() -> None:
+    """c-1 enters at 10:00 and stops at 10:30, but its stop comes after c-2's lines dated 12:00. On
+    another partition, that line does not fire c-1's 11:00 timer (a worker reading the file as a
+    backlog exits c-1 without a send); on the same partition it does, first."""
+    lines = [raw_event("go", "c-1", T), raw_event("noop", "c-2", T + 2 * HOUR),
+             raw_event("stop", "c-1", T + 30 * MIN),
+             raw_event("noop", "c-2", T + 2 * HOUR)]       # (the file catches up: 12:00 is not the future)
+    apart = list(Simulation(engine(WAIT_EXIT), partition_of={"c-1": 0, "c-2": 1}.__getitem__).run(lines))
+    assert action_records(apart) == []
+    assert [(r["value"]["outcome"], r["value"].get("detail")) for r in apart if r["value"].get("outcome") == "exited"] \
+        == [("exited", "exit")]
+    together = list(Simulation(engine(WAIT_EXIT), partition_of=lambda cid: 0).run(lines))
+    assert [r["at"] for r in action_records(together)] == [at(T + HOUR)]
+    assert list(Simulation(engine(WAIT_EXIT)).run(lines)) == together          # no partitions: one clock
+
+
+def test_simulate_places_customers_as_the_worker_does(tmp_path, capsys, monkeypatch) -> None:
+    from orchestrator.config import home_partition
+    events = [e(1, "c-1", "go", "2026-03-10T10:00:00Z"), e(2, "c-2", "noop", "2026-03-10T12:00:00Z"),
+              e(3, "c-1", "stop", "2026-03-10T10:30:00Z"), e(4, "c-2", "noop", "2026-03-10T12:00:00Z")]
+    monkeypatch.setenv("ORCH_PARTITIONS", "8")
+    place = home_partition()
+    assert place("c-1") != place("c-2")                           # murmur2 of the key, modulo 8
+    assert not [r for r in simulate_cli(tmp_path, capsys, [WAIT_EXIT], events) if r["topic"].startswith("actions.")]
+    monkeypatch.setenv("ORCH_PARTITIONS", "1")
+    assert [r["topic"] for r in simulate_cli(tmp_path, capsys, [WAIT_EXIT], events)
+            if r["topic"].startswith("actions.")] == ["actions.email"]
+
+
 def test_an_event_exactly_at_the_due_time_fires_the_timer_first() -> None:
     records = run(engine(WAIT_PUSH), raw_event("cart.updated", "c-1", T), raw_event("page.viewed", "c-2", T + HOUR))
     assert [r["at"] for r in action_records(records)] == [at(T + HOUR)]

@@ -102,7 +102,7 @@ def simulate(journey: Any, events: list[tuple[int, bytes]], *, react: Any = None
 
     while True:     # events and timers in time order, so feedback pushed by `react` is fed in turn
         next_event = queue[0][0] if queue else None
-        next_timer = sim.timers[0][0] if sim.timers else None
+        next_timer = sim.next_due_ms()
         if next_timer is not None and (next_event is None or next_timer < next_event) and (
                 until_ms is None or next_timer <= until_ms):
             collect(sim.advance(next_timer))
