@@ -22,7 +22,9 @@ Semantics a journey author can rely on:
 from __future__ import annotations
 
 import ast
+import io
 import operator
+import tokenize
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -143,6 +145,21 @@ class Expression:
         return f"Expression({self.source!r})"
 
 
+def _strings_side_by_side(text: str) -> bool:
+    """Whether two string literals follow each other (``'a' 'b'``), which Python's parser joins."""
+    previous = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.ENDMARKER):
+                continue
+            if token.type == tokenize.STRING and previous == tokenize.STRING:
+                return True
+            previous = token.type
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return False
+
+
 def compile_expression(source: object) -> Expression:
     """Parse and check ``source``; raise :class:`ExpressionError` if it is not allowed."""
     if isinstance(source, bool) or source is None or isinstance(source, (int, float)):
@@ -159,6 +176,9 @@ def compile_expression(source: object) -> Expression:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", source=source) from None
+    if _strings_side_by_side(text):
+        raise ExpressionError("two strings side by side (Python would join them): join them with + or write "
+                              "one string", source=source)
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise ExpressionError(f"expression has more than {MAX_NODES} parts", source=source)
     compiler = _Compiler(source, set())
@@ -236,8 +256,8 @@ class _Compiler:
 
             def _binop(ns: Namespaces, now: int) -> Any:
                 a, b = left(ns, now), right(ns, now)
-                if a is None or b is None:
-                    return None
+                if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+                    return None  # no true + 1: a boolean is not a number here
                 if numeric_only and not (isinstance(a, _NUMBER) and isinstance(b, _NUMBER)):
                     return None  # no "x" * 10**9, no str % formatting
                 try:

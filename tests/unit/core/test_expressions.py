@@ -141,6 +141,7 @@ def test_comparisons_with_none_or_mismatched_types_are_false(source: str) -> Non
     "profile.missing + 1", "1 - profile.missing", "profile.missing * 2", "-profile.missing",
     "event.properties.value / 0", "event.properties.n // 0", "event.properties.n % 0",
     "'a' - 'b'", "'a' * 3", "3 * 'a'", "'%s' % 1", "profile.tags * 2", "'a' + 1", "-profile.name",
+    "true + 1", "1 - false", "true * 3", "true + true", "10 / true", "-true",      # a boolean is not a number
 ])
 def test_arithmetic_with_none_bad_types_or_zero_division_is_none(source: str) -> None:
     assert ev(source) is None
@@ -257,6 +258,13 @@ HOSTILE = [
 def test_hostile_or_unsupported_input_is_refused_at_compile_time(source: str) -> None:
     with pytest.raises(ExpressionError):
         compile_expression(source)
+
+
+@pytest.mark.parametrize("source", ["'a' 'b'", "profile.tier == 'go' 'ld'", "\"x\"  'y' == event.type"])
+def test_two_strings_side_by_side_are_refused_not_joined(source: str) -> None:
+    with pytest.raises(ExpressionError, match="two strings side by side"):
+        compile_expression(source)
+    assert ev("'a' + 'b'") == "ab"
 
 
 def test_over_long_and_over_complex_expressions_are_refused() -> None:
