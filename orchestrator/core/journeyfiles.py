@@ -580,8 +580,10 @@ def _check_walks(c: _Checker, nodes: dict[str, Node]) -> None:
     for name in nodes:
         if steps[name] > MAX_STEPS:
             path = [name]
-            while len(path) < 4 and not isinstance(nodes.get(path[-1]), parks) and successors(nodes[path[-1]]):
-                path.append(max(successors(nodes[path[-1]]), key=steps.__getitem__))
+            node = nodes.get(name)
+            while len(path) < 4 and node is not None and not isinstance(node, parks) and successors(node):
+                path.append(max(successors(node), key=steps.__getitem__))
+                node = nodes.get(path[-1])
             c.error(("nodes", name), f"a walk from node {name!r} passes {steps[name]} nodes without waiting "
                                      f"({' -> '.join(path)} -> ...); one walk passes at most {MAX_STEPS}, so the "
                                      "instance would stop midway (exited, step_limit): add a wait or shorten it",
