@@ -150,12 +150,11 @@ async def test_a_worker_paused_and_killed_mid_stream_decides_what_simulate_decid
             each.stop()
 
 
-async def test_a_cold_worker_draining_a_backlog_decides_what_simulate_decides(tmp_path):
-    run = uuid.uuid4().hex[:8]
+async def drained_as_simulated(tmp_path: Path, events: list[dict[str, Any]]) -> None:
+    """A cold worker drains ``events`` (produced before it starts) and makes what simulate makes."""
     prefix = f"it-{uuid.uuid4().hex[:10]}"
     policies = load_policies(str(POLICIES))
     await ensure_topics(Settings(bootstrap=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS), policies.channels)
-    events = schedule(int(time.time() * 1000) - 60_000, run, seed=22)    # everything happened a minute ago
     want = expected(events)
     await send(events, f"{prefix}.events", real_time=False)
     w = WorkerProcess(tmp_path, prefix=prefix, journeys=JOURNEYS, policies=POLICIES, partitions=PARTITIONS).start()
@@ -163,6 +162,11 @@ async def test_a_cold_worker_draining_a_backlog_decides_what_simulate_decides(tm
         compare(await outputs(w, want, timeout_s=120), want)
     finally:
         w.stop()
+
+
+async def test_a_cold_worker_draining_a_backlog_decides_what_simulate_decides(tmp_path):
+    run = uuid.uuid4().hex[:8]
+    await drained_as_simulated(tmp_path, schedule(int(time.time() * 1000) - 60_000, run, seed=22))  # a minute ago
 
 
 async def test_a_backlog_out_of_ts_order_across_partitions_is_decided_as_simulate_decides_it(tmp_path):
@@ -171,17 +175,8 @@ async def test_a_backlog_out_of_ts_order_across_partitions_is_decided_as_simulat
     timers keep time per partition, so a later line of partition 1 does not fire partition 0's
     timers; simulate's did, with one clock for the file, until it kept time per partition too."""
     run = uuid.uuid4().hex[:8]
-    prefix = f"it-{uuid.uuid4().hex[:10]}"
-    policies = load_policies(str(POLICIES))
-    await ensure_topics(Settings(bootstrap=BOOTSTRAP, topic_prefix=prefix, partitions=PARTITIONS), policies.channels)
     place = home_partition({"ORCH_PARTITIONS": str(PARTITIONS)})
     events = schedule(int(time.time() * 1000) - 60_000, run, seed=23)
     events.sort(key=lambda e: e["ts"] - (8_000 if place(e["customer_id"]) % 2 else 0))
-    want = expected(events)
-    assert want != expected(events, partitions=None), "the shuffle must matter to a one-clock simulation"
-    await send(events, f"{prefix}.events", real_time=False)
-    w = WorkerProcess(tmp_path, prefix=prefix, journeys=JOURNEYS, policies=POLICIES, partitions=PARTITIONS).start()
-    try:
-        compare(await outputs(w, want, timeout_s=120), want)
-    finally:
-        w.stop()
+    assert expected(events) != expected(events, partitions=None), "the shuffle must matter to a one-clock simulation"
+    await drained_as_simulated(tmp_path, events)
