@@ -35,10 +35,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_adapter(args: argparse.Namespace) -> int:
     settings = _settings()
-    _setup_logging(args.loglevel, settings.log_format)
     from orchestrator.adapters.options import webhook_options
+    options = webhook_options(args, topic_prefix=settings.topic_prefix, env=os.environ)   # --loglevel too
+    _setup_logging(args.loglevel.lower(), settings.log_format)
     from orchestrator.adapters.webhook import run_webhook
-    run_webhook(settings, webhook_options(args, topic_prefix=settings.topic_prefix, env=os.environ))
+    run_webhook(settings, options)
     return 0
 
 

@@ -22,7 +22,9 @@ from orchestrator.errors import ConfigError
 
 DEFAULT_WEB_PORT = 6067            # the worker's default is 6066: both can run on one host
 DEFAULT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 3600.0             # a revoked partition waits for its requests in flight this long
 DEFAULT_RETRY_BUDGET_S = 300.0
+MAX_RETRY_BUDGET_S = 30 * 86_400.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_DEDUP_WINDOW = "7d"
 MIN_DEDUP_WINDOW_MS = 60_000
@@ -66,26 +68,41 @@ def add_webhook_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", help="consumer group (default <prefix>-adapter-webhook-<channels joined by ->)")
     p.add_argument("--suppressions-url", metavar="URL",
                    help="also POST each suppression that names one of the channels to this URL")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    p.add_argument("--timeout", default=str(DEFAULT_TIMEOUT_S), metavar="SECONDS",
                    help=f"per request (default {DEFAULT_TIMEOUT_S:g})")
-    p.add_argument("--retry-budget", type=float, default=DEFAULT_RETRY_BUDGET_S, metavar="SECONDS",
+    p.add_argument("--retry-budget", default=str(DEFAULT_RETRY_BUDGET_S), metavar="SECONDS",
                    help="retry 5xx, 408, 409, 425, 429, timeouts and connection errors for at most this long "
                         f"after the first attempt, then dead-letter (default {DEFAULT_RETRY_BUDGET_S:g})")
     p.add_argument("--max-per-second", action="append", default=[], metavar="RATE",
                    help="token-bucket limit per channel: a number for every channel, or CHANNEL=RATE "
                         "(repeatable); default no limit")
-    p.add_argument("--burst", type=int, default=1,
+    p.add_argument("--burst", default="1",
                    help="requests a channel may send at once after an idle spell (default 1)")
-    p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+    p.add_argument("--concurrency", default=str(DEFAULT_CONCURRENCY),
                    help="requests in flight per partition, never two for one customer at once "
                         f"(default {DEFAULT_CONCURRENCY})")
     p.add_argument("--dedup-window", default=DEFAULT_DEDUP_WINDOW, metavar="DURATION",
                    help=f"how long action ids are remembered, e.g. 12h, 7d (default {DEFAULT_DEDUP_WINDOW})")
     p.add_argument("--data-dir", help=f"the adapter's RocksDB, whatever the group (default ${DATA_DIR_VAR}, "
                                       f"else {DEFAULT_DATA_ROOT}/<prefix>)")
-    p.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
+    p.add_argument("--web-port", default=str(DEFAULT_WEB_PORT),
                    help=f"port of /metrics and /health on ORCH_WEB_HOST (default {DEFAULT_WEB_PORT})")
-    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--loglevel", default="info", help="debug, info, warning or error (default info)")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _number(flag: str, text: str, kind: type, low: float, high: float, what: str) -> float:
+    """``text`` as an int or a float within ``low`` .. ``high``; otherwise one sentence naming the flag
+    (the documented rule for a bad option value: a ConfigError, exit code 1, not argparse's usage)."""
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} takes {what}, got {text!r}") from None
+    if not low <= value <= high:            # (also refuses nan and inf)
+        raise ConfigError(f"{flag} must be {what}, got {text!r}")
+    return value
 
 
 def check_url(flag: str, url: str) -> str:
@@ -134,8 +151,11 @@ def headers_from_env(env: Mapping[str, str]) -> dict[str, str]:
                               'e.g. {"Authorization": "Bearer <token>"}')
         headers.update(data)
     for var in sorted(env):
-        if var.startswith(HEADER_VAR_PREFIX) and len(var) > len(HEADER_VAR_PREFIX):
+        if var.startswith(HEADER_VAR_PREFIX):
             name = _header_name(var[len(HEADER_VAR_PREFIX):])
+            if not name:
+                raise ConfigError(f"{var} names no header: write {HEADER_VAR_PREFIX}<NAME>, e.g. "
+                                  f"{HEADER_VAR_PREFIX}X_API_KEY for X-Api-Key")
             for existing in [k for k in headers if k.lower() == name.lower()]:
                 del headers[existing]
             headers[name] = env[var]
@@ -154,16 +174,16 @@ def webhook_options(args: argparse.Namespace, *, topic_prefix: str, env: Mapping
     channels = parse_channels(args.channel)
     url = check_url("--url", args.url)
     suppressions_url = check_url("--suppressions-url", args.suppressions_url) if args.suppressions_url else None
-    if not args.timeout > 0:
-        raise ConfigError(f"--timeout must be above 0 seconds, got {args.timeout:g}")
-    if not args.retry_budget >= 0:
-        raise ConfigError(f"--retry-budget must be 0 (no retries) or more seconds, got {args.retry_budget:g}")
-    if not 1 <= args.concurrency <= 1000:
-        raise ConfigError(f"--concurrency must be between 1 and 1000, got {args.concurrency}")
-    if args.burst < 1:
-        raise ConfigError(f"--burst must be at least 1, got {args.burst}")
-    if not 0 <= args.web_port <= 65535:
-        raise ConfigError(f"--web-port must be a port number, got {args.web_port}")
+    timeout = _number("--timeout", str(args.timeout), float, 0.001, MAX_TIMEOUT_S,
+                      f"a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}")
+    budget = _number("--retry-budget", str(args.retry_budget), float, 0, MAX_RETRY_BUDGET_S,
+                     f"0 (no retries) or a number of seconds up to {MAX_RETRY_BUDGET_S:.0f} (30 days)")
+    concurrency = int(_number("--concurrency", str(args.concurrency), int, 1, 1000, "a whole number from 1 to 1000"))
+    burst = int(_number("--burst", str(args.burst), int, 1, 1_000_000, "a whole number of 1 or more"))
+    web_port = int(_number("--web-port", str(args.web_port), int, 0, 65535,
+                           "a port number from 0 (a free one, named in the start log) to 65535"))
+    if str(args.loglevel).lower() not in LOG_LEVELS:
+        raise ConfigError(f"--loglevel must be one of {', '.join(LOG_LEVELS)}, got {args.loglevel!r}")
     try:
         rates = parse_rates(args.max_per_second, channels)
         window_ms = parse_duration_ms(args.dedup_window)
@@ -179,7 +199,7 @@ def webhook_options(args: argparse.Namespace, *, topic_prefix: str, env: Mapping
     data_dir = Path(chosen) if chosen else DEFAULT_DATA_ROOT / topic_prefix
     return WebhookOptions(url=url, channels=channels, group=group, data_dir=data_dir,
                           old_data_root=None if chosen else OLD_DATA_ROOT,
-                          suppressions_url=suppressions_url, timeout_s=args.timeout,
-                          retry=RetryPolicy(args.retry_budget), rates=rates, burst=args.burst,
-                          concurrency=args.concurrency, dedup_window_ms=window_ms, web_port=args.web_port,
+                          suppressions_url=suppressions_url, timeout_s=timeout,
+                          retry=RetryPolicy(budget), rates=rates, burst=burst,
+                          concurrency=concurrency, dedup_window_ms=window_ms, web_port=web_port,
                           headers=headers_from_env(env))

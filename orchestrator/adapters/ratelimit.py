@@ -69,6 +69,10 @@ async def take(bucket: TokenBucket | None, stopping: asyncio.Event, *,
     return max(0.0, clock() - asked)
 
 
+MIN_RATE = 0.001        # requests per second: below it a token would never come in practice
+MAX_RATE = 1_000_000.0
+
+
 def parse_rates(values: list[str], channels: tuple[str, ...]) -> dict[str, float]:
     """``--max-per-second`` values -> requests per second per channel.
 
@@ -86,11 +90,17 @@ def parse_rates(values: list[str], channels: tuple[str, ...]) -> dict[str, float
                 rate = float(number)
             except ValueError:
                 raise ValueError(f"--max-per-second takes a number or CHANNEL=NUMBER, got {part!r}") from None
-            if not 0 < rate < float("inf"):
-                raise ValueError(f"--max-per-second must be above 0, got {part!r}")
+            if not MIN_RATE <= rate <= MAX_RATE:
+                raise ValueError(f"--max-per-second must be between {MIN_RATE:g} (one request every "
+                                 f"{1 / MIN_RATE:g} s) and {MAX_RATE:.0f}, got {part!r}")
             if not sep:
+                if default is not None and default != rate:
+                    raise ValueError(f"--max-per-second gives every channel two rates, {default:g} and {rate:g}")
                 default = rate
             elif name in channels:
+                if name in specific and specific[name] != rate:
+                    raise ValueError(f"--max-per-second gives channel {name} two rates, "
+                                     f"{specific[name]:g} and {rate:g}")
                 specific[name] = rate
             else:
                 raise ValueError(f"--max-per-second {part!r} names channel {name!r}, which this adapter does "

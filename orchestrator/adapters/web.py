@@ -36,5 +36,6 @@ async def start(host: str, port: int, metrics: AdapterMetrics, health: Callable[
         await runner.cleanup()
         raise ConfigError(f"cannot serve /metrics on {host}:{port} ({exc.strerror or exc}); "
                           "pass another --web-port") from None
-    log.info("metrics on http://%s:%d/metrics", host, port)
+    bound = runner.addresses[0][1] if runner.addresses else port    # --web-port 0: the port the system chose
+    log.info("metrics on http://%s:%d/metrics", host, bound)
     return runner

@@ -47,10 +47,19 @@ def test_every_option():
     (["--suppressions-url", "mailto:x"], "--suppressions-url must be"),
     (["--channel", "e mail"], "is not a channel name"),
     (["--channel", ","], "at least one channel"),
-    (["--timeout", "0"], "--timeout must be above 0"),
+    (["--timeout", "0"], "--timeout must be a number of seconds above 0"),
+    (["--timeout", "inf"], "at most 3600"),                 # once a traceback (an int of infinity)
+    (["--timeout", "3000000"], "at most 3600"),             # once accepted, then a 32-bit overflow in the client
+    (["--timeout", "abc"], "--timeout takes a number"),     # once argparse's usage text and exit 2
     (["--retry-budget", "-1"], "--retry-budget must be"),
-    (["--concurrency", "0"], "--concurrency must be between"),
-    (["--burst", "0"], "--burst must be at least 1"),
+    (["--retry-budget", "inf"], "--retry-budget must be"),  # once: retried for ever, never dead-lettered
+    (["--retry-budget", "nan"], "--retry-budget must be"),
+    (["--concurrency", "0"], "--concurrency must be a whole number from 1 to 1000"),
+    (["--burst", "0"], "--burst must be a whole number of 1 or more"),
+    (["--burst", "1.5"], "--burst takes a whole number"),
+    (["--max-per-second", "1e-300"], "between 0.001"),      # once: a token that never came, a stuck partition
+    (["--max-per-second", "email=5,email=7"], "two rates"),
+    (["--loglevel", "bogus"], "--loglevel must be one of"),
     (["--dedup-window", "7 days"], "--dedup-window: expected a duration"),
     (["--dedup-window", "30s"], "at least 1m"),
     (["--max-per-second", "fax=1"], "does not consume"),
@@ -98,6 +107,8 @@ def test_headers_from_json_and_single_variables():
     ({"ORCH_ADAPTER_HEADER_IDEMPOTENCY_KEY": "zq7"}, "set by the adapter"),
     ({"ORCH_ADAPTER_HEADERS": '{"content-type": "zq7"}'}, "set by the adapter"),
     ({"ORCH_ADAPTER_HEADER_X_TOKEN": "zq7\r\nX-Evil: 1"}, "line break"),
+    ({"ORCH_ADAPTER_HEADER_": "zq7"}, "names no header"),          # once silently ignored
+    ({"ORCH_ADAPTER_HEADER___": "zq7"}, "names no header"),
 ])
 def test_bad_headers_are_refused_without_showing_values(env, message):
     with pytest.raises(ConfigError, match=message) as err:

@@ -172,9 +172,10 @@ def test_parse_rates_plain_and_per_channel():
     assert parse_rates(["50,sms=1"], channels) == parse_rates(["sms=1,50"], channels)
 
 
-@pytest.mark.parametrize("value,message", [("fast", "a number or CHANNEL=NUMBER"), ("0", "above 0"),
-                                           ("sms=-1", "above 0"), ("fax=3", "does not consume"),
-                                           ("inf", "above 0")])
+@pytest.mark.parametrize("value,message", [("fast", "a number or CHANNEL=NUMBER"), ("0", "between 0.001"),
+                                           ("sms=-1", "between 0.001"), ("fax=3", "does not consume"),
+                                           ("inf", "between 0.001"), ("1e-300", "between 0.001"),
+                                           ("5,7", "every channel two rates"), ("sms=1,sms=2", "channel sms two")])
 def test_parse_rates_refuses(value, message):
     with pytest.raises(ValueError, match=message):
         parse_rates([value], ("email", "sms"))
