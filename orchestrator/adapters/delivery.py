@@ -145,7 +145,7 @@ class Delivery:
                 status, reason = resp.status, resp.reason or ""
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except asyncio.TimeoutError:
-            answer = Answer(None, "timeout", f"no answer from {origin} within {timeout_s:g} s")
+            answer = Answer(None, "timeout", f"no answer from {origin} within {round(timeout_s, 2):g} s")
         except aiohttp.ClientError as exc:
             answer = Answer(None, "connection_error", f"cannot reach {origin} ({_describe_error(exc)})")
         else:

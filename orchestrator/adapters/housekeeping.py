@@ -27,5 +27,11 @@ async def prune(store: DedupStore, metrics: AdapterMetrics) -> None:
 
 async def observe_lag(consumer: AIOKafkaConsumer, lanes: dict[TopicPartition, Lane], metrics: AdapterMetrics) -> None:
     """Records not yet committed, per assigned partition: its end minus the offset its lane
-    commits next."""
-    observe_lag_of(consumer, metrics.lag, lambda tp: lanes[tp].advance(), list(lanes))
+    commits next. A partition that has returned no record since it was assigned has no lane: once
+    a fetch has answered for it (its end is known) nothing of it is left behind, so it shows 0."""
+
+    def done(tp: TopicPartition) -> int | None:
+        lane = lanes.get(tp)
+        return lane.advance() if lane is not None else consumer.highwater(tp)
+
+    observe_lag_of(consumer, metrics.lag, done, sorted(consumer.assignment()))

@@ -49,3 +49,31 @@ def test_known_series_exist_at_zero_before_anything_happens():
     assert 'orch_adapter_dead_letters_total{reason="delivery_failed"} 0.0' in text
     assert "orch_adapter_suppressions_forwarded_total{" not in text      # only with --suppressions-url
     assert "_created" not in text
+
+
+async def test_lag_has_a_series_for_every_assigned_partition_an_idle_one_at_zero():
+    """Once only partitions that had returned a record had a series; an idle assigned partition had
+    none (docs: per assigned partition, known series at zero)."""
+    from aiokafka import TopicPartition
+
+    from orchestrator.adapters.housekeeping import observe_lag
+
+    topic = "p.actions.sms"
+
+    class Consumer:                      # what observe_lag asks of the client: its assignment and ends
+        def assignment(self) -> set[TopicPartition]:
+            return {TopicPartition(topic, p) for p in (0, 1, 2)}
+
+        def highwater(self, tp: TopicPartition) -> int | None:
+            return {0: 10, 1: 7}.get(tp.partition)       # partition 2: no fetch has answered yet
+
+    class Busy:                          # a lane: the offset it commits next
+        def advance(self) -> int:
+            return 4
+
+    metrics = AdapterMetrics(["sms"], forwarding=False)
+    await observe_lag(Consumer(), {TopicPartition(topic, 0): Busy()}, metrics)   # type: ignore[arg-type]
+    text = metrics.render().decode()
+    assert f'orch_adapter_consumer_lag_messages{{partition="0",topic="{topic}"}} 6.0' in text
+    assert f'orch_adapter_consumer_lag_messages{{partition="1",topic="{topic}"}} 0.0' in text
+    assert 'partition="2"' not in text                                            # its end is not known yet
