@@ -114,12 +114,17 @@ def home_partition(env: Mapping[str, str] | None = None) -> Callable[[str], int]
     from orchestrator.kafkaio.clients import placement
     env = os.environ if env is None else env
     partitions = _int(env, "ORCH_PARTITIONS", 8)
+    place = placement(_partitioner(env))
+    return lambda customer_id: place(customer_id.encode(), partitions)
+
+
+def _partitioner(env: Mapping[str, str]) -> str:
+    """``ORCH_PRODUCER_PARTITIONER``, checked (default murmur2)."""
     name = (env.get("ORCH_PRODUCER_PARTITIONER") or "murmur2").strip().lower()
     if name not in PARTITIONERS:
         raise ConfigError(f"ORCH_PRODUCER_PARTITIONER must be murmur2 (Java client, aiokafka) or crc32 "
                           f"(librdkafka's default: confluent-kafka, Go, .NET, kcat), got {name!r}")
-    place = placement(name)
-    return lambda customer_id: place(customer_id.encode(), partitions)
+    return name
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -226,10 +231,7 @@ class Settings:
         prefix = env.get("ORCH_TOPIC_PREFIX", "orch") or "orch"
         if not all(c.isalnum() or c in "._-" for c in prefix):
             raise ConfigError(f"ORCH_TOPIC_PREFIX may only use letters, digits, '.', '_' and '-', got {prefix!r}")
-        partitioner = (env.get("ORCH_PRODUCER_PARTITIONER") or "murmur2").strip().lower()
-        if partitioner not in PARTITIONERS:
-            raise ConfigError(f"ORCH_PRODUCER_PARTITIONER must be murmur2 (Java client, aiokafka) or crc32 "
-                              f"(librdkafka's default: confluent-kafka, Go, .NET, kcat), got {partitioner!r}")
+        partitioner = _partitioner(env)
         guarantee = (env.get("ORCH_PROCESSING_GUARANTEE") or "at-least-once").strip().lower()
         if guarantee not in GUARANTEES:
             raise ConfigError(f"ORCH_PROCESSING_GUARANTEE must be at-least-once or exactly-once, got {guarantee!r}")
