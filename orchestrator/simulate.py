@@ -69,14 +69,12 @@ class Simulation:
     def _record(self, topic: str, at_ms: int, value: dict[str, Any]) -> dict[str, Any]:
         return {"topic": topic, "at": format_ts(at_ms), "value": value}
 
-    def _schedule(self, cid: str) -> None:
+    def _schedule(self, cid: str, partition: int) -> None:
+        """The customer's next timer, in the heap of its partition."""
         state = self.states.get(cid)
         due = state.next_due_ms() if state is not None else None
         if due is not None:
-            heapq.heappush(self.timers.setdefault(self._partition(cid), []), (due, cid))
-
-    def _partition(self, cid: str) -> int:
-        return 0 if self.partition_of is None else self.partition_of(cid)
+            heapq.heappush(self.timers.setdefault(partition, []), (due, cid))
 
     def next_due_ms(self) -> int | None:
         """The earliest due time of any timer set (``None``: none)."""
@@ -85,9 +83,10 @@ class Simulation:
     def advance(self, until_ms: int, partition: int | None = None) -> Iterator[dict[str, Any]]:
         """Fire every timer due at or before ``until_ms``, in due order: of ``partition``, or of
         every partition (``None``: where the clock stops, or ``backtest``'s end)."""
-        heaps = list(self.timers.values()) if partition is None else [self.timers.setdefault(partition, [])]
+        heaps = (list(self.timers.items()) if partition is None
+                 else [(partition, self.timers.setdefault(partition, []))])     # (partition, its heap)
         while True:
-            heap = min((h for h in heaps if h), key=lambda h: h[0], default=None)
+            part, heap = min(((p, h) for p, h in heaps if h), key=lambda ph: ph[1][0], default=(0, None))
             if heap is None or heap[0][0] > until_ms:
                 return
             due, cid = heapq.heappop(heap)
@@ -99,7 +98,7 @@ class Simulation:
             self._store(cid, result.state)
             for o in result.outputs:
                 yield self._record(o.topic, due, o.value)
-            self._schedule(cid)
+            self._schedule(cid, part)
 
     def _parse(self, raw: bytes) -> Event | Rejection:
         return parse_event(raw, max_bytes=self.max_event_bytes, now_ms=_ACCEPT_ANY_TS,
@@ -117,10 +116,11 @@ class Simulation:
             yield self._record("dlq", now, dead_letter(parsed, topic="events", partition=None, offset=line_no,
                                                       raw=raw, now_ms=now))
             return
-        yield from self.advance(parsed.ts_ms, self._partition(parsed.customer_id))
+        cid = parsed.customer_id
+        partition = 0 if self.partition_of is None else self.partition_of(cid)
+        yield from self.advance(parsed.ts_ms, partition)
         now = max(self.clock_ms or parsed.ts_ms, parsed.ts_ms)
         self.clock_ms = now
-        cid = parsed.customer_id
         if not self.window.first(dedup.key(cid, parsed.event_id), now):
             self.duplicates.append(line_no)
             return
@@ -135,7 +135,7 @@ class Simulation:
         self._store(cid, result.state)
         for o in result.outputs:
             yield self._record(o.topic, now, o.value)
-        self._schedule(cid)
+        self._schedule(cid, partition)
 
     def _store(self, cid: str, state: CustomerState | None) -> None:
         if state is None:
