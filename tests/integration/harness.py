@@ -163,6 +163,28 @@ async def read_all(topics: list[str], *, until: Callable[[list[dict[str, Any]]],
         await consumer.stop()
 
 
+async def read_committed(topics: list[str], want: int, timeout_s: float,
+                         item: Callable[[str, Any], Any]) -> list[Any]:
+    """``item(topic, record)`` of every record a ``read_committed`` reader sees of ``topics`` from the
+    start, until ``want`` of them or time is up, and a moment more: a copy would come after the last
+    expected record (what exactly-once tests count)."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(got) < want:
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                got.extend(item(tp.topic, m) for m in msgs)
+        for _ in range(4):
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                got.extend(item(tp.topic, m) for m in msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
 def _collect(records: list[dict[str, Any]], batch: dict[TopicPartition, list[Any]]) -> None:
     for msgs in batch.values():
         for m in msgs:

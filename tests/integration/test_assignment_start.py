@@ -24,7 +24,7 @@ from orchestrator.core import load_policies
 from orchestrator.kafkaio.topics import ensure_topics
 from orchestrator.runtime.worker import Worker
 from orchestrator.testing.net import free_port
-from tests.integration.harness import BOOTSTRAP
+from tests.integration.harness import BOOTSTRAP, read_committed
 from tests.integration.test_lag import JOURNEYS, POLICIES
 
 BAD = 20            # events that are not JSON: each one is dead-lettered, naming its offset
@@ -55,23 +55,8 @@ class StaleLookup(Worker):
 
 
 async def dead_lettered(topic: str, want: int, timeout_s: float) -> list[int]:
-    """The input offsets named by the dead-letter records a committed reader sees (until ``want`` of
-    them and a moment more, or time is up)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
-                                enable_auto_commit=False, isolation_level="read_committed")
-    await consumer.start()
-    offsets: list[int] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and len(offsets) < want:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                offsets.extend(orjson.loads(m.value)["offset"] for m in msgs)
-        for _ in range(4):                  # a copy would come after the last expected record
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                offsets.extend(orjson.loads(m.value)["offset"] for m in msgs)
-    finally:
-        await consumer.stop()
-    return sorted(offsets)
+    """The input offsets named by the dead-letter records a committed reader sees."""
+    return sorted(await read_committed([topic], want, timeout_s, lambda _, m: orjson.loads(m.value)["offset"]))
 
 
 async def run_from_stale_lookup(tmp_path, guarantee: str) -> list[int]:

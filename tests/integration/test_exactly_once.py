@@ -10,37 +10,22 @@ import time
 import uuid
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from orchestrator.config import Settings
 from orchestrator.core import load_policies
 from orchestrator.kafkaio.topics import ensure_topics
-from tests.integration.harness import BOOTSTRAP, WorkerProcess, total
+from tests.integration.harness import BOOTSTRAP, WorkerProcess, read_committed, total
 from tests.integration.test_lag import JOURNEYS, OUTPUTS, PARTITIONS, POLICIES, canonical, expected, schedule, send
 
 EXACTLY_ONCE = {"ORCH_PROCESSING_GUARANTEE": "exactly-once"}
 
 
 async def committed_outputs(prefix: str, want: int, timeout_s: float) -> collections.Counter:
-    """Every output record a read_committed reader sees (canonical, counted), until ``want`` or time is up."""
-    consumer = AIOKafkaConsumer(*[f"{prefix}.{t}" for t in OUTPUTS], bootstrap_servers=BOOTSTRAP,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    got: collections.Counter = collections.Counter()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and sum(got.values()) < want:
-            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
-                suffix = tp.topic[len(prefix) + 1:]
-                got.update(canonical(suffix, orjson.loads(m.value)) for m in msgs)
-        # A moment more: a duplicate would arrive after the last expected record.
-        for _ in range(4):
-            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
-                got.update(canonical(tp.topic[len(prefix) + 1:], orjson.loads(m.value)) for m in msgs)
-    finally:
-        await consumer.stop()
-    return got
+    """Every output record a reader that reads committed records sees (canonical, counted), until
+    ``want`` or time is up."""
+    return collections.Counter(await read_committed(
+        [f"{prefix}.{t}" for t in OUTPUTS], want, timeout_s,
+        lambda topic, m: canonical(topic[len(prefix) + 1:], orjson.loads(m.value))))
 
 
 def worker(tmp_path, prefix: str, data_dir=None) -> WorkerProcess:
