@@ -149,7 +149,6 @@ def parse_policies(text: str, filename: str) -> Policies:
                     bad = [qch]
                     err(("quiet_hours", "channels"), "quiet_hours.channels is empty: list the channels the quiet "
                                                      "hours apply to, or leave the key out for every channel")
-
             times = []
             for key in ("from", "to"):
                 minute = parse_clock(q.get(key))

@@ -400,10 +400,10 @@ class Worker:
         it, and the client would fetch that transaction's inputs again. Their states and duplicate
         windows came back with the changelogs, so valid events would be dropped as duplicates, but an
         input that was dead-lettered would be dead-lettered a second time (seen in the fault suite's
-        exactly-once scale-down). So every
-        partition is sought to the offsets read after the fencing, and what the client returned
-        before that (:meth:`_fetched_since`) is dropped: it is fetched again from here. Nothing
-        awaits between the seeks and the count, so records returned after it were fetched from here.
+        exactly-once scale-down). So every partition is sought to the offsets read after the
+        fencing, and what the client returned before that (:meth:`_fetched_since`) is dropped: it is
+        fetched again from here. Nothing awaits between the seeks and the count, so records returned
+        after it were fetched from here.
         """
         self._placements += 1
         for tp, offset in starts.items():
